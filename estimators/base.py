@@ -1,0 +1,110 @@
+"""The estimator contract (stated once; every registered estimator follows it).
+
+An estimator turns (model, x, K particles) into gradient estimates for the model's θ and φ and
+for its own parameters (baselines, control variates, temperatures).
+
+* ``surrogate(model, x, K)`` returns an :class:`Estimate`: ``loss`` is a scalar to *minimise*
+  whose gradient with respect to θ and φ is minus the estimator's gradient estimate of the
+  objective, averaged over the B data points of each replicate and summed over replicates
+  (so replicates stay independent); ``objective`` is the value, per replicate ``[R]``, of the
+  objective the estimator targets (for logging).
+* ``gradients(model, x, K)`` returns ``(model_grads, own_grads, objective)``: gradients of the
+  loss for ``model.parameters()`` and ``self.parameters()`` in order.  The default
+  differentiates ``surrogate``; estimators whose own parameters follow a different objective
+  (RELAX minimises the variance of the φ-gradient) override it.
+* ``guide_target`` names the exact objective whose φ-gradient the estimator estimates
+  ("iwae": ELBO_IS^K of RWS Eq. 1, "inclusive_kl": −KL(p_θ(z|x) ‖ q_φ(z|x)) on the data of
+  RWS Eq. 4); θ is always trained with the wake-θ / IWAE gradient, so ``generative_target``
+  is "iwae" unless said otherwise.  ``unbiased`` says whether E[estimate] equals that exact
+  gradient; the statistical tests check it.
+* ``latent_types``, ``min_particles`` and ``requires`` (model methods) let
+  :meth:`check` refuse an incompatible model, particle count or setting with a one-line error
+  before any work starts.
+* ``bind(model)`` creates the estimator's own parameters for the model (one replicate per model
+  replicate); ``set_progress(fraction)`` receives the training progress in [0, 1] for schedules.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+class IncompatibleError(ValueError):
+    """An estimator cannot be used with this model / particle count / setting."""
+
+
+@dataclass
+class Estimate:
+    loss: torch.Tensor
+    objective: torch.Tensor
+
+
+def logmeanexp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+def batch_loss(per_point: torch.Tensor) -> torch.Tensor:
+    """Minus the per-replicate mean over data points, summed over replicates (``[R, B]`` → scalar)."""
+    return -per_point.mean(-1).sum()
+
+
+class Estimator(nn.Module):
+    latent_types: frozenset = frozenset({"categorical", "bernoulli"})
+    min_particles: int = 1
+    requires: Tuple[str, ...] = ()
+    guide_target: str = "iwae"
+    generative_target: str = "iwae"
+    unbiased: bool = True
+
+    @property
+    def name(self) -> str:
+        return type(self).registry_name
+
+    def check(self, model, num_particles: int) -> None:
+        kind = model.latent.kind
+        if kind not in self.latent_types:
+            raise IncompatibleError(
+                f"estimator {self.name!r} does not support {kind} latents (model "
+                f"{type(model).__name__}); it supports {', '.join(sorted(self.latent_types))}"
+            )
+        for method in self.requires:
+            if not hasattr(model, method):
+                raise IncompatibleError(f"estimator {self.name!r} needs model.{method}(), which "
+                                        f"{type(model).__name__} does not provide")
+        if int(num_particles) != num_particles or num_particles < self.min_particles:
+            raise IncompatibleError(f"estimator {self.name!r} needs at least {self.min_particles} "
+                                    f"particle(s), got {num_particles}")
+
+    def bind(self, model) -> "Estimator":
+        return self
+
+    def set_progress(self, fraction: float) -> None:
+        pass
+
+    def surrogate(self, model, x: torch.Tensor, num_particles: int) -> Estimate:  # pragma: no cover
+        raise NotImplementedError
+
+    def gradients(self, model, x, num_particles, with_own: bool = True
+                  ) -> Tuple[List[torch.Tensor], List[torch.Tensor], torch.Tensor]:
+        """Gradients of the loss; ``with_own=False`` lets an estimator skip work for its own parameters."""
+        est = self.surrogate(model, x, num_particles)
+        model_params, own = list(model.parameters()), list(self.parameters())
+        grads = torch.autograd.grad(est.loss, model_params + own, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(model_params + own, grads)]
+        return grads[: len(model_params)], grads[len(model_params):], est.objective
+
+
+def sample_guide(model, x: torch.Tensor, num_particles: int):
+    """z ~ q_φ(·|x) with K particles; returns (z, log q, log p_θ(x, z)), each ``[K, R, B, ...]``."""
+    q = model.guide(x)
+    z = q.sample((num_particles,))
+    return z, q.log_prob(z), model.log_joint(x, z)
+
+
+def wake_theta(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """log (1/K) Σ_k w_k with log q detached: its θ-gradient is the wake-θ / IWAE θ-gradient."""
+    return logmeanexp(log_p - log_q.detach(), 0)

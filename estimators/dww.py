@@ -1,0 +1,44 @@
+"""Defensive reweighted wake-wake (δ-WW).
+
+Revisiting Reweighted Wake-Sleep (Le et al.), §4.3: Eq. 5 with the proposal replaced by the
+defensive mixture q_{φ,δ}(z|x) = (1 − δ) q_φ(z|x) + δ Uniform(z) (Hesterberg, 1995):
+    ĝ_φ = Σ_k (w̃_k / Σ_ℓ w̃_ℓ) ∇_φ log q_φ(z_k|x),  z_k ~ q_{φ,δ},  w̃_k = p_θ(z_k, x) / q_{φ,δ}(z_k|x).
+δ = 0.2 (paper).  Uniform is the latent space's uniform distribution (uniform over C
+categories; Bernoulli(½) per bit).  θ gets the ordinary wake-θ gradient from K particles of
+q_φ (the mixture draws reuse those particles, replacing each by a uniform draw with
+probability δ).  Biased, like WW, with a bias that falls as K grows.
+"""
+import math
+
+import torch
+
+from .base import Estimate, Estimator, IncompatibleError, batch_loss, wake_theta
+
+
+class DefensiveWakeWake(Estimator):
+    guide_target = "inclusive_kl"
+    unbiased = False
+
+    def __init__(self, delta: float = 0.2):
+        super().__init__()
+        if not 0.0 < delta < 1.0:
+            raise IncompatibleError(f"dww needs 0 < delta < 1, got {delta}")
+        self.delta = float(delta)
+
+    def surrogate(self, model, x, num_particles):
+        K = num_particles
+        q = model.guide(x)
+        uniform = model.latent.uniform(q.batch_shape, device=x.device)
+        z_q = q.sample((K,))
+        z_u = uniform.sample((K,))
+        pick = torch.rand(z_q.shape[: 1 + len(q.batch_shape)], device=x.device) < self.delta
+        z_mix = torch.where(pick.view(*pick.shape, *([1] * (z_q.dim() - pick.dim()))), z_u, z_q)
+        z = torch.cat([z_q, z_mix])
+        log_q = q.log_prob(z)
+        log_p = model.log_joint(x, z)
+        bound = wake_theta(log_p[:K], log_q[:K])
+        log_proposal = torch.logaddexp(math.log1p(-self.delta) + log_q[K:].detach(),
+                                       math.log(self.delta) + uniform.log_prob(z_mix))
+        weights = torch.softmax((log_p[K:] - log_proposal).detach(), dim=0)
+        wake_phi = (weights * log_q[K:]).sum(0)
+        return Estimate(batch_loss(bound) + batch_loss(wake_phi), bound.detach().mean(-1))

@@ -1,0 +1,16 @@
+"""REINFORCE for the IWAE bound (score function, no baseline).
+
+Revisiting Reweighted Wake-Sleep (Le et al.), Eq. 2:
+    ĝ_φ = log((1/K) Σ_k w_k) ∇_φ log Q_φ(z_{1:K}|x) + ∇_φ log((1/K) Σ_k w_k),
+    w_k = p_θ(z_k, x) / q_φ(z_k|x),  z_k ~ q_φ(·|x) i.i.d.;  θ gets ∇_θ log((1/K) Σ_k w_k).
+Unbiased for ∇ ELBO_IS^K (Eq. 1).  No deviation from the paper.
+"""
+from .base import Estimate, Estimator, batch_loss, logmeanexp, sample_guide
+
+
+class Reinforce(Estimator):
+    def surrogate(self, model, x, num_particles):
+        _, log_q, log_p = sample_guide(model, x, num_particles)
+        bound = logmeanexp(log_p - log_q, 0)
+        per_point = bound.detach() * log_q.sum(0) + bound
+        return Estimate(batch_loss(per_point), bound.detach().mean(-1))

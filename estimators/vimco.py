@@ -1,0 +1,33 @@
+"""VIMCO: leave-one-out baselines for the IWAE bound (Mnih & Rezende, 2016).
+
+Revisiting Reweighted Wake-Sleep (Le et al.), §2.2, the display for ĝ_VIMCO:
+    ĝ_φ = Σ_ℓ (L̂ − L̂_{−ℓ}) ∇_φ log q_φ(z_ℓ|x) + ∇_φ L̂,   L̂ = log (1/K) Σ_k w_k,
+    L̂_{−ℓ} = log (1/K) (exp((1/(K−1)) Σ_{k≠ℓ} log w_k) + Σ_{k≠ℓ} w_k)
+(the geometric mean of the other weights stands in for w_ℓ).  Needs K ≥ 2.  Unbiased.
+"""
+import math
+
+import torch
+
+from .base import Estimate, Estimator, batch_loss, logmeanexp, sample_guide
+
+
+def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
+    """L̂_{−ℓ} for every ℓ, ``[K, ...]``, computed stably in log space."""
+    K = log_w.shape[0]
+    others_mean = (log_w.sum(0, keepdim=True) - log_w) / (K - 1)
+    eye = torch.eye(K, dtype=torch.bool, device=log_w.device).view(K, K, *([1] * (log_w.dim() - 1)))
+    others = log_w.unsqueeze(0).expand(K, *log_w.shape).masked_fill(eye, -math.inf)
+    return torch.logaddexp(torch.logsumexp(others, dim=1), others_mean) - math.log(K)
+
+
+class Vimco(Estimator):
+    min_particles = 2
+
+    def surrogate(self, model, x, num_particles):
+        _, log_q, log_p = sample_guide(model, x, num_particles)
+        log_w = log_p - log_q
+        bound = logmeanexp(log_w, 0)
+        signal = (bound.unsqueeze(0) - leave_one_out_bounds(log_w)).detach()
+        per_point = (signal * log_q).sum(0) + bound
+        return Estimate(batch_loss(per_point), bound.detach().mean(-1))

@@ -1,0 +1,24 @@
+"""Reweighted wake-wake (WW): wake-θ + wake-φ.
+
+Revisiting Reweighted Wake-Sleep (Le et al.), Eq. 5:
+    ĝ_φ = Σ_k (w_k / Σ_ℓ w_ℓ) ∇_φ log q_φ(z_k|x),   z_k ~ q_φ(·|x),
+a self-normalised estimate of ∇_φ of −KL(p_θ(z|x) ‖ q_φ(z|x)) (Eq. 4), biased with a bias that
+falls as K grows; θ gets the wake-θ (IWAE) gradient from the same particles.
+No deviation from the paper (θ and φ step together; separate Adams are equivalent because
+Adam is elementwise).
+"""
+import torch
+
+from .base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
+
+
+class WakeWake(Estimator):
+    guide_target = "inclusive_kl"
+    unbiased = False
+
+    def surrogate(self, model, x, num_particles):
+        _, log_q, log_p = sample_guide(model, x, num_particles)
+        bound = wake_theta(log_p, log_q)
+        weights = torch.softmax((log_p - log_q).detach(), dim=0)
+        wake_phi = (weights * log_q).sum(0)
+        return Estimate(batch_loss(bound) + batch_loss(wake_phi), bound.detach().mean(-1))

@@ -1,0 +1,147 @@
+"""Command line for ``run_all.py``: build a suite's cells, validate them, run what is not done,
+export the tidy table and write the report."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from typing import List, Optional
+
+import torch
+
+import estimators
+import models
+from models.registry import Registry, UnknownNameError
+
+from .runner import Cell, build, machine_description, resolve_device, train_cell
+from .store import Store, StoreError
+from .studies import SUITES, TASKS
+
+SUITE_REGISTRY = Registry("suite")
+for _name in SUITES:
+    SUITE_REGISTRY.register(_name)(lambda _n=_name: SUITES[_n])
+
+#: rough relative cost per particle, used only to start the longest cells first
+COST = {"relax": 6.0, "concrete": 2.5, "ws": 2.5, "vimco": 1.5}
+
+
+class UsageError(ValueError):
+    """Bad command-line input; reported as one line, exit status 2."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_all.py",
+        description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
+                    "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.")
+    p.add_argument("--suite", default="default",
+                   help=f"suite to run: {', '.join(sorted(SUITES))} (default: default, a few minutes on a CPU)")
+    p.add_argument("--estimators", help="comma-separated estimator names (default: the suite's); "
+                                        f"known: {', '.join(estimators.names())}")
+    p.add_argument("--particles", help="comma-separated particle counts K, e.g. 2,20 (default: the suite's)")
+    p.add_argument("--seeds", type=int, help="number of seeds N; seeds 0..N-1 train as one vectorised program")
+    p.add_argument("--iterations", type=int, help="training iterations per cell (default: the suite's)")
+    p.add_argument("--eval-every", type=int, help="iterations between evaluations (default: the suite's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
+    p.add_argument("--out", help="output folder for the store, metrics.csv, report.md and figures "
+                                 "(default: results/SUITE)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel through joblib (default: 1)")
+    p.add_argument("--no-report", action="store_true", help="skip writing report.md and figures")
+    return p
+
+
+def split(text: Optional[str], cast=str) -> Optional[List]:
+    if text is None:
+        return None
+    try:
+        return [cast(t.strip()) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from None
+
+
+def make_cells(args) -> List[Cell]:
+    try:
+        suite = SUITE_REGISTRY.get(args.suite)
+    except UnknownNameError as err:
+        raise UsageError(str(err)) from None
+    names = split(args.estimators) or list(suite["estimators"])
+    particles = split(args.particles, int) or list(suite["particles"])
+    seeds = suite["seeds"] if args.seeds is None else args.seeds
+    iterations = suite["iterations"] if args.iterations is None else args.iterations
+    eval_every = suite["eval_every"] if args.eval_every is None else args.eval_every
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
+    if iterations < 1:
+        raise UsageError(f"--iterations must be positive, got {iterations}")
+    if eval_every < 1:
+        raise UsageError(f"--eval-every must be positive, got {eval_every}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    for k in particles:
+        if k < 1:
+            raise UsageError(f"--particles must be at least 1, got {k}")
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    cells = [Cell(study=suite["study"], model=suite["model"], estimator=name, particles=k,
+                  seeds=tuple(range(seeds)), iterations=iterations, batch_size=suite["batch_size"],
+                  lr=suite["lr"], eval_every=min(eval_every, iterations), device=args.device)
+             for name in names for k in particles]
+    # refuse unknown names and incompatible pairs before any work starts
+    for cell in cells:
+        try:
+            probe = Cell(**{**cell.__dict__, "seeds": (0,)})
+            build(probe, torch.device("cpu"))
+        except UnknownNameError as err:
+            raise UsageError(str(err)) from None
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    return cells
+
+
+def run_one(cell: Cell, threads: Optional[int], progress: bool):
+    if threads:
+        torch.set_num_threads(threads)
+    return train_cell(cell, TASKS[cell.study], progress=progress)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cells = make_cells(args)
+        out = args.out or os.path.join("results", args.suite)
+        store = Store(out)
+    except (UsageError, StoreError) as err:
+        print(f"run_all.py: error: {err}", file=sys.stderr)
+        return 2
+    done = store.done_keys()
+    todo = [c for c in cells if c.key() not in done]
+    todo.sort(key=lambda c: -COST.get(c.estimator, 1.0) * (c.particles + 2))
+    print(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run -> {out}")
+    from tqdm.auto import tqdm
+
+    started = time.time()
+    if todo:
+        if args.jobs == 1:
+            results = (run_one(c, None, True) for c in todo)
+        else:
+            from joblib import Parallel, delayed
+            results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
+                delayed(run_one)(c, 1, False) for c in todo)
+        machine = machine_description()
+        for result in tqdm(results, total=len(todo), desc="cells"):
+            store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
+                             machine, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    elapsed = time.time() - started
+    csv = store.export_csv()
+    print(f"ran {len(todo)} cells in {elapsed:.1f} s; tidy table: {csv}")
+    if not args.no_report:
+        import reports
+        path = reports.write_report(store.table(), store.cells(), out, suite=args.suite,
+                                    description=SUITES[args.suite]["description"])
+        print(f"report: {path}")
+    store.close()
+    return 0

@@ -1,0 +1,18 @@
+"""Registry of models.  ``models.get(name, **options)`` builds one; ``models.names()`` lists them.
+
+Adding a model: one module implementing :class:`models.base.LatentVariableModel` plus one line
+below.  The contract tests in ``tests/test_contracts.py`` run over every registered name.
+"""
+from .base import LatentVariableModel
+from .gmm import GMM
+from .latents import BernoulliLatent, CategoricalLatent, LatentSpace
+from .registry import Registry, UnknownNameError
+
+REGISTRY = Registry("model")
+REGISTRY.register("gmm")(GMM)
+
+get = REGISTRY.get
+names = REGISTRY.names
+
+__all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "LatentSpace", "CategoricalLatent",
+           "BernoulliLatent", "Registry", "UnknownNameError"]

@@ -1,0 +1,74 @@
+"""The model contract (stated once; every registered model follows it).
+
+A model is a ``torch.nn.Module`` holding ``R = len(seeds)`` independent replicates of a
+generative model p_θ(z, x) and an inference network (guide) q_φ(z | x).  Shapes are those of
+:mod:`models.latents`: data ``[R, B, *obs]``, latents ``[*particles, R, B, *event]``.
+
+Required
+--------
+``obs_shape``                  the shape of one observation (``()`` for a scalar)
+``latent``                     a :class:`models.latents.LatentSpace` (kind, enumeration, uniform)
+``guide(x)``                   a ``torch.distributions.Distribution`` over z, batch shape ``[R, B]``
+``log_joint(x, z)``            log p_θ(x, z), shape ``[*particles, R, B]``.  Models whose prior is
+                               known only up to a constant (RBM priors) set
+                               ``log_joint_normalised = False`` and expose ``log_partition()``
+                               (exact or estimated); the harness adds it where a normalised value
+                               is needed.
+``sample(n)``                  (z, x) ~ p_θ, shapes ``[R, n, *event]`` and ``[R, n, *obs]`` (no grad)
+``generative_parameters()``    θ, in ``parameters()`` order
+``guide_parameters()``         φ, in ``parameters()`` order; θ and φ partition ``parameters()``
+``enumerate_latents()``        every latent state ``[S, *event]`` (enumerable latents only)
+
+Optional
+--------
+``relaxed_log_joint(x, z_soft, temperature)``  log p_θ(x, z̃) at a relaxed (simplex / [0,1])
+                               latent, for relaxation-based estimators.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+from torch import nn
+
+from .latents import LatentSpace
+
+
+class LatentVariableModel(nn.Module):
+    latent: LatentSpace
+    log_joint_normalised: bool = True
+
+    def __init__(self, seeds: Sequence[int] = (0,)):
+        super().__init__()
+        seeds = tuple(int(s) for s in seeds)
+        if not seeds:
+            raise ValueError("a model needs at least one seed (one replicate)")
+        self.seeds = seeds
+
+    @property
+    def replicates(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def enumerate_latents(self) -> torch.Tensor:
+        return self.latent.enumerate(device=self.device, dtype=self.dtype)
+
+    def generative_parameters(self) -> List[nn.Parameter]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def guide_parameters(self) -> List[nn.Parameter]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def parameter_group(self, which: str) -> List[nn.Parameter]:
+        if which == "guide":
+            return list(self.guide_parameters())
+        if which == "generative":
+            return list(self.generative_parameters())
+        raise ValueError(f"unknown parameter group {which!r}; choose 'guide' or 'generative'")

@@ -1,0 +1,141 @@
+"""The 20-cluster Gaussian mixture of "Revisiting Reweighted Wake-Sleep" (Le et al., §4.3).
+
+Generative model (paper §4.3, first display):
+    p_θ(z) = Categorical(softmax(s·θ)),   p(x | z) = Normal(μ_z, σ²),  μ_c = 10c,  σ = 5,
+with only θ ∈ R^C learned.  The true model has mixture probabilities ∝ (c + 5), c = 0..C-1.
+Guide: q_φ(z | x) = Categorical(softmax(η_φ(x))), η_φ a tanh MLP fed the raw scalar x.
+
+Options (REFERENCE.md §1 records where the paper and the authors' code differ):
+    num_clusters   C, default 20 (paper).
+    prior_scale    s; the code computes the prior logits as 0.5·θ, the paper's text as θ.
+                   Default 0.5 (code): the published figures were made with the code.
+    init           "far" (code default, θ = [2(C-1), …, 2, 0] so the prior puts almost all mass
+                   on z = 0; Fig 5's start row shows this) or "uniform" (θ = 0).  Default "far".
+    guide_hidden   hidden widths of η_φ; paper (16,), code (16, 16).  Default (16, 16), which
+                   gives D_φ = 644, the normalisation the paper's gradient-std metric uses.
+    seeds          one replicate per seed; replicate r's guide is initialised from seeds[r]
+                   exactly as a single model built with that seed.
+
+Relaxation (for the Concrete estimator): a relaxed one-hot z̃ mixes every branch, the
+"evaluation of all paths" the paper describes (§2.2):
+    log p(x | z̃) = Σ_c z̃_c log N(x; μ_c, σ²),
+    log p_θ(z̃)   = Σ_c z̃_c log softmax(sθ)_c            (temperature=None), or the
+                   RelaxedOneHotCategorical density of the prior at that temperature.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.distributions import RelaxedOneHotCategorical
+
+from .distributions import Categorical
+
+from .base import LatentVariableModel
+from .latents import CategoricalLatent
+from .nn import StackedMLP
+
+
+class GMM(LatentVariableModel):
+    obs_shape = ()
+
+    def __init__(
+        self,
+        num_clusters: int = 20,
+        prior_scale: float = 0.5,
+        init: str = "far",
+        guide_hidden: Sequence[int] = (16, 16),
+        seeds: Sequence[int] = (0,),
+        mean_spacing: float = 10.0,
+        std: float = 5.0,
+    ):
+        super().__init__(seeds)
+        if num_clusters < 2:
+            raise ValueError(f"num_clusters must be at least 2, got {num_clusters}")
+        if init not in ("far", "uniform", "true"):
+            raise ValueError(f"unknown init {init!r}; choose 'far', 'uniform' or 'true'")
+        if prior_scale <= 0:
+            raise ValueError(f"prior_scale must be positive, got {prior_scale}")
+        C = int(num_clusters)
+        self.num_clusters = C
+        self.prior_scale = float(prior_scale)
+        self.init = init
+        self.latent = CategoricalLatent(C)
+        self.std = float(std)
+        self.register_buffer("means", mean_spacing * torch.arange(C, dtype=torch.float32))
+        self.theta = nn.Parameter(self.initial_theta(init).expand(self.replicates, C).clone())
+        self.guide_net = StackedMLP(self.seeds, [1, *guide_hidden, C], activation="tanh")
+
+    # -- parameterisation -------------------------------------------------------------------
+    def initial_theta(self, init: str) -> torch.Tensor:
+        C = self.num_clusters
+        if init == "far":
+            return 2.0 * torch.arange(C - 1, -1, -1, dtype=torch.float32)
+        if init == "uniform":
+            return torch.zeros(C)
+        return self.true_theta()
+
+    def true_theta(self) -> torch.Tensor:
+        c = torch.arange(self.num_clusters, dtype=torch.float32)
+        return torch.log(c + 5) / self.prior_scale
+
+    def true_model(self) -> "GMM":
+        """A frozen copy with θ at the truth (same replicates, device and dtype)."""
+        true = GMM(self.num_clusters, self.prior_scale, "true", [l.weight.shape[-1] for l in self.guide_net.layers[:-1]],
+                   self.seeds, std=self.std)
+        true.means.copy_(self.means)
+        true = true.to(device=self.device, dtype=self.dtype)
+        return true.requires_grad_(False)
+
+    def prior_logits(self) -> torch.Tensor:
+        """Normalised log p_θ(z), ``[R, C]``."""
+        return torch.log_softmax(self.prior_scale * self.theta, dim=-1)
+
+    def prior_probs(self) -> torch.Tensor:
+        return self.prior_logits().exp()
+
+    def generative_parameters(self):
+        return [self.theta]
+
+    def guide_parameters(self):
+        return list(self.guide_net.parameters())
+
+    # -- contract ---------------------------------------------------------------------------
+    def guide(self, x: torch.Tensor) -> Categorical:
+        logits = self.guide_net(x.unsqueeze(-1))
+        return Categorical(logits=logits, validate_args=False)
+
+    def log_joint_table(self, x: torch.Tensor) -> torch.Tensor:
+        """log p_θ(x, z = c) for every c, ``[R, B, C]``."""
+        log_lik = -0.5 * ((x.unsqueeze(-1) - self.means) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
+        return self.prior_logits().unsqueeze(-2) + log_lik
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        table = self.log_joint_table(x)
+        shape = torch.broadcast_shapes(z.shape, x.shape)
+        index = z.expand(shape).unsqueeze(-1)
+        return table.expand(*shape, self.num_clusters).gather(-1, index).squeeze(-1)
+
+    def relaxed_log_joint(self, x: torch.Tensor, z_soft: torch.Tensor, temperature=None) -> torch.Tensor:
+        log_lik = -0.5 * ((x.unsqueeze(-1) - self.means) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
+        lik = (z_soft * log_lik).sum(-1)
+        if temperature is None:
+            prior = (z_soft * self.prior_logits().unsqueeze(-2)).sum(-1)
+        else:
+            prior_dist = RelaxedOneHotCategorical(
+                torch.as_tensor(temperature, dtype=x.dtype, device=x.device),
+                logits=self.prior_logits().unsqueeze(-2).expand(*x.shape, self.num_clusters),
+                validate_args=False,
+            )
+            prior = prior_dist.log_prob(z_soft)
+        return lik + prior
+
+    @torch.no_grad()
+    def sample(self, n: int):
+        prior = Categorical(logits=self.prior_logits().unsqueeze(-2).expand(self.replicates, n, self.num_clusters),
+                            validate_args=False)
+        z = prior.sample()
+        x = self.means[z] + self.std * torch.randn(z.shape, device=z.device, dtype=self.dtype)
+        return z, x

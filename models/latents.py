@@ -1,0 +1,87 @@
+"""Latent-space descriptors: what kind of latent a model has, how to enumerate it, and its
+uniform distribution (the defensive component of δ-WW).
+
+Shapes, stated once for the whole project
+-----------------------------------------
+* ``R`` replicates (independent seeds trained as one program) lead every parameter and every
+  data tensor: data are ``[R, B, *obs_shape]``.
+* A guide's distribution has batch shape ``[R, B]``; latents drawn with ``K`` particles are
+  ``[K, R, B, *event_shape]``; any leading dimensions of ``z`` before ``[R, B]`` are particle
+  dimensions, and ``log_joint`` / ``log_prob`` broadcast over them.
+* ``enumerate()`` returns every latent state as ``[S, *event_shape]``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch.distributions import Bernoulli, Distribution, Independent
+
+from .distributions import Categorical
+
+#: Enumeration is refused beyond this many states (exact results would not fit in memory).
+MAX_ENUMERABLE_STATES = 2 ** 20
+
+
+class LatentSpace:
+    kind: str = "abstract"
+    event_shape: tuple = ()
+
+    @property
+    def num_states(self) -> float:
+        return math.inf
+
+    @property
+    def enumerable(self) -> bool:
+        return self.num_states <= MAX_ENUMERABLE_STATES
+
+    def enumerate(self, device=None, dtype=None) -> torch.Tensor:  # pragma: no cover - abstract
+        raise ValueError(f"{self.kind} latents cannot be enumerated")
+
+    def uniform(self, batch_shape, device=None) -> Distribution:  # pragma: no cover - abstract
+        raise ValueError(f"{self.kind} latents have no uniform distribution")
+
+
+class CategoricalLatent(LatentSpace):
+    """One categorical variable with ``num_categories`` states, stored as an integer index."""
+
+    kind = "categorical"
+
+    def __init__(self, num_categories: int):
+        self.num_categories = int(num_categories)
+
+    @property
+    def num_states(self) -> int:
+        return self.num_categories
+
+    def enumerate(self, device=None, dtype=None) -> torch.Tensor:
+        return torch.arange(self.num_categories, device=device)
+
+    def uniform(self, batch_shape, device=None) -> Distribution:
+        logits = torch.zeros(*batch_shape, self.num_categories, device=device)
+        return Categorical(logits=logits, validate_args=False)
+
+
+class BernoulliLatent(LatentSpace):
+    """A vector of ``num_bits`` binary variables, stored as floats in {0, 1}."""
+
+    kind = "bernoulli"
+
+    def __init__(self, num_bits: int):
+        self.num_bits = int(num_bits)
+        self.event_shape = (self.num_bits,)
+
+    @property
+    def num_states(self) -> int:
+        return 2 ** self.num_bits
+
+    def enumerate(self, device=None, dtype=torch.float32) -> torch.Tensor:
+        if not self.enumerable:
+            raise ValueError(f"{self.num_bits} Bernoulli latents have too many states to enumerate")
+        states = list(itertools.product((0.0, 1.0), repeat=self.num_bits))
+        return torch.tensor(states, device=device, dtype=dtype or torch.float32)
+
+    def uniform(self, batch_shape, device=None) -> Distribution:
+        probs = torch.full((*batch_shape, self.num_bits), 0.5, device=device)
+        return Independent(Bernoulli(probs=probs, validate_args=False), 1)

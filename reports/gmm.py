@@ -1,0 +1,2 @@
+def write_report(table, cells, out, suite, description):
+    return None
