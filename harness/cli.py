@@ -119,7 +119,9 @@ def main(argv=None) -> int:
         return 2
     done = store.done_keys()
     todo = [c for c in cells if c.key() not in done]
-    todo.sort(key=lambda c: -COST.get(c.estimator, 1.0) * (c.particles + 2))
+    # K groups in the order given (so an interrupted sweep leaves whole columns), longest cells first
+    order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
+    todo.sort(key=lambda c: (order[c.particles], -COST.get(c.estimator, 1.0) * (c.particles + 2)))
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run -> {out}")
     from tqdm.auto import tqdm
 

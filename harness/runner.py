@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ def build(cell: Cell, device: Optional[torch.device] = None):
 
 
 def machine_description() -> str:
-    return f"{platform.node()} {platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip()
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads per process), Python {platform.python_version()}")
 
 
 @dataclass
