@@ -93,8 +93,7 @@ def build(cell: Cell, device: Optional[torch.device] = None):
 
 
 def machine_description() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads per process), Python {platform.python_version()}")
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 @dataclass
