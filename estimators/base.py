@@ -25,6 +25,8 @@ for its own parameters (baselines, control variates, temperatures).
 """
 from __future__ import annotations
 
+import sys
+
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -53,6 +55,11 @@ def batch_loss(per_point: torch.Tensor) -> torch.Tensor:
 
 
 class Estimator(nn.Module):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__doc__:  # one module per plugin: its docstring (paper, equation) documents the class
+            cls.__doc__ = sys.modules[cls.__module__].__doc__
+
     latent_types: frozenset = frozenset({"categorical", "bernoulli"})
     min_particles: int = 1
     requires: Tuple[str, ...] = ()

@@ -21,10 +21,12 @@ Required
 
 Optional
 --------
-``relaxed_log_joint(x, z_soft, temperature)``  log p_θ(x, z̃) at a relaxed (simplex / [0,1])
-                               latent, for relaxation-based estimators.
+``relaxed_log_joint(x, z_soft)``  log p_θ(x, z̃) at a relaxed (simplex / [0,1]) latent, for
+                               relaxation-based estimators.
 """
 from __future__ import annotations
+
+import sys
 
 from typing import List, Sequence
 
@@ -35,6 +37,11 @@ from .latents import LatentSpace
 
 
 class LatentVariableModel(nn.Module):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__doc__:  # one module per plugin: its docstring (paper, equation) documents the class
+            cls.__doc__ = sys.modules[cls.__module__].__doc__
+
     latent: LatentSpace
     log_joint_normalised: bool = True
 

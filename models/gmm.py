@@ -18,9 +18,7 @@ Options (REFERENCE.md §1 records where the paper and the authors' code differ):
 
 Relaxation (for the Concrete estimator): a relaxed one-hot z̃ mixes every branch, the
 "evaluation of all paths" the paper describes (§2.2):
-    log p(x | z̃) = Σ_c z̃_c log N(x; μ_c, σ²),
-    log p_θ(z̃)   = Σ_c z̃_c log softmax(sθ)_c            (temperature=None), or the
-                   RelaxedOneHotCategorical density of the prior at that temperature.
+    log p(x | z̃) = Σ_c z̃_c log N(x; μ_c, σ²),   log p_θ(z̃) = Σ_c z̃_c log softmax(sθ)_c.
 """
 from __future__ import annotations
 
@@ -29,8 +27,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import RelaxedOneHotCategorical
-
 from .distributions import Categorical
 
 from .base import LatentVariableModel
@@ -107,10 +103,13 @@ class GMM(LatentVariableModel):
         logits = self.guide_net(x.unsqueeze(-1))
         return Categorical(logits=logits, validate_args=False)
 
+    def log_likelihood_table(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z = c) for every c, ``[R, B, C]``."""
+        return -0.5 * ((x.unsqueeze(-1) - self.means) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
+
     def log_joint_table(self, x: torch.Tensor) -> torch.Tensor:
         """log p_θ(x, z = c) for every c, ``[R, B, C]``."""
-        log_lik = -0.5 * ((x.unsqueeze(-1) - self.means) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
-        return self.prior_logits().unsqueeze(-2) + log_lik
+        return self.prior_logits().unsqueeze(-2) + self.log_likelihood_table(x)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         table = self.log_joint_table(x)
@@ -118,19 +117,10 @@ class GMM(LatentVariableModel):
         index = z.expand(shape).unsqueeze(-1)
         return table.expand(*shape, self.num_clusters).gather(-1, index).squeeze(-1)
 
-    def relaxed_log_joint(self, x: torch.Tensor, z_soft: torch.Tensor, temperature=None) -> torch.Tensor:
-        log_lik = -0.5 * ((x.unsqueeze(-1) - self.means) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
-        lik = (z_soft * log_lik).sum(-1)
-        if temperature is None:
-            prior = (z_soft * self.prior_logits().unsqueeze(-2)).sum(-1)
-        else:
-            prior_dist = RelaxedOneHotCategorical(
-                torch.as_tensor(temperature, dtype=x.dtype, device=x.device),
-                logits=self.prior_logits().unsqueeze(-2).expand(*x.shape, self.num_clusters),
-                validate_args=False,
-            )
-            prior = prior_dist.log_prob(z_soft)
-        return lik + prior
+    def relaxed_log_joint(self, x: torch.Tensor, z_soft: torch.Tensor) -> torch.Tensor:
+        """log p_θ(x, z̃) at relaxed one-hot z̃ ``[*particles, R, B, C]`` (module docstring)."""
+        lik = (z_soft * self.log_likelihood_table(x)).sum(-1)
+        return lik + (z_soft * self.prior_logits().unsqueeze(-2)).sum(-1)
 
     @torch.no_grad()
     def sample(self, n: int):
