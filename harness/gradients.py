@@ -16,30 +16,27 @@ def _group_indices(model, which: str):
     return [i for i, p in enumerate(model.parameters()) if id(p) in wanted]
 
 
+def _draw(model, estimator, x, num_particles, index):
+    grads, _, _ = estimator.gradients(model, x, num_particles, with_own=False)
+    return [grads[i].detach() for i in index]
+
+
 def gradient_draws(model, estimator, x, num_particles, num_samples, which="guide") -> torch.Tensor:
     """``[num_samples, R, D_r]``: independent estimates per replicate (ascent direction)."""
     estimator.check(model, num_particles)
     index = _group_indices(model, which)
     R = model.replicates
-    out = []
-    for _ in range(int(num_samples)):
-        grads, _, _ = estimator.gradients(model, x, num_particles, with_own=False)
-        out.append(torch.cat([grads[i].detach().reshape(R, -1) for i in index], dim=1).neg())
-    return torch.stack(out)
+    return torch.stack([torch.cat([g.reshape(R, -1) for g in _draw(model, estimator, x, num_particles, index)], 1)
+                        for _ in range(int(num_samples))]).neg()
 
 
 def gradient_samples(model, estimator, x, num_particles, num_samples, which="guide") -> torch.Tensor:
     """``[num_samples, D]`` independent gradient estimates of the ``which`` group ("guide" or
-    "generative") at frozen parameters."""
-    index = _group_indices(model, which)
-    params = list(model.parameters())
-    draws = []
+    "generative") at frozen parameters, in the same layout as :func:`exact_gradient`."""
     estimator.check(model, num_particles)
-    for _ in range(int(num_samples)):
-        grads, _, _ = estimator.gradients(model, x, num_particles, with_own=False)
-        draws.append(torch.cat([grads[i].detach().reshape(-1) for i in index]).neg())
-    del params
-    return torch.stack(draws)
+    index = _group_indices(model, which)
+    return torch.stack([torch.cat([g.reshape(-1) for g in _draw(model, estimator, x, num_particles, index)])
+                        for _ in range(int(num_samples))]).neg()
 
 
 def exact_gradient(model, estimator, x, num_particles, which="guide") -> torch.Tensor:
