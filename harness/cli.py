@@ -3,11 +3,13 @@ export the tidy table and write the report."""
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import os
+import re
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -38,8 +40,11 @@ def parser() -> argparse.ArgumentParser:
                     "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.")
     p.add_argument("--suite", default="default",
                    help=f"suite to run: {', '.join(sorted(SUITES))} (default: default, a few minutes on a CPU)")
-    p.add_argument("--estimators", help="comma-separated estimator names (default: the suite's); "
-                                        f"known: {', '.join(estimators.names())}")
+    p.add_argument("--estimators", help="comma-separated estimator names, each optionally with options in "
+                                        "brackets, e.g. ww,concrete[final_temperature=1.0],dww[delta=0.1] "
+                                        f"(default: the suite's); known: {', '.join(estimators.names())}")
+    p.add_argument("--model-options", help="model options NAME=VALUE,..., e.g. init=uniform,prior_scale=1.0 "
+                                           "or guide_hidden=(16,) (default: the model's defaults)")
     p.add_argument("--particles", help="comma-separated particle counts K, e.g. 2,20 (default: the suite's)")
     p.add_argument("--seeds", type=int, help="number of seeds N; seeds 0..N-1 train as one vectorised program")
     p.add_argument("--iterations", type=int, help="training iterations per cell (default: the suite's)")
@@ -50,6 +55,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel through joblib (default: 1)")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md and figures")
     return p
+
+
+def parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_options(text: str) -> dict:
+    """``"a=1,b=x"`` → ``{"a": 1, "b": "x"}``."""
+    out = {}
+    items = re.split(r",(?![^\(\[]*[\)\]])", text)  # commas outside brackets
+    for item in filter(None, (t.strip() for t in items)):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"cannot read option {item!r}; write NAME=VALUE")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def parse_estimators(text: str) -> List[Tuple[str, dict]]:
+    """``"ww,concrete[final_temperature=1.0]"`` → [("ww", {}), ("concrete", {"final_temperature": 1.0})]."""
+    specs = re.findall(r"\s*([^,\[\]]+?)\s*(?:\[([^\]]*)\])?\s*(?:,|$)", text)
+    if not specs or "".join(n for n, _ in specs).strip() == "":
+        raise UsageError(f"cannot read --estimators {text!r}")
+    return [(name, parse_options(opts)) for name, opts in specs if name]
 
 
 def split(text: Optional[str], cast=str) -> Optional[List]:
@@ -66,7 +98,8 @@ def make_cells(args) -> List[Cell]:
         suite = SUITE_REGISTRY.get(args.suite)
     except UnknownNameError as err:
         raise UsageError(str(err)) from None
-    names = split(args.estimators) or list(suite["estimators"])
+    specs = parse_estimators(args.estimators) if args.estimators else [(n, {}) for n in suite["estimators"]]
+    model_options = parse_options(args.model_options) if args.model_options else {}
     particles = split(args.particles, int) or list(suite["particles"])
     seeds = suite["seeds"] if args.seeds is None else args.seeds
     iterations = suite["iterations"] if args.iterations is None else args.iterations
@@ -87,18 +120,19 @@ def make_cells(args) -> List[Cell]:
     except ValueError as err:
         raise UsageError(str(err)) from None
     cells = [Cell(study=suite["study"], model=suite["model"], estimator=name, particles=k,
-                  seeds=tuple(range(seeds)), iterations=iterations, batch_size=suite["batch_size"],
-                  lr=suite["lr"], eval_every=min(eval_every, iterations), device=args.device)
-             for name in names for k in particles]
+                  seeds=tuple(range(seeds)), iterations=iterations, model_options=model_options,
+                  estimator_options=options, batch_size=suite["batch_size"], lr=suite["lr"],
+                  eval_every=min(eval_every, iterations), device=args.device)
+             for name, options in specs for k in particles]
     # refuse unknown names and incompatible pairs before any work starts
     for cell in cells:
         try:
             probe = Cell(**{**cell.__dict__, "seeds": (0,)})
             build(probe, torch.device("cpu"))
-        except UnknownNameError as err:
+        except (UnknownNameError, ValueError) as err:
             raise UsageError(str(err)) from None
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+        except TypeError as err:  # an option the model or estimator does not take
+            raise UsageError(f"{cell.label()} / model options {cell.model_options}: {err}") from None
     return cells
 
 

@@ -76,6 +76,9 @@ class Cell:
     def label(self) -> str:
         return option_label(self.estimator, self.estimator_options)
 
+    def model_label(self) -> str:
+        return option_label(self.model, self.model_options)
+
     def rng_seed(self) -> int:
         return int(self.key()[:12], 16)
 

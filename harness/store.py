@@ -71,7 +71,7 @@ class Store:
             self.conn.execute("DELETE FROM cells WHERE key = ?", (key,))
             self.conn.execute(
                 "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, cell.study, cell.model, cell.estimator, cell.label(), cell.particles,
+                (key, cell.study, cell.model_label(), cell.estimator, cell.label(), cell.particles,
                  json.dumps(list(cell.seeds)), json.dumps(cell.config(), sort_keys=True), "done",
                  wall_s, sec_per_iter, device, machine, finished_at),
             )

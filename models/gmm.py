@@ -58,11 +58,12 @@ class GMM(LatentVariableModel):
         self.num_clusters = C
         self.prior_scale = float(prior_scale)
         self.init = init
+        self.guide_hidden = tuple(int(h) for h in guide_hidden)
         self.latent = CategoricalLatent(C)
         self.std = float(std)
         self.register_buffer("means", mean_spacing * torch.arange(C, dtype=torch.float32))
         self.theta = nn.Parameter(self.initial_theta(init).expand(self.replicates, C).clone())
-        self.guide_net = StackedMLP(self.seeds, [1, *guide_hidden, C], activation="tanh")
+        self.guide_net = StackedMLP(self.seeds, [1, *self.guide_hidden, C], activation="tanh")
 
     # -- parameterisation -------------------------------------------------------------------
     def initial_theta(self, init: str) -> torch.Tensor:
@@ -79,8 +80,7 @@ class GMM(LatentVariableModel):
 
     def true_model(self) -> "GMM":
         """A frozen copy with θ at the truth (same replicates, device and dtype)."""
-        true = GMM(self.num_clusters, self.prior_scale, "true", [l.weight.shape[-1] for l in self.guide_net.layers[:-1]],
-                   self.seeds, std=self.std)
+        true = GMM(self.num_clusters, self.prior_scale, "true", self.guide_hidden, self.seeds, std=self.std)
         true.means.copy_(self.means)
         true = true.to(device=self.device, dtype=self.dtype)
         return true.requires_grad_(False)

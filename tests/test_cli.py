@@ -80,6 +80,29 @@ def test_corrupt_store_is_refused_and_left_as_is(tmp_path, capsys):
     assert path.read_bytes() == b"this is not a database" * 100
 
 
+def test_estimator_and_model_options(tmp_path):
+    out = str(tmp_path)
+    args = ["--estimators", "concrete[final_temperature=1.0],dww[delta=0.1]", "--model-options",
+            "init=uniform,guide_hidden=(16,)", "--particles", "2", "--seeds", "1", "--iterations", "2",
+            "--eval-every", "2", "--device", "cpu", "--out", out, "--no-report"]
+    assert main(args) == 0
+    table = pd.read_csv(os.path.join(out, "metrics.csv"))
+    assert set(table.label) == {"concrete[final_temperature=1.0]", "dww[delta=0.1]"}
+    assert set(table.model) == {"gmm[guide_hidden=(16,),init=uniform]"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--estimators", "dww[delta=2]"], "0 < delta < 1"),
+    (["--estimators", "ww[foo=1]"], "unexpected keyword"),
+    (["--model-options", "init=sideways"], "unknown init"),
+    (["--model-options", "init"], "NAME=VALUE"),
+])
+def test_bad_options_are_refused(tmp_path, args, message, capsys):
+    assert main(args + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
 def test_help_lists_every_flag():
     out = subprocess.run([sys.executable, "run_all.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
     for flag in ("--suite", "--estimators", "--particles", "--seeds", "--iterations", "--device", "--out", "--jobs"):
