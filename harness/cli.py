@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder for the store, metrics.csv, report.md and figures "
                                  "(default: results/SUITE)")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel through joblib (default: 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per worker (default: 1; the GMM's tensors are too small to share)")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md and figures")
     return p
 
@@ -112,6 +114,8 @@ def make_cells(args) -> List[Cell]:
         raise UsageError(f"--eval-every must be positive, got {eval_every}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     for k in particles:
         if k < 1:
             raise UsageError(f"--particles must be at least 1, got {k}")
@@ -162,11 +166,11 @@ def main(argv=None) -> int:
     started = time.time()
     if todo:
         if args.jobs == 1:
-            results = (run_one(c, None, True) for c in todo)
+            results = (run_one(c, args.threads, True) for c in todo)
         else:
             from joblib import Parallel, delayed
             results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-                delayed(run_one)(c, 1, False) for c in todo)
+                delayed(run_one)(c, args.threads, False) for c in todo)
         machine = machine_description()
         for result in tqdm(results, total=len(todo), desc="cells"):
             store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,

@@ -105,5 +105,6 @@ def test_bad_options_are_refused(tmp_path, args, message, capsys):
 
 def test_help_lists_every_flag():
     out = subprocess.run([sys.executable, "run_all.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    for flag in ("--suite", "--estimators", "--particles", "--seeds", "--iterations", "--device", "--out", "--jobs"):
+    for flag in ("--suite", "--estimators", "--particles", "--seeds", "--iterations", "--device", "--out", "--jobs",
+                 "--threads", "--model-options", "--eval-every"):
         assert flag in out
