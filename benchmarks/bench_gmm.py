@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from harness.gradients import gradient_draws  # noqa: E402
 from harness.metrics import gradient_std, leading_size_sum  # noqa: E402
-from harness.runner import Cell, build  # noqa: E402
+from harness.runner import Cell, build, make_optimiser  # noqa: E402
 from harness.studies import GMMTask  # noqa: E402
 
 ESTIMATORS = ["ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax"]
@@ -33,7 +33,7 @@ class GMMStep:
         self.model, self.est = build(self.cell, torch.device("cpu"))
         self.task = GMMTask(self.model, self.cell)
         self.params_ = list(self.model.parameters()) + list(self.est.parameters())
-        self.opt = torch.optim.Adam(self.params_, lr=1e-3)
+        self.opt = make_optimiser(self.params_, 1e-3)
 
     def _step(self):
         x = self.task.train_batch()

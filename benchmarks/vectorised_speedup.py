@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from harness.runner import Cell, build  # noqa: E402
+from harness.runner import Cell, build, make_optimiser  # noqa: E402
 
 
 def seconds_per_iteration(estimator: str, particles: int, replicates: int, iterations: int) -> float:
@@ -31,7 +31,7 @@ def seconds_per_iteration(estimator: str, particles: int, replicates: int, itera
     model, est = build(cell, torch.device("cpu"))
     true = model.true_model()
     params = list(model.parameters()) + list(est.parameters())
-    opt = torch.optim.Adam(params, lr=cell.lr)
+    opt = make_optimiser(params, cell.lr)
 
     def step():
         x = true.sample(cell.batch_size)[1]

@@ -95,6 +95,12 @@ def build(cell: Cell, device: Optional[torch.device] = None):
     return model, estimator
 
 
+def make_optimiser(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with default betas (RWS §4.3); one Adam over θ, φ and the estimator's parameters is
+    the same as separate Adams per group, Adam being elementwise."""
+    return torch.optim.Adam(params, lr=lr)
+
+
 def machine_description() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}"
 
@@ -118,7 +124,7 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         model, estimator = build(cell, device)
         task = task_factory(model, cell)
         params = list(model.parameters()) + list(estimator.parameters())
-        optimiser = torch.optim.Adam(params, lr=cell.lr)
+        optimiser = make_optimiser(params, cell.lr)
         rows: List[Tuple[int, int, str, float]] = []
         rows += task.evaluate(model, estimator, 0)
         rows += task.final_evaluate(model, estimator, 0)

@@ -27,7 +27,8 @@ class Categorical(_TorchCategorical):
         with torch.no_grad():
             cdf = self.probs.cumsum(-1)
             n = sample_shape.numel()
-            u = torch.rand(*self.batch_shape, n, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
-            idx = torch.searchsorted(cdf.contiguous(), u, right=True).clamp_(max=self._num_events - 1)
+            u = torch.rand(*self.batch_shape, n, 1, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:].unsqueeze(-1)
+            # index of the first CDF entry above u = number of entries at or below it
+            idx = (cdf.unsqueeze(-2) <= u).sum(-1).clamp_(max=self._num_events - 1)
             idx = idx.movedim(-1, 0).reshape(*sample_shape, *self.batch_shape)
         return idx
