@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -68,7 +69,13 @@ def main(argv=None):
                          "speed-up per replicate": single / (stacked / args.replicates)})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    text = (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread; "
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    text = (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread, "
+            f"commit {commit}; "
             f"{args.iterations} iterations after 20 warm-up, GMM cell (batch 100), R = {args.replicates}.\n\n"
             + table.to_markdown(index=False, floatfmt=".2f") + "\n")
     print(text)
