@@ -25,9 +25,10 @@ for its own parameters (baselines, control variates, temperatures).
 """
 from __future__ import annotations
 
-import sys
 
+import abc
 import math
+import sys
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -54,7 +55,7 @@ def batch_loss(per_point: torch.Tensor) -> torch.Tensor:
     return -per_point.mean(-1).sum()
 
 
-class Estimator(nn.Module):
+class Estimator(nn.Module, abc.ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__doc__:  # one module per plugin: its docstring (paper, equation) documents the class
@@ -92,8 +93,9 @@ class Estimator(nn.Module):
     def set_progress(self, fraction: float) -> None:
         pass
 
-    def surrogate(self, model, x: torch.Tensor, num_particles: int) -> Estimate:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def surrogate(self, model, x: torch.Tensor, num_particles: int) -> Estimate:
+        """The estimator's surrogate loss and objective value (see the module docstring)."""
 
     def gradients(self, model, x, num_particles, with_own: bool = True
                   ) -> Tuple[List[torch.Tensor], List[torch.Tensor], torch.Tensor]:

@@ -26,6 +26,7 @@ Optional
 """
 from __future__ import annotations
 
+import abc
 import sys
 
 from typing import List, Sequence
@@ -36,7 +37,7 @@ from torch import nn
 from .latents import LatentSpace
 
 
-class LatentVariableModel(nn.Module):
+class LatentVariableModel(nn.Module, abc.ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__doc__:  # one module per plugin: its docstring (paper, equation) documents the class
@@ -67,11 +68,25 @@ class LatentVariableModel(nn.Module):
     def enumerate_latents(self) -> torch.Tensor:
         return self.latent.enumerate(device=self.device, dtype=self.dtype)
 
-    def generative_parameters(self) -> List[nn.Parameter]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def generative_parameters(self) -> List[nn.Parameter]:
+        """θ, in ``parameters()`` order."""
 
-    def guide_parameters(self) -> List[nn.Parameter]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def guide_parameters(self) -> List[nn.Parameter]:
+        """φ, in ``parameters()`` order."""
+
+    @abc.abstractmethod
+    def guide(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        """q_φ(z | x), batch shape ``[R, B]``."""
+
+    @abc.abstractmethod
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p_θ(x, z), ``[*particles, R, B]``."""
+
+    @abc.abstractmethod
+    def sample(self, n: int):
+        """(z, x) ~ p_θ, ``[R, n, *event]`` and ``[R, n, *obs]``."""
 
     def parameter_group(self, which: str) -> List[nn.Parameter]:
         if which == "guide":
