@@ -25,12 +25,11 @@ for its own parameters (baselines, control variates, temperatures).
 """
 from __future__ import annotations
 
-
 import abc
 import math
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn

@@ -14,7 +14,6 @@ from typing import List, Optional, Tuple
 import torch
 
 import estimators
-import models
 from models.registry import Registry, UnknownNameError
 
 from .runner import Cell, build, machine_description, resolve_device, train_cell

@@ -1,6 +1,5 @@
 """Generic contract tests, run over every registered model and estimator (and a tiny Bernoulli
 model defined in the tests, so the contracts are exercised beyond categorical latents)."""
-import math
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """The vectorised runner: reproducibility, independence of replicates, agreement with single runs."""
 import pytest
-import torch
 from scipy.stats import mannwhitneyu
 
 from harness.runner import Cell, train_cell
