@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run_all.py",
         description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
-                    "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.")
+                    "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.  "
+                    "`run_all.py report --out DIR` rebuilds the report from a store alone.")
     p.add_argument("--suite", default="default",
                    help=f"suite to run: {', '.join(sorted(SUITES))} (default: default, a few minutes on a CPU)")
     p.add_argument("--estimators", help="comma-separated estimator names, each optionally with options in "
@@ -145,7 +146,35 @@ def run_one(cell: Cell, threads: Optional[int], progress: bool):
     return train_cell(cell, TASKS[cell.study], progress=progress)
 
 
+def report_main(argv) -> int:
+    """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone."""
+    p = argparse.ArgumentParser(prog="run_all.py report", description=report_main.__doc__)
+    p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
+    p.add_argument("--suite", default=None, help="suite whose description heads the report")
+    p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
+    args = p.parse_args(argv)
+    try:
+        store = Store(args.out, create=False)
+        if args.suite is not None and args.suite not in SUITES:
+            SUITE_REGISTRY.factory(args.suite)
+    except (StoreError, UnknownNameError) as err:
+        print(f"run_all.py report: error: {err}", file=sys.stderr)
+        return 2
+    suite = args.suite or "custom"
+    description = SUITES[suite]["description"] if suite in SUITES else ""
+    import reports
+    path = reports.write_report(store.table(), store.cells(), args.out, suite=suite,
+                                description="\n\n".join(t for t in (description, args.note) if t))
+    store.export_csv()
+    store.close()
+    print(f"report: {path}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         cells = make_cells(args)

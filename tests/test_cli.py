@@ -37,6 +37,15 @@ def test_run_writes_store_table_and_report(study):
     assert len(cells) == 4 and (cells.status == "done").all()
 
 
+def test_report_subcommand_rebuilds_from_the_store(study, tmp_path, capsys):
+    os.remove(os.path.join(study, "report.md"))
+    assert main(["report", "--out", study, "--suite", "default", "--note", "a note"]) == 0
+    text = open(os.path.join(study, "report.md")).read()
+    assert "a note" in text and "Fig 4" in text
+    assert main(["report", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no results store" in capsys.readouterr().err
+
+
 def test_rerun_skips_finished_cells(study, capsys):
     before = pd.read_csv(os.path.join(study, "metrics.csv"))
     assert main(TINY + ["--out", study, "--no-report"]) == 0
