@@ -20,6 +20,8 @@ for its own parameters (baselines, control variates, temperatures).
 * ``latent_types``, ``min_particles`` and ``requires`` (model methods) let
   :meth:`check` refuse an incompatible model, particle count or setting with a one-line error
   before any work starts.
+* ``own_lr_multiplier`` scales the learning rate of the estimator's own parameters (baselines and
+  control variates: 10 in the REBAR code for NVIL, MuProp, REBAR and RELAX on SBNs).
 * ``bind(model)`` creates the estimator's own parameters for the model (one replicate per model
   replicate); ``set_progress(fraction)`` receives the training progress in [0, 1] for schedules.
 """
@@ -66,6 +68,7 @@ class Estimator(nn.Module, abc.ABC):
     guide_target: str = "iwae"
     generative_target: str = "iwae"
     unbiased: bool = True
+    own_lr_multiplier: float = 1.0
 
     @property
     def name(self) -> str:

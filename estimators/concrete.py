@@ -15,15 +15,23 @@ Maddison et al.'s alternative, the Concrete densities of q and of the prior at �
 log-ratio that does not depend on τ at all, so its bias would not vanish (and it underflows in
 float32 below τ ≈ 0.1), which is why it is not offered.
 The model must provide ``relaxed_log_joint``.  Biased for the discrete objective.
+
+Bernoulli latents (binary Concrete, Maddison et al. 2017 / Jang et al. 2017; models with the
+layered interface ``guide_layer``): z̃_l ~ RelaxedBernoulli(τ, logits a_l), i.e.
+z̃ = σ((a + logit u)/τ), drawn by reparameterisation layer by layer (the relaxed z̃_l feeds
+guide_layer(l + 1, ·)); the same choice of relaxed masses as above, log q̃(z̃) = Σ_l z̃_l·a_l −
+softplus(a_l) (= z̃ log σ(a) + (1 − z̃) log σ(−a)) and log p_θ(x, z̃) = ``relaxed_log_joint``; the
+relaxed bound is differentiated pathwise for θ and φ.  The categorical path is unchanged.
 """
 import torch
-from torch.distributions import RelaxedOneHotCategorical
+from torch.distributions import RelaxedBernoulli, RelaxedOneHotCategorical
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
+from .binary import relaxed_bound
 
 
 class Concrete(Estimator):
-    latent_types = frozenset({"categorical"})
+    latent_types = frozenset({"categorical", "bernoulli"})
     requires = ("relaxed_log_joint",)
     unbiased = False
 
@@ -39,7 +47,15 @@ class Concrete(Estimator):
     def set_progress(self, fraction: float) -> None:
         self.temperature = self.initial_temperature + (self.final_temperature - self.initial_temperature) * fraction
 
+    def check(self, model, num_particles: int) -> None:
+        if model.latent.kind == "bernoulli" and not hasattr(model, "guide_layer"):
+            raise IncompatibleError(f"estimator {self.name!r} does not support bernoulli latents without the "
+                                    f"layered interface: {type(model).__name__} has no guide_layer()")
+        super().check(model, num_particles)
+
     def surrogate(self, model, x, num_particles):
+        if model.latent.kind == "bernoulli":
+            return self.bernoulli_surrogate(model, x, num_particles)
         logits = model.guide(x).logits
         tau = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
         relaxed = RelaxedOneHotCategorical(tau, logits=logits, validate_args=False)
@@ -47,4 +63,12 @@ class Concrete(Estimator):
         log_q = (z * logits).sum(-1)
         log_p = model.relaxed_log_joint(x, z)
         bound = logmeanexp(log_p - log_q, 0)
+        return Estimate(batch_loss(bound), bound.detach().mean(-1))
+
+    def bernoulli_surrogate(self, model, x, num_particles):
+        def draw(l, a):
+            tau = torch.tensor(self.temperature, dtype=a.dtype, device=a.device)
+            return RelaxedBernoulli(tau, logits=a, validate_args=False).rsample()
+
+        bound = relaxed_bound(model, x, num_particles, draw, model.relaxed_log_joint)
         return Estimate(batch_loss(bound), bound.detach().mean(-1))

@@ -9,7 +9,26 @@ direct dependence of L̂ on φ through w_k (the second term of RWS Eq. 2), which
 the paper leaves implicit.  Control variate (§4.3): c_ρ(g_{1:K}) = (1/K) Σ_k MLP_ρ([x, g_k]),
 MLP (dim x + C)–16–16–1, tanh.  ρ is trained jointly to minimise the variance of ĝ_φ, i.e. the
 gradient of ‖ĝ_φ‖² (its mean does not depend on ρ), which needs a second-order pass.
-Unbiased for ∇ ELBO_IS^K.  Categorical latents only (the binary case is REBAR/RELAX's own).
+Unbiased for ∇ ELBO_IS^K.  This categorical branch is unchanged from the GMM study (own learning rate
+×1, as that study ran).
+
+Bernoulli latents (SBNs; dispatched on ``model.latent.kind`` in bind/surrogate/gradients):
+Grathwohl et al. (2018), §3.3 (the discrete RELAX estimator with the conditional
+reparameterisation z̃ | b; section number from memory, the paper is not in papers/), for the
+IWAE bound f(b_{1:K}) = log (1/K) Σ_k w_k:
+    ĝ_φ = [f(b) − c(z̃)] ∇_φ log q_φ(b) + ∇_φ f(b) + ∇_φ c(z) − ∇_φ c(z̃),
+    c(z) = η·f̃(σ_λ(z)) + r_ρ(z),   r_ρ(z) = (1/K) Σ_k MLP_ρ([x, tanh(z_k/2)]),
+with z, z̃ | b, f̃, the per-layer temperatures λ_l, the per-guide-tensor scales η and the
+multi-layer chains exactly those of REBAR (``estimators/rebar.py``, which documents every
+formula; RELAX is REBAR's control variate plus the free-form r_ρ, whose input is the relaxed
+pre-activations of every layer of the same chain, squashed by tanh(·/2) = 2σ(·) − 1).  λ, η
+(start 0.5, 1; ``learn``) and ρ minimise the variance of ĝ_φ through ∇‖ĝ_φ‖² (second-order pass),
+at 10× the model's learning rate (``own_lr_multiplier``, set at bind, as the REBAR code's
+control-variate optimiser), with weight decay ``weight_decay`` (default 1e-3, REFERENCE §2) added
+to ρ's gradient only.  Deviations: MLP_ρ is ``bernoulli_hidden`` = (200,), one ReLU layer of 200
+units, instead of the paper's best 4 × 200 ReLU (cheaper on a CPU; ``bernoulli_hidden=(200, 200,
+200, 200)`` restores it); MLP_ρ's output layer starts at zero (``zero_output``), so RELAX starts
+as REBAR.  Options ``hidden`` (categorical MLP) and the Bernoulli ones do not affect each other.
 """
 import math
 
@@ -18,18 +37,36 @@ import torch
 from models.distributions import exponential_noise
 from models.nn import StackedMLP
 
-from .base import Estimate, Estimator, batch_loss, logmeanexp
+from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
+from .rebar import BernoulliControlVariate, control_variate_gradients, control_variate_surrogate
 
 
 class Relax(Estimator):
-    latent_types = frozenset({"categorical"})
+    latent_types = frozenset({"categorical", "bernoulli"})
 
-    def __init__(self, hidden=(16, 16)):
+    def __init__(self, hidden=(16, 16), temperature: float = 0.5, eta: float = 1.0, learn: bool = True,
+                 bernoulli_hidden=(200,), weight_decay: float = 1e-3, zero_output: bool = True):
         super().__init__()
         self.hidden = tuple(int(h) for h in hidden)
         self.control = None
+        if not float(weight_decay) >= 0:
+            raise IncompatibleError(f"weight_decay must be non-negative, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
+        # validated here, created (as a submodule) only when bound to a Bernoulli model
+        object.__setattr__(self, "_bernoulli_options",  # a plain attribute: no submodule for the GMM
+                           BernoulliControlVariate(temperature, eta, learn, hidden=bernoulli_hidden,
+                                                   zero_output=zero_output, salt=7))
+        self.bernoulli = None
+
+    # -- Bernoulli latents (the categorical code below is the GMM study's, untouched) ------------
+    def _bind_bernoulli(self, model):
+        self.bernoulli = self._bernoulli_options.bind(model)
+        self.own_lr_multiplier = 10.0
+        return self
 
     def bind(self, model):
+        if model.latent.kind == "bernoulli":
+            return self._bind_bernoulli(model)
         obs = int(math.prod(model.obs_shape))
         C = model.latent.num_categories
         self.control = StackedMLP(model.seeds, [obs + C, *self.hidden, 1], activation="tanh", salt=7)
@@ -44,6 +81,8 @@ class Relax(Estimator):
         return self.control(inp).squeeze(-1).mean(1)
 
     def surrogate(self, model, x, num_particles):
+        if model.latent.kind == "bernoulli":
+            return control_variate_surrogate(self.bernoulli, model, x, num_particles)
         log_probs = model.guide(x).logits  # normalised
         noise = exponential_noise((num_particles, *log_probs.shape), log_probs)
         g = log_probs - noise.log()  # Gumbel-max: z = argmax g
@@ -63,6 +102,9 @@ class Relax(Estimator):
         return Estimate(batch_loss(per_point), bound.detach().mean(-1))
 
     def gradients(self, model, x, num_particles, with_own: bool = True):
+        if model.latent.kind == "bernoulli":
+            return control_variate_gradients(self.bernoulli, list(self.parameters()), model, x, num_particles,
+                                              with_own, self.weight_decay)
         est = self.surrogate(model, x, num_particles)
         params = list(model.parameters())
         grads = torch.autograd.grad(est.loss, params, create_graph=with_own)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
+import itertools
 import os
 import re
 import sys
@@ -16,9 +16,10 @@ import torch
 import estimators
 from models.registry import Registry, UnknownNameError
 
-from .runner import Cell, build, machine_description, resolve_device, train_cell
+from .runner import CONFIG_VERSION, OPTIMISER_KEYS, Cell, build, resolve_device
 from .store import Store, StoreError
-from .studies import SUITES, TASKS
+from .studies import STUDY_MODELS, SUITES
+from .sweep import BACKENDS, check_backend, plan, run_sweep
 
 SUITE_REGISTRY = Registry("suite")
 for _name in SUITES:
@@ -55,6 +56,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel through joblib (default: 1)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per worker (default: 1; the GMM's tensors are too small to share)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the suite's / preset's)")
+    p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
+    p.add_argument("--model", help="model name, overriding the suite's (it must fit the suite's study: "
+                                   "gmm for the GMM suites; sbn or sbn_tiny for the SBN suite)")
+    p.add_argument("--dataset", help="comma-separated datasets for suites with image models, e.g. mnist5k-bern0 "
+                                     "(see `run_all.py fetch-data --help`)")
+    p.add_argument("--arch", help="comma-separated architectures for SBN suites: linear1, linear2, nonlinear")
+    p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
+    p.add_argument("--force", action="store_true", help="recompute cells already in the store")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and what is already done; run nothing")
+    p.add_argument("--backend", default="loky", choices=BACKENDS,
+                   help="joblib backend for --jobs: loky (this machine), dask (--scheduler) or ray (--address)")
+    p.add_argument("--scheduler", help="address of a running dask.distributed scheduler (tcp://HOST:PORT)")
+    p.add_argument("--address", help="address of a running Ray cluster (or 'auto')")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md and figures")
     return p
 
@@ -95,55 +110,136 @@ def split(text: Optional[str], cast=str) -> Optional[List]:
         raise UsageError(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from None
 
 
+def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str) -> Optional[List]:
+    if value is None:
+        return None
+    if option not in suite.get("model_grid", {}):
+        raise UsageError(f"{flag} does not apply to suite {suite['study']!r} (model {suite['model']!r})")
+    return split(value)
+
+
+def _preset(args, suite: dict) -> dict:
+    presets = suite.get("presets", {})
+    name = getattr(args, "preset", None) or suite.get("default_preset")
+    if getattr(args, "preset", None) and not presets:
+        raise UsageError(f"--preset does not apply to suite {args.suite!r}")
+    if name is not None and name not in presets:
+        reg = Registry("preset")
+        for known in presets:
+            reg.register(known)(dict)
+        try:
+            reg.get(name)
+        except UnknownNameError as err:
+            raise UsageError(f"{err} (suite {args.suite!r})") from None
+    return presets.get(name, {})
+
+
+def _assign(specs, parts) -> List[List[Tuple[str, dict]]]:
+    """Spread the user's --estimators over the suite's parts: each goes to every part that lists
+    it (an estimator no part lists goes to the first part); parts that list none get nothing."""
+    out = [[] for _ in parts]
+    for name, options in specs:
+        homes = [i for i, part in enumerate(parts) if name in part["estimators"]] or [0]
+        for i in homes:
+            out[i].append((name, options))
+    return out
+
+
 def make_cells(args) -> List[Cell]:
+    """The suite's cells after the command-line overrides.  A suite may have ``parts`` (e.g. the
+    SBN suite: single-sample estimators at K = 1, multi-sample ones at K = 5, and the enumerable
+    model for the exact-gradient table); every common flag applies to every part."""
     try:
         suite = SUITE_REGISTRY.get(args.suite)
     except UnknownNameError as err:
         raise UsageError(str(err)) from None
-    specs = parse_estimators(args.estimators) if args.estimators else [(n, {}) for n in suite["estimators"]]
+    settings = {**suite, **_preset(args, suite)}
+    parts = [{**settings, **part} for part in settings.get("parts", [{}])]
+    if getattr(args, "model", None):
+        import models
+        try:
+            models.REGISTRY.factory(args.model)
+        except UnknownNameError as err:
+            raise UsageError(str(err)) from None
+        fits = STUDY_MODELS.get(suite["study"], ())
+        if args.model not in fits:
+            raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite['study']!r} "
+                             f"takes {', '.join(fits)})")
+        parts = [{**part, "model": args.model} for part in parts]
     model_options = parse_options(args.model_options) if args.model_options else {}
-    particles = split(args.particles, int) or list(suite["particles"])
-    seeds = suite["seeds"] if args.seeds is None else args.seeds
-    iterations = suite["iterations"] if args.iterations is None else args.iterations
-    eval_every = suite["eval_every"] if args.eval_every is None else args.eval_every
-    if seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {seeds}")
-    if iterations < 1:
-        raise UsageError(f"--iterations must be positive, got {iterations}")
-    if eval_every < 1:
-        raise UsageError(f"--eval-every must be positive, got {eval_every}")
+    user_particles = split(args.particles, int)
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.iterations is not None and args.iterations < 1:
+        raise UsageError(f"--iterations must be positive, got {args.iterations}")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise UsageError(f"--eval-every must be positive, got {args.eval_every}")
+    if getattr(args, "lr", None) is not None and not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    for k in particles:
+    for k in user_particles or []:
         if k < 1:
             raise UsageError(f"--particles must be at least 1, got {k}")
     try:
         resolve_device(args.device)
+        check_backend(getattr(args, "backend", "loky"))
     except ValueError as err:
         raise UsageError(str(err)) from None
-    cells = [Cell(study=suite["study"], model=suite["model"], estimator=name, particles=k,
-                  seeds=tuple(range(seeds)), iterations=iterations, model_options=model_options,
-                  estimator_options=options, batch_size=suite["batch_size"], lr=suite["lr"],
-                  eval_every=min(eval_every, iterations), device=args.device)
-             for name, options in specs for k in particles]
-    # refuse unknown names and incompatible pairs before any work starts
+    if getattr(args, "backend", "loky") == "dask" and not getattr(args, "scheduler", None):
+        raise UsageError("--backend dask needs --scheduler ADDRESS of a running dask.distributed scheduler")
+    flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option)
+             for flag, option in (("--dataset", "dataset"), ("--arch", "arch"))}
+    user_specs = parse_estimators(args.estimators) if args.estimators else None
+    part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
+    cells = []
+    for part, specs in zip(parts, part_specs):
+        preset_options = part.get("estimator_options", {})
+        specs = [(n, {**preset_options.get(n, {}), **o}) for n, o in specs]
+        particles = user_particles or list(part["particles"])
+        seeds = part["seeds"] if args.seeds is None else args.seeds
+        iterations = part["iterations"] if args.iterations is None else args.iterations
+        eval_every = part["eval_every"] if args.eval_every is None else args.eval_every
+        lr = part["lr"] if getattr(args, "lr", None) is None else args.lr
+        batch_size = part["batch_size"] if getattr(args, "batch_size", None) is None else args.batch_size
+        grid = dict(part.get("model_grid", {}))
+        for option, chosen in flags.items():
+            if chosen:
+                grid[option] = tuple(chosen)
+        for option in list(grid):
+            if option in model_options:  # --model-options wins over the suite's grid
+                grid.pop(option)
+        variants = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+        cells += [Cell(study=part["study"], model=part["model"], estimator=name, particles=k,
+                       seeds=tuple(range(seeds)), iterations=iterations,
+                       model_options={**part.get("model_options", {}), **variant, **model_options},
+                       estimator_options=options, batch_size=batch_size, lr=lr,
+                       eval_every=min(eval_every, iterations), study_options=dict(part.get("study_options", {})),
+                       device=args.device, optimiser=dict(part.get("optimiser", {})))
+                  for variant in variants for name, options in specs for k in particles]
+    # refuse unknown names, incompatible pairs and missing data before any work starts
+    probes = {}
     for cell in cells:
         try:
-            probe = Cell(**{**cell.__dict__, "seeds": (0,)})
-            build(probe, torch.device("cpu"))
+            ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
+            if ident not in probes:
+                import models
+                probes[ident] = models.get(cell.model, seeds=(0,), **cell.model_options)
+            est = estimators.get(cell.estimator, **cell.estimator_options)
+            est.check(probes[ident], cell.particles)
+            from .runner import make_optimiser
+            make_optimiser([torch.zeros(1, requires_grad=True)], cell.lr, options=cell.optimiser)
         except (UnknownNameError, ValueError) as err:
-            raise UsageError(str(err)) from None
+            raise UsageError(str(err).splitlines()[0] if str(err) else repr(err)) from None
         except TypeError as err:  # an option the model or estimator does not take
             raise UsageError(f"{cell.label()} / model options {cell.model_options}: {err}") from None
+        except RuntimeError as err:  # e.g. estidata.DatasetMissingError: a dataset absent offline
+            raise UsageError(str(err).splitlines()[0]) from None
     return cells
-
-
-def run_one(cell: Cell, threads: Optional[int], progress: bool):
-    if threads:
-        torch.set_num_threads(threads)
-    return train_cell(cell, TASKS[cell.study], progress=progress)
 
 
 def report_main(argv) -> int:
@@ -160,11 +256,12 @@ def report_main(argv) -> int:
     except (StoreError, UnknownNameError) as err:
         print(f"run_all.py report: error: {err}", file=sys.stderr)
         return 2
-    suite = args.suite or "custom"
-    description = SUITES[suite]["description"] if suite in SUITES else ""
     import reports
-    path = reports.write_report(store.table(), store.cells(), args.out, suite=suite,
-                                description="\n\n".join(t for t in (description, args.note) if t))
+    descriptions = {SUITES[n]["study"]: SUITES[n]["description"] for n in SUITES if n != "default"}
+    if args.suite in SUITES:
+        descriptions[SUITES[args.suite]["study"]] = SUITES[args.suite]["description"]
+    path = reports.build_site(store.table(), store.cells(), store.runs(), args.out, descriptions=descriptions,
+                              note=args.note)
     store.export_csv()
     store.close()
     print(f"report: {path}")
@@ -175,41 +272,48 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
+    if argv[:1] == ["fetch-data"]:
+        import estidata
+        return estidata.main(argv[1:])
     args = parser().parse_args(argv)
+    out = args.out or os.path.join("results", args.suite)
     try:
         cells = make_cells(args)
-        out = args.out or os.path.join("results", args.suite)
-        store = Store(out)
+        if args.dry_run:
+            listing = plan(cells, out)
+        else:
+            store = Store(out)
+            store.check_config_version(CONFIG_VERSION)
     except (UsageError, StoreError) as err:
         print(f"run_all.py: error: {err}", file=sys.stderr)
         return 2
-    done = store.done_keys()
-    todo = [c for c in cells if c.key() not in done]
+    if args.dry_run:
+        for cell, status in listing:
+            print(f"{cell.model_label():<40} {cell.label():<32} K={cell.particles:<3} seeds={len(cell.seeds):<3} "
+                  f"{'(forced) ' if args.force and status != 'todo' else ''}{status}")
+        n_done = sum(s == "done" or s.startswith("diverged") for _, s in listing)
+        todo = len(listing) if args.force else len(listing) - n_done
+        print(f"{len(listing)} cells, {n_done} already finished, {todo} would run -> {out} (dry run: nothing ran)")
+        return 0
+    finished = set() if args.force else store.done_keys()
+    n_todo = sum(c.key() not in finished for c in cells)
     # K groups in the order given (so an interrupted sweep leaves whole columns), longest cells first
     order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
-    todo.sort(key=lambda c: (order[c.particles], -COST.get(c.estimator, 1.0) * (c.particles + 2)))
-    print(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run -> {out}")
-    from tqdm.auto import tqdm
-
+    cells.sort(key=lambda c: (order[c.particles], -COST.get(c.estimator, 1.0) * (c.particles + 2)))
+    print(f"{len(cells)} cells, {len(cells) - n_todo} already done, {n_todo} to run -> {out}")
     started = time.time()
-    if todo:
-        if args.jobs == 1:
-            results = (run_one(c, args.threads, True) for c in todo)
-        else:
-            from joblib import Parallel, delayed
-            results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-                delayed(run_one)(c, args.threads, False) for c in todo)
-        machine = machine_description()
-        for result in tqdm(results, total=len(todo), desc="cells"):
-            store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
-                             machine, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    counts = run_sweep(cells, store, jobs=args.jobs, threads=args.threads, backend=args.backend,
+                       address=args.scheduler if args.backend == "dask" else args.address, force=args.force,
+                       command=" ".join(["run_all.py", *argv]))
     elapsed = time.time() - started
     csv = store.export_csv()
-    print(f"ran {len(todo)} cells in {elapsed:.1f} s; tidy table: {csv}")
+    print(f"ran {n_todo} cells in {elapsed:.1f} s ({counts['done']} done, {counts['diverged']} diverged, "
+          f"{counts['failed']} failed); tidy table: {csv}")
     if not args.no_report:
         import reports
-        path = reports.write_report(store.table(), store.cells(), out, suite=args.suite,
-                                    description=SUITES[args.suite]["description"])
-        print(f"report: {path}")
+        descriptions = {SUITES[n]["study"]: SUITES[n]["description"] for n in SUITES if n != "default"}
+        descriptions[SUITES[args.suite]["study"]] = SUITES[args.suite]["description"]
+        path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions)
+        print(f"report: {path} (and report.md)")
     store.close()
-    return 0
+    return 1 if counts["failed"] else 0

@@ -8,9 +8,17 @@ Definitions (written into every report):
   estimator's target objective: ``variance`` = Σ_d Var(ĝ_d); ``bias_sq`` = ‖mean ĝ − g*‖² −
   variance/N (unbiased for ‖E ĝ − g*‖²; can come out slightly negative); ``mse`` = mean ‖ĝ − g*‖²;
   ``norm`` = ‖g*‖.
+* ``iwae_log_likelihood`` — log p̂(x) = log (1/K) Σ_k p(x, z_k)/q(z_k|x), z_k ~ q (Burda et al.),
+  a stochastic lower bound on log p(x) that tightens as K grows.
+* ``active_units`` — Burda et al. (2016) §5.2: unit u is active when Cov_x(E_{q(z|x)}[z_u]) > 0.01
+  over the evaluation set.
+* ``grad_logvar_frozen`` / ``grad_logvar_ema`` — REFERENCE.md §5 conventions 1 and 2 for the
+  φ-gradient: log of the mean over parameters of the per-parameter variance, over n draws at
+  frozen parameters / along the trajectory by EMAs (decay 0.999) of g and g² (REBAR).
 """
 from __future__ import annotations
 
+import math
 from typing import Dict
 
 import torch
@@ -26,6 +34,41 @@ def gradient_std(draws: torch.Tensor, leading_sizes: int) -> Dict[str, torch.Ten
         "grad_std_phi": draws.std(0, unbiased=True).sum(-1) / D,
         "grad_std_phi_code": draws.std(0, unbiased=False).sum(-1) / leading_sizes,
     }
+
+
+@torch.no_grad()
+def iwae_log_likelihood(model, x: torch.Tensor, num_particles: int, particle_chunk: int = 100,
+                        point_chunk: int = 100) -> torch.Tensor:
+    """``[R, B]`` IWAE estimates of log p(x) with K = ``num_particles``, chunked so memory stays
+    ``particle_chunk × R × point_chunk × obs``."""
+    outs = []
+    for start in range(0, x.shape[1], point_chunk):
+        xb = x[:, start:start + point_chunk]
+        q = model.guide(xb)
+        parts = []
+        for k in range(0, num_particles, particle_chunk):
+            z = q.sample((min(particle_chunk, num_particles - k),))
+            parts.append(torch.logsumexp(model.log_joint(xb, z) - q.log_prob(z), 0))
+        outs.append(torch.logsumexp(torch.stack(parts), 0) - math.log(num_particles))
+    return torch.cat(outs, 1)
+
+
+@torch.no_grad()
+def active_units(model, x: torch.Tensor, threshold: float = 0.01, samples: int = 10) -> torch.Tensor:
+    """``[R]`` number of active latent units (all layers; layer 0 means are exact, higher layers'
+    by ``samples`` ancestral draws)."""
+    q = model.guide(x)
+    if hasattr(model, "layer_sizes") and len(model.layer_sizes) > 1:
+        means = q.sample((samples,)).mean(0)
+        means[..., :model.layer_sizes[0]] = torch.sigmoid(q.logits)
+    else:
+        means = q.mean
+    return (means.var(1, unbiased=True) > threshold).sum(-1).to(torch.float32)
+
+
+def log_mean_variance(var: torch.Tensor) -> torch.Tensor:
+    """``[R, D]`` per-parameter variances → ``[R]`` log of their mean."""
+    return var.mean(-1).clamp(min=1e-300).log()
 
 
 def leading_size_sum(params) -> int:

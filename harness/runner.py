@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -61,10 +62,14 @@ class Cell:
     eval_every: int = 1000
     study_options: Dict = field(default_factory=dict)
     device: str = "auto"
+    #: optimiser settings beyond the lr (betas, eps, weight_decay, ...); empty = plain Adam
+    optimiser: Dict = field(default_factory=dict)
 
     def config(self) -> dict:
         cfg = dataclasses.asdict(self)
         cfg.pop("device")  # where it ran is recorded beside the result, not part of its identity
+        if not cfg["optimiser"]:  # absent when default, so existing cells keep their keys
+            cfg.pop("optimiser")
         cfg["seeds"] = list(self.seeds)
         cfg["config_version"] = CONFIG_VERSION
         return cfg
@@ -95,10 +100,28 @@ def build(cell: Cell, device: Optional[torch.device] = None):
     return model, estimator
 
 
-def make_optimiser(params, lr: float) -> torch.optim.Optimizer:
-    """Adam with default betas (RWS §4.3); one Adam over θ, φ and the estimator's parameters is
-    the same as separate Adams per group, Adam being elementwise."""
-    return torch.optim.Adam(params, lr=lr)
+OPTIMISER_KEYS = ("betas", "eps", "weight_decay", "own_weight_decay")
+
+
+def make_optimiser(params, lr: float, own_params=(), own_lr_multiplier: float = 1.0,
+                   options: Optional[Dict] = None) -> torch.optim.Optimizer:
+    """Adam (default betas, RWS §4.3) over θ, φ and the estimator's own parameters; one Adam is
+    the same as separate Adams per group, Adam being elementwise.  The estimator's parameters
+    get ``lr × own_lr_multiplier`` (10 for control variates in the REBAR code); ``options`` may
+    set betas, eps and weight decay (``own_weight_decay`` for the estimator's parameters only)."""
+    options = dict(options or {})
+    unknown = set(options) - set(OPTIMISER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown optimiser option(s) {sorted(unknown)}; known: {', '.join(OPTIMISER_KEYS)}")
+    own_params = list(own_params)
+    own_decay = options.pop("own_weight_decay", options.get("weight_decay", 0.0))
+    if "betas" in options:
+        options["betas"] = tuple(options["betas"])
+    if not own_params or (own_lr_multiplier == 1.0 and own_decay == options.get("weight_decay", 0.0)):
+        return torch.optim.Adam(list(params) + own_params, lr=lr, **options)
+    groups = [{"params": list(params)},
+              {"params": own_params, "lr": lr * own_lr_multiplier, "weight_decay": own_decay}]
+    return torch.optim.Adam(groups, lr=lr, **options)
 
 
 def machine_description() -> str:
@@ -112,6 +135,30 @@ class CellResult:
     wall_s: float
     sec_per_iter: float
     device: str
+    status: str = "done"
+    error: Optional[str] = None
+    diverged_at: Optional[int] = None
+
+
+class Diverged(Exception):
+    def __init__(self, iteration: int):
+        super().__init__(f"non-finite loss or gradients at iteration {iteration}")
+        self.iteration = iteration
+
+
+def _finite_per_replicate(objective: torch.Tensor, grads: List[torch.Tensor], R: int) -> torch.Tensor:
+    ok = torch.isfinite(objective)
+    for g in grads:
+        ok = ok & torch.isfinite(g.reshape(R, -1).sum(1))
+    return ok
+
+
+def _params_finite(params) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _finite_rows(rows):
+    return [r for r in rows if math.isfinite(r[3])]
 
 
 def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> CellResult:
@@ -123,37 +170,66 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         torch.manual_seed(cell.rng_seed())
         model, estimator = build(cell, device)
         task = task_factory(model, cell)
-        params = list(model.parameters()) + list(estimator.parameters())
-        optimiser = make_optimiser(params, cell.lr)
+        params, own = list(model.parameters()), list(estimator.parameters())
+        optimiser = make_optimiser(params, cell.lr, own, estimator.own_lr_multiplier, cell.optimiser)
+        params = params + own
+        R = model.replicates
         rows: List[Tuple[int, int, str, float]] = []
         rows += task.evaluate(model, estimator, 0)
         rows += task.final_evaluate(model, estimator, 0)
-        objective_sum = torch.zeros(model.replicates, device=device)
+        observe = getattr(task, "observe", None)  # optional per-step hook (trajectory statistics)
+        objective_sum = torch.zeros(R, device=device)
+        first_bad = torch.full((R,), -1, dtype=torch.long, device=device)
         n = cell.iterations
         train_time, window_start, window = 0.0, time.perf_counter(), 0
         iterator = range(1, n + 1)
         if progress:
             from tqdm.auto import tqdm
             iterator = tqdm(iterator, desc=f"{cell.label()} K={cell.particles}", leave=False, mininterval=1.0)
-        for it in iterator:
-            estimator.set_progress((it - 1) / max(1, n - 1))
-            x = task.train_batch()
-            model_grads, own_grads, objective = estimator.gradients(model, x, cell.particles)
-            for p, g in zip(params, model_grads + own_grads):
-                p.grad = g
-            optimiser.step()
-            objective_sum += objective
-            window += 1
-            if it % cell.eval_every == 0 or it == n:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                elapsed = time.perf_counter() - window_start
-                train_time += elapsed
-                extra = {"sec_per_iter": torch.full((model.replicates,), elapsed / window),
-                         "train_objective": objective_sum / window}
-                rows += task.evaluate(model, estimator, it, extra)
-                objective_sum.zero_()
-                window, window_start = 0, time.perf_counter()
-        rows += task.final_evaluate(model, estimator, n)
+        it = 0
+        try:
+            for it in iterator:
+                estimator.set_progress((it - 1) / max(1, n - 1))
+                x = task.train_batch()
+                model_grads, own_grads, objective = estimator.gradients(model, x, cell.particles)
+                grads = model_grads + own_grads
+                ok = _finite_per_replicate(objective.detach(), grads, R)
+                first_bad = torch.where((first_bad < 0) & ~ok, torch.full_like(first_bad, it), first_bad)
+                if observe is not None:
+                    observe(model_grads)
+                for p, g in zip(params, grads):
+                    p.grad = g
+                optimiser.step()
+                objective_sum += objective.detach()
+                window += 1
+                if it % cell.eval_every == 0 or it == n:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    elapsed = time.perf_counter() - window_start
+                    train_time += elapsed
+                    if bool((first_bad >= 0).any()):
+                        raise Diverged(int(first_bad[first_bad >= 0].min()))
+                    extra = {"sec_per_iter": torch.full((R,), elapsed / window),
+                             "train_objective": objective_sum / window}
+                    rows += task.evaluate(model, estimator, it, extra)
+                    objective_sum.zero_()
+                    window, window_start = 0, time.perf_counter()
+            rows += task.final_evaluate(model, estimator, n)
+        except Diverged as err:
+            return _diverged(cell, rows, started, train_time, it, device, err.iteration, first_bad, model.seeds)
+        except Exception:
+            if _params_finite(params) and not bool((first_bad >= 0).any()):
+                raise
+            bad = first_bad[first_bad >= 0]
+            at = int(bad.min()) if len(bad) else it
+            return _diverged(cell, rows, started, train_time, it, device, at, first_bad, model.seeds)
     wall = time.perf_counter() - started
     return CellResult(cell, rows, wall, train_time / max(1, n), str(device))
+
+
+def _diverged(cell, rows, started, train_time, it, device, at, first_bad, seeds) -> CellResult:
+    per_seed = [(s, 0, "diverged_at", float(b)) for s, b in zip(seeds, first_bad.tolist()) if b >= 0]
+    kept = [r for r in _finite_rows(rows) if r[1] < at]
+    wall = time.perf_counter() - started
+    return CellResult(cell, kept + per_seed, wall, train_time / max(1, it), str(device), status="diverged",
+                      error=f"non-finite loss or gradients first at iteration {at}", diverged_at=at)

@@ -1,8 +1,17 @@
 """The results store: one SQLite file per output folder, one transaction per finished cell.
 
-Cells are keyed by a hash of their configuration (see :func:`harness.runner.Cell.key`); a rerun
-skips keys already marked ``done``.  :meth:`Store.table` exports every metric row as one tidy
-pandas table (columns: study, model, estimator, label, particles, seed, iteration, metric, value).
+Cells are keyed by a hash of their configuration (see :func:`harness.runner.Cell.key`).  Only the
+driver writes, one transaction per finished cell, so a killed sweep never leaves half a cell.
+A cell's ``status`` is
+
+* ``done``      finished; a rerun skips it;
+* ``diverged``  its loss or gradients became NaN/inf: ``diverged_at`` is the iteration and its
+                rows are the metrics recorded up to the last finite evaluation; a rerun skips it;
+* ``failed``    it raised: ``error`` holds the traceback, it has no rows, and a rerun retries it.
+
+``runs`` records every invocation (command, git commit, machine, versions, wall time, counts).
+:meth:`Store.table` exports every metric row of done and diverged cells as one tidy pandas table
+(columns: study, model, estimator, label, particles, seed, iteration, metric, value).
 """
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILENAME = "results.sqlite"
 
 SCHEMA = """
@@ -22,7 +31,12 @@ CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, study TEXT NOT NULL, model TEXT NOT NULL, estimator TEXT NOT NULL,
     label TEXT NOT NULL, particles INTEGER NOT NULL, seeds TEXT NOT NULL, config TEXT NOT NULL,
     status TEXT NOT NULL, wall_s REAL, sec_per_iter REAL, device TEXT, machine TEXT,
-    finished_at TEXT
+    finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
+    git_commit TEXT, machine TEXT, versions TEXT, backend TEXT, jobs INTEGER,
+    cells_total INTEGER, cells_run INTEGER, wall_s REAL
 );
 CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL, seed INTEGER NOT NULL, iteration INTEGER NOT NULL,
@@ -36,54 +50,139 @@ class StoreError(RuntimeError):
     """The store cannot be used (corrupt file, or written by an incompatible schema version)."""
 
 
+#: statuses a rerun skips (a failed cell is retried)
+FINISHED = ("done", "diverged")
+
+
 class Store:
     def __init__(self, folder: str, create: bool = True):
         self.folder = folder
         self.path = os.path.join(folder, FILENAME)
         if not create and not os.path.exists(self.path):
             raise StoreError(f"no results store at {self.path}")
+        if os.path.isdir(self.path):
+            raise StoreError(f"{self.path} is a folder, not a results store")
+        fresh = not os.path.exists(self.path)
         if create:
             os.makedirs(folder, exist_ok=True)
+        self.conn = None
         try:
-            self.conn = sqlite3.connect(self.path)
-            self.conn.executescript(SCHEMA)
-            row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-            if row is None:
-                with self.conn:
-                    self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path} was written by store schema {row[0]}, this is {SCHEMA_VERSION}")
+            conn = sqlite3.connect(self.path)
+            self.conn = conn
+            if not fresh:  # read before writing anything: a corrupt or foreign file is left as it is
+                tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables and not {"meta", "cells", "metrics"} <= tables:
+                    raise StoreError(f"{self.path} is an SQLite file but not an estibench results store")
+                if tables:
+                    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+                    version = int(row[0]) if row else None
+                    if version not in (1, SCHEMA_VERSION):
+                        raise StoreError(f"{self.path} was written by store schema {version}, "
+                                         f"this is {SCHEMA_VERSION}")
+                    if version == 1:
+                        self._upgrade_from_1()
+            conn.executescript(SCHEMA)
+            with conn:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as err:
+            if self.conn is not None:
+                self.conn.close()
             raise StoreError(f"{self.path} is not a usable results store: {err}") from None
+        except StoreError:
+            self.conn.close()
+            raise
+
+    def _upgrade_from_1(self):
+        """Schema 1 → 2 is additive (error, diverged_at, attempts columns; runs table)."""
+        with self.conn:
+            for column in ("error TEXT", "diverged_at INTEGER", "attempts INTEGER DEFAULT 1"):
+                self.conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
+            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self):
         self.conn.close()
 
+    # -- meta --------------------------------------------------------------------------------
+    def get_meta(self, name: str) -> Optional[str]:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value)))
+
+    def check_config_version(self, version: int) -> None:
+        """Refuse a store whose cells were written under another CONFIG_VERSION (their keys would
+        never match, so a rerun would silently mix two numerics in one folder)."""
+        stored = self.get_meta("config_version")
+        if stored is None:
+            rows = self.conn.execute("SELECT config FROM cells LIMIT 1").fetchone()
+            stored = str(json.loads(rows[0]).get("config_version")) if rows else None
+        if stored is not None and int(stored) != int(version):
+            raise StoreError(f"{self.path} holds results of config version {stored}, this code writes "
+                             f"version {version}; use another --out folder")
+
+    # -- cells -------------------------------------------------------------------------------
+    def statuses(self) -> dict:
+        return dict(self.conn.execute("SELECT key, status FROM cells"))
+
     def done_keys(self) -> set:
-        return {k for (k,) in self.conn.execute("SELECT key FROM cells WHERE status = 'done'")}
+        marks = ",".join("?" * len(FINISHED))
+        return {k for (k,) in self.conn.execute(f"SELECT key FROM cells WHERE status IN ({marks})", FINISHED)}
+
+    def _attempts(self, key: str) -> int:
+        row = self.conn.execute("SELECT attempts FROM cells WHERE key = ?", (key,)).fetchone()
+        return 1 + (int(row[0] or 1) if row else 0)
 
     def write_cell(self, cell, rows: Iterable, wall_s: float, sec_per_iter: float, device: str,
-                   machine: str, finished_at: str) -> None:
-        """Replace the cell's rows and mark it done, atomically."""
+                   machine: str, finished_at: str, status: str = "done", error: Optional[str] = None,
+                   diverged_at: Optional[int] = None) -> None:
+        """Replace the cell's rows and record its status, atomically (one transaction)."""
+        if status not in ("done", "diverged", "failed"):
+            raise ValueError(f"unknown cell status {status!r}")
         key = cell.key()
+        attempts = self._attempts(key)
         with self.conn:
             self.conn.execute("DELETE FROM metrics WHERE key = ?", (key,))
             self.conn.execute("DELETE FROM cells WHERE key = ?", (key,))
             self.conn.execute(
-                "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key, cell.study, cell.model_label(), cell.estimator, cell.label(), cell.particles,
-                 json.dumps(list(cell.seeds)), json.dumps(cell.config(), sort_keys=True), "done",
-                 wall_s, sec_per_iter, device, machine, finished_at),
+                 json.dumps(list(cell.seeds)), json.dumps(cell.config(), sort_keys=True), status,
+                 wall_s, sec_per_iter, device, machine, finished_at, error, diverged_at, attempts),
             )
             self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",
                                   ((key, int(s), int(i), m, float(v)) for s, i, m, v in rows))
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', ?)",
+                              (str(cell.config()["config_version"]),))
 
     def cells(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM cells", self.conn)
 
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(self, **fields) -> int:
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO runs (started_at, command, git_commit, machine, versions, backend, jobs, "
+                "cells_total) VALUES (?,?,?,?,?,?,?,?)",
+                (fields.get("started_at"), fields.get("command"), fields.get("git_commit"),
+                 fields.get("machine"), json.dumps(fields.get("versions", {}), sort_keys=True),
+                 fields.get("backend"), fields.get("jobs"), fields.get("cells_total")))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, finished_at: str, cells_run: int, wall_s: float) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE runs SET finished_at = ?, cells_run = ?, wall_s = ? WHERE id = ?",
+                              (finished_at, cells_run, wall_s, run_id))
+
+    def runs(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
+
+    # -- export ------------------------------------------------------------------------------
     def table(self, study: Optional[str] = None) -> pd.DataFrame:
         query = ("SELECT c.study, c.model, c.estimator, c.label, c.particles, m.seed, m.iteration, "
-                 "m.metric, m.value FROM metrics m JOIN cells c ON m.key = c.key WHERE c.status = 'done'")
+                 "m.metric, m.value FROM metrics m JOIN cells c ON m.key = c.key "
+                 "WHERE c.status IN ('done', 'diverged')")
         params = ()
         if study is not None:
             query += " AND c.study = ?"

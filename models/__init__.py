@@ -7,12 +7,15 @@ from .base import LatentVariableModel
 from .gmm import GMM
 from .latents import BernoulliLatent, CategoricalLatent, LatentSpace
 from .registry import Registry, UnknownNameError
+from .sbn import SigmoidBeliefNet, TinySigmoidBeliefNet
 
 REGISTRY = Registry("model")
 REGISTRY.register("gmm")(GMM)
+REGISTRY.register("sbn")(SigmoidBeliefNet)
+REGISTRY.register("sbn_tiny")(TinySigmoidBeliefNet)
 
 get = REGISTRY.get
 names = REGISTRY.names
 
-__all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "LatentSpace", "CategoricalLatent",
+__all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "LatentSpace", "CategoricalLatent",
            "BernoulliLatent", "Registry", "UnknownNameError"]

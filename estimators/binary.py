@@ -1,0 +1,75 @@
+"""Shared pieces of the estimators for Bernoulli latents (ARM, DisARM, ST, Gumbel-ST, NVIL, MuProp,
+binary Concrete) on models with the layered interface of ``models/sbn.py`` (``layer_sizes``,
+``guide_layer(l, h)``, ``join``).
+
+Notation: a_l = logits of q(z_l | z_{l−1}) (layer 0 is nearest x), ε = logit(u) with u ~ U(0, 1)
+(standard logistic noise), so the hard sample z_l = 1[ε < a_l] ~ Bern(σ(a_l)) and its antithetic
+partner 1[−ε < a_l] = 1[1 − u < σ(a_l)] are compared in logit space (no rounding of σ near 0 or 1).
+Latents with K particles are ``[K, R, B, D_l]`` per layer; every random tensor is drawn on the
+logits' device.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .base import IncompatibleError, logmeanexp
+
+
+def log_mass(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Σ_d z_d a_d − softplus(a_d): log Bern(z; σ(a)) for z ∈ {0,1}, its linear extension on [0,1]."""
+    return (z * logits - F.softplus(logits)).sum(-1)
+
+
+def uniform_like(logits: torch.Tensor) -> torch.Tensor:
+    return torch.rand(logits.shape, device=logits.device, dtype=logits.dtype)
+
+
+def logit(u: torch.Tensor) -> torch.Tensor:
+    """log u − log(1 − u) (−∞ at u = 0, which torch.rand can return: then 1[ε < a] = 1, no NaN)."""
+    return u.log() - torch.log1p(-u)
+
+
+def chain(model, x: torch.Tensor, num_particles: int,
+          draw: Callable[[int, torch.Tensor], torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Ancestral pass through the guide's layers: a_0 = guide_layer(0, x) (expanded to K particles),
+    z_l = draw(l, a_l), a_{l+1} = guide_layer(l + 1, z_l).  Returns (logits, latents), per layer."""
+    a = model.guide_layer(0, x)
+    a = a.expand(num_particles, *a.shape)
+    logits, layers = [], []
+    for l in range(len(model.layer_sizes)):
+        if l > 0:
+            a = model.guide_layer(l, layers[-1])
+        logits.append(a)
+        layers.append(draw(l, a))
+    return logits, layers
+
+
+def hard_sample(l: int, a: torch.Tensor) -> torch.Tensor:
+    """z ~ Bern(σ(a)), no gradient."""
+    return (logit(uniform_like(a)) < a.detach()).to(a.dtype)
+
+
+def direct_term(log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Σ_k (1/K − w̃_k) log q_φ(z_k), w̃ the self-normalised weights (held fixed).  Its φ-gradient is the
+    direct dependence ∇_φ log (1/K) Σ_k w_k at fixed z, minus (1/K) Σ_k ∇_φ log q(z_k), a term of zero
+    mean; it is exactly zero for K = 1 (the ELBO's direct term −∇ log q has zero mean)."""
+    K = log_w.shape[0]
+    coefficient = (1.0 / K - torch.softmax(log_w.detach(), 0))
+    return (coefficient * log_q).sum(0)
+
+
+def relaxed_bound(model, x, num_particles, draw, joint) -> torch.Tensor:
+    """log (1/K) Σ_k p_θ(x, z̃_k) / q̃_φ(z̃_k|x) for a relaxed (or straight-through) chain: z̃ from
+    :func:`chain`, log p = ``joint(x, z̃)``, log q̃ = Σ_l z̃_l·a_l − softplus(a_l).  ``[R, B]``."""
+    logits, layers = chain(model, x, num_particles, draw)
+    log_q = sum(log_mass(a, z) for a, z in zip(logits, layers))
+    log_p = joint(x, model.join(layers))
+    return logmeanexp(log_p - log_q, 0)
+
+
+def check_temperatures(name: str, initial: float, final: float) -> None:
+    if not (initial > 0 and final > 0):
+        raise IncompatibleError(f"{name} needs positive temperatures, got {initial} → {final}")

@@ -1,0 +1,132 @@
+"""NVIL: the score-function estimator with centring, an input-dependent baseline and variance
+normalisation (Mnih & Gregor, 2014).
+
+Mnih & Gregor, "Neural variational inference and learning in belief networks", ICML 2014, §3
+(variance reduction: centring the learning signal, input-dependent baseline, variance
+normalisation); settings of the REBAR code (Tucker et al., 2017; REFERENCE.md §2).  With the learning signal
+ℓ = L̂ = log (1/K) Σ_k w_k (K = 1: log p_θ(x, z) − log q_φ(z|x)),
+    ĝ_φ = [ (ℓ − c − C_ψ(x)) / max(1, √v) ] ∇_φ Σ_k log q_φ(z_k|x) + direct term,
+c the running mean of ℓ and v the running mean of (ℓ − c − C_ψ(x))² (exponential averages with
+``decay``, default 0.8, the paper's α; bias-corrected; both from *earlier* steps, so they do not
+depend on the current sample), C_ψ an MLP (centred input x − x̄ → 100 tanh units → 1), one
+network per replicate (StackedMLP with the model's seeds).  ψ minimises the squared error
+(ℓ − c − C_ψ(x))², added to the loss (own parameters, learning rate × 10 as in the REBAR code).
+The direct term Σ_k (1/K − w̃_k) ∇_φ log q(z_k) is ∇_φ L̂ at fixed z minus a zero-mean term; it is
+zero for K = 1 (NVIL's ELBO case).  θ gets the wake-θ / IWAE gradient.
+
+Unbiasedness: centring by c + C_ψ(x) keeps the estimate unbiased; variance normalisation divides
+the whole φ-gradient (score and direct terms) by the per-replicate factor max(1, √v), so the
+estimate is unbiased for ∇_φ ELBO_IS^K up to that positive factor (an adaptive step size), and
+exactly unbiased at a fresh state (v = 0) or with ``normalise_variance=False``.  The running
+statistics are updated by training steps only (``surrogate`` in training mode, ``gradients``
+with ``with_own=True``), never by the harness's frozen-parameter draws.
+Several layers: one shared learning signal for all layers (NVIL's per-layer local signals are not
+used: for K > 1 the bound does not split over layers).  c is a running mean, as in the REBAR
+code's NVIL (REFERENCE.md §2).
+"""
+import math
+
+import torch
+from torch import nn
+
+from models.nn import StackedMLP
+
+from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, wake_theta
+from .binary import chain, direct_term, hard_sample, log_mass
+
+
+class SignalBaseline(nn.Module):
+    """c (running mean), C_ψ(x) (MLP on x − x̄) and v (running mean square of the centred signal),
+    per replicate and per signal (``outputs`` signals: one for NVIL, one per layer for MuProp)."""
+
+    def __init__(self, model, outputs: int, hidden: int, decay: float, salt: int):
+        super().__init__()
+        obs = int(math.prod(model.obs_shape))
+        self.decay = float(decay)
+        self.net = StackedMLP(model.seeds, [obs, hidden, outputs], activation="tanh", salt=salt)
+        R = model.replicates
+        for name in ("mean", "square"):
+            self.register_buffer(name, torch.zeros(R, outputs))
+        self.register_buffer("weight", torch.zeros(R, 1))  # 1 − decay^steps, for bias correction
+        centre = getattr(model, "train_mean", None)
+        self.register_buffer("input_mean", None if centre is None else centre.detach().reshape(-1).clone())
+        self.to(device=model.device, dtype=model.dtype)
+
+    def inputs(self, x):
+        R, B = x.shape[:2]
+        flat = x.reshape(R, B, -1)
+        return flat if self.input_mean is None else flat - self.input_mean
+
+    def corrected(self, buffer):
+        w = self.weight
+        return torch.where(w > 0, buffer / w.clamp_min(1e-12), torch.zeros_like(buffer))
+
+    def centre(self, x, signal):
+        """signal ``[R, B, S]`` → (ℓ − c − C_ψ(x) with ψ's gradient, scale max(1, √v) ``[R, 1, S]``)."""
+        centred = signal - self.corrected(self.mean).unsqueeze(1) - self.net(self.inputs(x))
+        scale = self.corrected(self.square).sqrt().clamp_min(1.0).unsqueeze(1)
+        return centred, scale
+
+    @torch.no_grad()
+    def update(self, signal, centred):
+        d = self.decay
+        self.mean.mul_(d).add_((1 - d) * signal.mean(1))
+        self.square.mul_(d).add_((1 - d) * centred.detach().pow(2).mean(1))
+        self.weight.mul_(d).add_(1 - d)
+
+
+class StatefulSignalEstimator(Estimator):
+    """Running statistics change only on training steps (see the module docstring)."""
+    latent_types = frozenset({"bernoulli"})
+    requires = ("guide_layer",)
+    own_lr_multiplier = 10.0
+    salt = 11
+
+    def __init__(self, decay: float = 0.8, hidden: int = 100, normalise_variance: bool = True):
+        super().__init__()
+        if not 0.0 <= decay < 1.0 or int(hidden) < 1:
+            raise IncompatibleError(f"{type(self).__name__.lower()} needs 0 ≤ decay < 1 and hidden ≥ 1, "
+                                    f"got decay={decay}, hidden={hidden}")
+        self.decay, self.hidden = float(decay), int(hidden)
+        self.normalise_variance = bool(normalise_variance)
+        self.baseline = None
+        self._update = True
+
+    def signals(self, model) -> int:
+        return 1
+
+    def bind(self, model):
+        self.baseline = SignalBaseline(model, self.signals(model), self.hidden, self.decay, self.salt)
+        return self
+
+    def centre(self, x, signal):
+        if self.baseline is None:
+            raise IncompatibleError(f"estimator {self.name!r} must be bound to a model first (bind(model))")
+        centred, scale = self.baseline.centre(x, signal)
+        if not self.normalise_variance:
+            scale = torch.ones_like(scale)
+        if self.training and self._update:
+            self.baseline.update(signal, centred)
+        return centred, scale
+
+    def gradients(self, model, x, num_particles, with_own: bool = True):
+        self._update = with_own
+        try:
+            return super().gradients(model, x, num_particles, with_own)
+        finally:
+            self._update = True
+
+
+class Nvil(StatefulSignalEstimator):
+    def surrogate(self, model, x, num_particles):
+        logits, layers = chain(model, x, num_particles, hard_sample)
+        log_q = sum(log_mass(a, z) for a, z in zip(logits, layers))
+        log_p = model.log_joint(x, model.join(layers))
+        log_w = log_p - log_q
+        signal = logmeanexp(log_w.detach(), 0)
+        centred, scale = self.centre(x, signal.unsqueeze(-1))
+        centred, scale = centred.squeeze(-1), scale.squeeze(-1)
+        phi = (centred.detach() * log_q.sum(0) + direct_term(log_w, log_q)) / scale
+        per_point = wake_theta(log_p, log_q) + phi
+        loss = batch_loss(per_point) + centred.pow(2).mean(-1).sum()
+        return Estimate(loss, signal.mean(-1))

@@ -1,0 +1,95 @@
+"""Every metric's one-line definition, shown by the reports next to the numbers.
+
+``METRIC_DEFINITIONS`` maps a metric name to its definition.  Families of metrics that carry
+parameters in brackets are keyed by a pattern whose bracket values are placeholders, e.g.
+``prior_pmf[z=c]`` stands for ``prior_pmf[z=0]``, ``prior_pmf[z=1]``, ...; :func:`family`
+maps a concrete metric name to its key.  A study that records a new metric adds its
+definition here (``METRIC_DEFINITIONS[name] = "..."``); the site lists any metric without
+one as undefined.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, List, Optional, Tuple
+
+METRIC_DEFINITIONS: Dict[str, str] = {
+    "model_error": "‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3)",
+    "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over M = 100 fixed test points, exact true "
+                       "posterior (RWS §4.3)",
+    "grad_std_phi": "(1/D_φ) Σ_d std(ĝ_d), D_φ = 644, sample std of 10 φ-gradient estimates at frozen parameters "
+                    "on the test points (RWS §4.3; REFERENCE §5 convention 1)",
+    "grad_std_phi_code": "the reference code's variant: population std, sum divided by 104 (compatibility only)",
+    "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the 20 clusters",
+    "kl_qp": "exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)), the exclusive KL of the guide from the model's posterior",
+    "kl_pq": "exact (1/M) Σ_m KL(p_θ(·|x_m) ‖ q_φ), the inclusive KL of the model's posterior from the guide",
+    "train_objective": "the estimator's own estimate of its target objective, averaged over the evaluation window",
+    "sec_per_iter": "wall seconds per training iteration of the whole vectorised cell (all seeds together)",
+    "exact_grad/variance": "Σ_d Var(ĝ_d) over N = 100 φ-gradient draws at frozen parameters "
+                           "(REFERENCE §5 convention 3)",
+    "exact_grad/bias_sq": "‖mean ĝ − g*‖² − variance/N, unbiased for ‖E ĝ − g*‖² (may be slightly negative); "
+                          "g* = exact gradient of the estimator's target objective",
+    "exact_grad/mse": "mean over draws of ‖ĝ − g*‖²",
+    "exact_grad/rel_bias": "√max(bias_sq, 0) / ‖g*‖",
+    "exact_grad/norm": "‖g*‖₂, the norm of the exact φ-gradient of the estimator's target objective",
+    "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
+    "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
+                          "end of training (Fig 5)",
+}
+
+#: the GMM study's metrics, in the order its report lists them
+GMM_METRICS = ["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px", "kl_qp",
+               "kl_pq", "train_objective", "sec_per_iter", "exact_grad/variance", "exact_grad/bias_sq",
+               "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm", "prior_pmf[z=c]",
+               "guide_pmf[x=v,z=c]"]
+
+_BRACKET = re.compile(r"^(?P<base>[^\[]+)\[(?P<args>[^\]]*)\]$")
+
+
+def _shape(name: str) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    """``guide_pmf[x=20,z=3]`` → ("guide_pmf", ("x", "z")); None for a name without brackets."""
+    m = _BRACKET.match(name)
+    if not m:
+        return None
+    keys = tuple(part.partition("=")[0].strip() for part in m["args"].split(","))
+    return m["base"], keys
+
+
+def family(metric: str) -> Optional[str]:
+    """The key of ``METRIC_DEFINITIONS`` that defines ``metric``, or None."""
+    if metric in METRIC_DEFINITIONS:
+        return metric
+    shape = _shape(metric)
+    if shape is None:
+        return None
+    for key in METRIC_DEFINITIONS:
+        if _shape(key) == shape:
+            return key
+    return None
+
+
+def definition(metric: str) -> Optional[str]:
+    key = family(metric)
+    return None if key is None else METRIC_DEFINITIONS[key]
+
+
+def families(metrics: Iterable[str]) -> List[Tuple[str, Optional[str]]]:
+    """Distinct (name or family key, definition or None) for the metrics given, in the order of
+    ``METRIC_DEFINITIONS`` (undefined ones last); a metric with no definition appears under its
+    own name with None."""
+    out: Dict[str, Optional[str]] = {}
+    for m in metrics:
+        key = family(m)
+        name = key if key is not None else m
+        if name not in out:
+            out[name] = METRIC_DEFINITIONS.get(name) if key is not None else None
+    rank = {k: i for i, k in enumerate(METRIC_DEFINITIONS)}
+    return sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def markdown_table(names: Iterable[str]) -> str:
+    """A Markdown table | metric | definition | of the given metric names or family keys."""
+    lines = ["| metric | definition |", "| --- | --- |"]
+    for name, text in families(names):
+        text = text if text is not None else "(no definition registered in reports/definitions.py)"
+        lines.append(f"| {name} | {text.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"

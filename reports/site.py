@@ -1,0 +1,742 @@
+"""The static report site: rebuilt from the results store alone (tidy table, cells, runs).
+
+``build_site(table, cells, runs, out)`` writes, viewable offline (inline CSS, no scripts, no
+network, figures as relative PNG files)::
+
+    out/index.html, out/report.md     run summary, links to every study, metric definitions
+                                      (report.md also carries every study's content)
+    out/tables/*.csv, *.tex           the run summary's tables
+    out/<study>/index.html, report.md one page per study: cell statuses, its sections, definitions
+    out/<study>/*.png                 its figures
+    out/<study>/tables/*.csv, *.tex   its tables
+
+A study's page is a list of :class:`Section` from ``STUDY_PAGES[study](table, cells)`` (the
+rows of that study only); a study without an entry gets :func:`generic_sections`.  Everything
+is written into a temporary folder inside ``out`` first and then moved over the old files, so
+a reader never sees half a report; files of an earlier build that this one no longer writes
+are removed (they are listed in ``out/.report-files``), nothing else in ``out`` is touched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import html
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+import traceback
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from . import definitions as defs
+from . import tables as tb
+
+KINDS = ("table", "figure", "text", "details")
+MANIFEST = ".report-files"
+
+
+@dataclass
+class Section:
+    """One block of a report page.
+
+    kind ``table``: payload is a DataFrame (shown, and exported as CSV and LaTeX under ``name``);
+    ``figure``: payload is the path of a PNG, a matplotlib Figure, or a callable ``f(path)`` that
+    writes the PNG at ``path`` (the page saves it as ``name.png`` in its folder); ``text``:
+    Markdown (paragraphs, ``- `` lists, tables, `code`, **bold**, [links](url)); ``details``: a
+    list of (summary, preformatted text) shown collapsed.  ``name`` (default: from the title)
+    names the exported files."""
+
+    title: str
+    kind: str
+    payload: Any
+    caption: str = ""
+    name: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown section kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if not self.name:
+            self.name = slug(self.title)
+
+
+#: study name -> sections(table, cells) (optionally with an ``out`` keyword: the page's folder)
+STUDY_PAGES: Dict[str, Callable[..., List[Section]]] = {}
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower()
+    return s[:60] or "section"
+
+
+# -- small helpers -------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _duration(seconds) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "–"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _json(text, default):
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _pretty_label(label: str) -> str:
+    from .gmm import _pretty  # one naming of estimators across the reports
+    return _pretty(label)
+
+
+def _study_rows(frame: pd.DataFrame, study: str) -> pd.DataFrame:
+    if frame is None or frame.empty or "study" not in frame.columns:
+        return frame if frame is not None else pd.DataFrame()
+    return frame[frame.study == study]
+
+
+def cell_marks(cells: pd.DataFrame, study: Optional[str] = None) -> Dict[Tuple[str, int], str]:
+    """(label, K) → " †" for the diverged cells (of ``study``)."""
+    if cells is None or cells.empty or "status" not in cells.columns:
+        return {}
+    c = cells if study is None or "study" not in cells.columns else cells[cells.study == study]
+    c = c[c.status == "diverged"]
+    return {(l, int(k)): " †" for l, k in zip(c.label, c.particles)}
+
+
+def diverged_note(cells: pd.DataFrame, study: Optional[str] = None) -> str:
+    """A caption sentence naming the diverged cells (empty when none)."""
+    if cells is None or cells.empty or "status" not in cells.columns:
+        return ""
+    c = cells if study is None or "study" not in cells.columns else cells[cells.study == study]
+    c = c[c.status == "diverged"]
+    if c.empty:
+        return ""
+    parts = [f"{_pretty_label(l)} K = {int(k)} at iteration {_int(d)}"
+             for l, k, d in zip(c.label, c.particles, c.diverged_at)]
+    return ("† diverged (loss or gradients not finite): " + "; ".join(parts) +
+            "; its values are those of its last finite evaluation.")
+
+
+def _cells_n(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def _int(v) -> str:
+    try:
+        return f"{int(v):,}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+# -- generic study page ----------------------------------------------------------------------
+def _plain_metrics(table: pd.DataFrame) -> List[str]:
+    metrics = [m for m in table.metric.unique() if "[" not in m]
+    known = [m for m in defs.METRIC_DEFINITIONS if m in metrics]
+    return known + sorted(m for m in metrics if m not in known)
+
+
+def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str], *, B: int = tb.B_RESAMPLES,
+                           seed: int = tb.SEED) -> str:
+    """Rows: metrics; columns: K; per label the mean over seeds and its 95 % bootstrap band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Ks = sorted(table.particles.unique())
+    labels = sorted(table.label.unique())
+    colours = dict(zip(labels, plt.get_cmap("tab10").colors * (1 + len(labels) // 10)))
+    agg = tb.bootstrap_groups(table[table.metric.isin(metrics)], ["metric", "label", "particles", "iteration"],
+                              B=B, seed=seed)
+    fig, axes = plt.subplots(len(metrics), len(Ks), figsize=(max(3.4 * len(Ks), 6.4), 2.3 * len(metrics) + 0.6),
+                             squeeze=False, sharex=True)
+    for i, metric in enumerate(metrics):
+        data = agg[agg.metric == metric]
+        positive = bool(len(data)) and (data[["mean", "lo"]].to_numpy() > 0).all()
+        spread = positive and data["mean"].max() / max(data["mean"].min(), 1e-300) > 100
+        for j, K in enumerate(Ks):
+            ax = axes[i, j]
+            for label in labels:
+                d = data[(data.particles == K) & (data.label == label)].sort_values("iteration")
+                if d.empty:
+                    continue
+                ax.plot(d.iteration, d["mean"], color=colours[label], lw=1.0, label=_pretty_label(label))
+                ax.fill_between(d.iteration, d.lo, d.hi, color=colours[label], alpha=0.2, lw=0)
+            if spread:
+                ax.set_yscale("log")
+            ax.set_title(f"K = {K}" if i == 0 else "", fontsize=9)
+            ax.set_ylabel(metric if j == 0 else "", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if i == len(metrics) - 1:
+                ax.set_xlabel("iteration", fontsize=8)
+    handles, names = [], []
+    for ax in axes.ravel():
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if handles:
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), frameon=False, fontsize=8)
+    fig.suptitle(f"mean over seeds and 95% bootstrap band (B = {B}, seed {seed})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.6 / (2.3 * len(metrics) + 0.6), 1, 0.97))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def generic_sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
+    """Final-iteration mean [95 % bootstrap CI] per metric × label × K, and learning curves."""
+    if table.empty:
+        return [Section("Results", "text", "No metric rows: no cell of this study finished.")]
+    metrics = _plain_metrics(table)
+    study = table.study.iloc[0] if "study" in table.columns else None
+    note = diverged_note(cells, study)
+    out = [Section("Final-iteration summary", "table",
+                   tb.final_ci_table(table, metrics, marks=cell_marks(cells, study)),
+                   caption=f"{tb.ci_label()}, over seeds at each cell's last recorded iteration. {note}".strip(),
+                   name="final_summary")]
+    skipped = sorted({m.split("[")[0] for m in table.metric.unique() if "[" in m})
+    if metrics:
+        out.append(Section("Learning curves", "figure",
+                           lambda path: figure_learning_curves(table, path, metrics),
+                           caption=f"{tb.ci_label()}: the line is the mean over seeds at each evaluation, "
+                                   "the band its 95 % bootstrap interval."
+                                   + (f" Not plotted (bracketed families): {', '.join(skipped)}." if skipped else ""),
+                           name="learning_curves"))
+    return out
+
+
+# -- run summary -----------------------------------------------------------------------------
+def status_counts(cells: pd.DataFrame) -> Dict[str, int]:
+    counts = {s: 0 for s in ("done", "diverged", "failed")}
+    if cells is not None and not cells.empty:
+        for s, n in cells.status.value_counts().items():
+            counts[s] = counts.get(s, 0) + int(n)
+    return counts
+
+
+def counts_text(cells: pd.DataFrame) -> str:
+    c = status_counts(cells)
+    text = f"{c['done']} done, {c['diverged']} diverged, {c['failed']} failed"
+    others = {k: v for k, v in c.items() if k not in ("done", "diverged", "failed")}
+    return text + "".join(f", {v} {k}" for k, v in others.items())
+
+
+def _status_text(row) -> str:
+    if row.status == "diverged":
+        return f"diverged at iteration {_int(row.diverged_at)} †"
+    if row.status == "failed":
+        return "failed ✗"
+    return str(row.status)
+
+
+def cells_table(cells: pd.DataFrame, with_study: bool = False) -> pd.DataFrame:
+    """One row per cell: status, seeds, iterations, wall time, attempts."""
+    if cells is None or cells.empty:
+        return pd.DataFrame(columns=["estimator", "K", "status"])
+    rows = []
+    for r in cells.sort_values(["study", "particles", "label"]).itertuples():
+        cfg = _json(r.config, {})
+        seeds = _json(r.seeds, [])
+        row = {"study": r.study} if with_study else {}
+        row.update({"estimator": r.label, "K": int(r.particles), "seeds": len(seeds),
+                    "iterations": cfg.get("iterations", ""), "status": _status_text(r),
+                    "wall": _duration(r.wall_s), "s/iter": (f"{r.sec_per_iter:.3g}" if pd.notna(r.sec_per_iter)
+                                                            else "–"),
+                    "device": r.device or "–", "attempts": int(r.attempts) if pd.notna(r.attempts) else 1,
+                    "finished": r.finished_at or "–"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=["run", "started", "finished", "command", "git commit"])
+    return pd.DataFrame({
+        "run": runs["id"].astype(int), "started": runs.started_at.fillna("–"),
+        "finished": runs.finished_at.fillna("(unfinished)"), "command": runs.command.fillna("–"),
+        "git commit": runs.git_commit.fillna("–"), "machine": runs.machine.fillna("–"),
+        "backend": runs.backend.fillna("–"), "jobs": runs.jobs.map(lambda v: _int(v) if pd.notna(v) else "–"),
+        "cells total": runs.cells_total.map(lambda v: _int(v) if pd.notna(v) else "–"),
+        "cells run": runs.cells_run.map(lambda v: _int(v) if pd.notna(v) else "–"),
+        "wall": runs.wall_s.map(_duration)})
+
+
+def _versions_text(versions: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions else "not recorded"
+
+
+def run_summary_sections(cells: pd.DataFrame, runs: pd.DataFrame) -> List[Section]:
+    cells = cells if cells is not None else pd.DataFrame()
+    runs = runs if runs is not None else pd.DataFrame()
+    lines = [f"- **cells: {counts_text(cells)}** ({len(cells)} in all)"]
+    if not cells.empty:
+        if cells.study.nunique() > 1:
+            for study, c in cells.groupby("study"):
+                lines.append(f"- study `{study}`: {counts_text(c)}")
+    if not runs.empty:
+        total = runs.wall_s.dropna().sum()
+        lines.append(f"- runs: {len(runs)} recorded; wall time {_duration(total)} in all"
+                     + (f" (last run {_duration(runs.wall_s.iloc[-1])})" if pd.notna(runs.wall_s.iloc[-1]) else ""))
+        commits = list(dict.fromkeys(runs.git_commit.dropna()))
+        lines.append(f"- git commit: {', '.join(f'`{c}`' for c in commits) if commits else 'not recorded'}")
+        machines = list(dict.fromkeys(runs.machine.dropna()))
+        lines.append(f"- machine: {'; '.join(machines) if machines else 'not recorded'}")
+        versions = list(dict.fromkeys(runs.versions.dropna()))
+        for v in versions:
+            lines.append(f"- versions: {_versions_text(_json(v, {}))}")
+        last = runs.iloc[-1]
+        lines.append(f"- last command: `{last.command}` (backend {last.backend or '–'}, "
+                     f"{_int(last.jobs) if pd.notna(last.jobs) else '?'} jobs), started {last.started_at}, "
+                     f"finished {last.finished_at or '(unfinished)'}")
+    else:
+        lines.append("- runs: none recorded (the store predates run records); times and machines below "
+                     "come from the cells")
+    if not cells.empty:
+        finished = cells[cells.finished_at.notna() & cells.wall_s.notna()]
+        if not finished.empty:
+            end = pd.to_datetime(finished.finished_at, utc=True, errors="coerce")
+            start = end - pd.to_timedelta(finished.wall_s, unit="s")
+            span = (end.max() - start.min()).total_seconds()
+            lines.append(f"- cell wall times: {_duration(finished.wall_s.sum())} in all; first cell start to last "
+                         f"cell end: {_duration(span)}")
+        machines = sorted(cells.machine.dropna().unique())
+        if machines:
+            lines.append(f"- cells ran on: {'; '.join(machines)} (devices: "
+                         f"{', '.join(sorted(cells.device.dropna().unique())) or '–'})")
+    if not cells.empty:
+        lines.append("- every cell: [cells.csv](tables/cells.csv) · [cells.tex](tables/cells.tex); per study on "
+                     "its page")
+    out = [Section("Run summary", "text", "\n".join(lines), name="run_summary")]
+    if not runs.empty:
+        out.append(Section("Runs", "table", runs_table(runs), caption="every invocation recorded in the store",
+                           name="runs"))
+    bad = cells[cells.status != "done"] if not cells.empty else cells
+    if not bad.empty:
+        out.append(Section("Diverged and failed cells", "table", cells_table(bad, with_study=True),
+                           caption="† diverged: its rows stop at the last finite evaluation, a rerun skips it; "
+                                   "✗ failed: no rows, a rerun retries it", name="cells_not_done"))
+    if not cells.empty:
+        failed = cells[cells.status == "failed"]
+        if not failed.empty:
+            items = []
+            for r in failed.itertuples():
+                err = (r.error or "").rstrip() or "(no traceback recorded)"
+                last = err.splitlines()[-1] if err else ""
+                items.append((f"{r.study} / {r.label} K = {int(r.particles)} — {last}  "
+                              f"(attempts: {int(r.attempts) if pd.notna(r.attempts) else 1})", err))
+            out.append(Section("Failed cells", "details", items,
+                               caption="tracebacks recorded by the runner; click to expand", name="failed"))
+    return out
+
+
+def definitions_section(table: pd.DataFrame) -> Section:
+    names = table.metric.unique() if table is not None and not table.empty else []
+    rows = [(n, d if d is not None else "(no definition registered in reports/definitions.py)")
+            for n, d in defs.families(names)]
+    return Section("Metric definitions", "table", pd.DataFrame(rows, columns=["metric", "definition"]),
+                   caption="every metric recorded in the table shown; bracketed names stand for a family "
+                           "(e.g. prior_pmf[z=c] for c = 0, 1, …)", name="metric_definitions")
+
+
+# -- rendering: Markdown --------------------------------------------------------------------
+def _md_frame(frame: pd.DataFrame) -> str:
+    if frame is None or frame.empty:
+        return "(no rows)"
+    f = frame.copy()
+    f.columns = [str(c).replace("|", "\\|") for c in f.columns]
+    f = f.map(lambda v: v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v)
+    return f.to_markdown(index=False)
+
+
+def sections_markdown(sections: Sequence[Section], level: int = 2, prefix: str = "",
+                      table_links: Optional[Dict[str, Tuple[str, str]]] = None) -> List[str]:
+    """Markdown lines for the sections; figure payloads must be file names (see ``prefix``)."""
+    h = "#" * level
+    lines: List[str] = []
+    for s in sections:
+        lines += [f"{h} {s.title}", ""]
+        if s.kind == "text":
+            lines += [str(s.payload), ""]
+        elif s.kind == "figure":
+            lines += [f"![{s.title}]({prefix}{s.payload})", ""]
+            if s.caption:
+                lines += [s.caption, ""]
+        elif s.kind == "table":
+            if s.caption:
+                lines += [s.caption, ""]
+            lines += [_md_frame(s.payload), ""]
+            if table_links and s.name in table_links:
+                csv, tex = table_links[s.name]
+                lines += [f"Download: [CSV]({prefix}{csv}) · [LaTeX]({prefix}{tex})", ""]
+        elif s.kind == "details":
+            if s.caption:
+                lines += [s.caption, ""]
+            for summary, body in s.payload:
+                lines += ["<details>", f"<summary>{html.escape(summary)}</summary>", "", "```",
+                          body.replace("```", "'''"), "```", "", "</details>", ""]
+    return lines
+
+
+# -- rendering: HTML -------------------------------------------------------------------------
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d2125;
+       background: #fafbfc; }
+main { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.6rem 3rem; background: #fff; min-height: 100vh; }
+nav.top { font-size: 0.9rem; margin-bottom: 0.6rem; color: #5b6570; }
+nav.top a { margin-right: 0.8rem; }
+h1 { font-size: 1.6rem; margin: 0.4rem 0 0.6rem; }
+h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #dde1e5; padding-bottom: 0.2rem; }
+a { color: #0b5cad; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.86em; }
+code { background: #f1f3f5; padding: 0 0.2em; border-radius: 3px; }
+pre { background: #f6f8fa; padding: 0.7rem; overflow-x: auto; border: 1px solid #e1e4e8; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.4rem 0; font-size: 0.85rem; }
+th, td { border: 1px solid #d5dae0; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+thead th { background: #eef1f4; }
+tbody tr:nth-child(even) { background: #f8f9fb; }
+table.nowrap td { white-space: nowrap; }
+figure { margin: 0.6rem 0 1rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e6e9ec; }
+figcaption { font-size: 0.85rem; color: #4a535c; margin-top: 0.3rem; }
+.downloads { font-size: 0.8rem; }
+details { margin: 0.4rem 0; border: 1px solid #e7c3c3; border-radius: 4px; padding: 0.3rem 0.6rem;
+          background: #fff8f8; }
+summary { cursor: pointer; font-family: ui-monospace, monospace; font-size: 0.85rem; }
+.note { background: #fff9e6; border-left: 4px solid #e0b400; padding: 0.4rem 0.8rem; }
+.error { background: #fdecec; border-left: 4px solid #c62828; padding: 0.4rem 0.8rem; }
+ul.toc { columns: 2; font-size: 0.9rem; }
+footer { margin-top: 3rem; font-size: 0.8rem; color: #6a737d; }
+"""
+
+_INLINE = [
+    (re.compile(r"`([^`]+)`"), lambda m: f"<code>{m.group(1)}</code>"),
+    (re.compile(r"\*\*([^*]+)\*\*"), lambda m: f"<strong>{m.group(1)}</strong>"),
+    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>'),
+]
+
+
+def md_inline(text: str) -> str:
+    """Escape ``text`` and turn `code`, **bold** and [links](url) into HTML (code spans first,
+    so nothing inside them is interpreted)."""
+    parts = re.split(r"(`[^`]+`)", str(text))
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+            continue
+        esc = html.escape(part, quote=False)
+        for pattern, repl in _INLINE[1:]:
+            esc = pattern.sub(repl, esc)
+        out.append(esc)
+    return "".join(out)
+
+
+def _md_table_html(lines: List[str]) -> str:
+    def cells(line):
+        line = line.strip().strip("|")
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+    head, body = cells(lines[0]), [cells(l) for l in lines[2:]] if len(lines) > 1 else []
+    out = ["<div class=\"scroll\"><table>", "<thead><tr>" + "".join(f"<th>{md_inline(c)}</th>" for c in head)
+           + "</tr></thead>", "<tbody>"]
+    out += ["<tr>" + "".join(f"<td>{md_inline(c)}</td>" for c in row) + "</tr>" for row in body]
+    return "\n".join(out + ["</tbody></table></div>"])
+
+
+def md_block(text: str) -> str:
+    """A small Markdown subset → HTML: paragraphs, ``- `` lists, pipe tables."""
+    out = []
+    for block in re.split(r"\n\s*\n", str(text).strip()):
+        lines = [l for l in block.splitlines() if l.strip()]
+        if not lines:
+            continue
+        if all(l.lstrip().startswith("|") for l in lines):
+            out.append(_md_table_html(lines))
+        elif all(l.lstrip().startswith(("- ", "* ")) for l in lines):
+            out.append("<ul>" + "".join(f"<li>{md_inline(l.lstrip()[2:])}</li>" for l in lines) + "</ul>")
+        else:
+            out.append(f"<p>{md_inline(' '.join(l.strip() for l in lines))}</p>")
+    return "\n".join(out)
+
+
+def _frame_html(frame: pd.DataFrame) -> str:
+    if frame is None or frame.empty:
+        return "<p>(no rows)</p>"
+    longest = max((frame[c].astype(str).str.len().max() for c in frame.columns), default=0)
+    # short cells ("0.716 [0.692, 0.744]") stay on one line; tables of prose wrap
+    return frame.to_html(index=False, border=0, na_rep="–", classes="data nowrap" if longest <= 40 else "data",
+                         float_format=lambda v: f"{v:.4g}")
+
+
+def sections_html(sections: Sequence[Section], table_links: Optional[Dict[str, Tuple[str, str]]] = None) -> str:
+    parts = []
+    for s in sections:
+        parts.append(f'<section id="{html.escape(s.name)}">\n<h2>{md_inline(s.title)}</h2>')
+        caption = md_inline(s.caption) if s.caption else ""
+        if s.kind == "text":
+            parts.append(md_block(s.payload))
+        elif s.kind == "figure":
+            parts.append(f'<figure><img src="{html.escape(str(s.payload))}" alt="{html.escape(s.title)}">'
+                         + (f"<figcaption>{caption}</figcaption>" if caption else "") + "</figure>")
+        elif s.kind == "table":
+            links = ""
+            if table_links and s.name in table_links:
+                csv, tex = table_links[s.name]
+                links = (f' <span class="downloads">[<a href="{html.escape(csv)}">CSV</a> · '
+                         f'<a href="{html.escape(tex)}">LaTeX</a>]</span>')
+            parts.append(f'<figure class="table"><div class="scroll">{_frame_html(s.payload)}</div>'
+                         f"<figcaption>{caption}{links}</figcaption></figure>")
+        elif s.kind == "details":
+            if caption:
+                parts.append(f"<p>{caption}</p>")
+            for summary, body in s.payload:
+                parts.append(f"<details><summary>{html.escape(summary)}</summary>"
+                             f"<pre>{html.escape(body)}</pre></details>")
+        parts.append("</section>")
+    return "\n".join(parts)
+
+
+def page_html(title: str, body: str, nav: str = "") -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<link rel=\"icon\" href=\"data:,\">\n<title>{html.escape(title)}</title>\n"
+            f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+            + (f"<nav class=\"top\">{nav}</nav>\n" if nav else "")
+            + body + f"\n<footer>Built {html.escape(_now())} by <code>reports.build_site</code> from the results "
+                     "store alone.</footer>\n</main>\n</body>\n</html>\n")
+
+
+def _toc(sections: Sequence[Section]) -> str:
+    return ("<ul class=\"toc\">" + "".join(f'<li><a href="#{html.escape(s.name)}">{md_inline(s.title)}</a></li>'
+                                           for s in sections) + "</ul>")
+
+
+# -- materialising figures and tables -----------------------------------------------------------
+def _unique_names(sections: List[Section]) -> List[Section]:
+    seen: Dict[str, int] = {}
+    out = []
+    for s in sections:
+        name = s.name
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(dataclasses.replace(s, name=name) if name != s.name else s)
+    return out
+
+
+def materialise(sections: Sequence[Section], folder: str, export: bool = True
+                ) -> Tuple[List[Section], Dict[str, Tuple[str, str]]]:
+    """Write figures into ``folder`` (payload becomes the PNG's path relative to it) and, with
+    ``export``, every table to ``folder/tables/NAME.csv`` and ``.tex``; returns the sections and
+    {name: (csv, tex)} relative links."""
+    os.makedirs(folder, exist_ok=True)
+    sections = _unique_names(list(sections))
+    out, links = [], {}
+    for s in sections:
+        if s.kind == "figure":
+            target = os.path.join(folder, f"{s.name}.png")
+            p = s.payload
+            if isinstance(p, (str, os.PathLike)):
+                p = os.path.abspath(p)
+                inside = os.path.commonpath([p, os.path.abspath(folder)]) == os.path.abspath(folder)
+                if inside:
+                    target = p
+                else:
+                    shutil.copyfile(p, target)
+            elif hasattr(p, "savefig"):
+                import matplotlib.pyplot as plt
+                p.savefig(target, dpi=110)
+                plt.close(p)
+            elif callable(p):
+                written = p(target)
+                if isinstance(written, (str, os.PathLike)) and os.path.abspath(written) != os.path.abspath(target):
+                    target = os.path.abspath(written)
+            else:
+                raise TypeError(f"figure section {s.title!r}: payload must be a PNG path, a matplotlib Figure "
+                                f"or a callable writing one, got {type(p).__name__}")
+            s = dataclasses.replace(s, payload=os.path.relpath(target, folder).replace(os.sep, "/"))
+        elif s.kind == "table" and export and isinstance(s.payload, pd.DataFrame) and not s.payload.empty:
+            csv, tex = tb.export_table(s.payload, os.path.join(folder, "tables"), s.name,
+                                       caption=f"{s.title}. {s.caption}".strip())
+            links[s.name] = (os.path.relpath(csv, folder).replace(os.sep, "/"),
+                             os.path.relpath(tex, folder).replace(os.sep, "/"))
+        out.append(s)
+    return out, links
+
+
+def _study_folder(study: str) -> str:
+    name = slug(study) or "study"
+    return f"study_{name}" if name in ("tables",) else name
+
+
+def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: str) -> List[Section]:
+    fn = STUDY_PAGES.get(study, generic_sections)
+    try:
+        params = inspect.signature(fn).parameters
+        sections = fn(table, cells, out=folder) if "out" in params else fn(table, cells)
+        return list(sections)
+    except Exception:  # a broken study page must not hide the run summary and the other studies
+        tb_text = traceback.format_exc()
+        warnings.warn(f"report page of study {study!r} failed:\n{tb_text}")
+        return [Section("This page failed to build", "details",
+                        [(tb_text.strip().splitlines()[-1], tb_text)],
+                        caption="the study's report code raised; the tables below are still from the store",
+                        name="page_error")]
+
+
+# -- the site -------------------------------------------------------------------------------------
+def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out: str, *,
+               descriptions: Optional[Dict[str, str]] = None, note: str = "",
+               title: str = "estibench report") -> str:
+    """Write the static site and the Markdown report into ``out``; returns ``out/index.html``.
+
+    ``descriptions``: study name → text shown at the head of its page (and in the index);
+    ``note``: text shown under the index's title (e.g. how the run went)."""
+    descriptions = dict(descriptions or {})
+    table = _with_columns(table, TABLE_COLUMNS)
+    cells = _with_columns(cells, CELL_COLUMNS)
+    runs = _with_columns(runs, RUN_COLUMNS)
+    os.makedirs(out, exist_ok=True)
+    studies = list(dict.fromkeys(sorted(set(table.study.unique()) | set(cells.study.unique()))))
+    tmp = tempfile.mkdtemp(prefix=".report-build-", dir=out)
+    try:
+        _build(tmp, table, cells, runs, studies, descriptions, note, title)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return os.path.join(out, "index.html")
+
+
+TABLE_COLUMNS = ["study", "model", "estimator", "label", "particles", "seed", "iteration", "metric", "value"]
+CELL_COLUMNS = ["key", "study", "model", "estimator", "label", "particles", "seeds", "config", "status", "wall_s",
+                "sec_per_iter", "device", "machine", "finished_at", "error", "diverged_at", "attempts"]
+RUN_COLUMNS = ["id", "started_at", "finished_at", "command", "git_commit", "machine", "versions", "backend", "jobs",
+               "cells_total", "cells_run", "wall_s"]
+
+
+def _with_columns(frame: Optional[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """The frame with every expected column (missing ones as None: e.g. a store of schema 1)."""
+    frame = pd.DataFrame(columns=list(columns)) if frame is None else frame.copy()
+    for c in columns:
+        if c not in frame.columns:
+            frame[c] = None
+    return frame
+
+
+def _build(root: str, table, cells, runs, studies, descriptions, note, title) -> None:
+    study_md: Dict[str, List[str]] = {}
+    folders = {s: _study_folder(s) for s in studies}
+    for study in studies:
+        folder = os.path.join(root, folders[study])
+        t, c = _study_rows(table, study), _study_rows(cells, study)
+        status = Section("Cells", "table", cells_table(c),
+                         caption=f"{counts_text(c)}; † diverged (rows up to its last finite evaluation), "
+                                 "✗ failed (no rows; tracebacks on the index page)", name="cells")
+        own = _sections_for(study, t, c, folder)
+        body, links = materialise(own + [status, definitions_section(t)], folder)
+        desc = descriptions.get(study, "")
+        nav = '<a href="../index.html">← all studies</a>' + "".join(
+            f'<a href="../{folders[s]}/index.html">{html.escape(s)}</a>' for s in studies if s != study)
+        head = (f"<h1>Study <code>{html.escape(study)}</code></h1>\n"
+                + (md_block(desc) if desc else "")
+                + f"<p>{_cells_n(len(c))}: {html.escape(counts_text(c))}. "
+                  f'Markdown version: <a href="report.md">report.md</a>.</p>\n' + _toc(body))
+        _write(os.path.join(folder, "index.html"), page_html(f"{title}: {study}", head + sections_html(body, links),
+                                                              nav))
+        md = [f"# {title}: study `{study}`", ""] + ([desc, ""] if desc else []) + \
+             [f"{_cells_n(len(c))}: {counts_text(c)}.", ""] + sections_markdown(body, 2, "", links)
+        _write(os.path.join(folder, "report.md"), "\n".join(md) + "\n")
+        # the combined report.md has the run summary and definitions once, at its top and end
+        study_md[study] = sections_markdown(body[:len(own)], 3, f"{folders[study]}/", links)
+
+    if not cells.empty:
+        tb.export_table(cells_table(cells, with_study=True), os.path.join(root, "tables"), "cells",
+                        caption="Every cell in the store")
+    summary, links = materialise(run_summary_sections(cells, runs), root)
+    defs_section, dlinks = materialise([definitions_section(table)], root)
+    links.update(dlinks)
+    rows = []
+    for study in studies:
+        c = _study_rows(cells, study)
+        rows.append(f'<li><a href="{folders[study]}/index.html"><strong>{html.escape(study)}</strong></a> — '
+                    f"{html.escape(counts_text(c))}"
+                    + (f": {md_inline(descriptions[study])}" if descriptions.get(study) else "")
+                    + f' (<a href="{folders[study]}/report.md">Markdown</a>)</li>')
+    body = (f"<h1>{html.escape(title)}</h1>\n"
+            + (f'<div class="note">{md_block(note)}</div>\n' if note else "")
+            + "<h2>Studies</h2>\n" + (f"<ul>{''.join(rows)}</ul>" if rows else "<p>No cells in the store.</p>")
+            + f"\n<p>Bootstrap aggregates are labelled <em>{html.escape(tb.ci_label())}</em>: "
+              "percentile intervals of the mean over seeds; where the paper reports medians and quartiles the "
+              "table or figure says so. Markdown version of this site: "
+              '<a href="report.md">report.md</a>.</p>\n'
+            + sections_html(summary + defs_section, links))
+    _write(os.path.join(root, "index.html"), page_html(title, body))
+
+    md = [f"# {title}", ""] + ([note, ""] if note else []) + ["## Studies", ""]
+    md += [f"- [{s}]({folders[s]}/report.md) ([HTML]({folders[s]}/index.html)) — {counts_text(_study_rows(cells, s))}"
+           + (f": {descriptions[s]}" if descriptions.get(s) else "") for s in studies] + [""]
+    md += sections_markdown(summary, 2, "", links)
+    for study in studies:
+        md += [f"## Study `{study}`", ""] + ([descriptions[study], ""] if descriptions.get(study) else [])
+        md += study_md[study]
+    md += sections_markdown(defs_section, 2, "", links)
+    _write(os.path.join(root, "report.md"), "\n".join(md) + "\n")
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _install(tmp: str, out: str) -> None:
+    """Move every file built in ``tmp`` over its place in ``out`` (index.html last), then remove
+    the files of the previous build that this one did not write."""
+    files = []
+    for folder, _, names in os.walk(tmp):
+        for name in names:
+            files.append(os.path.relpath(os.path.join(folder, name), tmp))
+    files.sort(key=lambda f: (f == "index.html", f.count(os.sep) == 0, f))
+    for rel in files:
+        target = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(tmp, rel), target)
+    manifest = os.path.join(out, MANIFEST)
+    old = []
+    if os.path.exists(manifest):
+        with open(manifest, encoding="utf-8") as fh:
+            old = [l.strip() for l in fh if l.strip()]
+    keep = set(files)
+    root = os.path.realpath(out)
+    for rel in old:
+        path = os.path.realpath(os.path.join(out, rel))
+        if rel not in keep and path.startswith(root + os.sep) and os.path.isfile(path):
+            os.remove(path)
+    with open(manifest + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write("\n".join(sorted(files)) + "\n")
+    os.replace(manifest + ".tmp", manifest)
+
+
+__all__ = ["Section", "STUDY_PAGES", "build_site", "generic_sections", "run_summary_sections", "cells_table",
+           "runs_table", "counts_text", "cell_marks", "diverged_note", "definitions_section", "materialise",
+           "sections_markdown", "sections_html", "md_inline", "md_block", "figure_learning_curves"]
