@@ -1,58 +1,72 @@
-"""airspeed-velocity benchmarks of the GMM cell (run: see README, "Benchmarks").
+"""airspeed-velocity benchmarks on the GMM cell (README, "Benchmarks and speed").
 
-``time_step``/``peakmem_step``: one training step of the vectorised runner (R = 10 replicates,
-batch 100) per estimator and K.  ``time_grad_std``: the φ-gradient-std metric (10 draws on the
-100 test points).  ``track_grad_std_phi``: its seeded value, so a change in an estimator's
-numbers shows up in asv as well as its speed.
+Every registered estimator that accepts categorical latents, K ∈ {2, 20}; R = 10 stacked seeds
+(the paper-budget suite's), batch 100 (``benchmarks/common.py``).
+
+``GMMStep.time_step`` / ``peakmem_step``   one training step of the runner (fresh batch,
+                                           ``gradients``, Adam) / peak RSS over three steps
+``GMMVariance.time_gradient_draws``        the frozen-parameter variance measurement,
+                                           ``gradient_draws`` with n = 100 on the study's 100
+                                           test points (the loop the study uses)
+``GMMVariance.time_gradient_draws_batched`` the same draws by ``gradient_draws_batched``
+``GMMVariance.track_grad_var_phi``         seeded value of that measurement: mean over
+                                           replicates and φ coordinates of the sample variance of
+                                           n = 100 loop draws after ``torch.manual_seed``; it
+                                           changes only when an estimator's (or the model's)
+                                           numerics change
 """
-import os
-import sys
+import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import (GMM_PARTICLES, TRACK_SEED, VARIANCE_DRAWS, Trainer, bind, compatible,
+                               gmm_batcher, gmm_model, gmm_test_points, mean_variance)
+from harness.gradients import gradient_draws, gradient_draws_batched
 
-import torch  # noqa: E402
-
-from harness.gradients import gradient_draws  # noqa: E402
-from harness.metrics import gradient_std, leading_size_sum  # noqa: E402
-from harness.runner import Cell, build, make_optimiser  # noqa: E402
-from harness.studies import GMMTask  # noqa: E402
-
-ESTIMATORS = ["ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax"]
+ESTIMATORS = compatible(gmm_model(seeds=(0,)), particles=GMM_PARTICLES)
 
 
 class GMMStep:
-    params = (ESTIMATORS, [2, 20])
+    params = (ESTIMATORS, list(GMM_PARTICLES))
     param_names = ["estimator", "K"]
     timeout = 120
 
     def setup(self, estimator, K):
         torch.set_num_threads(1)
         torch.manual_seed(0)
-        self.cell = Cell(study="gmm", model="gmm", estimator=estimator, particles=K, seeds=tuple(range(10)),
-                         iterations=1, device="cpu")
-        self.model, self.est = build(self.cell, torch.device("cpu"))
-        self.task = GMMTask(self.model, self.cell)
-        self.params_ = list(self.model.parameters()) + list(self.est.parameters())
-        self.opt = make_optimiser(self.params_, 1e-3)
-
-    def _step(self):
-        x = self.task.train_batch()
-        grads, own, _ = self.est.gradients(self.model, x, self.cell.particles)
-        for p, g in zip(self.params_, grads + own):
-            p.grad = g
-        self.opt.step()
+        self.model = gmm_model()
+        self.est = bind(estimator, self.model, K)
+        self.step = Trainer(self.model, self.est, gmm_batcher(self.model), K)
+        self.step()  # allocate Adam's state outside the timing
 
     def time_step(self, estimator, K):
-        self._step()
+        self.step()
 
     def peakmem_step(self, estimator, K):
         for _ in range(3):
-            self._step()
+            self.step()
 
-    def time_grad_std(self, estimator, K):
-        gradient_draws(self.model, self.est, self.task.x_test, K, 10)
 
-    def track_grad_std_phi(self, estimator, K):
-        torch.manual_seed(1)
-        draws = gradient_draws(self.model, self.est, self.task.x_test, K, 10)
-        return float(gradient_std(draws, leading_size_sum(self.model.guide_parameters()))["grad_std_phi"].mean())
+class GMMVariance:
+    params = (ESTIMATORS, list(GMM_PARTICLES))
+    param_names = ["estimator", "K"]
+    timeout = 300
+    number = 1
+    repeat = (1, 5, 20.0)
+    warmup_time = 0.0
+    unit = "mean variance"
+
+    def setup(self, estimator, K):
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        self.model = gmm_model()
+        self.est = bind(estimator, self.model, K)
+        self.x = gmm_test_points(self.model)
+
+    def time_gradient_draws(self, estimator, K):
+        gradient_draws(self.model, self.est, self.x, K, VARIANCE_DRAWS)
+
+    def time_gradient_draws_batched(self, estimator, K):
+        gradient_draws_batched(self.model, self.est, self.x, K, VARIANCE_DRAWS)
+
+    def track_grad_var_phi(self, estimator, K):
+        torch.manual_seed(TRACK_SEED)
+        return mean_variance(gradient_draws(self.model, self.est, self.x, K, VARIANCE_DRAWS))

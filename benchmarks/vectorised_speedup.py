@@ -1,85 +1,103 @@
 """Per-replicate seconds per training iteration: the vectorised runner (R replicates stacked)
-against a plain single-run loop (R = 1), same cell, same machine, one run.
+against a plain single run (R = 1), same GMM cell, same machine, one run.
 
-    python benchmarks/vectorised_speedup.py [--replicates 10] [--iterations 300] [--out FILE]
+    python benchmarks/vectorised_speedup.py [--replicates 10,40] [--iterations 300] [--out FILE]
 
-Each measurement runs the runner's training step (fresh batch from the true model, estimator
-gradients, Adam step) for ``--iterations`` steps after 20 warm-up steps, one torch thread.
-The plain loop trains one seed; the vectorised one trains R seeds at once; the speed-up is
-(single seconds per iteration) / (vectorised seconds per iteration / R).
+For every GMM estimator (default: every registered one that accepts categorical latents) and K,
+it builds one trainer per R (1 and each of ``--replicates``): the runner's training step (fresh
+batch of 100 from the true model, estimator gradients, Adam; ``benchmarks/common.py``), one
+torch thread, 20 warm-up steps each.  The ``--iterations`` timed steps are split into 5 blocks
+run round-robin over the trainers, so a change in the machine's load hits every R alike; a
+trainer's time is the median block.  Speed-up per replicate = (single s/it) / (stacked s/it / R).
+Writes the Markdown table next to this script (``vectorised_speedup.md``) unless ``--out``.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
+import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from harness.runner import Cell, build, make_optimiser  # noqa: E402
+from benchmarks.common import (GMM_PARTICLES, Trainer, bind, compatible, gmm_batcher, gmm_model,  # noqa: E402
+                               header, load_average, markdown)
+
+BLOCKS = 5
+WARMUP = 20
 
 
-def seconds_per_iteration(estimator: str, particles: int, replicates: int, iterations: int) -> float:
-    cell = Cell(study="gmm", model="gmm", estimator=estimator, particles=particles,
-                seeds=tuple(range(replicates)), iterations=iterations, device="cpu")
+def trainer(estimator: str, K: int, R: int) -> Trainer:
     torch.manual_seed(0)
-    model, est = build(cell, torch.device("cpu"))
-    true = model.true_model()
-    params = list(model.parameters()) + list(est.parameters())
-    opt = make_optimiser(params, cell.lr)
+    model = gmm_model(seeds=tuple(range(R)))
+    est = bind(estimator, model, K)
+    return Trainer(model, est, gmm_batcher(model), K)
 
-    def step():
-        x = true.sample(cell.batch_size)[1]
-        grads, own, _ = est.gradients(model, x, particles)
-        for p, g in zip(params, grads + own):
-            p.grad = g
-        opt.step()
 
-    for _ in range(20):
-        step()
+def block_seconds(step, n: int) -> float:
     start = time.perf_counter()
-    for _ in range(iterations):
+    for _ in range(n):
         step()
-    return (time.perf_counter() - start) / iterations
+    return (time.perf_counter() - start) / n
+
+
+def measure(estimator: str, K: int, replicates, iterations: int) -> dict:
+    """{R: median seconds per iteration of the whole cell}, R = 1 and each of ``replicates``."""
+    trainers = {R: trainer(estimator, K, R) for R in (1, *replicates)}
+    for step in trainers.values():
+        for _ in range(WARMUP):
+            step()
+    per_block = max(1, iterations // BLOCKS)
+    times = {R: [] for R in trainers}
+    for _ in range(BLOCKS):
+        for R, step in trainers.items():
+            times[R].append(block_seconds(step, per_block))
+    return {R: statistics.median(t) for R, t in times.items()}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--replicates", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--estimators", default="ws,ww,dww,vimco,reinforce,concrete,relax")
-    p.add_argument("--particles", default="2,20")
-    p.add_argument("--out", help="write the table as Markdown here")
+    p.add_argument("--replicates", default="10,40", help="comma-separated R values (default: 10,40)")
+    p.add_argument("--iterations", type=int, default=300, help="timed steps per trainer (default: 300)")
+    p.add_argument("--estimators", help="comma-separated names (default: every GMM-compatible one)")
+    p.add_argument("--particles", default=",".join(map(str, GMM_PARTICLES)))
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                 "vectorised_speedup.md"),
+                   help="Markdown output (default: next to this script); '-' for stdout only")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    replicates = [int(r) for r in args.replicates.split(",")]
+    particles = [int(k) for k in args.particles.split(",")]
+    names = args.estimators.split(",") if args.estimators else compatible(gmm_model((0,)), particles=particles)
+    load_before = load_average()
+    started = time.perf_counter()
     rows = []
-    for name in args.estimators.split(","):
-        for K in (int(k) for k in args.particles.split(",")):
-            single = seconds_per_iteration(name, K, 1, args.iterations)
-            stacked = seconds_per_iteration(name, K, args.replicates, args.iterations)
-            rows.append({"estimator": name, "K": K, "single run ms/it": 1e3 * single,
-                         f"R={args.replicates} ms/it (whole cell)": 1e3 * stacked,
-                         "per replicate ms/it": 1e3 * stacked / args.replicates,
-                         "speed-up per replicate": single / (stacked / args.replicates)})
-            print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    text = (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread, "
-            f"commit {commit}; "
-            f"{args.iterations} iterations after 20 warm-up, GMM cell (batch 100), R = {args.replicates}.\n\n"
-            + table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    for name in names:
+        for K in particles:
+            try:
+                t = measure(name, K, replicates, args.iterations)
+            except NotImplementedError:
+                continue
+            row = [name, K, 1e3 * t[1]]
+            for R in replicates:
+                row += [1e3 * t[R], 1e3 * t[R] / R, t[1] / (t[R] / R)]
+            rows.append(row)
+            print(row, flush=True)
+    columns = ["estimator", "K", "single run ms/it"]
+    for R in replicates:
+        columns += [f"R={R} ms/it (cell)", f"R={R} ms/it per replicate", f"R={R} speed-up"]
+    command = "python benchmarks/vectorised_speedup.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    extra = (f"GMM cell (batch 100, fresh batch each step), the runner's step (gradients + Adam), one torch "
+             f"thread; {WARMUP} warm-up steps per trainer, then {args.iterations} steps per trainer in "
+             f"{BLOCKS} blocks run round-robin over R ∈ {{1, {', '.join(map(str, replicates))}}}; median block.  "
+             f"Speed-up per replicate = single ms/it ÷ (cell ms/it ÷ R).  Whole run: "
+             f"{time.perf_counter() - started:.0f} s.")
+    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
     print(text)
-    if args.out:
+    if args.out != "-":
         with open(args.out, "w") as fh:
             fh.write(text)
 

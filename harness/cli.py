@@ -26,7 +26,7 @@ for _name in SUITES:
     SUITE_REGISTRY.register(_name)(lambda _n=_name: SUITES[_n])
 
 #: rough relative cost per particle, used only to start the longest cells first
-COST = {"relax": 6.0, "concrete": 2.5, "ws": 2.5, "vimco": 1.5}
+COST = {"relax": 6.0, "rebar": 4.0, "concrete": 2.5, "ws": 2.5, "vimco": 1.5, "muprop": 1.5, "nvil": 1.3}
 
 
 class UsageError(ValueError):
