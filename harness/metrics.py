@@ -54,15 +54,23 @@ def iwae_log_likelihood(model, x: torch.Tensor, num_particles: int, particle_chu
 
 
 @torch.no_grad()
-def active_units(model, x: torch.Tensor, threshold: float = 0.01, samples: int = 10) -> torch.Tensor:
-    """``[R]`` number of active latent units (all layers; layer 0 means are exact, higher layers'
-    by ``samples`` ancestral draws)."""
+def active_units(model, x: torch.Tensor, threshold: float = 0.01, samples: int = 100) -> torch.Tensor:
+    """``[R]`` number of active latent units over all layers.  E_q[z_u | x] is exact for the first
+    layer (σ of its logits); for a higher layer l it is the mean of σ(guide_layer(l, z_{l−1})) over
+    ``samples`` ancestral draws of the layers below (Monte Carlo noise of that mean has variance
+    ≤ 1/(4·samples) = 0.0025, under the 0.01 threshold)."""
     q = model.guide(x)
-    if hasattr(model, "layer_sizes") and len(model.layer_sizes) > 1:
-        means = q.sample((samples,)).mean(0)
-        means[..., :model.layer_sizes[0]] = torch.sigmoid(q.logits)
-    else:
+    layers = getattr(model, "layer_sizes", None)
+    if layers is None or len(layers) == 1:
         means = q.mean
+    else:
+        probs = torch.sigmoid(q.logits)
+        parts, below = [probs], torch.bernoulli(probs.expand(samples, *probs.shape))
+        for l in range(1, len(layers)):
+            p_l = torch.sigmoid(model.guide_layer(l, below))
+            parts.append(p_l.mean(0))
+            below = torch.bernoulli(p_l)
+        means = torch.cat(parts, -1)
     return (means.var(1, unbiased=True) > threshold).sum(-1).to(torch.float32)
 
 
