@@ -15,7 +15,8 @@ Fault tolerance
 Backends (joblib's ``parallel_config``): ``loky`` (processes on this machine; one torch thread
 per worker unless told otherwise), ``dask`` (``scheduler`` = address of a running
 dask.distributed scheduler; needs ``pip install estibench[dask]``), ``ray`` (``address`` of a
-running Ray cluster, or "auto"; needs ``pip install estibench[ray]``).  Loky starts fresh worker
+running Ray cluster, or "auto"; needs ``pip install estibench[ray]``; Ray's joblib backend cannot stream
+results, so cells run in waves of ``jobs`` and each wave is stored as it ends).  Loky starts fresh worker
 processes (no fork of a CUDA context), so cells on a GPU share it safely as separate processes.
 """
 from __future__ import annotations
@@ -124,8 +125,19 @@ def results(cells: List[Cell], jobs: int, threads: Optional[int], backend: str, 
     from joblib import Parallel, delayed
     with backend_context(backend, address):
         n_jobs = jobs if backend == "loky" else (jobs if jobs > 1 else -1)
-        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(run_one)(c, threads, False) for c in cells)
+        for return_as in ("generator_unordered", "generator"):
+            try:  # results as they finish, so each is stored at once
+                parallel = Parallel(n_jobs=n_jobs, return_as=return_as)
+            except ValueError:
+                continue
+            yield from parallel(delayed(run_one)(c, threads, False) for c in cells)
+            return
+        # backends that cannot stream (Ray's): waves of `jobs` cells, each wave stored when it ends,
+        # so a crash loses at most the wave in flight
+        wave = max(1, jobs)
+        parallel = Parallel(n_jobs=n_jobs)
+        for start in range(0, len(cells), wave):
+            yield from parallel(delayed(run_one)(c, threads, False) for c in cells[start:start + wave])
 
 
 def describe_status(row) -> str:
