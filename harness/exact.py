@@ -124,9 +124,26 @@ def inclusive_kl(model, x):
     return -negative_inclusive_kl(model, x)
 
 
+def point_chunk(model, x, limit: int = 25, max_elements: float = 2e7) -> int:
+    """Data points per chunk so that one enumerated tensor [S, R, chunk, *obs] stays under
+    ``max_elements`` (and at most ``limit``)."""
+    obs = 1
+    for d in x.shape[2:]:
+        obs *= int(d)
+    per_point = model.latent.num_states * x.shape[0] * obs
+    return int(max(1, min(limit, max_elements // per_point)))
+
+
+def log_marginal_chunked(model, x, max_elements: float = 2e7):
+    """:func:`log_marginal` over chunks of data points (for models with many states and pixels)."""
+    chunk = point_chunk(model, x, limit=x.shape[1], max_elements=max_elements)
+    return torch.cat([log_marginal(model, x[:, s:s + chunk]) for s in range(0, x.shape[1], chunk)], 1)
+
+
 def exact_objective_gradient(model, x, objective: str, num_particles: int, which: str,
                              chunk: int = 25) -> torch.Tensor:
-    """Gradient of Σ_r mean_b objective(x_rb) for the ``which`` group, flattened ``[D]``."""
+    """Gradient of Σ_r mean_b objective(x_rb) for the ``which`` group, flattened ``[D]``; data
+    points are processed ``chunk`` at a time (fewer when the enumerated tensors would be large)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"no exact objective {objective!r}; known: {sorted(OBJECTIVES)}")
     exact = float64_copy(model)
@@ -134,6 +151,7 @@ def exact_objective_gradient(model, x, objective: str, num_particles: int, which
     x64 = x.to(torch.float64)
     grads = [torch.zeros_like(p) for p in params]
     B = x64.shape[1]
+    chunk = point_chunk(exact, x64, limit=chunk)
     for start in range(0, B, chunk):
         xc = x64[:, start:start + chunk]
         value = OBJECTIVES[objective](exact, xc, num_particles).sum() / B

@@ -22,7 +22,7 @@ from typing import Dict, List
 
 import torch
 
-from .exact import exclusive_kl, inclusive_kl, log_marginal, log_posterior
+from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
 from .gradients import gradient_draws
 from .metrics import (active_units, exact_gradient_errors, gradient_std, iwae_log_likelihood, leading_size_sum,
                       log_mean_variance)
@@ -211,7 +211,7 @@ class SBNTask:
                 metrics["test_elbo"] = elbo
                 metrics["kl_posterior"] = metrics[f"test_ll[K={max(o['final_particles'])}]"] - elbo
                 if self.enumerable:
-                    metrics["test_log_px_exact"] = log_marginal(model, self.test).mean(-1).to(elbo.dtype)
+                    metrics["test_log_px_exact"] = log_marginal_chunked(model, self.test).mean(-1).to(elbo.dtype)
             metrics["peak_memory_mb"] = torch.full((model.replicates,), peak_memory_mb(model.device))
         if self.enumerable:
             xg = self.grad_batch[:, :8]

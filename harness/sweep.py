@@ -165,8 +165,10 @@ def plan(cells: List[Cell], folder: str) -> List[tuple]:
 
 def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[int] = 1,
               backend: str = "loky", address: Optional[str] = None, force: bool = False,
-              progress: bool = True, command: str = "") -> dict:
-    """Run every cell not yet finished (all of them with ``force``); returns counts by status."""
+              progress: bool = True, command: str = "", worker_restarts: int = 2) -> dict:
+    """Run every cell not yet finished (all of them with ``force``); returns counts by status.
+    If a worker process dies (killed for memory, a segfault) the pool is restarted for the cells
+    not yet stored, at most ``worker_restarts`` times; then the error propagates (rerun to resume)."""
     finished = set() if force else store.done_keys()
     todo = [c for c in cells if c.key() not in finished]
     run_id = store.start_run(started_at=now(), command=command, git_commit=git_commit(),
@@ -175,14 +177,26 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
     started = time.time()
     counts = {"done": 0, "diverged": 0, "failed": 0}
     machine = machine_description()
-    stream = results(todo, jobs, threads, backend, address, progress and jobs == 1)
-    if progress:
-        from tqdm.auto import tqdm
-        stream = tqdm(stream, total=len(todo), desc="cells")
-    for result in stream:
-        store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device, machine,
-                         now(), status=result.status, error=result.error, diverged_at=result.diverged_at)
-        counts[result.status] += 1
+    remaining = {c.key(): c for c in todo}
+    for attempt in range(1 + worker_restarts):
+        stream = results(list(remaining.values()), jobs, threads, backend, address, progress and jobs == 1)
+        if progress:
+            from tqdm.auto import tqdm
+            stream = tqdm(stream, total=len(remaining), desc="cells")
+        try:
+            for result in stream:
+                store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
+                                 machine, now(), status=result.status, error=result.error,
+                                 diverged_at=result.diverged_at)
+                counts[result.status] += 1
+                remaining.pop(result.cell.key(), None)
+            break
+        except Exception as err:  # a worker process died (out of memory, segfault): the pool is broken
+            if type(err).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool") or attempt == worker_restarts:
+                store.finish_run(run_id, now(), len(todo) - len(remaining), time.time() - started)
+                raise
+            print(f"warning: a worker process died ({type(err).__name__}); finished cells are stored, restarting "
+                  f"the pool for the {len(remaining)} remaining cells", flush=True)
     store.finish_run(run_id, now(), len(todo), time.time() - started)
     counts["skipped"] = len(cells) - len(todo)
     return counts
