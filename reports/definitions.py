@@ -34,6 +34,22 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
     "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
                           "end of training (Fig 5)",
+    # SBN study (harness/studies.py SBNTask; REFERENCE.md §2, §5)
+    "test_ll[K=k]": "IWAE bound log (1/k) Σ_j p(x, z_j)/q(z_j|x), z_j ~ q, averaged over the test images (Burda et al.); "
+                    "a stochastic lower bound on log p(x), evaluated in the binary limit",
+    "valid_ll[K=k]": "the same IWAE bound on the validation images at the end of training",
+    "valid_ll": "IWAE bound with K = 100 on the first eval_points validation images, along training",
+    "train_elbo": "ELBO (mean of 10 single-sample bounds) on the first eval_points training images, along training",
+    "test_elbo": "ELBO (mean of 10 single-sample bounds) on the test images at the end of training",
+    "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
+    "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
+    "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
+    "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over 10 draws at frozen parameters on one "
+                          "fixed training batch (REFERENCE §5 convention 1)",
+    "grad_logvar_ema": "log of the mean over φ-parameters of EMA[g²] − EMA[g]² along training, decay 0.999 "
+                       "(REBAR's plot; REFERENCE §5 convention 2)",
+    "peak_memory_mb": "peak memory of the worker process: CUDA max allocated on a GPU, peak RSS on the CPU (MiB)",
+    "diverged_at": "the first iteration at which this seed's loss or gradients were NaN/inf",
 }
 
 #: the GMM study's metrics, in the order its report lists them
