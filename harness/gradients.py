@@ -53,7 +53,7 @@ def _tile(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.detach().repeat(n, *([1] * (t.dim() - 1)))
 
 
-def replicate(model, estimator, n: int):
+def replicate(model, estimator, n: int, x=None):
     """(model, estimator) holding ``n`` identical copies of every replicate (replicate ``s·R + r``
     is a copy of replicate ``r``), so that one vectorised pass gives ``n`` independent draws.
 
@@ -61,8 +61,9 @@ def replicate(model, estimator, n: int):
     buffers are shared, except, when R > 1, those whose leading size is R, which are tiled.
     Estimator: a deep copy re-bound to the replicated model (``bind`` sizes its own parameters and
     buffers), then loaded with the original's state, tiled where the re-bound tensor is n times
-    longer.  The result is checked on a few draws of ``guide``/``log_joint``; a model this recipe
-    does not fit raises ``NotImplementedError`` (use :func:`gradient_draws` for it)."""
+    longer.  The result is checked on a few draws of ``guide``/``log_joint`` at the first data
+    points of ``x`` (default: ``model.sample(3)``); a model this recipe does not fit raises
+    ``NotImplementedError`` (use :func:`gradient_draws` for it)."""
     import copy
 
     R, n = model.replicates, int(n)
@@ -97,17 +98,17 @@ def replicate(model, estimator, n: int):
             else:
                 raise NotImplementedError(f"estimator state {key!r}: shape {tuple(value.shape)} re-bound as "
                                           f"{tuple(target.shape)}; cannot replicate it")
-    _check_replica(model, big, n)
+    _check_replica(model, big, n, x)
     return big, est
 
 
 @torch.no_grad()
-def _check_replica(model, big, n: int) -> None:
+def _check_replica(model, big, n: int, x=None) -> None:
     """The replicated model must give the original's guide and joint log-densities, copy by copy."""
     R = model.replicates
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(0)
-        x = model.sample(3)[1]
+        x = model.sample(3)[1] if x is None else x[:, :3]
         q = model.guide(x)
         z = q.sample((2,))
         want_q, want_p = q.log_prob(z), model.log_joint(x, z)
@@ -155,7 +156,7 @@ def gradient_draws_batched(model, estimator, x, num_particles, num_samples, whic
     while done < n:
         c = min(chunk, n - done)
         if c not in copies:
-            copies[c] = replicate(model, estimator, c)
+            copies[c] = replicate(model, estimator, c, x)
         big, est = copies[c]
         grads = _draw(big, est, _tile(x, c), num_particles, index)
         out.append(torch.cat([g.reshape(c, R, -1) for g in grads], -1))

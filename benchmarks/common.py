@@ -1,0 +1,198 @@
+"""Shared set-up of the benchmarks (asv suites and speed scripts): cells, compatibility filters and
+the training step they time.  No benchmark lives here (asv collects ``time_``/``peakmem_``/
+``track_`` names only).
+
+Conventions
+-----------
+* GMM: the runner's cell (batch 100, fresh batch from the true model each step) with R = 10
+  stacked seeds (the paper-budget suite's seeds, trained as one vectorised program).
+* SBN: ``linear1`` (784–200 linear sigmoid belief net) on the embedded ``mnist5k-bern0`` data
+  (loaded from its disk cache; about 0.1 s), R = 1 seed, batch 24 drawn uniformly from the
+  training images per step, as ``harness.studies.SBNTask`` does.
+* One training step = what ``harness.runner.train_cell`` does per iteration minus its
+  bookkeeping: fresh batch, ``estimator.gradients`` (θ, φ and the estimator's own parameters),
+  ``p.grad = g``, one Adam step (``make_optimiser``, own parameters at the estimator's
+  learning-rate multiplier).  ``benchmarks/sbn_step.py`` also times the runner itself.
+* Every estimator in ``estimators.names()`` is included; pairs whose ``check(model, K)`` raises
+  ``IncompatibleError`` are skipped (asv: ``NotImplementedError`` in ``setup``).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+import estimators  # noqa: E402
+import models  # noqa: E402
+from harness.runner import make_optimiser  # noqa: E402
+
+GMM_SEEDS = tuple(range(10))
+GMM_BATCH = 100
+GMM_PARTICLES = (2, 20)
+SBN_SEEDS = (0,)
+SBN_BATCH = 24
+SBN_PARTICLES = (1, 5)
+SBN_DATASET = "mnist5k-bern0"
+#: draws of the gradient-variance benchmarks (time and track)
+VARIANCE_DRAWS = 100
+TRACK_SEED = 20240611
+
+
+def compatible(model, names=None, particles=None):
+    """Registered estimators accepted by ``model`` for at least one K in ``particles``."""
+    out = []
+    for name in (estimators.names() if names is None else names):
+        try:
+            est = estimators.get(name)
+        except Exception:  # noqa: BLE001 - an estimator under construction must not break the suite
+            continue
+        for K in particles:
+            try:
+                est.check(model, K)
+            except estimators.IncompatibleError:
+                continue
+            out.append(name)
+            break
+    return out
+
+
+def check_or_skip(est, model, K):
+    """asv skips a parameter combination whose setup raises NotImplementedError."""
+    try:
+        est.check(model, K)
+    except estimators.IncompatibleError as err:
+        raise NotImplementedError(str(err)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def sbn_data():
+    import estidata
+    return estidata.load(SBN_DATASET)
+
+
+def sbn_model(seeds=SBN_SEEDS, train_mean=None):
+    """The linear SBN; ``train_mean`` defaults to the dataset's (no data needed if given)."""
+    if train_mean is None:
+        train_mean = sbn_data().train_mean
+    return models.get("sbn", seeds=tuple(seeds), arch="linear1", train_mean=train_mean)
+
+
+def sbn_fixed_batch(R=1, B=SBN_BATCH):
+    """A fixed batch: the first B training images, the same for every replicate ``[R, B, 784]``."""
+    return sbn_data().train[:B].expand(R, B, -1).contiguous()
+
+
+def sbn_batcher(model, B=SBN_BATCH):
+    train = sbn_data().train.to(device=model.device, dtype=model.dtype)
+    R = model.replicates
+
+    def batch():
+        return train[torch.randint(train.shape[0], (R, B), device=train.device)]
+    return batch
+
+
+def gmm_model(seeds=GMM_SEEDS):
+    return models.get("gmm", seeds=tuple(seeds))
+
+
+def gmm_batcher(model, B=GMM_BATCH):
+    true = model.true_model()
+    return lambda: true.sample(B)[1]
+
+
+def gmm_test_points(model, M=100, seed=20190501):
+    """The GMM study's 100 fixed test points (``harness.studies.GMMTask``), ``[R, M]``."""
+    true = model.true_model()
+    gen = torch.Generator().manual_seed(seed)
+    probs = true.prior_probs()[0].detach()
+    z = torch.multinomial(probs, M, replacement=True, generator=gen)
+    x = true.means[z] + true.std * torch.randn(M, generator=gen)
+    return x.expand(model.replicates, M).contiguous()
+
+
+def bind(name, model, K):
+    est = estimators.get(name)
+    check_or_skip(est, model, K)
+    est.bind(model)
+    est.to(model.device)
+    return est
+
+
+class Trainer:
+    """The runner's per-iteration work (see the module docstring), as one callable."""
+
+    def __init__(self, model, est, batch, K, lr=1e-3):
+        self.model, self.est, self.batch, self.K = model, est, batch, K
+        own = list(est.parameters())
+        self.params = list(model.parameters()) + own
+        self.opt = make_optimiser(list(model.parameters()), lr, own, getattr(est, "own_lr_multiplier", 1.0))
+
+    def __call__(self):
+        x = self.batch()
+        grads, own, _ = self.est.gradients(self.model, x, self.K)
+        for p, g in zip(self.params, grads + own):
+            p.grad = g
+        self.opt.step()
+
+
+def mean_variance(draws: torch.Tensor) -> float:
+    """Mean over replicates and coordinates of the sample variance (ddof 1) of ``[n, R, D]`` draws."""
+    return float(draws.double().var(0, unbiased=True).mean())
+
+
+# -- for the Markdown records ----------------------------------------------------------------
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (head + (" + uncommitted changes" if dirty else "")) if head else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+        return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
+
+
+def header(command: str, extra: str = "", load_before: str = "") -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Command: `{command}`  ",
+             f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
+             f"Python {platform.python_version()}, torch {torch.__version__}, 1 torch thread per process  ",
+             f"Commit: {git_commit()}; measured {now}  ",
+             f"Load average before / after: {load_before or 'n/a'} / {load_average()}"]
+    if extra:
+        lines.append("")
+        lines.append(extra)
+    return "\n".join(lines) + "\n"
+
+
+def markdown(rows, columns, floatfmt=".2f") -> str:
+    import pandas as pd
+    return pd.DataFrame(rows, columns=columns).to_markdown(index=False, floatfmt=floatfmt) + "\n"
