@@ -74,6 +74,17 @@ def test_unbiased_for_the_iwae_phi_gradient(name, K, arch, rng):
     assert ok, f"{name} {arch} K={K}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
 
 
+@pytest.mark.parametrize("arch", ["linear1", "linear2"])
+@pytest.mark.parametrize("name,K", [("reinforce", 1), ("reinforce", 3), ("vimco", 3)])
+def test_score_function_estimators_unbiased_on_the_sbn(name, K, arch, rng):
+    """REINFORCE and VIMCO (shared with the GMM) on the enumerable SBN, one and two layers: φ-gradient
+    against ∇_φ ELBO_IS^K by enumeration, seed 0, n = 2000 draws, α = 1e-3 (rebar and relax are
+    tested in tests/test_rebar_relax.py)."""
+    d, exact = draws(sbn(arch), name, sbn_data(arch), K, 2000)
+    ok, zmax, threshold = unbiased_test(d, exact)
+    assert ok, f"{name} {arch} K={K}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
+
+
 @pytest.mark.parametrize("name", NEW)
 def test_theta_gradient_is_the_wake_theta_gradient(name, rng):
     """θ-gradient against ∇_θ ELBO_IS^2 on linear2 (ST and Gumbel-ST too: their z are hard, so their
