@@ -58,6 +58,8 @@ s = ρ^β underflow, so densities of ζ itself become ±∞.  The ``*_log`` meth
 """
 from __future__ import annotations
 
+import abc
+
 import math
 from typing import Tuple, Union
 
@@ -145,8 +147,8 @@ def _exp_cdf1(zeta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- base
 
-class Smoothing:
-    """Mixture smoothing q(ζ|x) = (1−q) r(ζ|0) + q r(ζ|1); subclasses give r, R and R⁻¹."""
+class Smoothing(abc.ABC):
+    """Mixture smoothing q(ζ|x) = (1−q) r(ζ|0) + q r(ζ|1); subclasses give r, R and R⁻¹ (abstract)."""
 
     name: str = "smoothing"
     reparameterisation: str = "implicit"      # or "inverse_cdf"
@@ -154,15 +156,18 @@ class Smoothing:
     upper: float = 1.0
 
     # --- per-transformation pieces ------------------------------------------------------
+    @abc.abstractmethod
     def log_r(self, zeta: torch.Tensor, z, beta: Beta) -> torch.Tensor:
-        raise NotImplementedError
+        """log r(ζ|z)."""
 
+    @abc.abstractmethod
     def cdf_r(self, zeta: torch.Tensor, z, beta: Beta) -> torch.Tensor:
-        raise NotImplementedError
+        """R(ζ|z)."""
 
     def _inverse_r(self, log_u, log_1mu, z, b):
-        """R⁻¹(u|z) from (log u, log(1−u)); no gradient needed."""
-        raise NotImplementedError
+        """R⁻¹(u|z) from (log u, log(1−u)); no gradient needed.  Optional: transformations that
+        override ``sample_joint`` with a closed form (the spike) do not need it."""
+        raise NotImplementedError(f"{type(self).__name__} samples ζ|z without R⁻¹")
 
     def _log_dR(self, zeta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """log[R(ζ|0) − R(ζ|1)] (≥ 0 for every transformation here); subclasses give stable forms."""
