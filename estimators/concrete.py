@@ -1,33 +1,44 @@
 """Concrete / Gumbel-softmax relaxation of the IWAE bound (Maddison et al., 2017; Jang et al., 2017).
 
-Revisiting Reweighted Wake-Sleep (Le et al.), §2.2 and §4.3: every categorical z_k is replaced
-by a relaxed one-hot z̃_k ~ RelaxedOneHotCategorical(τ, logits of q_φ(·|x)) drawn by
-reparameterisation, and the relaxed bound
-    L̃_τ = log (1/K) Σ_k p_θ(x, z̃_k) / q̃_φ(z̃_k | x)
-is differentiated pathwise for θ and φ.  τ is annealed linearly from ``initial_temperature`` to
-``final_temperature`` over training (paper: 3 → 0.5; reference code: 3 → 1).
+The paper (Revisiting Reweighted Wake-Sleep, Le et al., §2.2 and §4.3): every categorical z_k is
+replaced by a relaxed one-hot z̃_k ~ Concrete(τ, logits of q_φ(·|x)) drawn by reparameterisation,
+and the relaxed bound
+    L̃_τ = log (1/K) Σ_k p̃_θ(x, z̃_k) / q̃_{φ,τ}(z̃_k | x)
+is differentiated pathwise for θ and φ (one Adam).  τ is annealed linearly from
+``initial_temperature`` to ``final_temperature`` over training: paper 3 → 0.5 (default), reference
+code 3 → 1 (``final_temperature=1.0``).  The paper's §1 says what p̃ is: a relaxation "forces the
+evaluation of a weighted average of likelihood parameters over all clusters".
 
-The relaxed log-masses are evaluated as log q̃(z̃) = Σ_c z̃_c log q_c and log p_θ(z̃) = Σ_c z̃_c log p_c
-(the model's ``relaxed_log_joint``): as τ → 0 the relaxed bound tends
-to the discrete ELBO_IS^K, so the bias against the discrete gradient shrinks with τ (tested) while
-the variance grows.  Deviation, stated: the paper does not say which relaxed densities it used;
-Maddison et al.'s alternative, the Concrete densities of q and of the prior at τ, gives a
-log-ratio that does not depend on τ at all, so its bias would not vanish (and it underflows in
-float32 below τ ≈ 0.1), which is why it is not offered.
-The model must provide ``relaxed_log_joint``.  Biased for the discrete objective.
+Option ``relaxation`` (which relaxed densities; every table label carries it when not the default):
+  ``reference`` (default)  the reference code's densities.  Categorical latents (rrws ``gmm/models.py``,
+             ``losses.py``): log q̃ is the Concrete density at τ (``RelaxedOneHotCategorical(τ,
+             logits).log_prob(z̃)``, evaluated here in log space from the ``ExpRelaxedCategorical``
+             sample, the same value without underflow of z̃ at small τ), and log p̃_θ(x, z̃) is the
+             model's ``relaxed_log_joint`` (GMM: the hard prior mass at argmax z̃ plus a Gaussian at
+             the interpolated mean Σ_c z̃_c μ_c, ``models/gmm.py``).  With these densities the
+             inference network learns badly ("Concrete fails", RWS §4.3).
+  ``mass``   a mixture of log-masses: log q̃ = Σ_c z̃_c log q_c and the model's
+             ``relaxed_log_joint_mass`` (GMM: Σ_c z̃_c log p_θ(x, z = c)).  Not the paper's nor its
+             code's (this file's first variant, kept for comparison): as τ → 0 the bound tends to
+             the discrete ELBO_IS^K, so its bias against the discrete gradient shrinks with τ.
+Both are biased for the discrete objective; the exact-gradient metrics measure that bias against
+∇ ELBO_IS^K of the discrete model (the relaxed bound of ``reference`` has no closed form).
 
-Bernoulli latents (binary Concrete, Maddison et al. 2017 / Jang et al. 2017; models with the
-layered interface ``guide_layer``): z̃_l ~ RelaxedBernoulli(τ, logits a_l), i.e.
-z̃ = σ((a + logit u)/τ), drawn by reparameterisation layer by layer (the relaxed z̃_l feeds
-guide_layer(l + 1, ·)); the same choice of relaxed masses as above, log q̃(z̃) = Σ_l z̃_l·a_l −
-softplus(a_l) (= z̃ log σ(a) + (1 − z̃) log σ(−a)) and log p_θ(x, z̃) = ``relaxed_log_joint``; the
-relaxed bound is differentiated pathwise for θ and φ.  The categorical path is unchanged.
+Bernoulli latents (binary Concrete; models with the layered interface ``guide_layer``):
+z̃_l ~ RelaxedBernoulli(τ, logits a_l), i.e. z̃ = σ((a + logit u)/τ), drawn layer by layer (the
+relaxed z̃_l feeds guide_layer(l + 1, ·)), log q̃(z̃) = Σ_l z̃_l·a_l − softplus(a_l) (linear in z̃) and
+log p_θ(x, z̃) = ``relaxed_log_joint`` (linear in z̃ for the SBNs); the relaxed bound is
+differentiated pathwise.  This is the one relaxation offered for Bernoulli latents (both option
+values give it); whether it is the REBAR code's is stated in README's SBN section.
 """
 import torch
-from torch.distributions import RelaxedBernoulli, RelaxedOneHotCategorical
+from torch.distributions import RelaxedBernoulli
+from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .binary import relaxed_bound
+
+RELAXATIONS = ("reference", "mass")
 
 
 class Concrete(Estimator):
@@ -35,14 +46,19 @@ class Concrete(Estimator):
     requires = ("relaxed_log_joint",)
     unbiased = False
 
-    def __init__(self, initial_temperature: float = 3.0, final_temperature: float = 0.5):
+    def __init__(self, initial_temperature: float = 3.0, final_temperature: float = 0.5,
+                 relaxation: str = "reference"):
         super().__init__()
-        if initial_temperature <= 0 or final_temperature <= 0:
+        if not (initial_temperature > 0 and final_temperature > 0):
             raise IncompatibleError("concrete needs positive temperatures, got "
                                     f"{initial_temperature} → {final_temperature}")
+        if relaxation not in RELAXATIONS:
+            raise IncompatibleError(f"concrete: unknown relaxation {relaxation!r}; choose "
+                                    f"{' or '.join(RELAXATIONS)}")
         self.initial_temperature = float(initial_temperature)
         self.final_temperature = float(final_temperature)
         self.temperature = self.initial_temperature
+        self.relaxation = relaxation
 
     def set_progress(self, fraction: float) -> None:
         self.temperature = self.initial_temperature + (self.final_temperature - self.initial_temperature) * fraction
@@ -51,18 +67,29 @@ class Concrete(Estimator):
         if model.latent.kind == "bernoulli" and not hasattr(model, "guide_layer"):
             raise IncompatibleError(f"estimator {self.name!r} does not support bernoulli latents without the "
                                     f"layered interface: {type(model).__name__} has no guide_layer()")
+        if (model.latent.kind == "categorical" and self.relaxation == "mass"
+                and not hasattr(model, "relaxed_log_joint_mass")):
+            raise IncompatibleError(f"concrete[relaxation=mass] needs model.relaxed_log_joint_mass(), which "
+                                    f"{type(model).__name__} does not provide")
         super().check(model, num_particles)
+
+    def relaxed_sample(self, logits, num_particles):
+        """(z̃, log q̃_τ(z̃)) ``[K, R, B, C]``, ``[K, R, B]`` for the chosen relaxation."""
+        tau = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
+        log_z = ExpRelaxedCategorical(tau, logits=logits, validate_args=False).rsample((num_particles,))
+        z = log_z.exp()
+        if self.relaxation == "mass":
+            return z, (z * torch.log_softmax(logits, -1)).sum(-1)
+        # RelaxedOneHotCategorical = exp(ExpRelaxedCategorical): density of z̃ = density of log z̃ − Σ_c log z̃_c
+        log_q = ExpRelaxedCategorical(tau, logits=logits, validate_args=False).log_prob(log_z) - log_z.sum(-1)
+        return z, log_q
 
     def surrogate(self, model, x, num_particles):
         if model.latent.kind == "bernoulli":
             return self.bernoulli_surrogate(model, x, num_particles)
-        logits = model.guide(x).logits
-        tau = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
-        relaxed = RelaxedOneHotCategorical(tau, logits=logits, validate_args=False)
-        z = relaxed.rsample((num_particles,))
-        log_q = (z * logits).sum(-1)
-        log_p = model.relaxed_log_joint(x, z)
-        bound = logmeanexp(log_p - log_q, 0)
+        z, log_q = self.relaxed_sample(model.guide(x).logits, num_particles)
+        joint = model.relaxed_log_joint_mass if self.relaxation == "mass" else model.relaxed_log_joint
+        bound = logmeanexp(joint(x, z) - log_q, 0)
         return Estimate(batch_loss(bound), bound.detach().mean(-1))
 
     def bernoulli_surrogate(self, model, x, num_particles):

@@ -41,6 +41,25 @@ from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .rebar import BernoulliControlVariate, control_variate_gradients, control_variate_surrogate
 
 
+def conditional_gumbel(log_probs: torch.Tensor, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """g̃ ~ g | argmax g = z for g = log p + Gumbel, from *fresh* Exp(1) noise E' (= −log v, v ~ U(0,1))
+    independent of the noise that produced z (REBAR App. C; RWS code ``gmm/util.py``):
+        g̃_b = −log E'_b,   g̃_i = −log(E'_i / p_i + E'_b)  (i ≠ b = z),
+    reparameterised in the log-probabilities given z.  ``log_probs`` ``[..., C]`` normalised,
+    ``z`` ``[...]`` (broadcast against ``noise``'s leading dims), ``noise`` ``[..., C]``."""
+    onehot = torch.nn.functional.one_hot(z, log_probs.shape[-1]).bool()
+    top = noise.gather(-1, z.unsqueeze(-1))
+    return -torch.where(onehot, top, top + noise * torch.exp(-log_probs)).log()
+
+
+def gumbel_pair(log_probs: torch.Tensor, num_particles: int):
+    """(g, z = argmax g, g̃ | z) with K particles: g = log q + Gumbel, g̃ from fresh noise."""
+    shape = (num_particles, *log_probs.shape)
+    g = log_probs - exponential_noise(shape, log_probs).log()  # Gumbel-max: z = argmax g
+    z = g.argmax(-1)
+    return g, z, conditional_gumbel(log_probs, z, exponential_noise(shape, log_probs))
+
+
 class Relax(Estimator):
     latent_types = frozenset({"categorical", "bernoulli"})
 
@@ -73,30 +92,27 @@ class Relax(Estimator):
         self.control.to(device=model.device, dtype=model.dtype)
         return self
 
-    def control_variate(self, x, g):
-        """(1/K) Σ_k MLP_ρ([x, g_k]) for g ``[K, R, B, C]`` → ``[R, B]``."""
-        K, R, B = g.shape[:3]
-        xin = x.reshape(R, B, -1).unsqueeze(0).expand(K, R, B, -1)
+    def control_variate(self, x, g, groups: int = 1):
+        """(1/K) Σ_k MLP_ρ([x, g_k]) for g ``[K, R, B, C]`` → ``[R, B]``; with ``groups`` = G, g holds
+        G blocks of K particles along dim 0 and the result is one ``[R, B]`` tensor per block."""
+        GK, R, B = g.shape[:3]
+        xin = x.reshape(R, B, -1).unsqueeze(0).expand(GK, R, B, -1)
         inp = torch.cat([xin, g], dim=-1).transpose(0, 1)
-        return self.control(inp).squeeze(-1).mean(1)
+        out = self.control(inp).squeeze(-1).reshape(R, groups, GK // groups, B).mean(2)
+        return out[:, 0] if groups == 1 else out.unbind(1)
 
     def surrogate(self, model, x, num_particles):
         if model.latent.kind == "bernoulli":
             return control_variate_surrogate(self.bernoulli, model, x, num_particles)
         log_probs = model.guide(x).logits  # normalised
-        noise = exponential_noise((num_particles, *log_probs.shape), log_probs)
-        g = log_probs - noise.log()  # Gumbel-max: z = argmax g
-        z = g.argmax(-1)
-        onehot = torch.nn.functional.one_hot(z, log_probs.shape[-1]).bool()
-        # Given z = b: E_b ~ Exp(Σ_c p_c = 1) and E_i = E_b + Exp(p_i) for i ≠ b (memorylessness)
-        top = noise.gather(-1, z.unsqueeze(-1))
-        g_tilde = -torch.where(onehot, top, top + noise * torch.exp(-log_probs)).log()
+        g, z, g_tilde = gumbel_pair(log_probs, num_particles)
         log_q = log_probs.unsqueeze(0).expand_as(g).gather(-1, z.unsqueeze(-1)).squeeze(-1)
         bound = logmeanexp(model.log_joint(x, z) - log_q, 0)
         # c_ρ(g̃) appears twice: inside the score-function coefficient (differentiated for ρ only,
-        # hence g̃ detached) and as the pathwise term (differentiated for φ and ρ).
-        c_tilde_rho = self.control_variate(x, g_tilde.detach())
-        c_g, c_tilde = self.control_variate(x, g), self.control_variate(x, g_tilde)
+        # hence g̃ detached) and as the pathwise term (differentiated for φ and ρ); the three
+        # evaluations share one MLP call.
+        c_g, c_tilde, c_tilde_rho = self.control_variate(x, torch.cat([g, g_tilde, g_tilde.detach()]),
+                                                         groups=3)
         coefficient = bound.detach() - c_tilde_rho
         per_point = coefficient * log_q.sum(0) + c_g - c_tilde + bound
         return Estimate(batch_loss(per_point), bound.detach().mean(-1))

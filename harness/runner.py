@@ -22,8 +22,23 @@ import torch
 import estimators
 import models
 
-#: bump when a change alters the numbers a cell produces; part of every cell's key
+#: bump when a change alters the numbers of every cell; part of every cell's key
 CONFIG_VERSION = 1
+
+#: per-(study, estimator) numerics versions, for a change that alters only some cells' numbers:
+#: part of those cells' keys (absent at version 1, so every other cell keeps its key and stays
+#: cached).  A stored cell whose configuration differs only by this version is marked
+#: ``superseded`` when its successor is written (kept in the store, left out of tables).
+NUMERICS_VERSIONS = {
+    # 2: categorical RELAX draws the conditional Gumbels from fresh noise (the reused noise was biased)
+    ("gmm", "relax"): 2,
+    # 2: the GMM Concrete scores the reference code's relaxed densities (option relaxation=mass: the old ones)
+    ("gmm", "concrete"): 2,
+}
+
+
+def numerics_version(study: str, estimator: str) -> int:
+    return NUMERICS_VERSIONS.get((study, estimator), 1)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -72,6 +87,9 @@ class Cell:
             cfg.pop("optimiser")
         cfg["seeds"] = list(self.seeds)
         cfg["config_version"] = CONFIG_VERSION
+        version = numerics_version(self.study, self.estimator)
+        if version != 1:
+            cfg["numerics_version"] = version
         return cfg
 
     def key(self) -> str:

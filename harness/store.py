@@ -7,7 +7,10 @@ A cell's ``status`` is
 * ``done``      finished; a rerun skips it;
 * ``diverged``  its loss or gradients became NaN/inf: ``diverged_at`` is the iteration and its
                 rows are the metrics recorded up to the last finite evaluation; a rerun skips it;
-* ``failed``    it raised: ``error`` holds the traceback, it has no rows, and a rerun retries it.
+* ``failed``    it raised: ``error`` holds the traceback, it has no rows, and a rerun retries it;
+* ``superseded`` a cell of the same configuration written by a newer numerics version
+                (``harness.runner.NUMERICS_VERSIONS``) replaced it: its rows are kept, but
+                :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
 
 ``runs`` records every invocation (command, git commit, machine, versions, wall time, counts).
 :meth:`Store.table` exports every metric row of done and diverged cells as one tidy pandas table
@@ -44,6 +47,11 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics (key);
 """
+
+
+def _identity(config: dict) -> str:
+    """A cell's configuration without its numerics version (what a newer version supersedes)."""
+    return json.dumps({k: v for k, v in config.items() if k != "numerics_version"}, sort_keys=True, default=str)
 
 
 class StoreError(RuntimeError):
@@ -155,9 +163,16 @@ class Store:
                                   ((key, int(s), int(i), m, float(v)) for s, i, m, v in rows))
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', ?)",
                               (str(cell.config()["config_version"]),))
+            if status in FINISHED:
+                identity = _identity(cell.config())
+                older = [k for k, cfg in self.conn.execute(
+                    "SELECT key, config FROM cells WHERE study = ? AND estimator = ? AND particles = ? AND key != ?",
+                    (cell.study, cell.estimator, cell.particles, key)) if _identity(json.loads(cfg)) == identity]
+                self.conn.executemany("UPDATE cells SET status = 'superseded' WHERE key = ?", [(k,) for k in older])
 
-    def cells(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM cells", self.conn)
+    def cells(self, include_superseded: bool = False) -> pd.DataFrame:
+        where = "" if include_superseded else " WHERE status != 'superseded'"
+        return pd.read_sql_query("SELECT * FROM cells" + where, self.conn)
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, **fields) -> int:

@@ -18,9 +18,17 @@ Options (REFERENCE.md §1 records where the paper and the authors' code differ):
     seeds          one replicate per seed; replicate r's guide is initialised from seeds[r]
                    exactly as a single model built with that seed.
 
-Relaxation (for the Concrete estimator): a relaxed one-hot z̃ mixes every branch, the
-"evaluation of all paths" the paper describes (§2.2):
-    log p(x | z̃) = Σ_c z̃_c log N(x; μ_c, σ²),   log p_θ(z̃) = Σ_c z̃_c log softmax(sθ)_c.
+Relaxations of the joint at a relaxed one-hot z̃ (for the Concrete estimator):
+    ``relaxed_log_joint``       the RWS paper's and its code's (rrws ``gmm/models.py``): the likelihood
+                                is a Gaussian at the interpolated mean, log N(x; Σ_c z̃_c μ_c, σ²) (the
+                                paper's §1: a relaxation "forces the evaluation of a weighted average
+                                of likelihood parameters over all clusters"), the prior is the hard
+                                mass at argmax z̃, log softmax(sθ)_{argmax z̃} (torch's
+                                ``OneHotCategorical.log_prob`` at a relaxed value, which the code
+                                calls; no pathwise term through z̃).
+    ``relaxed_log_joint_mass``  a mixture of log-densities, Σ_c z̃_c (log softmax(sθ)_c + log N(x; μ_c,
+                                σ²)) (this project's first variant; not the paper's, kept as the
+                                Concrete option ``relaxation=mass``).
 """
 from __future__ import annotations
 
@@ -29,6 +37,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.distributions import Normal, OneHotCategorical
+
 from .distributions import Categorical
 
 from .base import LatentVariableModel
@@ -120,9 +130,15 @@ class GMM(LatentVariableModel):
         return table.expand(*shape, self.num_clusters).gather(-1, index).squeeze(-1)
 
     def relaxed_log_joint(self, x: torch.Tensor, z_soft: torch.Tensor) -> torch.Tensor:
-        """log p_θ(x, z̃) at relaxed one-hot z̃ ``[*particles, R, B, C]`` (module docstring)."""
-        lik = (z_soft * self.log_likelihood_table(x)).sum(-1)
-        return lik + (z_soft * self.prior_logits().unsqueeze(-2)).sum(-1)
+        """log N(x; Σ_c z̃_c μ_c, σ²) + log p_θ(z = argmax z̃) at relaxed one-hot z̃ ``[*particles, R, B, C]``
+        (the RWS code's relaxation, module docstring)."""
+        lik = Normal((z_soft * self.means).sum(-1), self.std, validate_args=False).log_prob(x)
+        prior = OneHotCategorical(logits=self.prior_logits().unsqueeze(-2), validate_args=False)
+        return lik + prior.log_prob(z_soft)
+
+    def relaxed_log_joint_mass(self, x: torch.Tensor, z_soft: torch.Tensor) -> torch.Tensor:
+        """Σ_c z̃_c log p_θ(x, z = c) at relaxed one-hot z̃ (the mixture of log-densities, module docstring)."""
+        return (z_soft * self.log_joint_table(x)).sum(-1)
 
     @torch.no_grad()
     def sample(self, n: int):
