@@ -24,10 +24,15 @@ for its own parameters (baselines, control variates, temperatures).
   control variates: 10 in the REBAR code for NVIL, MuProp, REBAR and RELAX on SBNs).
 * ``bind(model)`` creates the estimator's own parameters for the model (one replicate per model
   replicate); ``set_progress(fraction)`` receives the training progress in [0, 1] for schedules.
+  ``bound_replicates`` records the replicate count of the model it was last bound to (``None``:
+  never bound); :meth:`prepare` checks a pair and binds an estimator that was never bound, which
+  the harness's entry points call, so an unbound estimator works there instead of failing deep
+  inside (and one bound to a model of another replicate count is refused with one line).
 """
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -61,6 +66,16 @@ class Estimator(nn.Module, abc.ABC):
         super().__init_subclass__(**kwargs)
         if not cls.__doc__:  # one module per plugin: its docstring (paper, equation) documents the class
             cls.__doc__ = sys.modules[cls.__module__].__doc__
+        if "bind" in cls.__dict__:  # every bind records what it bound to
+            inner = cls.__dict__["bind"]
+
+            @functools.wraps(inner)
+            def bind(self, model, _inner=inner):
+                out = _inner(self, model)
+                self.bound_replicates = model.replicates
+                return out
+
+            cls.bind = bind
 
     latent_types: frozenset = frozenset({"categorical", "bernoulli"})
     min_particles: int = 1
@@ -69,6 +84,7 @@ class Estimator(nn.Module, abc.ABC):
     generative_target: str = "iwae"
     unbiased: bool = True
     own_lr_multiplier: float = 1.0
+    bound_replicates = None
 
     @property
     def name(self) -> str:
@@ -90,6 +106,20 @@ class Estimator(nn.Module, abc.ABC):
                                     f"particle(s), got {num_particles}")
 
     def bind(self, model) -> "Estimator":
+        self.bound_replicates = model.replicates
+        return self
+
+    def prepare(self, model, num_particles: int) -> "Estimator":
+        """:meth:`check` the pair, then bind the estimator if it was never bound (its own parameters
+        do not exist yet, so nothing is lost); refuse one bound to a model of another size."""
+        self.check(model, num_particles)
+        if self.bound_replicates is None:
+            self.bind(model)
+            self.to(model.device)
+        elif self.bound_replicates != model.replicates:
+            raise IncompatibleError(f"estimator {self.name!r} is bound to a model with {self.bound_replicates} "
+                                    f"replicate(s), this one has {model.replicates}: call "
+                                    f"estimators.get({self.name!r}).bind(model) for it")
         return self
 
     def set_progress(self, fraction: float) -> None:

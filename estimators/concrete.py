@@ -78,8 +78,8 @@ class Concrete(Estimator):
         tau = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
         log_z = ExpRelaxedCategorical(tau, logits=logits, validate_args=False).rsample((num_particles,))
         z = log_z.exp()
-        if self.relaxation == "mass":
-            return z, (z * torch.log_softmax(logits, -1)).sum(-1)
+        if self.relaxation == "mass":  # the guide's logits are normalised (a Categorical's)
+            return z, (z * logits).sum(-1)
         # RelaxedOneHotCategorical = exp(ExpRelaxedCategorical): density of z̃ = density of log z̃ − Σ_c log z̃_c
         log_q = ExpRelaxedCategorical(tau, logits=logits, validate_args=False).log_prob(log_z) - log_z.sum(-1)
         return z, log_q

@@ -1,28 +1,35 @@
-"""NVIL: the score-function estimator with centring, an input-dependent baseline and variance
-normalisation (Mnih & Gregor, 2014).
+"""NVIL: the score-function estimator with an input-dependent baseline (Mnih & Gregor, 2014), in the
+REBAR code's variant by default.
 
-Mnih & Gregor, "Neural variational inference and learning in belief networks", ICML 2014, §3
-(variance reduction: centring the learning signal, input-dependent baseline, variance
-normalisation); settings of the REBAR code (Tucker et al., 2017; REFERENCE.md §2).  With the learning signal
-ℓ = L̂ = log (1/K) Σ_k w_k (K = 1: log p_θ(x, z) − log q_φ(z|x)),
-    ĝ_φ = [ (ℓ − c − C_ψ(x)) / max(1, √v) ] ∇_φ Σ_k log q_φ(z_k|x) + direct term,
-c the running mean of ℓ and v the running mean of (ℓ − c − C_ψ(x))² (exponential averages with
-``decay``, default 0.8, the paper's α; bias-corrected; both from *earlier* steps, so they do not
-depend on the current sample), C_ψ an MLP (centred input x − x̄ → 100 tanh units → 1), one
-network per replicate (StackedMLP with the model's seeds).  ψ minimises the squared error
-(ℓ − c − C_ψ(x))², added to the loss (own parameters, learning rate × 10 as in the REBAR code).
-The direct term Σ_k (1/K − w̃_k) ∇_φ log q(z_k) is ∇_φ L̂ at fixed z minus a zero-mean term; it is
-zero for K = 1 (NVIL's ELBO case).  θ gets the wake-θ / IWAE gradient.
+The paper: Mnih & Gregor, "Neural variational inference and learning in belief networks", ICML 2014,
+§3: the learning signal ℓ is centred by a running mean c, an input-dependent baseline C_ψ(x) is
+subtracted, and the result is divided by a running estimate of its standard deviation (variance
+normalisation).
+The reference code whose NVIL numbers the REBAR / RELAX / DVAE++ tables print (REBAR code,
+``get_nvil_gradient``, comment "no variance normalization"): signal stop(ℓ) − C_ψ(x) with C_ψ an MLP
+on x − x̄ (100 tanh units → 1, its output bias playing the constant), no running mean, no
+normalisation; C_ψ is trained by the squared error (ℓ − C_ψ(x))² at 10× the learning rate.
+This file: option ``variant``
+  ``rebar_code`` (default)  the REBAR code's: ĝ_φ = (ℓ − C_ψ(x)) ∇_φ Σ_k log q_φ(z_k|x) + direct term.
+  ``mnih_gregor``           the paper's: ĝ_φ = [(ℓ − c − C_ψ(x)) / max(1, √v)] ∇_φ Σ_k log q_φ(z_k|x)
+                            + direct term / max(1, √v), c the running mean of ℓ and v the running
+                            mean of (ℓ − c − C_ψ(x))² (exponential averages with ``decay``, default
+                            0.8, the paper's α; bias-corrected; both from *earlier* steps, so they do
+                            not depend on the current sample).
+Common to both: ℓ = L̂ = log (1/K) Σ_k w_k (K = 1: log p_θ(x, z) − log q_φ(z|x)); C_ψ one network per
+replicate (StackedMLP with the model's seeds), ψ minimising (ℓ − c − C_ψ(x))² (c = 0 for
+``rebar_code``), own learning rate × 10 as in the REBAR code; the direct term
+Σ_k (1/K − w̃_k) ∇_φ log q(z_k) is ∇_φ L̂ at fixed z minus a zero-mean term, zero for K = 1 (the
+REBAR code drops it, which for K = 1 is the same); θ gets the wake-θ / IWAE gradient.  Several
+layers: one shared learning signal for all layers (NVIL's per-layer local signals are not used: for
+K > 1 the bound does not split over layers).
 
-Unbiasedness: centring by c + C_ψ(x) keeps the estimate unbiased; variance normalisation divides
-the whole φ-gradient (score and direct terms) by the per-replicate factor max(1, √v), so the
-estimate is unbiased for ∇_φ ELBO_IS^K up to that positive factor (an adaptive step size), and
-exactly unbiased at a fresh state (v = 0) or with ``normalise_variance=False``.  The running
-statistics are updated by training steps only (``surrogate`` in training mode, ``gradients``
+Unbiasedness: ``rebar_code`` is unbiased for ∇_φ ELBO_IS^K for every ψ.  ``mnih_gregor`` divides the
+whole φ-gradient by the per-replicate factor max(1, √v), so it is unbiased up to that positive factor
+(an adaptive step size) and exactly unbiased at a fresh state (v = 0); the gradient-variance metrics
+of a ``mnih_gregor`` cell are those of the normalised gradient, the one the optimiser applies.  The
+running statistics are updated by training steps only (``surrogate`` in training mode, ``gradients``
 with ``with_own=True``), never by the harness's frozen-parameter draws.
-Several layers: one shared learning signal for all layers (NVIL's per-layer local signals are not
-used: for K > 1 the bound does not split over layers).  c is a running mean, as in the REBAR
-code's NVIL (REFERENCE.md §2).
 """
 import math
 
@@ -39,8 +46,9 @@ class SignalBaseline(nn.Module):
     """c (running mean), C_ψ(x) (MLP on x − x̄) and v (running mean square of the centred signal),
     per replicate and per signal (``outputs`` signals: one for NVIL, one per layer for MuProp)."""
 
-    def __init__(self, model, outputs: int, hidden: int, decay: float, salt: int):
+    def __init__(self, model, outputs: int, hidden: int, decay: float, salt: int, running_mean: bool = True):
         super().__init__()
+        self.running_mean = bool(running_mean)
         obs = int(math.prod(model.obs_shape))
         self.decay = float(decay)
         self.net = StackedMLP(model.seeds, [obs, hidden, outputs], activation="tanh", salt=salt)
@@ -63,7 +71,9 @@ class SignalBaseline(nn.Module):
 
     def centre(self, x, signal):
         """signal ``[R, B, S]`` → (ℓ − c − C_ψ(x) with ψ's gradient, scale max(1, √v) ``[R, 1, S]``)."""
-        centred = signal - self.corrected(self.mean).unsqueeze(1) - self.net(self.inputs(x))
+        centred = signal - self.net(self.inputs(x))
+        if self.running_mean:
+            centred = centred - self.corrected(self.mean).unsqueeze(1)
         scale = self.corrected(self.square).sqrt().clamp_min(1.0).unsqueeze(1)
         return centred, scale
 
@@ -82,13 +92,15 @@ class StatefulSignalEstimator(Estimator):
     own_lr_multiplier = 10.0
     salt = 11
 
-    def __init__(self, decay: float = 0.8, hidden: int = 100, normalise_variance: bool = True):
+    def __init__(self, decay: float = 0.8, hidden: int = 100, normalise_variance: bool = True,
+                 running_mean: bool = True):
         super().__init__()
         if not 0.0 <= decay < 1.0 or int(hidden) < 1:
             raise IncompatibleError(f"{type(self).__name__.lower()} needs 0 ≤ decay < 1 and hidden ≥ 1, "
                                     f"got decay={decay}, hidden={hidden}")
         self.decay, self.hidden = float(decay), int(hidden)
         self.normalise_variance = bool(normalise_variance)
+        self.running_mean = bool(running_mean)
         self.baseline = None
         self._update = True
 
@@ -96,7 +108,8 @@ class StatefulSignalEstimator(Estimator):
         return 1
 
     def bind(self, model):
-        self.baseline = SignalBaseline(model, self.signals(model), self.hidden, self.decay, self.salt)
+        self.baseline = SignalBaseline(model, self.signals(model), self.hidden, self.decay, self.salt,
+                                       self.running_mean)
         return self
 
     def centre(self, x, signal):
@@ -117,7 +130,17 @@ class StatefulSignalEstimator(Estimator):
             self._update = True
 
 
+VARIANTS = {"rebar_code": dict(normalise_variance=False, running_mean=False),
+            "mnih_gregor": dict(normalise_variance=True, running_mean=True)}
+
+
 class Nvil(StatefulSignalEstimator):
+    def __init__(self, variant: str = "rebar_code", decay: float = 0.8, hidden: int = 100):
+        if variant not in VARIANTS:
+            raise IncompatibleError(f"nvil: unknown variant {variant!r}; choose {' or '.join(VARIANTS)}")
+        super().__init__(decay=decay, hidden=hidden, **VARIANTS[variant])
+        self.variant = variant
+
     def surrogate(self, model, x, num_particles):
         logits, layers = chain(model, x, num_particles, hard_sample)
         log_q = sum(log_mass(a, z) for a, z in zip(logits, layers))

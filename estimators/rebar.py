@@ -95,6 +95,16 @@ def conditional_logit(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) ->
     return log_u - log_1mu
 
 
+def tied_uniform(logits: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The v for which the conditional uniform ũ(b, v) equals u (the REBAR code's ``_u_to_v``): v =
+    (u − (1 − θ))/θ for b = 1, u/(1 − θ) for b = 0 (θ = σ(logits)), held fixed; ũ(b, v; φ) then has
+    u's value and the conditional reparameterisation's φ-derivative.  Clamped to [ε, 1 − ε]."""
+    eps = torch.finfo(u.dtype).eps
+    theta = torch.sigmoid(logits)
+    v = torch.where(b > 0.5, (u - (1 - theta)) / theta.clamp_min(eps), u / (1 - theta).clamp_min(eps))
+    return v.clamp(eps, 1 - eps).detach()
+
+
 # -- the layered view of a Bernoulli model --------------------------------------------------------
 def layer_sizes(model) -> Tuple[int, ...]:
     if hasattr(model, "guide_layer"):
@@ -118,15 +128,47 @@ def join_layers(model, layers: Sequence[torch.Tensor]) -> torch.Tensor:
     return model.join(layers) if hasattr(model, "join") else layers[0]
 
 
+#: what the reference code does, per option (the ``variant`` presets; individual options override them)
+VARIANTS = {
+    # Tucker et al.'s released REBAR code (SBNDynamicRebar with its default hparams)
+    "rebar_code": dict(noise="tied", relaxation="muprop", layerwise=True, baseline=True, eta_param="sigmoid",
+                       theta_cv=True, variance_over="all", shared_temperature=True),
+    # Grathwohl et al.'s released RELAX code for the SBN experiments (its REBAR part)
+    "relax_code": dict(noise="tied", relaxation="concrete", layerwise=True, baseline=False, eta_param="free",
+                       theta_cv=False, variance_over="guide", shared_temperature=False),
+    # the REBAR paper as this file first implemented it
+    "paper": dict(noise="fresh", relaxation="concrete", layerwise=False, baseline=False, eta_param="free",
+                  theta_cv=False, variance_over="guide", shared_temperature=False),
+}
+CHOICES = {"noise": ("fresh", "tied"), "relaxation": ("concrete", "muprop"), "eta_param": ("free", "sigmoid"),
+           "variance_over": ("guide", "all")}
+
+
+def resolve_variant(variant: str, overrides: dict) -> dict:
+    """The option values of ``variant`` with ``overrides`` (those not None) applied, validated."""
+    if variant not in VARIANTS:
+        raise IncompatibleError(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
+    out = dict(VARIANTS[variant])
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    for name, allowed in CHOICES.items():
+        if out[name] not in allowed:
+            raise IncompatibleError(f"{name} must be one of {', '.join(allowed)}, got {out[name]!r}")
+    for name in ("layerwise", "baseline", "theta_cv", "shared_temperature"):
+        out[name] = bool(out[name])
+    return out
+
+
 class BernoulliControlVariate(nn.Module):
     """The relaxed control variate of REBAR, and with a residual MLP r_ρ that of RELAX, for the
-    IWAE bound over Bernoulli latents (see the module docstring for every formula).
+    IWAE bound over Bernoulli latents (see the module docstring for every formula and option).
 
     ``estimate`` returns the ascent estimates for ``model.parameters()`` and the bound ``[R, B]``;
-    with ``create_graph`` the φ-estimates stay differentiable in λ, η and ρ (for ∇‖ĝ_φ‖²)."""
+    with ``create_graph`` the estimates stay differentiable in λ, η, ρ and the baseline ψ (for
+    ∇‖ĝ‖²)."""
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, learn: bool = True,
-                 hidden: Optional[Sequence[int]] = None, zero_output: bool = True, salt: int = 11):
+                 hidden: Optional[Sequence[int]] = None, zero_output: bool = True, salt: int = 11,
+                 variant: str = "paper", **overrides):
         super().__init__()
         if not (float(temperature) > 0 and math.isfinite(float(temperature))):
             raise IncompatibleError(f"the temperature must be positive and finite, got {temperature}")
@@ -135,12 +177,21 @@ class BernoulliControlVariate(nn.Module):
         self.temperature, self.eta_init, self.learn = float(temperature), float(eta), bool(learn)
         self.hidden = None if hidden is None else tuple(int(h) for h in hidden)
         self.zero_output, self.salt = bool(zero_output), int(salt)
+        self.options = resolve_variant(variant, overrides)
+        if self.options["eta_param"] == "sigmoid" and not 0 < self.eta_init < 2:
+            raise IncompatibleError(f"eta_param=sigmoid keeps η in (0, 2); got eta={eta}")
+        self.baseline_net = None
+        self.residuals = None
 
     def bind(self, model) -> "BernoulliControlVariate":
+        o = self.options
         sizes, R = layer_sizes(model), model.replicates
         like = dict(dtype=model.dtype, device=model.device)
-        values = {"log_temperature": torch.full((R, len(sizes)), math.log(self.temperature), **like),
-                  "eta": torch.full((R, len(model.guide_parameters())), self.eta_init, **like)}
+        n_cv = len(list(model.parameters())) if o["theta_cv"] else len(model.guide_parameters())
+        eta0 = (math.log(self.eta_init / (2 - self.eta_init)) if o["eta_param"] == "sigmoid" else self.eta_init)
+        values = {"log_temperature": torch.full((R, 1 if o["shared_temperature"] else len(sizes)),
+                                                math.log(self.temperature), **like),
+                  "eta_raw": torch.full((R, n_cv), eta0, **like)}
         for name, value in values.items():
             self._parameters.pop(name, None)
             self._buffers.pop(name, None)
@@ -148,101 +199,159 @@ class BernoulliControlVariate(nn.Module):
                 self.register_parameter(name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
-        if self.hidden is not None:
-            obs = int(math.prod(model.obs_shape))
-            self.residual = StackedMLP(model.seeds, [obs + sum(sizes), *self.hidden, 1], activation="relu",
-                                       salt=self.salt)
+        obs = int(math.prod(model.obs_shape))
+        if o["baseline"]:  # the REBAR code's input-dependent baseline: x − x̄ → 100 tanh → 1
+            self.baseline_net = StackedMLP(model.seeds, [obs, 100, 1], activation="tanh", salt=self.salt + 1)
+            centre = getattr(model, "train_mean", None)
+            self.register_buffer("input_mean", None if centre is None else centre.detach().reshape(-1).to(**like))
+            self.baseline_net.to(**like)
+        if self.hidden is not None:  # r_ρ: one network, or one per layer's term (layerwise)
+            count = len(sizes) if o["layerwise"] else 1
+            nets = [StackedMLP(model.seeds, [obs + sum(sizes), *self.hidden, 1], activation="relu",
+                               salt=self.salt + 17 * j) for j in range(count)]
             if self.zero_output:  # r_ρ starts at 0: RELAX starts as REBAR
                 with torch.no_grad():
-                    for p in self.residual.layers[-1].parameters():
-                        p.zero_()
-            self.residual.to(**like)
-        else:
-            self.residual = None
+                    for net in nets:
+                        for p in net.layers[-1].parameters():
+                            p.zero_()
+            self.residuals = nn.ModuleList(nets).to(**like)
         return self
 
+    @property
+    def eta(self) -> torch.Tensor:
+        """η per control-variate tensor ``[R, n]`` (2σ(·) of the raw parameter for eta_param=sigmoid)."""
+        return 2 * torch.sigmoid(self.eta_raw) if self.options["eta_param"] == "sigmoid" else self.eta_raw
+
+    def temperatures(self, layers: int) -> torch.Tensor:
+        t = self.log_temperature.exp()
+        return t.expand(t.shape[0], layers) if self.options["shared_temperature"] else t
+
     # -- the relaxed chains -----------------------------------------------------------------------
-    def relaxed_objective(self, model, x, first_logits, logit_noise: List[torch.Tensor]):
-        """f̃ of the relaxed chain driven by ``logit_noise`` (logit u_l or logit ũ_l per layer):
-        (log (1/K) Σ_k exp(log p̃ − log q̃) ``[R, B]``, pre-activations ζ_l ``[K, R, B, D_l]``)."""
+    def relax(self, logits, zeta, temperature):
+        """σ(ζ/λ) (``concrete``) or the REBAR code's σ(ζ/λ + λ/(λ+1)·a) (``muprop``)."""
+        if self.options["relaxation"] == "muprop":
+            return torch.sigmoid(zeta / temperature + logits * (temperature / (temperature + 1)))
+        return torch.sigmoid(zeta / temperature)
+
+    def relaxed_objective(self, model, x, first_logits, logit_noise: List[torch.Tensor],
+                          upstream: Sequence[torch.Tensor] = ()):
+        """f̃ of the chain whose layers < L = len(upstream) are the given hard samples and whose layers
+        ≥ L are relaxed, driven by ``logit_noise`` (one per relaxed layer; ``first_logits``: the
+        logits of layer L): (log (1/K) Σ_k exp(log p̃ − log q̃) ``[R, B]``, features per layer
+        ``[K, R, B, D_l]``: 2b − 1 for hard layers, tanh(ζ/2) for relaxed ones)."""
         R = x.shape[0]
-        temperature = self.log_temperature.exp()
-        soft, pre, log_q = [], [], 0.0
-        for l, noise in enumerate(logit_noise):
-            logits = first_logits if l == 0 else guide_logits(model, l, soft[-1])
+        L = len(upstream)
+        temperature = self.temperatures(L + len(logit_noise))
+        soft, feats, log_q = list(upstream), [2 * b - 1 for b in upstream], 0.0
+        for j, noise in enumerate(logit_noise):
+            l = L + j
+            logits = first_logits if j == 0 else guide_logits(model, l, soft[-1])
             zeta = logits + noise
-            s = torch.sigmoid(zeta / temperature[:, l].reshape(R, 1, 1))
+            s = self.relax(logits, zeta, temperature[:, l].reshape(R, 1, 1))
             log_q = log_q + bernoulli_log_mass(logits, s)
             soft.append(s)
-            pre.append(zeta)
+            feats.append(torch.tanh(0.5 * zeta))
         log_joint = getattr(model, "relaxed_log_joint", model.log_joint)
-        return logmeanexp(log_joint(x, join_layers(model, soft)) - log_q, 0), pre
+        return logmeanexp(log_joint(x, join_layers(model, soft)) - log_q, 0), feats
 
-    def residual_value(self, x, pre: List[torch.Tensor]) -> torch.Tensor:
-        """r_ρ: (1/K) Σ_k MLP_ρ([x, tanh(ζ_k/2)]) (tanh(ζ/2) = 2σ(ζ) − 1, all layers), ``[R, B]``."""
-        K, R, B = pre[0].shape[:3]
-        feats = torch.cat([torch.tanh(0.5 * z) for z in pre], -1)
-        xin = x.reshape(R, B, -1).to(feats.dtype).unsqueeze(0).expand(K, R, B, -1)
-        return self.residual(torch.cat([xin, feats], -1).transpose(0, 1)).squeeze(-1).mean(1)
+    def residual_value(self, x, feats: List[torch.Tensor], index: int = 0) -> torch.Tensor:
+        """r_ρ: (1/K) Σ_k MLP_ρ([x, features_k]) ``[R, B]``."""
+        K, R, B = feats[0].shape[:3]
+        f = torch.cat(feats, -1)
+        xin = x.reshape(R, B, -1).to(f.dtype).unsqueeze(0).expand(K, R, B, -1)
+        return self.residuals[index](torch.cat([xin, f], -1).transpose(0, 1)).squeeze(-1).mean(1)
+
+    def baseline_value(self, x) -> torch.Tensor:
+        R, B = x.shape[:2]
+        flat = x.reshape(R, B, -1)
+        if self.input_mean is not None:
+            flat = flat - self.input_mean
+        return self.baseline_net(flat).squeeze(-1)
 
     # -- the estimate -----------------------------------------------------------------------------
     def estimate(self, model, x, num_particles, create_graph: bool = False):
+        o = self.options
         K, sizes = int(num_particles), layer_sizes(model)
         R, B = x.shape[0], x.shape[1]
-        hard, noise, cond, log_q, first = [], [], [], 0.0, None
+        hard, noise, cond, logits_hard, log_q_layers = [], [], [], [], []
         for l, D in enumerate(sizes):
             logits = guide_logits(model, l, x if l == 0 else hard[-1])
-            first = logits if l == 0 else first
             u = uniform_noise((K, R, B, D), logits)
-            v = uniform_noise((K, R, B, D), logits)
             logit_u = u.log() - torch.log1p(-u)
             b = (logits.detach() + logit_u > 0).to(logits.dtype)
-            log_q = log_q + bernoulli_log_mass(logits, b)
+            if o["noise"] == "tied":  # v such that ũ(v) = u: same value, the conditional's φ-derivative
+                v = tied_uniform(logits.detach(), b, u)
+            else:
+                v = uniform_noise((K, R, B, D), logits)
+            log_q_layers.append(bernoulli_log_mass(logits, b))
             hard.append(b)
             noise.append(logit_u)
             cond.append(conditional_logit(logits, b, v))
+            logits_hard.append(logits)
+        log_q = sum(log_q_layers)
         bound = logmeanexp(model.log_joint(x, join_layers(model, hard)) - log_q, 0)  # [R, B]
-        f_u, pre_u = self.relaxed_objective(model, x, first, noise)
-        f_c, pre_c = self.relaxed_objective(model, x, first, cond)
+        # the control-variate terms: one over all layers, or one per layer l with the hard layers
+        # < l upstream, layer l relaxed from u_l / ũ_l and the layers below from u (layerwise)
+        terms = []
+        if o["layerwise"] and len(sizes) > 1:
+            for l in range(len(sizes)):
+                f_u, feat_u = self.relaxed_objective(model, x, logits_hard[l], noise[l:], hard[:l])
+                f_c, feat_c = self.relaxed_objective(model, x, logits_hard[l], [cond[l]] + noise[l + 1:], hard[:l])
+                terms.append((log_q_layers[l].sum(0), f_u, f_c, feat_u, feat_c, l))
+        else:
+            f_u, feat_u = self.relaxed_objective(model, x, logits_hard[0], noise)
+            f_c, feat_c = self.relaxed_objective(model, x, logits_hard[0], cond)
+            terms.append((log_q.sum(0), f_u, f_c, feat_u, feat_c, 0))
 
         params = list(model.parameters())
         phi_ids = {id(p) for p in model.guide_parameters()}
-        phi = [p for p in params if id(p) in phi_ids]
+        cv_params = params if o["theta_cv"] else [p for p in params if id(p) in phi_ids]
         signal, score = bound.detach(), log_q.sum(0)
-        weight = torch.full_like(signal, 1.0 / B)  # mean over data points, summed over replicates
-        # (i) REINFORCE, the direct term and θ, plus the residual r_ρ (RELAX), unscaled
+        keep = create_graph  # own parameters' graph is needed for ∇‖ĝ‖² only
+        if self.baseline_net is not None:
+            base = self.baseline_value(x)
+            signal = signal - (base if keep else base.detach())
+        weight = torch.full_like(bound, 1.0 / B)  # mean over data points, summed over replicates
+        # (i) REINFORCE with the baseline, the direct term and θ, plus the residuals r_ρ (RELAX), unscaled
         outputs, grad_outputs = [score, bound], [signal * weight, weight]
-        if self.residual is not None:
-            r_u, r_c = self.residual_value(x, pre_u), self.residual_value(x, pre_c)
-            r_coef = r_c if create_graph else r_c.detach()
-            outputs.append(r_u - r_c)
-            grad_outputs = [(signal - r_coef) * weight, weight, weight]
+        if self.residuals is not None:
+            for t, (sc, f_u, f_c, feat_u, feat_c, l) in enumerate(terms):
+                index = t if o["layerwise"] and len(sizes) > 1 else 0
+                r_u, r_c = self.residual_value(x, feat_u, index), self.residual_value(x, feat_c, index)
+                outputs += [sc, r_u - r_c]
+                grad_outputs += [-(r_c if keep else r_c.detach()) * weight, weight]
         first_part = torch.autograd.grad(outputs, params, grad_outputs, retain_graph=True,
-                                         create_graph=create_graph and self.residual is not None,
+                                         create_graph=keep and (self.residuals is not None or
+                                                                self.baseline_net is not None),
                                          allow_unused=True)
-        # (ii) the relaxed control variate −f̃(ũ)∇log q + ∇f̃(u) − ∇f̃(ũ), scaled by η per tensor
-        f_coef = f_c if create_graph else f_c.detach()
-        cv_part = torch.autograd.grad([score, f_u - f_c], phi, [-f_coef * weight, weight],
-                                      create_graph=create_graph, allow_unused=True)
-        cv = {id(p): (j, g) for j, (p, g) in enumerate(zip(phi, cv_part))}
+        # (ii) the relaxed control variates Σ_terms −f̃(ũ)∇log q_term + ∇f̃(u) − ∇f̃(ũ), scaled by η per tensor
+        cv_out, cv_grad = [], []
+        for sc, f_u, f_c, *_ in terms:
+            cv_out += [sc, f_u - f_c]
+            cv_grad += [-(f_c if keep else f_c.detach()) * weight, weight]
+        cv_part = torch.autograd.grad(cv_out, cv_params, cv_grad, create_graph=keep, allow_unused=True)
+        eta = self.eta
+        cv = {id(p): (j, g) for j, (p, g) in enumerate(zip(cv_params, cv_part))}
         out = []
         for p, g in zip(params, first_part):
             g = torch.zeros_like(p) if g is None else g
             if id(p) in cv and cv[id(p)][1] is not None:
                 j, h = cv[id(p)]
-                g = g + self.eta[:, j].reshape(R, *([1] * (p.dim() - 1))) * h
+                g = g + eta[:, j].reshape(R, *([1] * (p.dim() - 1))) * h
             out.append(g)
         return out, bound
 
     def own_gradients(self, model, ascent, own, weight_decay: float = 0.0):
-        """∇ Σ_{φ} ‖ĝ_φ‖² for ``own`` (single-sample gradient of the φ-estimate's variance), plus
-        ``weight_decay``·ρ for the residual's parameters."""
+        """∇ Σ ‖ĝ‖² for ``own`` (single-sample gradient of the estimate's variance) over the φ-estimates
+        (``variance_over=guide``) or the θ- and φ-estimates (``all``), plus ``weight_decay``·ρ for
+        the residuals' parameters."""
         phi_ids = {id(p) for p in model.guide_parameters()}
-        variance = sum((g ** 2).sum() for p, g in zip(model.parameters(), ascent) if id(p) in phi_ids)
+        every = self.options["variance_over"] == "all"
+        variance = sum((g ** 2).sum() for p, g in zip(model.parameters(), ascent) if every or id(p) in phi_ids)
         grads = torch.autograd.grad(variance, own, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(own, grads)]
-        if weight_decay and self.residual is not None:
-            decayed = {id(p) for p in self.residual.parameters()}
+        if weight_decay and self.residuals is not None:
+            decayed = {id(p) for p in self.residuals.parameters()}
             grads = [g + weight_decay * p.detach() if id(p) in decayed else g for p, g in zip(own, grads)]
         return grads
 
@@ -274,9 +383,14 @@ class Rebar(Estimator):
     latent_types = frozenset({"bernoulli"})
     own_lr_multiplier = 10.0
 
-    def __init__(self, temperature: float = 0.5, eta: float = 1.0, learn: bool = True):
+    def __init__(self, temperature: float = 0.5, eta: float = 1.0, learn: bool = True, variant: str = "paper",
+                 noise=None, relaxation=None, layerwise=None, baseline=None, eta_param=None, theta_cv=None,
+                 variance_over=None, shared_temperature=None):
         super().__init__()
-        self.relaxation = BernoulliControlVariate(temperature, eta, learn)
+        self.relaxation = BernoulliControlVariate(
+            temperature, eta, learn, variant=variant, noise=noise, relaxation=relaxation, layerwise=layerwise,
+            baseline=baseline, eta_param=eta_param, theta_cv=theta_cv, variance_over=variance_over,
+            shared_temperature=shared_temperature)
 
     def bind(self, model):
         self.relaxation.bind(model)

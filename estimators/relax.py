@@ -64,8 +64,15 @@ class Relax(Estimator):
     latent_types = frozenset({"categorical", "bernoulli"})
 
     def __init__(self, hidden=(16, 16), temperature: float = 0.5, eta: float = 1.0, learn: bool = True,
-                 bernoulli_hidden=(200,), weight_decay: float = 1e-3, zero_output: bool = True):
+                 bernoulli_hidden=None, weight_decay: float = 1e-3, zero_output: bool = True,
+                 variant: str = "paper", noise=None, relaxation=None, layerwise=None, eta_param=None,
+                 shared_temperature=None):
         super().__init__()
+        if variant not in ("paper", "relax_code"):
+            raise IncompatibleError(f"relax: unknown variant {variant!r}; choose paper or relax_code")
+        if bernoulli_hidden is None:  # the project's CPU default / the RELAX paper's best r_ρ
+            bernoulli_hidden = (200,) * 4 if variant == "relax_code" else (200,)
+        self._bernoulli_lr = 1.0 if variant == "relax_code" else 10.0
         self.hidden = tuple(int(h) for h in hidden)
         self.control = None
         if not float(weight_decay) >= 0:
@@ -74,13 +81,15 @@ class Relax(Estimator):
         # validated here, created (as a submodule) only when bound to a Bernoulli model
         object.__setattr__(self, "_bernoulli_options",  # a plain attribute: no submodule for the GMM
                            BernoulliControlVariate(temperature, eta, learn, hidden=bernoulli_hidden,
-                                                   zero_output=zero_output, salt=7))
+                                                   zero_output=zero_output, salt=7, variant=variant, noise=noise,
+                                                   relaxation=relaxation, layerwise=layerwise,
+                                                   eta_param=eta_param, shared_temperature=shared_temperature))
         self.bernoulli = None
 
     # -- Bernoulli latents (the categorical code below is the GMM study's, untouched) ------------
     def _bind_bernoulli(self, model):
         self.bernoulli = self._bernoulli_options.bind(model)
-        self.own_lr_multiplier = 10.0
+        self.own_lr_multiplier = self._bernoulli_lr
         return self
 
     def bind(self, model):

@@ -23,7 +23,7 @@ def _draw(model, estimator, x, num_particles, index):
 
 def gradient_draws(model, estimator, x, num_particles, num_samples, which="guide") -> torch.Tensor:
     """``[num_samples, R, D_r]``: independent estimates per replicate (ascent direction)."""
-    estimator.check(model, num_particles)
+    estimator.prepare(model, num_particles)
     index = _group_indices(model, which)
     R = model.replicates
     return torch.stack([torch.cat([g.reshape(R, -1) for g in _draw(model, estimator, x, num_particles, index)], 1)
@@ -33,7 +33,7 @@ def gradient_draws(model, estimator, x, num_particles, num_samples, which="guide
 def gradient_samples(model, estimator, x, num_particles, num_samples, which="guide") -> torch.Tensor:
     """``[num_samples, D]`` independent gradient estimates of the ``which`` group ("guide" or
     "generative") at frozen parameters, in the same layout as :func:`exact_gradient`."""
-    estimator.check(model, num_particles)
+    estimator.prepare(model, num_particles)
     index = _group_indices(model, which)
     return torch.stack([torch.cat([g.reshape(-1) for g in _draw(model, estimator, x, num_particles, index)])
                         for _ in range(int(num_samples))]).neg()
@@ -42,7 +42,7 @@ def gradient_samples(model, estimator, x, num_particles, num_samples, which="gui
 def exact_gradient(model, estimator, x, num_particles, which="guide") -> torch.Tensor:
     """``[D]``: the exact gradient, by enumeration, of the objective the estimator targets for
     the ``which`` group (``estimator.guide_target`` / ``estimator.generative_target``)."""
-    estimator.check(model, num_particles)
+    estimator.prepare(model, num_particles)
     target = estimator.guide_target if which == "guide" else estimator.generative_target
     return exact_objective_gradient(model, x, target, num_particles, which)
 
@@ -146,7 +146,7 @@ def gradient_draws_batched(model, estimator, x, num_particles, num_samples, whic
     numbers exactly (same random stream), otherwise the stream is consumed in another order.
     ``model`` and ``estimator`` are not modified (training-only state updates, if any, happen on
     the copies).  Memory grows linearly with ``chunk``; ``None`` picks it by :func:`auto_chunk`."""
-    estimator.check(model, num_particles)
+    estimator.prepare(model, num_particles)
     n = int(num_samples)
     chunk = auto_chunk(model, x, num_particles, n) if chunk is None else max(1, int(chunk))
     R = model.replicates

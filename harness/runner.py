@@ -34,11 +34,15 @@ NUMERICS_VERSIONS = {
     ("gmm", "relax"): 2,
     # 2: the GMM Concrete scores the reference code's relaxed densities (option relaxation=mass: the old ones)
     ("gmm", "concrete"): 2,
+    # 2 (every SBN cell, "*"): the trajectory gradient variance is debiased (grad_logvar_ema changes for
+    # every estimator); NVIL's default is the REBAR code's variant; the rebar preset runs REBAR and
+    # RELAX in their reference code's variants
+    ("sbn", "*"): 2,
 }
 
 
 def numerics_version(study: str, estimator: str) -> int:
-    return NUMERICS_VERSIONS.get((study, estimator), 1)
+    return NUMERICS_VERSIONS.get((study, estimator), NUMERICS_VERSIONS.get((study, "*"), 1))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

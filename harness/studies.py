@@ -24,8 +24,8 @@ import torch
 
 from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
 from .gradients import gradient_draws
-from .metrics import (active_units, exact_gradient_errors, gradient_std, iwae_log_likelihood, leading_size_sum,
-                      log_mean_variance)
+from .metrics import (TrajectoryVariance, active_units, exact_gradient_errors, gradient_std, iwae_log_likelihood,
+                      leading_size_sum, log_mean_variance)
 
 GMM_DEFAULTS = {"test_points": 100, "test_seed": 20190501, "grad_std_samples": 10, "exact_samples": 100,
                 "hinton_x": (20.0, 70.0, 120.0, 170.0)}
@@ -115,8 +115,9 @@ class SBNTask:
                           training images
       grad_logvar_frozen  log mean_d Var(ĝ_d) of ``grad_samples`` φ-gradient draws at frozen
                           parameters on one fixed training batch (REFERENCE §5 convention 1)
-      grad_logvar_ema     log mean_d (EMA[g²] − EMA[g]²) of the training φ-gradients, decay 0.999
-                          (REFERENCE §5 convention 2, REBAR's plot)
+      grad_logvar_ema     log mean_d (ŝ_d − m̂_d²) of the training φ-gradients (the gradients the
+                          optimiser is given), m̂, ŝ EMAs of g and g² with decay 0.999 debiased
+                          as Adam's moments (harness.metrics.TrajectoryVariance; REBAR's plot)
       active_units        Burda et al.'s count, Cov_x(E_q[z_u]) > 0.01 on the evaluation images
       train_objective, sec_per_iter   as in every study
     At the end, on the first ``test_points`` test images (all by default) and the validation images:
@@ -152,8 +153,7 @@ class SBNTask:
         self.dynamic = data.dynamic
         self.phi_index = [i for i, p in enumerate(model.parameters())
                           if id(p) in {id(q) for q in model.guide_parameters()}]
-        self.ema_mean = self.ema_sq = None
-        self.decay = float(self.options["ema_decay"])
+        self.trajectory = TrajectoryVariance(float(self.options["ema_decay"]))
         self.enumerable = model.latent.enumerable
 
     def train_batch(self) -> torch.Tensor:
@@ -163,20 +163,7 @@ class SBNTask:
         return torch.bernoulli(x) if self.dynamic else x
 
     def observe(self, grads) -> None:
-        g = [grads[i].detach() for i in self.phi_index]
-        if self.ema_mean is None:
-            self.ema_mean = [torch.zeros_like(t) for t in g]
-            self.ema_sq = [torch.zeros_like(t) for t in g]
-        a = 1.0 - self.decay
-        torch._foreach_mul_(self.ema_mean, self.decay)
-        torch._foreach_add_(self.ema_mean, g, alpha=a)
-        torch._foreach_mul_(self.ema_sq, self.decay)
-        torch._foreach_addcmul_(self.ema_sq, g, g, value=a)
-
-    def _ema_logvar(self) -> torch.Tensor:
-        R = self.model.replicates
-        var = torch.cat([(s - m * m).reshape(R, -1) for m, s in zip(self.ema_mean, self.ema_sq)], 1)
-        return log_mean_variance(var.clamp(min=0))
+        self.trajectory.update([grads[i] for i in self.phi_index])
 
     def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
         o = self.options
@@ -190,8 +177,8 @@ class SBNTask:
         draws = gradient_draws(model, estimator, self.grad_batch, self.cell.particles, int(o["grad_samples"]),
                                which="guide")
         metrics["grad_logvar_frozen"] = log_mean_variance(draws.var(0, unbiased=True))
-        if self.ema_mean is not None and iteration > 0:
-            metrics["grad_logvar_ema"] = self._ema_logvar()
+        if self.trajectory.steps > 0 and iteration > 0:
+            metrics["grad_logvar_ema"] = self.trajectory.log_variance()
         if extra:
             metrics.update(extra)
         return rows_from(metrics, model.seeds, iteration)
@@ -250,8 +237,10 @@ SBN_ARCHS = ("linear1", "linear2", "nonlinear")
 
 #: optimiser / budget presets of the SBN suites (REFERENCE.md §2)
 SBN_PRESETS = {
-    # REBAR / RELAX code: batch 24, Adam lr 1e-3, β₂ = 0.99999, control variates at 10× lr
-    "rebar": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)}),
+    # REBAR / RELAX code: batch 24, Adam lr 1e-3, β₂ = 0.99999, control variates at 10× lr; REBAR and
+    # RELAX in their released code's variants (estimators/rebar.py VARIANTS; NVIL's default already is)
+    "rebar": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)},
+                  estimator_options={"rebar": {"variant": "rebar_code"}, "relax": {"variant": "relax_code"}}),
     # DVAE++ §7.1: Adam with ε = 1e-3, lr 5e-4 (of {1e-4, 5e-4}), smoothing β annealed linearly
     # (one schedule for every architecture: 5 → 12; the paper picked per architecture from {5..8} → {12..18})
     "dvaepp": dict(batch_size=24, lr=5e-4, optimiser={"eps": 1e-3},

@@ -138,7 +138,8 @@ class GMM(LatentVariableModel):
 
     def relaxed_log_joint_mass(self, x: torch.Tensor, z_soft: torch.Tensor) -> torch.Tensor:
         """Σ_c z̃_c log p_θ(x, z = c) at relaxed one-hot z̃ (the mixture of log-densities, module docstring)."""
-        return (z_soft * self.log_joint_table(x)).sum(-1)
+        lik = (z_soft * self.log_likelihood_table(x)).sum(-1)
+        return lik + (z_soft * self.prior_logits().unsqueeze(-2)).sum(-1)
 
     @torch.no_grad()
     def sample(self, n: int):

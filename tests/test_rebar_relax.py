@@ -70,11 +70,19 @@ CASES = [(name, arch, K, sharp, opts)
                                       ("linear2", 3, False, NON_DEFAULT[name]),
                                       ("nonlinear", 1, False, NON_DEFAULT[name]),
                                       ("linear2", 1, True, dict(NON_DEFAULT[name], temperature=2.0))]]
+# the reference codes' variants (tied noise, per-layer control variates with hard upstream layers, the
+# MuProp-style relaxation, REBAR's baseline, η = 2σ(·), the control variate on θ), default and sharp
+CODE = {"rebar": dict(variant="rebar_code"), "relax": dict(variant="relax_code", zero_output=False)}
+CASES += [(name, arch, K, sharp, opts) for name in ("rebar", "relax")
+          for arch, K, sharp, opts in [("linear1", 1, False, CODE[name]), ("linear2", 1, False, CODE[name]),
+                                       ("linear2", 3, False, CODE[name]),
+                                       ("linear2", 1, True, dict(CODE[name], temperature=2.0)),
+                                       ("linear2", 1, True, dict(CODE[name], temperature=2.0, noise="fresh"))]]
 
 
 @pytest.mark.parametrize("name,arch,K,sharp,opts", CASES,
-                         ids=[f"{n}-{a}-K{K}{'-sharp' if s else ''}-{'default' if not o else 'options'}"
-                              for n, a, K, s, o in CASES])
+                         ids=[f"{n}-{a}-K{K}{'-sharp' if s else ''}-{'default' if not o else o.get('variant', 'options')}"
+                              f"{'-fresh' if o.get('noise') == 'fresh' else ''}" for n, a, K, s, o in CASES])
 def test_phi_gradient_is_unbiased(name, arch, K, sharp, opts):
     """Fixed (untrained) λ, η at the defaults (0.5, 1) and away from them; K = 1 and K = 3."""
     d, exact = cached_draws(name, arch, K, sharp, **opts)
@@ -82,9 +90,11 @@ def test_phi_gradient_is_unbiased(name, arch, K, sharp, opts):
     assert ok, f"{name} {arch} K={K} {opts}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
 
 
-@pytest.mark.parametrize("name", ["rebar", "relax"])
-def test_theta_gradient_is_the_plain_iwae_gradient(name):
-    d, exact = cached_draws(name, "linear2", 2, which="generative", **NON_DEFAULT[name])
+@pytest.mark.parametrize("name,code", [("rebar", False), ("relax", False), ("rebar", True)])
+def test_theta_gradient_is_the_plain_iwae_gradient(name, code):
+    """θ: unbiased for ∇_θ ELBO_IS^K, also with the REBAR code's control variate on θ (theta_cv)."""
+    opts = dict(CODE[name], noise="fresh") if code else NON_DEFAULT[name]
+    d, exact = cached_draws(name, "linear2", 2, which="generative", **opts)
     ok, zmax, threshold = unbiased_test(d, exact)
     assert ok, f"{name}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
 
@@ -254,12 +264,27 @@ def test_learning_rates_and_parameters_per_latent_kind():
     rebar = estimators.get("rebar").bind(sbn)
     assert rebar.own_lr_multiplier == 10.0
     assert {k: tuple(p.shape) for k, p in rebar.named_parameters()} == {
-        "relaxation.log_temperature": (2, 2), "relaxation.eta": (2, 4)}
+        "relaxation.log_temperature": (2, 2), "relaxation.eta_raw": (2, 4)}
     relax_b = estimators.get("relax").bind(sbn)
-    assert relax_b.own_lr_multiplier == 10.0 and relax_b.bernoulli.residual is not None
+    assert relax_b.own_lr_multiplier == 10.0 and len(relax_b.bernoulli.residuals) == 1
     relax_c = estimators.get("relax").bind(models.get("gmm", seeds=(0, 1)))
     assert relax_c.own_lr_multiplier == 1.0
     assert all(k.startswith("control.") for k, _ in relax_c.named_parameters())
+    # the reference codes' variants: REBAR code = one shared λ, η = 2σ(·) per θ and φ tensor, a baseline;
+    # RELAX code = λ per layer, one r_ρ (4 × 200 ReLU) per layer's term, own lr × 1
+    code = estimators.get("rebar", variant="rebar_code").bind(sbn)
+    shapes = {k: tuple(p.shape) for k, p in code.named_parameters()}
+    assert shapes["relaxation.log_temperature"] == (2, 1)
+    assert shapes["relaxation.eta_raw"] == (2, len(list(sbn.parameters())))
+    assert torch.allclose(code.relaxation.eta, torch.ones(2, len(list(sbn.parameters()))))
+    assert any(k.startswith("relaxation.baseline_net.") for k in shapes)
+    relax_code = estimators.get("relax", variant="relax_code").bind(sbn)
+    assert relax_code.own_lr_multiplier == 1.0 and len(relax_code.bernoulli.residuals) == 2
+    assert len(relax_code.bernoulli.residuals[0].layers) == 5
+    with pytest.raises(estimators.IncompatibleError):
+        estimators.get("rebar", variant="rebar_code", eta=2.5)
+    with pytest.raises(estimators.IncompatibleError):
+        estimators.get("rebar", noise="shared")
     frozen = estimators.get("rebar", learn=False).bind(sbn)
     assert list(frozen.parameters()) == [] and frozen.relaxation.eta.shape == (2, 4)
     assert estimators.get("rebar").latent_types == frozenset({"bernoulli"})
