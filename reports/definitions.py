@@ -45,8 +45,10 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
     "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over 10 draws at frozen parameters on one "
-                          "fixed training batch (REFERENCE §5 convention 1)",
-    "grad_logvar_ema": "log of the mean over φ-parameters of EMA[g²] − EMA[g]² along training, decay 0.999 "
+                          "fixed training batch of the gradient the optimiser is given (NVIL[variant=mnih_gregor]: "
+                          "the normalised one) (REFERENCE §5 convention 1)",
+    "grad_logvar_ema": "log of the mean over φ-parameters of ŝ − m̂² along training, m̂, ŝ EMAs (decay 0.999) of the "
+                       "applied φ-gradient g and of g², each debiased by ÷ (1 − 0.999ⁿ) as Adam's moments "
                        "(REBAR's plot; REFERENCE §5 convention 2)",
     "peak_memory_mb": "peak memory of the worker process: CUDA max allocated on a GPU, peak RSS on the CPU (MiB)",
     "diverged_at": "the first iteration at which this seed's loss or gradients were NaN/inf",
@@ -109,3 +111,51 @@ def markdown_table(names: Iterable[str]) -> str:
         text = text if text is not None else "(no definition registered in reports/definitions.py)"
         lines.append(f"| {name} | {text.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
+
+
+#: what each estimator label computes, where the paper, the reference code and this project differ
+#: (shown by the reports for the labels present; the estimators' docstrings give every formula)
+ESTIMATOR_VARIANTS: Dict[str, str] = {
+    "relax": "RELAX (Grathwohl et al. 2018) for the IWAE bound; categorical latents: conditional Gumbels g̃ | z "
+             "from fresh noise (REBAR App. C, RWS code); Bernoulli latents: the REBAR paper's form (fresh v, one "
+             "control variate over all layers, σ(ζ/λ)) with r_ρ one ReLU layer of 200",
+    "relax[variant=relax_code]": "RELAX as the RELAX authors' SBN code: tied noise (ũ = u in value), one control "
+                                 "variate per layer with hard upstream layers, σ(ζ/λ), λ and η per layer, r_ρ "
+                                 "4 × 200 ReLU per layer (paper's best), weight decay 1e-3, own lr ×1; not "
+                                 "reproduced: its 1,000-step pretraining of r_ρ and its logit-level variance objective",
+    "rebar": "REBAR (Tucker et al. 2017) as its paper: fresh v, one control variate over all layers, σ(ζ/λ), λ per "
+             "layer and η per φ tensor learned by the variance of the φ-gradient",
+    "rebar[variant=rebar_code]": "REBAR as the REBAR authors' code (SBNDynamicRebar): tied noise, per-layer control "
+                                 "variates with hard upstream layers, the MuProp-style relaxation σ(ζ/λ + λ/(λ+1)·a), "
+                                 "an input-dependent baseline, η = 2σ(·) per θ and φ tensor, one λ, variance over θ "
+                                 "and φ together",
+    "rebar[variant=relax_code]": "REBAR as the RELAX authors' implementation (the RELAX paper's REBAR column): "
+                                 "relax[variant=relax_code] without r_ρ",
+    "nvil": "NVIL, the REBAR code's variant (the published NVIL columns): signal ℓ − C_ψ(x), no running mean, no "
+            "variance normalisation",
+    "nvil[variant=mnih_gregor]": "NVIL as Mnih & Gregor (2014): running-mean centring, C_ψ(x), variance "
+                                 "normalisation (its gradient metrics are of the normalised gradient)",
+    "concrete": "Concrete 3 → 0.5 (paper; the RWS code anneals to 1: final_temperature=1.0). Categorical latents: "
+                "the RWS code's relaxed densities (Concrete density for q, hard prior mass at argmax z̃, Gaussian at the "
+                "interpolated mean); Bernoulli latents: binary Concrete with log-masses linear in z̃ (the REBAR "
+                "code's Concrete also adds λ/(λ+1)·a inside the sigmoid; not reproduced). Bias measured against the "
+                "discrete ELBO_IS^K",
+    "concrete[relaxation=mass]": "Concrete with a mixture of log-masses Σ_c z̃_c log q_c and Σ_c z̃_c log p_θ(x, c) "
+                                 "(this project's first GMM variant; not the paper's nor its code's)",
+}
+
+
+def variant_rows(labels: Iterable[str]) -> List[Tuple[str, str]]:
+    """(label, what it computes) for the labels that have an entry (a label with extra options is
+    matched by its variant part, e.g. ``rebar[variant=rebar_code,temperature=1]``)."""
+    out = []
+    for label in labels:
+        key = label if label in ESTIMATOR_VARIANTS else None
+        if key is None:
+            base, _, rest = label.partition("[")
+            opts = [o for o in rest.rstrip("]").split(",") if o.startswith(("variant=", "relaxation="))]
+            key = f"{base}[{opts[0]}]" if opts and f"{base}[{opts[0]}]" in ESTIMATOR_VARIANTS else (
+                base if not opts and base in ESTIMATOR_VARIANTS else None)
+        if key is not None:
+            out.append((label, ESTIMATOR_VARIANTS[key]))
+    return out
