@@ -52,12 +52,48 @@ depend on them), by a second-order pass; their learning rate is 10× the model's
 (``own_lr_multiplier``, as the REBAR code's control-variate optimiser).  ``learn=False`` keeps
 λ = ``temperature`` and η = ``eta`` fixed (buffers).
 
-Deviation from the REBAR code: ũ uses fresh uniforms v (z̃ a fresh draw from p(z | b), as the
-paper describes it); the code ties v to u (ũ = u in value, only its φ-derivative differs).
+The paper, the reference code and this file (option ``variant`` picks a column; every option below
+can also be set on its own, e.g. ``rebar[variant=rebar_code,noise=fresh]``; REBAR code = Tucker et al.'s
+released TF code, SBNDynamicRebar with its default hparams; RELAX code = Grathwohl et al.'s SBN code,
+whose REBAR is the RELAX paper's REBAR column):
+
+  option              ``paper`` (default)     ``rebar_code``               ``relax_code``
+  noise               fresh v                 tied                         tied
+  relaxation          concrete σ(ζ/λ)         muprop σ(ζ/λ + λ/(λ+1)·a)    concrete
+  layerwise           False                   True                         True
+  baseline            False                   True                         False
+  eta_param           free                    sigmoid (η = 2σ(ξ) ∈ (0,2))  free
+  theta_cv            False                   True                         False
+  variance_over       guide (φ)               all (θ and φ)                guide
+  shared_temperature  False (λ per layer)     True (one λ)                 False
+
+* ``noise=tied``: v is chosen so that ũ(b, v) = u in value (v = (u − (1 − θ))/θ for b = 1, u/(1 − θ)
+  for b = 0, held fixed; the code's ``_u_to_v``), so z̃ = z and only the φ-derivative of the
+  conditional reparameterisation differs; ``fresh`` draws v independently (z̃ a fresh draw from
+  p(z | b)).  Both are unbiased (the conditional law of u given b is the same).
+* ``relaxation=muprop``: s = σ(ζ/λ + λ/(λ+1)·a) with a the layer's logits (the code's default
+  ``muprop_relaxation``), instead of σ(ζ/λ).
+* ``layerwise`` (the code's ``quadratic``): one control-variate term per stochastic layer l, whose
+  relaxed chains keep the hard samples b_{<l} upstream, relax layer l from u_l (resp. ũ_l) and the
+  layers below from u; term l's REINFORCE part multiplies log q(b_l | b_{l−1}) only.  Unbiased by
+  conditioning on u_{>l} (independent of u_l and b_l).  The codes also drive the layers below l of
+  the conditional chain by ũ; this file uses u there (the argument above needs it).
+* ``baseline``: an input-dependent baseline B_ψ(x) (x − x̄ → 100 tanh → 1, per replicate) subtracted
+  from f(b) in the REINFORCE term, trained with λ and η by the variance objective (REBAR code).
+* ``eta_param=sigmoid``: η = 2σ(ξ) per tensor, ξ learned (start η = 1); ``free``: η itself.
+* ``theta_cv``: the control variate is applied to θ too (one η per θ tensor); its θ-part,
+  η(∇_θ f̃(u) − ∇_θ f̃(ũ)), has zero mean, and is identically zero with tied noise.
+* ``variance_over=all``: λ, η (and ψ, ρ) minimise Σ ‖ĝ‖² over θ and φ together (REBAR code's
+  mean of squared gradients over all parameters) instead of over φ.
+* ``shared_temperature``: one λ for all layers (REBAR code) instead of one per layer.
+Remaining differences from the REBAR code: its φ-estimate drops the direct term ∇_φ f(b) (zero mean
+for K = 1); this file keeps it.  The RELAX code's variance objective is taken per layer at the level
+of the logits' gradients; this file's is over the parameters' gradients.
 Bernoulli latents only; models with the layered interface (``layer_sizes``, ``guide_layer``,
 ``join``) or, as one layer, any model whose guide is a factorised ``Independent(Bernoulli)``
 (so ``requires`` is empty; anything else is refused with IncompatibleError at the first call).
-Unbiased for ∇ ELBO_IS^K.
+Unbiased for ∇ ELBO_IS^K for every λ, η, ψ, ρ and every option (tests/test_rebar_relax.py,
+tests/test_own_parameters.py).
 """
 from __future__ import annotations
 

@@ -3,14 +3,15 @@
 Revisiting Reweighted Wake-Sleep (Le et al.), §2.2, the display for ĝ_RELAX:
     ĝ_φ = (L̂ − c_ρ(g̃_{1:K})) ∇_φ log Q_φ(z_{1:K}|x) + ∇_φ c_ρ(g_{1:K}) − ∇_φ c_ρ(g̃_{1:K}) + ∇_φ L̂,
 where g_k = log q_φ(·|x) + Gumbel noise (reparameterised), z_k = argmax g_k, and g̃_k are
-conditional Gumbels given z_k (REBAR, Tucker et al. 2017, drawn with the exponential-race
-construction so they are reparameterised in φ).  L̂ = log (1/K) Σ_k w_k; the last term is the
-direct dependence of L̂ on φ through w_k (the second term of RWS Eq. 2), which the display in
+conditional Gumbels given z_k (REBAR, Tucker et al. 2017, App. C), drawn from *fresh* noise
+(:func:`conditional_gumbel`; the RWS code's ``gmm/util.py`` does the same) so they are
+reparameterised in φ given z.  Reusing the noise that produced z (this file before numerics
+version 2) gives g̃ the wrong conditional law and a biased estimator (tests/test_relax_categorical.py).
+L̂ = log (1/K) Σ_k w_k; the last term is the direct dependence of L̂ on φ through w_k (the second term of RWS Eq. 2), which the display in
 the paper leaves implicit.  Control variate (§4.3): c_ρ(g_{1:K}) = (1/K) Σ_k MLP_ρ([x, g_k]),
 MLP (dim x + C)–16–16–1, tanh.  ρ is trained jointly to minimise the variance of ĝ_φ, i.e. the
 gradient of ‖ĝ_φ‖² (its mean does not depend on ρ), which needs a second-order pass.
-Unbiased for ∇ ELBO_IS^K.  This categorical branch is unchanged from the GMM study (own learning rate
-×1, as that study ran).
+Unbiased for ∇ ELBO_IS^K for every ρ.  Own learning rate ×1 on categorical latents, as the RWS code.
 
 Bernoulli latents (SBNs; dispatched on ``model.latent.kind`` in bind/surrogate/gradients):
 Grathwohl et al. (2018), §3.3 (the discrete RELAX estimator with the conditional
@@ -24,11 +25,18 @@ formula; RELAX is REBAR's control variate plus the free-form r_ρ, whose input i
 pre-activations of every layer of the same chain, squashed by tanh(·/2) = 2σ(·) − 1).  λ, η
 (start 0.5, 1; ``learn``) and ρ minimise the variance of ĝ_φ through ∇‖ĝ_φ‖² (second-order pass),
 at 10× the model's learning rate (``own_lr_multiplier``, set at bind, as the REBAR code's
-control-variate optimiser), with weight decay ``weight_decay`` (default 1e-3, REFERENCE §2) added
-to ρ's gradient only.  Deviations: MLP_ρ is ``bernoulli_hidden`` = (200,), one ReLU layer of 200
-units, instead of the paper's best 4 × 200 ReLU (cheaper on a CPU; ``bernoulli_hidden=(200, 200,
-200, 200)`` restores it); MLP_ρ's output layer starts at zero (``zero_output``), so RELAX starts
-as REBAR.  Options ``hidden`` (categorical MLP) and the Bernoulli ones do not affect each other.
+control-variate optimiser), with weight decay ``weight_decay`` (default 1e-3, the RELAX paper's best)
+added to ρ's gradient only.  The paper's best r_ρ is 4 × 200 ReLU; this file's default
+(``variant=paper``) is ``bernoulli_hidden`` = (200,), one ReLU layer of 200 units (cheaper on a CPU);
+MLP_ρ's output layer starts at zero (``zero_output``), so RELAX starts as REBAR.
+``variant=relax_code`` (the RELAX authors' SBN code, behind the published RELAX column): tied noise,
+one control-variate term per layer with hard upstream layers (``estimators/rebar.py`` documents
+both), σ(ζ/λ), λ and η per layer / tensor, one r_ρ per layer's term with input [x, 2b_{<l} − 1,
+tanh(ζ_{≥l}/2)] and 4 × 200 ReLU units (the paper's best), own learning rate ×1 (the paper's best
+scaling; its code's default is 10).  Not reproduced from that code: its 1,000 steps of r_ρ
+pretraining before training, its variance objective at the logits' level, and its r_ρ input (x − x̄,
+layer l's pre-sigmoid sample, upstream ±1 only).  Options ``hidden`` (categorical MLP) and the
+Bernoulli ones do not affect each other.
 """
 import math
 
