@@ -1,15 +1,20 @@
 """ARM: the augment-REINFORCE-merge estimator for Bernoulli latents (Yin & Zhou, 2019).
 
-Yin & Zhou, "ARM: Augment-REINFORCE-merge gradient for stochastic binary networks", ICLR 2019, the
-ARM estimator of its §2 (univariate theorem and multivariate form; equation numbers differ between
-the arXiv and conference versions), as restated by Dong et al. (2020, DisARM) for the gradient
+The paper: Yin & Zhou, "ARM: Augment-REINFORCE-merge gradient for stochastic binary networks", ICLR
+2019, the ARM estimator of its §2 (univariate theorem and multivariate form; equation numbers differ
+between the arXiv and conference versions), as restated by Dong et al. (2020, DisARM) for the gradient
 with respect to the logits a of z ~ Bern(σ(a)):
     ∇_a E[f(z)] = E_{u ~ U(0,1)^D} [(f(1[u > σ(−a)]) − f(1[u < σ(a)])) (u − ½)].
-Here b = 1[u < σ(a)] and b̃ = 1[u > σ(−a)] = 1[1 − u < σ(a)] (compared in logit space:
+The ARM and DisARM papers' experiments include models with several stochastic layers.
+
+The reference code: not checked against released code.
+
+This file: b = 1[u < σ(a)] and b̃ = 1[u > σ(−a)] = 1[1 − u < σ(a)] (compared in logit space:
 b = 1[ε < a], b̃ = 1[−ε < a], ε = logit u), f = L̂ = log (1/K) Σ_k w_k the IWAE bound (K = 1: the
 ELBO), and the φ-gradient is Σ_l ĝ_lᵀ ∂a_l/∂φ plus the direct term ∇_φ L̂ at fixed z, taken in the
 form Σ_k (1/K − w̃_k) ∇_φ log q(z_k) (its difference from ∇_φ L̂ has zero mean; it vanishes for
-K = 1, where the direct term −∇_φ log q(z) has zero mean).  θ gets the wake-θ / IWAE gradient at b.  Unbiased.
+K = 1, where the direct term −∇_φ log q(z) has zero mean).  θ gets the wake-θ / IWAE gradient at b.
+Unbiased.
 
 * K > 1 (extension, stated): the K particles' bits of a layer are one factorial Bernoulli vector of
   K·D bits, so ARM applies to it as is: one u per particle and bit, f evaluated at the K base

@@ -1,11 +1,18 @@
 """Defensive reweighted wake-wake (δ-WW).
 
-Revisiting Reweighted Wake-Sleep (Le et al.), §4.3: Eq. 5 with the proposal replaced by the
+The paper (Revisiting Reweighted Wake-Sleep, Le et al., §4.3): Eq. 5 with the proposal replaced by the
 defensive mixture q_{φ,δ}(z|x) = (1 − δ) q_φ(z|x) + δ Uniform(z) (Hesterberg, 1995):
-    ĝ_φ = Σ_k (w̃_k / Σ_ℓ w̃_ℓ) ∇_φ log q_φ(z_k|x),  z_k ~ q_{φ,δ},  w̃_k = p_θ(z_k, x) / q_{φ,δ}(z_k|x).
-δ = 0.2 (paper).  Uniform is the latent space's uniform distribution (uniform over C
-categories; Bernoulli(½) per bit).  θ gets the ordinary wake-θ gradient from K particles of
-q_φ (the mixture draws reuse those particles, replacing each by a uniform draw with
+    ĝ_φ = Σ_k (w̃_k / Σ_ℓ w̃_ℓ) ∇_φ log q_φ(z_k|x),  z_k ~ q_{φ,δ},  w̃_k = p_θ(z_k, x) / q_{φ,δ}(z_k|x),
+the mixture's density evaluated at the mixture sample z_k.  δ = 0.2 (paper).  Biased, like WW, with a
+bias that falls as K grows.
+
+The reference code (the RWS authors' GMM code): separate Adams for θ and φ, the θ step first; it
+evaluates the mixture proposal's density q_{φ,δ} at the q-sample rather than at the mixture sample.
+
+This file: the paper's w̃_k, q_{φ,δ} evaluated at the mixture sample (not the reference code's
+q-sample); option ``delta``, default 0.2 (paper).  Uniform is the latent space's uniform distribution
+(uniform over C categories; Bernoulli(½) per bit).  θ gets the ordinary wake-θ gradient from K
+particles of q_φ (the mixture draws reuse those particles, replacing each by a uniform draw with
 probability δ).  Biased, like WW, with a bias that falls as K grows.
 """
 import math

@@ -1,16 +1,20 @@
 """Straight-through Gumbel-softmax for Bernoulli latents (Jang, Gu & Poole, 2017).
 
-Jang et al., "Categorical reparameterization with Gumbel-softmax", ICLR 2017, §2 (Eq. 1–2) and the
-"straight-through Gumbel-softmax" of §2.2, in its binary form: with logistic noise ε = logit u
-(the difference of two Gumbels), the binary Concrete sample z̃ = σ((a + ε)/τ) and the hard sample
-z = 1[a + ε > 0] ~ Bern(σ(a)); forward uses z, backward the binary-Concrete gradient:
-z_st = z + z̃ − stopgrad(z̃), so ∂z/∂a := σ'((a + ε)/τ)/τ.  The surrogate is the discrete IWAE bound
+The paper: Jang et al., "Categorical reparameterization with Gumbel-softmax", ICLR 2017, §2 (Eq. 1–2)
+and the "straight-through Gumbel-softmax" of §2.2; the paper anneals τ = max(0.5, exp(−rt)).
+
+The reference code: not checked against released code.
+
+This file: the binary form: with logistic noise ε = logit u (the difference of two Gumbels), the
+binary Concrete sample z̃ = σ((a + ε)/τ) and the hard sample z = 1[a + ε > 0] ~ Bern(σ(a)); forward
+uses z, backward the binary-Concrete gradient: z_st = z + z̃ − stopgrad(z̃), so
+∂z/∂a := σ'((a + ε)/τ)/τ.  The surrogate is the discrete IWAE bound
 L̂ = log (1/K) Σ_k p_θ(x, z_k)/q_φ(z_k|x) evaluated at z_st (log q = Σ z_st·a − softplus(a)),
 differentiated pathwise: θ's gradient is exactly the wake-θ / IWAE one (values are hard), φ's is
 biased (its bias against the discrete gradient is measured in the tests, and falls as τ does).
 Several layers: ancestral chain, layer l's z_st feeds guide_layer(l + 1, ·).  τ is annealed
-linearly from ``initial_temperature`` to ``final_temperature`` over training (deviation: the paper
-anneals τ = max(0.5, exp(−rt)); defaults 1 → 0.5 as its schedule's range).  K ≥ 1.  Biased.
+linearly from ``initial_temperature`` to ``final_temperature`` over training (deviation from the
+paper's exponential schedule; defaults 1 → 0.5 as its schedule's range).  K ≥ 1.  Biased.
 """
 import torch
 

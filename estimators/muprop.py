@@ -1,23 +1,30 @@
 """MuProp: a first-order Taylor control variate around the mean-field point (Gu et al., 2016).
 
-Gu, Levine, Sutskever & Mnih, "MuProp: Unbiased backpropagation for stochastic neural networks",
-ICLR 2016, §3 (the estimator and its multi-layer form, Algorithm 1).  With f = L̂ = log (1/K) Σ_k w_k
-(K = 1: the ELBO's log p − log q) and, for stochastic layer l, the expansion point ẑ^{(l)}: the
-sampled upstream layers z_{<l}, the mean z̄_l = σ(a_l) for layer l and the mean-field pass below it
-(z̄_m = σ(a_m(z̄_{m−1})), m > l), evaluated with the relaxed masses (log q = Σ z·a − softplus(a),
-log p_θ(x, ·) of the model, both linear extensions to [0,1]):
+The paper: Gu, Levine, Sutskever & Mnih, "MuProp: Unbiased backpropagation for stochastic neural
+networks", ICLR 2016, §3 (the estimator and its multi-layer form, Algorithm 1): a first-order Taylor
+control variate around the mean-field point, per stochastic layer.  The paper's own baseline details
+are not checked.
+
+The reference code: not checked against released code (the input-dependent baseline's 10× learning
+rate below follows the REBAR code's NVIL baseline).
+
+This file: with f = L̂ = log (1/K) Σ_k w_k (K = 1: the ELBO's log p − log q) and, for stochastic layer
+l, the expansion point ẑ^{(l)}: the sampled upstream layers z_{<l}, the mean z̄_l = σ(a_l) for layer l
+and the mean-field pass below it (z̄_m = σ(a_m(z̄_{m−1})), m > l), evaluated with the relaxed masses
+(log q = Σ z·a − softplus(a), log p_θ(x, ·) of the model, both linear extensions to [0,1]):
     h_l(z) = f(ẑ^{(l)}) + f'_lᵀ (z_l − z̄_l),     f'_l = ∂f/∂z_l at ẑ^{(l)} (through the mean-field pass),
     ĝ_φ = Σ_l [(f(z) − h_l(z) − c_l − C_ψ,l(x)) ∇_φ Σ_k log q(z_l^k|z_{l−1}^k) + f'_lᵀ ∇_φ σ(a_l)]
           + Σ_k (1/K − w̃_k) ∇_φ log q(z_k)   (direct term, zero for K = 1; see estimators/arm.py).
 f'_l and z̄_l are held fixed in the score term, so E[h_l ∇ log q_l] = f'_lᵀ ∇_φ E[z_l] and the
 estimate is unbiased whatever the expansion point.  For K > 1 all K particles are expanded at their
 own ẑ^{(l)} (one linear control variate in the K·D bits of layer l).  Centring and input-dependent
-baseline borrowed from NVIL (``estimators/nvil.py``; not checked against the paper's own baseline
-details): c_l the running mean of layer l's residual f − h_l, C_ψ an MLP x − x̄ → 100 tanh → L
-(one output per layer) trained by the squared error, own learning rate × 10 (REBAR code).  Variance normalisation is off by default
-(option ``normalise_variance``: it divides layer l's terms by max(1, √v_l), i.e. rescales the
-gradient of layer l's guide parameters, assuming, as in the SBN, that each layer has its own).
-θ gets the wake-θ / IWAE gradient.  Cost: one extra forward/backward pass per layer.  Unbiased.
+baseline borrowed from NVIL (``estimators/nvil.py``): c_l the running mean of layer l's residual
+f − h_l (exponential average, option ``decay``, default 0.8), C_ψ an MLP x − x̄ → 100 tanh → L
+(``hidden``, default 100; one output per layer) trained by the squared error, own learning rate × 10
+(REBAR code).  Variance normalisation is off by default (option
+``normalise_variance``: it divides layer l's terms by max(1, √v_l), i.e. rescales the gradient of
+layer l's guide parameters, assuming, as in the SBN, that each layer has its own).  θ gets the
+wake-θ / IWAE gradient.  Cost: one extra forward/backward pass per layer.  Unbiased.
 """
 import torch
 

@@ -5,7 +5,7 @@ The paper: Mnih & Gregor, "Neural variational inference and learning in belief n
 §3: the learning signal ℓ is centred by a running mean c, an input-dependent baseline C_ψ(x) is
 subtracted, and the result is divided by a running estimate of its standard deviation (variance
 normalisation).
-The reference code whose NVIL numbers the REBAR / RELAX / DVAE++ tables print (REBAR code,
+The reference code whose NVIL numbers the REBAR / RELAX / DVAE++ tables print (REBAR code of Tucker et al., 2017,
 ``get_nvil_gradient``, comment "no variance normalization"): signal stop(ℓ) − C_ψ(x) with C_ψ an MLP
 on x − x̄ (100 tanh units → 1, its output bias playing the constant), no running mean, no
 normalisation; C_ψ is trained by the squared error (ℓ − C_ψ(x))² at 10× the learning rate.

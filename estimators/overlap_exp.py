@@ -1,14 +1,26 @@
 """DVAE++ with overlapping exponential smoothing (Vahdat et al., 2018, "DVAE++", §3 Eq. 3, §4).
 
-Every binary latent z_l ~ q(z_l | ζ_{l−1}, x) = Bern(σ(g_l)) is paired with a continuous ζ_l ~
-r(ζ_l | z_l), r(ζ|0) ∝ e^{−βζ}, r(ζ|1) ∝ e^{β(ζ−1)} on [0, 1] (Eq. 3), and dependencies on z are
-moved to ζ (Fig. 2c–f): in our SBN the generative model is p(z₁) r(ζ₁|z₁) p(z₀|ζ₁) r(ζ₀|z₀) p(x|ζ₀)
-and the guide q(z₀|x) r(ζ₀|z₀) q(z₁|ζ₀) r(ζ₁|z₁) (layer 0 nearest x; the decoder sees ζ₀ only).
-ζ_l is drawn from the mixture q(ζ_l|·) = Σ_z q(z_l|·) r(ζ_l|z_l) (Eq. 2) by its inverse CDF
-(``estimators/smoothing.py``), so both bounds below are differentiated pathwise for θ and φ.
-Notation: g_l = guide_layer(l, ζ_{l−1}) (g₀ from x), a_l = prior_layer(l, ζ_{l+1}) (a top = the
-prior logits), μ_l = σ(g_l), ν_l = q(z_l = 1 | ζ_l, ·) = σ(g_l + log r(ζ_l|1) − log r(ζ_l|0)) (§5),
-c(m; h) = Σ_i m_i h_i − softplus(h_i) (the Bernoulli log-mass, linear in m).
+The paper: every binary latent z is paired with a continuous ζ ~ r(ζ|z), r(ζ|0) ∝ e^{−βζ},
+r(ζ|1) ∝ e^{β(ζ−1)} on [0, 1] (Eq. 3), and dependencies on z are moved to ζ (Fig. 2c–f); ζ is drawn
+from the mixture q(ζ|·) = Σ_z q(z|·) r(ζ|z) (Eq. 2) by its inverse CDF.  The paper's two-layer model
+has prior p(z₁) p(z₂|ζ₁), guide q(z₁|x) q(z₂|x, ζ₁) and decoder p(x|ζ₁, ζ₂).  Bounds: the joint
+(z, ζ) ELBO (Eq. 4, §4.1, KL terms between factorial Bernoullis in closed form) and the marginal one
+(Eq. 5, §4.2, z marginalised out, KL terms by Monte Carlo; Appendix D: tighter than Eq. 4).  §5 (RBM
+prior) evaluates the energy's expectation with ν = q(z = 1 | x, ζ) = σ(logit μ + log r(ζ|1) − log r(ζ|0))
+in place of z.  §7.1 anneals β linearly, start ∈ {5..8}, end ∈ {12..18}; at test time all models are
+evaluated in the binary limit (β = ∞).
+
+The reference code: the DVAE# code uses β = 12 for this smoothing (MNIST, 200 latents, linear SBN;
+14 for the nonlinear one); not otherwise checked against released code.
+
+This file: every binary latent z_l ~ q(z_l | ζ_{l−1}, x) = Bern(σ(g_l)) is paired with ζ_l ~
+r(ζ_l | z_l).  In our SBN the generative model is p(z₁) r(ζ₁|z₁) p(z₀|ζ₁) r(ζ₀|z₀) p(x|ζ₀) and the guide
+q(z₀|x) r(ζ₀|z₀) q(z₁|ζ₀) r(ζ₁|z₁) (layer 0 nearest x; the decoder sees ζ₀ only).  ζ_l is drawn from
+the mixture q(ζ_l|·) = Σ_z q(z_l|·) r(ζ_l|z_l) by its inverse CDF (``estimators/smoothing.py``), so
+both bounds below are differentiated pathwise for θ and φ.  Notation: g_l = guide_layer(l, ζ_{l−1})
+(g₀ from x), a_l = prior_layer(l, ζ_{l+1}) (a top = the prior logits), μ_l = σ(g_l),
+ν_l = q(z_l = 1 | ζ_l, ·) = σ(g_l + log r(ζ_l|1) − log r(ζ_l|0)) (§5), c(m; h) = Σ_i m_i h_i − softplus(h_i)
+(the Bernoulli log-mass, linear in m).
 
 ``elbo="joint"`` (Eq. 4, the (z, ζ) model).  K = 1:
     L = log p(x|ζ₀) + Σ_l [c(m_l; a_l) − c(μ_l; g_l)],   m_l = μ_l for the top layer, ν_l below,
@@ -32,9 +44,8 @@ with the conditional mixtures p(ζ_l|ζ_{l+1}) = Σ_z p(z_l|ζ_{l+1}) r(ζ_l|z) 
 K = 1 is Eq. 5 with one-sample MC KLs, K > 1 its IWAE.
 
 β (inverse temperature) is annealed linearly from ``beta_start`` to ``beta_end`` by
-``set_progress`` (DVAE++ §7.1 anneals linearly, start ∈ {5..8}, end ∈ {12..18}); each defaults to
-the reference value 12 (REFERENCE §3, DVAE# code, linear SBN; 14 for the nonlinear one), i.e. a
-constant β unless a preset anneals.  Evaluation is in the binary limit (the harness's discrete
+``set_progress`` (as DVAE++ §7.1); each defaults to 12, the DVAE# code's value for the linear SBN,
+i.e. a constant β unless a preset anneals.  Evaluation is in the binary limit (the harness's discrete
 model).  Biased for the discrete objective (bias → 0 as β → ∞, tested).  K ≥ 1.
 
 :class:`SmoothedBound` below is shared by ``spike_exp``, ``overlap_logistic`` and ``overlap_power``.

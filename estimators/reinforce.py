@@ -1,9 +1,14 @@
 """REINFORCE for the IWAE bound (score function, no baseline).
 
-Revisiting Reweighted Wake-Sleep (Le et al.), Eq. 2:
+The paper (Revisiting Reweighted Wake-Sleep, Le et al., Eq. 2):
     ĝ_φ = log((1/K) Σ_k w_k) ∇_φ log Q_φ(z_{1:K}|x) + ∇_φ log((1/K) Σ_k w_k),
     w_k = p_θ(z_k, x) / q_φ(z_k|x),  z_k ~ q_φ(·|x) i.i.d.;  θ gets ∇_θ log((1/K) Σ_k w_k).
-Unbiased for ∇ ELBO_IS^K (Eq. 1).  No deviation from the paper.
+Unbiased for ∇ ELBO_IS^K (Eq. 1).
+
+The reference code (the RWS authors' GMM code): θ and φ are trained with one joint Adam; the estimator
+itself is not otherwise checked against released code.
+
+This file: the paper's estimator.  No deviation from the paper.
 """
 from .base import Estimate, Estimator, batch_loss, logmeanexp, sample_guide
 

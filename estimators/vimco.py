@@ -1,9 +1,14 @@
 """VIMCO: leave-one-out baselines for the IWAE bound (Mnih & Rezende, 2016).
 
-Revisiting Reweighted Wake-Sleep (Le et al.), §2.2, the display for ĝ_VIMCO:
+The paper (Revisiting Reweighted Wake-Sleep, Le et al., §2.2, the display for ĝ_VIMCO):
     ĝ_φ = Σ_ℓ (L̂ − L̂_{−ℓ}) ∇_φ log q_φ(z_ℓ|x) + ∇_φ L̂,   L̂ = log (1/K) Σ_k w_k,
     L̂_{−ℓ} = log (1/K) (exp((1/(K−1)) Σ_{k≠ℓ} log w_k) + Σ_{k≠ℓ} w_k)
-(the geometric mean of the other weights stands in for w_ℓ).  Needs K ≥ 2.  Unbiased.
+(the geometric mean of the other weights stands in for w_ℓ).  Unbiased.
+
+The reference code (the RWS authors' GMM code): θ and φ are trained with one joint Adam; the estimator
+itself is not otherwise checked against released code.
+
+This file: the paper's estimator.  Needs K ≥ 2.  Unbiased.
 """
 import math
 

@@ -1,15 +1,18 @@
 """Wake-sleep (WS): wake-θ + sleep-φ.
 
-Revisiting Reweighted Wake-Sleep (Le et al.), §3.1: θ follows the wake-phase θ update (the
+The paper (Revisiting Reweighted Wake-Sleep, Le et al., §3.1): θ follows the wake-phase θ update (the
 IWAE θ-gradient ∇_θ log (1/K) Σ_k w_k, z_k ~ q_φ); φ follows the sleep-phase update of Eq. 3,
     ĝ_φ = (1/N) Σ_n ∇_φ log q_φ(z_n | x_n),   (z_n, x_n) ~ p_θ(z, x),
-with N = B·K samples per replicate (REFERENCE.md §1: "batch × K samples").
+the sleep update using K samples from p_θ(z, x) (in the GMM study: batch × K samples).  The sleep
+gradient is unbiased for Eq. 3 (KL averaged over the *model's* p_θ(x)); against the wake objective on
+the data (Eq. 4) it is biased, which is what the paper's Fig 4 shows.
 
-The sleep gradient is unbiased for Eq. 3 (KL averaged over the *model's* p_θ(x)); against the
-wake objective on the data (``guide_target = "inclusive_kl"``, Eq. 4) it is biased, which is
-what the paper's Fig 4 shows.  Deviation from the reference code: θ and φ are updated
-simultaneously from one step (the code steps θ first, then draws the sleep samples from the
-updated θ); with lr 1e-3 the two differ by one Adam step.
+The reference code (the RWS authors' GMM code): separate Adams for θ and φ; it steps θ first, then
+draws the sleep samples from the updated θ.
+
+This file: N = B·K samples per replicate (batch × K); ``guide_target = "inclusive_kl"`` (the wake
+objective of Eq. 4, against which the sleep gradient is biased).  Deviation from the reference code:
+θ and φ are updated simultaneously from one step; with lr 1e-3 the two differ by one Adam step.
 """
 from .base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
 

@@ -1,11 +1,15 @@
 """Reweighted wake-wake (WW): wake-θ + wake-φ.
 
-Revisiting Reweighted Wake-Sleep (Le et al.), Eq. 5:
+The paper (Revisiting Reweighted Wake-Sleep, Le et al., Eq. 5):
     ĝ_φ = Σ_k (w_k / Σ_ℓ w_ℓ) ∇_φ log q_φ(z_k|x),   z_k ~ q_φ(·|x),
 a self-normalised estimate of ∇_φ of −KL(p_θ(z|x) ‖ q_φ(z|x)) (Eq. 4), biased with a bias that
-falls as K grows; θ gets the wake-θ (IWAE) gradient from the same particles.
-No deviation from the paper (θ and φ step together; separate Adams are equivalent because
-Adam is elementwise).
+falls as K grows; θ gets the wake-θ (IWAE) gradient.
+
+The reference code (the RWS authors' GMM code): separate Adams for θ and φ, the θ step first.
+
+This file: θ's wake-θ gradient comes from the same particles as φ's.  No deviation from the paper
+(θ and φ step together; separate Adams are equivalent because Adam is elementwise; the reference
+code's θ-first order is not reproduced).
 """
 import torch
 

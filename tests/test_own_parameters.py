@@ -106,3 +106,27 @@ def test_randomised_categorical_control_variate_depends_on_g():
             per_draw = torch.stack([est.control_variate(x, g[i:i + 1]) for i in range(200)])  # [200, R, B]
         spread[point] = float(per_draw.std(0).min())
     assert spread["random"] > 0.05 > spread["init"], spread
+
+
+def test_the_harness_binds_an_unbound_estimator_and_refuses_a_mismatched_one():
+    """``harness.gradient_samples`` with ``estimators.get(name)`` never bound works (it is bound to the
+    model, as ``.bind(model)`` would); one bound to a model of another replicate count is refused
+    with one line that says what to call."""
+    import harness
+    model = gmm((0, 1))
+    x = gmm_data()
+    for name in ("relax", "vimco"):
+        est = estimators.get(name)
+        assert est.bound_replicates is None
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            a = harness.gradient_samples(model, est, x.expand(2, -1), 2, 3)
+        assert est.bound_replicates == 2
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            b = harness.gradient_samples(model, estimators.get(name).bind(model), x.expand(2, -1), 2, 3)
+        assert torch.equal(a, b)
+    other = estimators.get("relax").bind(gmm((0,)))
+    with pytest.raises(IncompatibleError) as err:
+        harness.gradient_samples(model, other, x.expand(2, -1), 2, 3)
+    assert "\n" not in str(err.value) and ".bind(model)" in str(err.value)
