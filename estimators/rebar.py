@@ -239,7 +239,7 @@ class BernoulliControlVariate(nn.Module):
         if o["baseline"]:  # the REBAR code's input-dependent baseline: x − x̄ → 100 tanh → 1
             self.baseline_net = StackedMLP(model.seeds, [obs, 100, 1], activation="tanh", salt=self.salt + 1)
             centre = getattr(model, "train_mean", None)
-            self.register_buffer("input_mean", None if centre is None else centre.detach().reshape(-1).to(**like))
+            self.register_buffer("input_mean", None if centre is None else centre.detach().reshape(-1).to(**like).clone())
             self.baseline_net.to(**like)
         if self.hidden is not None:  # r_ρ: one network, or one per layer's term (layerwise)
             count = len(sizes) if o["layerwise"] else 1

@@ -75,6 +75,6 @@ def randomise_own(estimator, seed: int, scale: float = 0.5, shrink=None) -> None
         s = float(one.std()) if one.numel() > 1 else 0.0
         eps = torch.randn(one.shape, generator=gen, dtype=torch.float64).to(t.dtype)
         spread = s if s > 1e-6 else torch.clamp(one.abs(), min=1.0)
-        t.copy_((one + scale * spread * eps).expand_as(t))
+        t.copy_((one + scale * spread * eps).expand_as(t).clone())
         if shrink and name in shrink:
             t.copy_(shrink[name](t))

@@ -136,12 +136,15 @@ def test_wake_phi_bias_falls_as_K_grows(name, rng):
 
 
 def test_concrete_bias_against_the_discrete_objective_falls_with_temperature(rng):
-    """Bias² against ∇ ELBO_IS^2 (discrete) at τ = 2, 0.5, 0.2 (seed 0, n = 8000 draws each)
-    falls while the variance rises, as the paper's §2.2 says."""
+    """``concrete[relaxation=mass]`` (the mixture of log-masses, whose relaxed bound tends to the discrete
+    one): bias² against ∇ ELBO_IS^2 (discrete) at τ = 2, 0.5, 0.2 (seed 0, n = 8000 draws each) falls
+    while the variance rises, as the paper's §2.2 says.  (The reference relaxation's Concrete density
+    has no such limit; its bias is measured, not asserted to fall.)"""
     x = gmm_data()
     stats = []
     for tau in (2.0, 0.5, 0.2):
-        d, exact = draws(gmm, "concrete", x, 2, 8000, initial_temperature=tau, final_temperature=tau)
+        d, exact = draws(gmm, "concrete", x, 2, 8000, initial_temperature=tau, final_temperature=tau,
+                         relaxation="mass")
         stats.append((bias_sq(d, exact), float(d.var(0).sum())))
     (b0, v0), (b1, v1), (b2, v2) = stats
     assert b0 > 3 * b1 and b1 > b2 > 0
