@@ -171,8 +171,14 @@ class Store:
                 self.conn.executemany("UPDATE cells SET status = 'superseded' WHERE key = ?", [(k,) for k in older])
 
     def cells(self, include_superseded: bool = False) -> pd.DataFrame:
+        """Every cell but the superseded ones; a stale one (see :meth:`stale_keys`) is listed with
+        status ``stale`` (its rows stay out of :meth:`table`)."""
         where = "" if include_superseded else " WHERE status != 'superseded'"
-        return pd.read_sql_query("SELECT * FROM cells" + where, self.conn)
+        out = pd.read_sql_query("SELECT * FROM cells" + where, self.conn)
+        stale = self.stale_keys()
+        if stale and len(out):
+            out.loc[out.key.isin(stale), "status"] = "stale"
+        return out
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, **fields) -> int:
@@ -202,8 +208,28 @@ class Store:
         if study is not None:
             query += " AND c.study = ?"
             params = (study,)
-        return pd.read_sql_query(query + " ORDER BY c.study, c.label, c.particles, m.seed, m.iteration", self.conn,
-                                 params=params)
+        out = pd.read_sql_query(query + " ORDER BY c.study, c.label, c.particles, m.seed, m.iteration", self.conn,
+                                params=params)
+        stale = self.stale_keys()
+        if stale:
+            keys = pd.read_sql_query("SELECT m.key FROM metrics m JOIN cells c ON m.key = c.key WHERE c.status IN "
+                                     "('done', 'diverged')" + (" AND c.study = ?" if study is not None else "")
+                                     + " ORDER BY c.study, c.label, c.particles, m.seed, m.iteration", self.conn,
+                                     params=params).key
+            out = out[~keys.isin(stale).to_numpy()].reset_index(drop=True)
+        return out
+
+    def stale_keys(self) -> set:
+        """Finished cells written by an older numerics version than this code's for their (study,
+        estimator) (``harness.runner.NUMERICS_VERSIONS``) and not yet superseded: left out of
+        :meth:`table` so that a partly rerun store never pools two numerics; ``cells()`` marks them."""
+        from .runner import numerics_version
+        out = set()
+        for key, study, estimator, cfg in self.conn.execute(
+                "SELECT key, study, estimator, config FROM cells WHERE status IN ('done', 'diverged')"):
+            if int(json.loads(cfg).get("numerics_version", 1)) < numerics_version(study, estimator):
+                out.add(key)
+        return out
 
     def export_csv(self, path: Optional[str] = None) -> str:
         path = path or os.path.join(self.folder, "metrics.csv")

@@ -305,19 +305,18 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
         best = all(err("dww", k0) <= err(l, k0) for l in labels)
         out.append((f"δ-WW is best at small K (final model error, K = {k0})",
                     ", ".join(f"{_pretty(l)} {err(l, k0):.3g}" for l in _ordered(labels)), verdict(best)))
-    if "concrete" in labels:
-        rest = [l for l in labels if l != "concrete"]
+    iw_rivals = [l for l in ("vimco", "reinforce", "relax") if l in labels]
+    if "concrete" in labels and iw_rivals:
         parts, bad = [], []
         for K in Ks:
-            worst_metric = [m for m in ("model_error", "inference_error")
-                            if all(err("concrete", K, m) >= err(l, K, m) for l in rest)]
-            parts.append(f"K = {K}: model error {err('concrete', K):.3g} (others ≤ "
-                         f"{max(err(l, K) for l in rest):.3g}), inference error {err('concrete', K, 'inference_error'):.3g}"
-                         f" (others ≤ {max(err(l, K, 'inference_error') for l in rest):.3g})")
-            if worst_metric:
+            c, r = err("concrete", K, "inference_error"), min(err(l, K, "inference_error") for l in iw_rivals)
+            parts.append(f"K = {K}: Concrete {c:.3g}, best other IWAE method {r:.3g}")
+            if c > r and all(c > err(l, K, "inference_error") for l in iw_rivals):
                 bad.append(K)
-        out.append(("Concrete fails (worst final model or inference error of all methods, every K)",
-                    "; ".join(parts) + f"; worst at K ∈ {bad}", verdict(len(bad) == len(Ks))))
+        v = "reproduced" if len(bad) == len(Ks) else ("not reproduced" if not bad else
+                                                      f"partly: at K ∈ {bad}")
+        out.append(("Concrete fails (final inference error worse than every other IWAE-based method, every K)",
+                    "; ".join(parts), v))
     rw = [l for l in ("ws", "ww") if l in labels]
     iwm = [l for l in IWAE_METHODS if l in labels]
     if rw and iwm:

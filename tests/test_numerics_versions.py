@@ -1,0 +1,40 @@
+"""Per-(study, estimator) numerics versions: only the changed cells get new keys; until they are
+rerun their old rows are ``stale`` (left out of the table), and once a successor is written the old
+cell is ``superseded`` (kept in the store, left out of every table).  No randomness."""
+import harness.runner as runner
+from harness.runner import Cell
+from harness.store import Store
+
+
+def cell(estimator, particles=2):
+    return Cell(study="gmm", model="gmm", estimator=estimator, particles=particles, seeds=(0,), iterations=10)
+
+
+def write(store, c, value):
+    store.write_cell(c, [(0, 10, "model_error", value)], 1.0, 0.1, "cpu", "test", "2026-01-01T00:00:00")
+
+
+def test_versions_stale_and_superseded(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {})
+    store = Store(str(tmp_path))
+    old_relax, old_ws = cell("relax"), cell("ws")
+    k_relax, k_ws = old_relax.key(), old_ws.key()
+    write(store, old_relax, 1.0)
+    write(store, old_ws, 2.0)
+    assert "numerics_version" not in old_relax.config()
+    monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {("gmm", "relax"): 2})
+    new_relax = cell("relax")
+    assert new_relax.config()["numerics_version"] == 2 and new_relax.key() != k_relax
+    assert cell("ws").key() == k_ws  # unchanged cells keep their keys (stay cached)
+    assert store.stale_keys() == {k_relax}
+    assert set(store.table().estimator) == {"ws"}
+    assert dict(zip(store.cells().key, store.cells().status))[k_relax] == "stale"
+    write(store, new_relax, 3.0)
+    statuses = dict(store.conn.execute("SELECT key, status FROM cells"))
+    assert statuses[k_relax] == "superseded" and statuses[new_relax.key()] == "done"
+    t = store.table()
+    assert sorted(t.value) == [2.0, 3.0]
+    assert k_relax not in set(store.cells().key) and k_relax in set(store.cells(include_superseded=True).key)
+    # a study-wide bump ("*") applies to every estimator of that study only
+    monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {("sbn", "*"): 2})
+    assert runner.numerics_version("sbn", "nvil") == 2 and runner.numerics_version("gmm", "nvil") == 1
