@@ -71,9 +71,10 @@ class SignalBaseline(nn.Module):
 
     def centre(self, x, signal):
         """signal ``[R, B, S]`` → (ℓ − c − C_ψ(x) with ψ's gradient, scale max(1, √v) ``[R, 1, S]``)."""
-        centred = signal - self.net(self.inputs(x))
-        if self.running_mean:
-            centred = centred - self.corrected(self.mean).unsqueeze(1)
+        if self.running_mean:  # this order of operations keeps MuProp's numbers bit for bit
+            centred = signal - self.corrected(self.mean).unsqueeze(1) - self.net(self.inputs(x))
+        else:
+            centred = signal - self.net(self.inputs(x))
         scale = self.corrected(self.square).sqrt().clamp_min(1.0).unsqueeze(1)
         return centred, scale
 

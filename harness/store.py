@@ -25,7 +25,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FILENAME = "results.sqlite"
 
 SCHEMA = """
@@ -84,11 +84,13 @@ class Store:
                 if tables:
                     row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
                     version = int(row[0]) if row else None
-                    if version not in (1, SCHEMA_VERSION):
+                    if version not in (1, 2, SCHEMA_VERSION):
                         raise StoreError(f"{self.path} was written by store schema {version}, "
                                          f"this is {SCHEMA_VERSION}")
                     if version == 1:
                         self._upgrade_from_1()
+                    if version in (1, 2):
+                        self._upgrade_from_2()
             conn.executescript(SCHEMA)
             with conn:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -105,6 +107,15 @@ class Store:
         with self.conn:
             for column in ("error TEXT", "diverged_at INTEGER", "attempts INTEGER DEFAULT 1"):
                 self.conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
+            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _upgrade_from_2(self):
+        """Schema 2 → 3: stores of schema ≤ 2 were written before the trajectory gradient variance was
+        debiased, so their ``grad_logvar_ema`` rows (zero-started EMAs, biased low by about
+        1 − 0.999ⁿ) are renamed ``grad_logvar_ema_undebiased``: kept, never shown as the debiased
+        metric.  Every other metric is unchanged."""
+        with self.conn:
+            self.conn.execute("UPDATE metrics SET metric = 'grad_logvar_ema_undebiased' WHERE metric = 'grad_logvar_ema'")
             self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self):

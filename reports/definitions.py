@@ -50,6 +50,8 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "grad_logvar_ema": "log of the mean over φ-parameters of ŝ − m̂² along training, m̂, ŝ EMAs (decay 0.999) of the "
                        "applied φ-gradient g and of g², each debiased by ÷ (1 − 0.999ⁿ) as Adam's moments "
                        "(REBAR's plot; REFERENCE §5 convention 2)",
+    "grad_logvar_ema_undebiased": "the same without the bias correction (zero-started EMAs, low by about "
+                                  "1 − 0.999ⁿ plus a mean² term): cells stored before the correction; not plotted",
     "peak_memory_mb": "peak memory of the worker process: CUDA max allocated on a GPU, peak RSS on the CPU (MiB)",
     "diverged_at": "the first iteration at which this seed's loss or gradients were NaN/inf",
 }

@@ -266,8 +266,10 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
             Section("Gradient-variance curves", "figure",
                     lambda path: figure_curves(table, path, ["grad_logvar_ema", "grad_logvar_frozen"],
                                                "log mean per-parameter variance of the φ-gradient"),
-                    caption="grad_logvar_ema: REBAR's trajectory EMA (decay 0.999); grad_logvar_frozen: 10 draws "
-                            "at frozen parameters on one fixed batch (REFERENCE.md §5, conventions 2 and 1).",
+                    caption="grad_logvar_ema: REBAR's trajectory EMA (decay 0.999), debiased as Adam's moments; only "
+                            "cells run since that correction have it (older cells' undebiased values are stored as "
+                            "grad_logvar_ema_undebiased and not plotted); grad_logvar_frozen: 10 draws at frozen "
+                            "parameters on one fixed batch, every cell (REFERENCE.md §5, conventions 2 and 1).",
                     name="fig_sbn_gradvar"),
             Section("All metrics at the end of training", "table",
                     summary(table[table.model.str.startswith("sbn[")],

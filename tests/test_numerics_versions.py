@@ -38,3 +38,23 @@ def test_versions_stale_and_superseded(tmp_path, monkeypatch):
     # a study-wide bump ("*") applies to every estimator of that study only
     monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {("sbn", "*"): 2})
     assert runner.numerics_version("sbn", "nvil") == 2 and runner.numerics_version("gmm", "nvil") == 1
+
+
+def test_schema_2_stores_keep_their_undebiased_trajectory_variance_under_another_name(tmp_path):
+    """A store written before the trajectory variance was debiased (schema 2) is upgraded in place: its
+    ``grad_logvar_ema`` rows become ``grad_logvar_ema_undebiased``; other metrics are untouched."""
+    import sqlite3
+    store = Store(str(tmp_path))
+    c = cell("ws")
+    store.write_cell(c, [(0, 10, "grad_logvar_ema", -3.0), (0, 10, "valid_ll", -100.0)], 1.0, 0.1, "cpu", "t",
+                     "2026-01-01T00:00:00")
+    with store.conn:
+        store.conn.execute("UPDATE meta SET value = '2' WHERE name = 'schema_version'")
+    store.close()
+    upgraded = Store(str(tmp_path))
+    assert upgraded.get_meta("schema_version") == "3"
+    assert sorted(upgraded.table().metric) == ["grad_logvar_ema_undebiased", "valid_ll"]
+    upgraded.close()
+    again = Store(str(tmp_path))  # a schema-3 store is not renamed again
+    assert sorted(again.table().metric) == ["grad_logvar_ema_undebiased", "valid_ll"]
+    assert sqlite3.connect(again.path).execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("3",)
