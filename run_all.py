@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""estibench entry point: ``python run_all.py [--suite NAME] [flags]``; ``--help`` lists the flags."""
+"""estibench entry point from a checkout: ``python run_all.py [--suite NAME] [flags]``; ``--help``
+lists the flags.  Installed, the ``estibench`` command is the same program."""
 import sys
 
-from harness.cli import main
+from estibench import main
 
 if __name__ == "__main__":
     sys.exit(main())

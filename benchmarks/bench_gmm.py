@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import (GMM_PARTICLES, TRACK_SEED, VARIANCE_DRAWS, Trainer, bind, compatible,
                                gmm_batcher, gmm_model, gmm_test_points, mean_variance)
-from harness.gradients import gradient_draws, gradient_draws_batched
+from estibench.harness.gradients import gradient_draws, gradient_draws_batched
 
 ESTIMATORS = compatible(gmm_model(seeds=(0,)), particles=GMM_PARTICLES)
 

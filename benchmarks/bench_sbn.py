@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.common import (SBN_PARTICLES, TRACK_SEED, VARIANCE_DRAWS, Trainer, bind, compatible,
                                mean_variance, sbn_batcher, sbn_fixed_batch, sbn_model)
-from harness.gradients import gradient_draws, gradient_draws_batched
+from estibench.harness.gradients import gradient_draws, gradient_draws_batched
 
 # compatibility is decided without data (a constant training mean); the data load in setup only
 ESTIMATORS = compatible(sbn_model(train_mean=torch.full((784,), 0.13)), particles=SBN_PARTICLES)

@@ -31,9 +31,9 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-import estimators  # noqa: E402
-import models  # noqa: E402
-from harness.runner import make_optimiser  # noqa: E402
+from estibench import estimators  # noqa: E402
+from estibench import models  # noqa: E402
+from estibench.harness.runner import make_optimiser  # noqa: E402
 
 GMM_SEEDS = tuple(range(10))
 GMM_BATCH = 100
@@ -75,7 +75,7 @@ def check_or_skip(est, model, K):
 
 @functools.lru_cache(maxsize=1)
 def sbn_data():
-    import estidata
+    from estibench import data as estidata
     return estidata.load(SBN_DATASET)
 
 

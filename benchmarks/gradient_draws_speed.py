@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import (GMM_PARTICLES, bind, compatible, gmm_model, gmm_test_points, header,  # noqa: E402
                                load_average, markdown, mean_variance, sbn_fixed_batch, sbn_model)
-from harness.gradients import auto_chunk, gradient_draws, gradient_draws_batched  # noqa: E402
+from estibench.harness.gradients import auto_chunk, gradient_draws, gradient_draws_batched  # noqa: E402
 
 
 def timed(fn):

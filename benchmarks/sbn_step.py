@@ -93,13 +93,13 @@ class RunnerBlock:
     """Each call trains a fresh ``train_cell`` for ``steps`` iterations; returns its sec_per_iter."""
 
     def __init__(self, estimator):
-        from harness.runner import Cell
+        from estibench.harness.runner import Cell
         self.estimator = estimator
         self.Cell = Cell
 
     def seconds_per_step(self, steps):
-        from harness.runner import train_cell
-        from harness.studies import TASKS
+        from estibench.harness.runner import train_cell
+        from estibench.harness.studies import TASKS
         cell = self.Cell(study="sbn", model="sbn", estimator=self.estimator, particles=1, seeds=(0,),
                          iterations=steps, eval_every=steps, batch_size=SBN_BATCH, lr=1e-3, device="cpu",
                          model_options={"arch": "linear1", "dataset": "mnist5k-bern0"},

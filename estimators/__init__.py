@@ -4,7 +4,7 @@ Adding an estimator: one module with a subclass of :class:`estimators.base.Estim
 docstring names the paper and equation) plus one registry line below; the contract and
 statistical tests in ``tests/`` run over every registered name.
 """
-from models.registry import Registry, UnknownNameError
+from estibench.models.registry import Registry, UnknownNameError
 
 from .base import Estimate, Estimator, IncompatibleError
 from .concrete import Concrete

@@ -36,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-from models.nn import StackedMLP
+from estibench.models.nn import StackedMLP
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, wake_theta
 from .binary import chain, direct_term, hard_sample, log_mass

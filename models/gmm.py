@@ -4,10 +4,10 @@ Generative model (paper §4.3, first display):
     p_θ(z) = Categorical(softmax(s·θ)),   p(x | z) = Normal(μ_z, σ²),  μ_c = 10c,  σ = 5,
 with only θ ∈ R^C learned.  The true model has mixture probabilities ∝ (c + 5), c = 0..C-1.
 Guide: q_φ(z | x) = Categorical(softmax(η_φ(x))), η_φ a tanh MLP fed the raw scalar x (neither the
-paper nor REFERENCE.md mentions input scaling, so none is applied), initialised like
+paper nor the authors' code applies input scaling, so none is applied), initialised like
 ``torch.nn.Linear``.
 
-Options (REFERENCE.md §1 records where the paper and the authors' code differ):
+Options (docs/gmm.md records where the paper and the authors' code differ):
     num_clusters   C, default 20 (paper).
     prior_scale    s; the code computes the prior logits as 0.5·θ, the paper's text as θ.
                    Default 0.5 (code): the published figures were made with the code.

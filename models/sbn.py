@@ -1,7 +1,7 @@
 """Sigmoid belief networks (SBNs) on binarised 28×28 images, as in REBAR, RELAX and DVAE++ Table 1.
 
 Tucker et al., "REBAR" (2017) §6 / Grathwohl et al., "RELAX" (2018) §6.2 / Vahdat et al.,
-"DVAE++" (2018) §7.1 and Table 1; settings in REFERENCE.md §2.  Architectures (``arch``):
+"DVAE++" (2018) §7.1 and Table 1; settings in docs/sbn.md.  Architectures (``arch``):
 
 * ``linear1``    q(z|x) = Bern(σ(W(x − x̄) + b));  p(z) = Bern(σ(a));  p(x|z) = Bern(σ(Vz + c)).
 * ``linear2``    two stochastic layers of ``latent_bits`` each: q(z₁|x) q(z₂|z₁) and
@@ -140,7 +140,7 @@ class SigmoidBeliefNet(LatentVariableModel):
 
     @staticmethod
     def load_train_mean(dataset: str, downsample: int) -> torch.Tensor:
-        import estidata  # data → models: the model only reads the dataset's training statistics
+        from estibench import data as estidata  # data → models: the model only reads the dataset's training statistics
         data = estidata.load(dataset)
         train = data.train if downsample == 1 else estidata.downsample(data.train, downsample)
         return train.mean(0)
@@ -209,7 +209,7 @@ class SigmoidBeliefNet(LatentVariableModel):
 
 
 class TinySigmoidBeliefNet(SigmoidBeliefNet):
-    """The enumerable SBN (REBAR/DVAE++ architectures, REFERENCE.md §2) on down-sampled images, at most
+    """The enumerable SBN (REBAR/DVAE++ architectures, docs/sbn.md) on down-sampled images, at most
     16 latent bits in all, so that exact log p(x) and exact gradients come from enumeration."""
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear1", dataset: str = "mnist5k-bern0",

@@ -17,7 +17,7 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over M = 100 fixed test points, exact true "
                        "posterior (RWS §4.3)",
     "grad_std_phi": "(1/D_φ) Σ_d std(ĝ_d), D_φ = 644, sample std of 10 φ-gradient estimates at frozen parameters "
-                    "on the test points (RWS §4.3; REFERENCE §5 convention 1)",
+                    "on the test points (RWS §4.3; docs/conventions.md, convention 1)",
     "grad_std_phi_code": "the reference code's variant: population std, sum divided by 104 (compatibility only)",
     "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the 20 clusters",
     "kl_qp": "exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)), the exclusive KL of the guide from the model's posterior",
@@ -25,7 +25,7 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "train_objective": "the estimator's own estimate of its target objective, averaged over the evaluation window",
     "sec_per_iter": "wall seconds per training iteration of the whole vectorised cell (all seeds together)",
     "exact_grad/variance": "Σ_d Var(ĝ_d) over N = 100 φ-gradient draws at frozen parameters "
-                           "(REFERENCE §5 convention 3)",
+                           "(docs/conventions.md, convention 3)",
     "exact_grad/bias_sq": "‖mean ĝ − g*‖² − variance/N, unbiased for ‖E ĝ − g*‖² (may be slightly negative); "
                           "g* = exact gradient of the estimator's target objective",
     "exact_grad/mse": "mean over draws of ‖ĝ − g*‖²",
@@ -34,7 +34,7 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
     "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
                           "end of training (Fig 5)",
-    # SBN study (harness/studies.py SBNTask; REFERENCE.md §2, §5)
+    # SBN study (harness/studies.py SBNTask; docs/sbn.md, docs/conventions.md)
     "test_ll[K=k]": "IWAE bound log (1/k) Σ_j p(x, z_j)/q(z_j|x), z_j ~ q, averaged over the test images (Burda et al.); "
                     "a stochastic lower bound on log p(x), evaluated in the binary limit",
     "valid_ll[K=k]": "the same IWAE bound on the validation images at the end of training",
@@ -46,10 +46,10 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
     "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over 10 draws at frozen parameters on one "
                           "fixed training batch of the gradient the optimiser is given (NVIL[variant=mnih_gregor]: "
-                          "the normalised one) (REFERENCE §5 convention 1)",
+                          "the normalised one) (docs/conventions.md, convention 1)",
     "grad_logvar_ema": "log of the mean over φ-parameters of ŝ − m̂² along training, m̂, ŝ EMAs (decay 0.999) of the "
                        "applied φ-gradient g and of g², each debiased by ÷ (1 − 0.999ⁿ) as Adam's moments "
-                       "(REBAR's plot; REFERENCE §5 convention 2)",
+                       "(REBAR's plot; docs/conventions.md, convention 2)",
     "grad_logvar_ema_undebiased": "the same without the bias correction (zero-started EMAs, low by about "
                                   "1 − 0.999ⁿ plus a mean² term): cells stored before the correction; not plotted",
     "peak_memory_mb": "peak memory of the worker process: CUDA max allocated on a GPU, peak RSS on the CPU (MiB)",

@@ -344,7 +344,7 @@ def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if not frame.empty else "(no rows)"
 
 
-FINDING_COLUMNS = ["finding (RWS §4.3 / REFERENCE.md §1)", "measured here", "verdict"]
+FINDING_COLUMNS = ["finding (RWS §4.3 / docs/gmm.md)", "measured here", "verdict"]
 
 EXACT_CAPTION = (
     "N = 100 draws at frozen parameters on the 100 test points, initial parameters and after training.  "
@@ -378,7 +378,7 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
                      f"sum of cell wall times: {finished.wall_s.sum() / 60:.1f} min")
         lines.append(f"- machine: {', '.join(sorted(finished.machine.dropna().unique()))}; device: "
                      f"{', '.join(sorted(finished.device.dropna().unique()))}")
-    lines.append("- settings: RWS §4.3 / REFERENCE.md §1 — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
+    lines.append("- settings: RWS §4.3 / docs/gmm.md — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
                  "guide 1–16–16–20 tanh, batch 100 fresh points per iteration, Adam 1e-3, Concrete 3 → 0.5 with the RWS "
                  "code's relaxed densities, δ = 0.2, RELAX control variate (1+C)–16–16–1 tanh with conditional "
                  "Gumbels from fresh noise (see Estimator variants)")

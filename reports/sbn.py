@@ -6,10 +6,10 @@ Pure functions of the tidy table (columns study, model, estimator, label, partic
 iteration, metric, value) and the cells table.  The model label carries the architecture and the
 dataset, e.g. ``sbn[arch=linear1,dataset=mnist5k-bern0]``.
 
-Published numbers: DVAE++ Table 1 (``../shared/papers/001_…`` §7.1: test log-likelihood by 100
+Published numbers: DVAE++ Table 1 (Vahdat et al. 2018, §7.1: test log-likelihood by 100
 importance samples, mean ± std over 5 runs, statically binarised MNIST and Omniglot, 2,000,000
 steps; the NVIL/MuProp/REBAR/Concrete columns are Tucker et al.'s) and the RELAX paper's table of
-the highest *training* ELBO (REFERENCE.md §2).  Our runs use other data and a far smaller
+the highest *training* ELBO (docs/sbn.md).  Our runs use other data and a far smaller
 budget, so the comparison is of orderings and gaps, not of values.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ DVAEPP_TABLE1 = {
                                 "overlap_exp[elbo=marginal]": "-113.76 ± 0.18"},
 }
 
-#: RELAX paper: highest training ELBO over 2M steps (REFERENCE.md §2).  Its REBAR column comes from the RELAX
+#: RELAX paper: highest training ELBO over 2M steps (docs/sbn.md).  Its REBAR column comes from the RELAX
 #: authors' own REBAR implementation, its RELAX column from their code: keyed by those variants' labels
 RELAX_TABLE = {
     ("MNIST", "linear1"): {"concrete": -111.3, "nvil": -112.5, "muprop": -111.7, "rebar[variant=relax_code]": -111.6, "relax[variant=relax_code]": -111.20},
@@ -269,7 +269,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                     caption="grad_logvar_ema: REBAR's trajectory EMA (decay 0.999), debiased as Adam's moments; only "
                             "cells run since that correction have it (older cells' undebiased values are stored as "
                             "grad_logvar_ema_undebiased and not plotted); grad_logvar_frozen: 10 draws at frozen "
-                            "parameters on one fixed batch, every cell (REFERENCE.md §5, conventions 2 and 1).",
+                            "parameters on one fixed batch, every cell (docs/conventions.md, conventions 2 and 1).",
                     name="fig_sbn_gradvar"),
             Section("All metrics at the end of training", "table",
                     summary(table[table.model.str.startswith("sbn[")],

@@ -4,9 +4,9 @@ import math
 import torch
 from scipy.stats import norm
 
-import estimators
-import models
-from harness import exact_gradient, gradient_draws
+from estibench import estimators
+from estibench import models
+from estibench.harness import exact_gradient, gradient_draws
 
 FAMILY_ALPHA = 1e-3  # false-alarm rate of one whole-vector test (Bonferroni over coordinates)
 

@@ -21,9 +21,9 @@ import sys
 import pytest
 import torch
 
-import estimators
-import models
-from harness.gradients import gradient_draws, gradient_draws_batched, replicate
+from estibench import estimators
+from estibench import models
+from estibench.harness.gradients import gradient_draws, gradient_draws_batched, replicate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILY_ALPHA = 1e-3

@@ -16,10 +16,10 @@ import copy
 import pytest
 import torch
 
-import estimators
-import models
-from estimators.base import IncompatibleError
-from harness import exact_gradient, gradient_draws
+from estibench import estimators
+from estibench import models
+from estibench.estimators.base import IncompatibleError
+from estibench.harness import exact_gradient, gradient_draws
 from stats import bias_sq, draws, unbiased_test
 from tiny_models import TinyBernoulli
 

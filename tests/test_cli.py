@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.cli import main
-from harness.store import FILENAME, Store
+from estibench.harness.cli import main
+from estibench.harness.store import FILENAME, Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--estimators", "ww,vimco", "--particles", "2,3", "--seeds", "2", "--iterations", "6",

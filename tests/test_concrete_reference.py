@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.distributions import Normal, OneHotCategorical, RelaxedOneHotCategorical
 
-import estimators
-import models
-from estimators.base import IncompatibleError
+from estibench import estimators
+from estibench import models
+from estibench.estimators.base import IncompatibleError
 
 
 def setup(relaxation="reference", tau=0.7, seed=3):

@@ -1,4 +1,4 @@
-"""Tests for the datasets package ``estidata`` (no network: downloads are monkeypatched).
+"""Tests for the datasets package ``estibench.data`` (no network: downloads are monkeypatched).
 
 The loaders for each real format are exercised on small fixture files that the tests write in
 that format: ``.amat`` text rows, gzipped idx3 binaries, and ``.mat`` files with Burda's and
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-import estidata
-from estidata import datasets, formats, sources
+from estibench import data as estidata
+from estibench.data import datasets, formats, sources
 
 scipy_io = pytest.importorskip("scipy.io")
 

@@ -21,10 +21,10 @@ import math
 import pytest
 import torch
 
-import estimators
-import models
-from estimators.base import IncompatibleError
-from harness import iwae_bound
+from estibench import estimators
+from estibench import models
+from estibench.estimators.base import IncompatibleError
+from estibench.harness import iwae_bound
 from stats import bias_sq, draws
 from tiny_models import TinyBernoulli
 
@@ -122,13 +122,13 @@ def test_bias_falls_as_beta_grows(name, arch, betas, rng):
     assert b[0] > b[1] > b[2] and b[0] > 2 * b[2], b
 
 
-REFERENCE_BIAS = [("spike_exp", 5.0, 0.2), ("overlap_exp", 12.0, 0.2), ("overlap_logistic", 12.0, 0.1),
+PUBLISHED_BETA_BIAS = [("spike_exp", 5.0, 0.2), ("overlap_exp", 12.0, 0.2), ("overlap_logistic", 12.0, 0.1),
                   ("overlap_power", 40.0, 0.1)]
 
 
-@pytest.mark.parametrize("name,beta,threshold", REFERENCE_BIAS, ids=[r[0] for r in REFERENCE_BIAS])
+@pytest.mark.parametrize("name,beta,threshold", PUBLISHED_BETA_BIAS, ids=[r[0] for r in PUBLISHED_BETA_BIAS])
 def test_close_to_the_discrete_gradient_at_the_reference_beta(name, beta, threshold, rng):
-    """At the reference β (REFERENCE §3) the relative bias ‖E ĝ − g*‖ / ‖g*‖ is below the stated
+    """At the reference β (docs/conventions.md) the relative bias ‖E ĝ − g*‖ / ‖g*‖ is below the stated
     threshold and the mean estimate points along g* (cosine > 0.99): linear1, K = 1, seed 0, n = 4000.
     Measured relative bias / cosine / Σ_d Var: spike_exp (β = 5) 0.125 / 0.9965 / 22, overlap_exp
     (β = 12) 0.136 / 0.9990 / 11.5, overlap_logistic (β = 12) below the noise (bias² estimate < 0) /

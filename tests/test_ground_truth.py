@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-import estimators
-import models
-from harness.exact import enumerate_joint, exact_objective_gradient, float64_copy, iwae_bound, \
+from estibench import estimators
+from estibench import models
+from estibench.harness.exact import enumerate_joint, exact_objective_gradient, float64_copy, iwae_bound, \
     log_marginal, negative_inclusive_kl
 from stats import bias_sq, draws, gmm, gmm_data, unbiased_test
 from tiny_models import TinyBernoulli
@@ -56,7 +56,7 @@ def test_exact_quantities_are_consistent(rng):
     for lo, hi in zip(bounds, bounds[1:]):
         assert (lo <= hi + 1e-9).all()
     assert (bounds[-1] <= lpx + 1e-9).all()
-    from harness.exact import exclusive_kl
+    from estibench.harness.exact import exclusive_kl
     assert torch.allclose(bounds[0], lpx - exclusive_kl(model, x), atol=1e-9)
     assert (negative_inclusive_kl(model, x) <= 1e-12).all()
 

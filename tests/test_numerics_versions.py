@@ -1,9 +1,9 @@
 """Per-(study, estimator) numerics versions: only the changed cells get new keys; until they are
 rerun their old rows are ``stale`` (left out of the table), and once a successor is written the old
 cell is ``superseded`` (kept in the store, left out of every table).  No randomness."""
-import harness.runner as runner
-from harness.runner import Cell
-from harness.store import Store
+from estibench.harness import runner as runner
+from estibench.harness.runner import Cell
+from estibench.harness.store import Store
 
 
 def cell(estimator, particles=2):

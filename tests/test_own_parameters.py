@@ -18,8 +18,8 @@ weights so that the control variate depends on g, and the test checks that it do
 import pytest
 import torch
 
-import estimators
-from estimators.base import IncompatibleError
+from estibench import estimators
+from estibench.estimators.base import IncompatibleError
 from stats import draws, gmm, gmm_data, randomise_own, unbiased_test
 from test_rebar_relax import data as sbn_data, maker
 
@@ -112,7 +112,7 @@ def test_the_harness_binds_an_unbound_estimator_and_refuses_a_mismatched_one():
     """``harness.gradient_samples`` with ``estimators.get(name)`` never bound works (it is bound to the
     model, as ``.bind(model)`` would); one bound to a model of another replicate count is refused
     with one line that says what to call."""
-    import harness
+    from estibench import harness
     model = gmm((0, 1))
     x = gmm_data()
     for name in ("relax", "vimco"):

@@ -16,10 +16,10 @@ import math
 import pytest
 import torch
 
-import estimators
-import estimators.rebar as rebar_module
-import models
-from harness import gradient_draws
+from estibench import estimators
+from estibench.estimators import rebar as rebar_module
+from estibench import models
+from estibench.harness import gradient_draws
 from stats import draws, unbiased_test
 
 TRAIN_MEAN = torch.full((49,), 0.3)

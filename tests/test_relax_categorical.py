@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
-import models
-from estimators.relax import conditional_gumbel, gumbel_pair
+from estibench import models
+from estibench.estimators.relax import conditional_gumbel, gumbel_pair
 from stats import draws, randomise_own, unbiased_test
 
 ALPHA = 1e-3

@@ -2,8 +2,8 @@
 import pytest
 from scipy.stats import mannwhitneyu
 
-from harness.runner import Cell, train_cell
-from harness.studies import TASKS
+from estibench.harness.runner import Cell, train_cell
+from estibench.harness.studies import TASKS
 
 SMALL = {"test_points": 20, "grad_std_samples": 3, "exact_samples": 5}
 
@@ -54,7 +54,7 @@ def test_vectorised_replicates_match_single_runs_in_distribution():
 
 
 def test_estimator_schedule_reaches_the_final_temperature():
-    from harness.runner import build
+    from estibench.harness.runner import build
     c = cell(estimator="concrete", iterations=5, eval_every=5)
     _, est = build(c)
     est.set_progress(1.0)

@@ -1,4 +1,4 @@
-"""Tests of the smoothing transformations in estimators/smoothing.py (REFERENCE §3 and §6).
+"""Tests of the smoothing transformations in estimators/smoothing.py (docs/conventions.md).
 
 Statistical tests use fixed seeds (stated per test), so their outcomes are deterministic; each
 test function has a family false-alarm rate of ALPHA = 1e-3 (the rate at which a correct
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from estimators.smoothing import SMOOTHINGS, BinaryConcrete, Smoothing, get
+from estibench.estimators.smoothing import SMOOTHINGS, BinaryConcrete, Smoothing, get
 
 ALPHA = 1e-3
 QS = [0.01, 0.3, 0.5, 0.9, 0.999]
@@ -256,7 +256,7 @@ def test_closed_form_inverse_matches_bisection(name):
 
 def test_overlap_exp_paper_closed_form():
     """DVAE++ Eq. 3 agrees with the stable form at small β, and overflows at β = 40 where the
-    stable form stays finite (REFERENCE §3)."""
+    stable form stays finite (docs/conventions.md)."""
     def paper(q, rho, beta):
         e = math.exp(-beta)
         b = (rho + e * (q - rho)) / (1 - q) - 1

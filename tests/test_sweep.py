@@ -11,12 +11,12 @@ import time
 import pandas as pd
 import pytest
 
-import estimators
-from estimators.base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
-from harness.cli import main
-from harness.runner import CONFIG_VERSION, Cell, train_cell
-from harness.store import FILENAME, Store
-from harness.studies import TASKS
+from estibench import estimators
+from estibench.estimators.base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
+from estibench.harness.cli import main
+from estibench.harness.runner import CONFIG_VERSION, Cell, train_cell
+from estibench.harness.store import FILENAME, Store
+from estibench.harness.studies import TASKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--particles", "2", "--seeds", "1", "--device", "cpu", "--no-report"]

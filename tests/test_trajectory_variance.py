@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from harness.metrics import TrajectoryVariance
-from harness.studies import SBNTask
+from estibench.harness.metrics import TrajectoryVariance
+from estibench.harness.studies import SBNTask
 
 
 @pytest.mark.parametrize("n", [250, 1000, 3000])

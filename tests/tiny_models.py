@@ -4,9 +4,9 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
-from models.base import LatentVariableModel
-from models.latents import BernoulliLatent
-from models.nn import StackedMLP
+from estibench.models.base import LatentVariableModel
+from estibench.models.latents import BernoulliLatent
+from estibench.models.nn import StackedMLP
 
 
 class TinyBernoulli(LatentVariableModel):

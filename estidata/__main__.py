@@ -1,6 +1,0 @@
-"""``python -m estidata fetch-data NAME [--cache DIR]``."""
-import sys
-
-from .cli import main
-
-sys.exit(main(sys.argv[1:]))
