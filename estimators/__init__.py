@@ -1,17 +1,19 @@
 """Registry of gradient estimators.  ``estimators.get(name, **options)``; ``estimators.names()``.
 
 Adding an estimator: one module with a subclass of :class:`estimators.base.Estimator` (its
-docstring names the paper and equation) plus one registry line below; the contract and
-statistical tests in ``tests/`` run over every registered name.
+docstring names the paper and equation; it declares ``latent_types``, ``needs`` and ``unbiased``)
+plus one registry line below; the contract and statistical tests in ``tests/`` run over every
+registered name.  An estimator with one algorithm per latent kind registers its implementations
+behind one name: ``REGISTRY.register(name)(one_of(ForCategorical, ForBernoulli))``.
 """
 from estibench.models.registry import Registry, UnknownNameError
 
-from .base import Estimate, Estimator, IncompatibleError
-from .concrete import Concrete
+from .base import Estimate, Estimator, Family, IncompatibleError, one_of
+from .concrete import ConcreteBernoulli, ConcreteCategorical
 from .dww import DefensiveWakeWake
 from .rebar import Rebar
 from .reinforce import Reinforce
-from .relax import Relax
+from .relax import RelaxBernoulli, RelaxCategorical
 from .vimco import Vimco
 from .ws import WakeSleep
 from .ww import WakeWake
@@ -29,9 +31,9 @@ from .overlap_power import OverlapPower
 REGISTRY = Registry("estimator")
 REGISTRY.register("reinforce")(Reinforce)
 REGISTRY.register("vimco")(Vimco)
-REGISTRY.register("relax")(Relax)
+REGISTRY.register("relax")(one_of(RelaxCategorical, RelaxBernoulli))
 REGISTRY.register("rebar")(Rebar)
-REGISTRY.register("concrete")(Concrete)
+REGISTRY.register("concrete")(one_of(ConcreteCategorical, ConcreteBernoulli))
 REGISTRY.register("ws")(WakeSleep)
 REGISTRY.register("ww")(WakeWake)
 REGISTRY.register("dww")(DefensiveWakeWake)
@@ -49,4 +51,5 @@ REGISTRY.register("overlap_power")(OverlapPower)
 get = REGISTRY.get
 names = REGISTRY.names
 
-__all__ = ["get", "names", "REGISTRY", "Estimate", "Estimator", "IncompatibleError", "UnknownNameError"]
+__all__ = ["get", "names", "REGISTRY", "Estimate", "Estimator", "Family", "IncompatibleError", "UnknownNameError",
+           "one_of"]

@@ -28,13 +28,15 @@ Unbiased.
 """
 import torch
 
+from estibench.models.protocols import LAYERED_BERNOULLI
+
 from .base import Estimate, Estimator, batch_loss, logmeanexp, wake_theta
 from .binary import chain, direct_term, log_mass, logit, uniform_like
 
 
 class Arm(Estimator):
     latent_types = frozenset({"bernoulli"})
-    requires = ("guide_layer",)
+    needs = frozenset({LAYERED_BERNOULLI})
 
     def pair_weight(self, u, a, b, b_anti, f_base, f_anti):
         """ĝ for the logits of one layer, ``[K, R, B, D]``; f_* are ``[R, B]``."""

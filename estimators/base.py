@@ -17,9 +17,18 @@ for its own parameters (baselines, control variates, temperatures).
   RWS Eq. 4); θ is always trained with the wake-θ / IWAE gradient, so ``generative_target``
   is "iwae" unless said otherwise.  ``unbiased`` says whether E[estimate] equals that exact
   gradient; the statistical tests check it.
-* ``latent_types``, ``min_particles`` and ``requires`` (model methods) let
+* ``latent_types`` (the latent kinds it supports), ``min_particles``, ``needs`` (the model
+  capabilities it uses, :mod:`models.protocols`: e.g. the layered Bernoulli interface, a relaxed log
+  joint) and ``handles`` (special capabilities it deals with: an unnormalised prior's −∇ log Z) let
   :meth:`check` refuse an incompatible model, particle count or setting with a one-line error
-  before any work starts.
+  before any work starts.  An estimator never inspects a model beyond what it declared.
+* One name, one implementation per latent kind: an estimator whose algorithm differs between
+  latent kinds is a :class:`Family` of implementations (registered as ``one_of(A, B)``); the
+  implementation that fits the model is chosen by the declarations above, and on :meth:`bind` the
+  estimator becomes it.
+* ``variants`` names the reference variants the estimator offers through its ``variant`` option
+  (e.g. a paper's form and its authors' released code), the default first; the generic tests run
+  every one of them.
 * ``own_lr_multiplier`` scales the learning rate of the estimator's own parameters (baselines and
   control variates: 10 in the REBAR code for NVIL, MuProp, REBAR and RELAX on SBNs).
 * ``bind(model)`` creates the estimator's own parameters for the model (one replicate per model
@@ -40,6 +49,8 @@ from typing import List, Tuple
 
 import torch
 from torch import nn
+
+from estibench.models.protocols import refusal
 
 
 class IncompatibleError(ValueError):
@@ -79,7 +90,10 @@ class Estimator(nn.Module, abc.ABC):
 
     latent_types: frozenset = frozenset({"categorical", "bernoulli"})
     min_particles: int = 1
-    requires: Tuple[str, ...] = ()
+    needs: frozenset = frozenset()
+    handles: frozenset = frozenset()
+    #: the named variants it offers (option ``variant``), default first; every table label names a non-default one
+    variants: Tuple[str, ...] = ()
     guide_target: str = "iwae"
     generative_target: str = "iwae"
     unbiased: bool = True
@@ -88,7 +102,7 @@ class Estimator(nn.Module, abc.ABC):
 
     @property
     def name(self) -> str:
-        return type(self).registry_name
+        return self.registry_name  # the registry sets it on the class (a family's implementations: on the instance)
 
     def check(self, model, num_particles: int) -> None:
         kind = model.latent.kind
@@ -97,10 +111,9 @@ class Estimator(nn.Module, abc.ABC):
                 f"estimator {self.name!r} does not support {kind} latents (model "
                 f"{type(model).__name__}); it supports {', '.join(sorted(self.latent_types))}"
             )
-        for method in self.requires:
-            if not hasattr(model, method):
-                raise IncompatibleError(f"estimator {self.name!r} needs model.{method}(), which "
-                                        f"{type(model).__name__} does not provide")
+        why = refusal(model, self.needs, self.handles, who=f"estimator {self.name!r}")
+        if why:
+            raise IncompatibleError(why)
         if int(num_particles) != num_particles or num_particles < self.min_particles:
             raise IncompatibleError(f"estimator {self.name!r} needs at least {self.min_particles} "
                                     f"particle(s), got {num_particles}")
@@ -137,6 +150,85 @@ class Estimator(nn.Module, abc.ABC):
         grads = torch.autograd.grad(est.loss, model_params + own, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(model_params + own, grads)]
         return grads[: len(model_params)], grads[len(model_params):], est.objective
+
+
+class Family(Estimator):
+    """One registered name with one implementation per latent kind (``one_of(A, B, ...)``).
+
+    Constructed with the name's options, it validates them against every implementation (each
+    accepts the same options).  :meth:`check` picks the first implementation whose declarations
+    (``latent_types``, ``needs``, ``handles``) fit the model, or refuses with the first
+    implementation's reason; :meth:`bind` turns this object into that implementation (its class and
+    state), so a bound estimator *is* the implementation: its parameters, docstring and methods."""
+
+    implementations: Tuple[type, ...] = ()
+
+    def __init__(self, **options):
+        super().__init__()
+        candidates = [impl(**options) for impl in self.implementations]
+        for candidate in candidates:  # an implementation answers to the family's name
+            object.__setattr__(candidate, "registry_name", type(self).registry_name)
+        object.__setattr__(self, "_candidates", candidates)
+
+    def choose(self, model, num_particles: int = None) -> "Estimator":
+        """The implementation that fits ``model`` (and K); otherwise one line saying why none does."""
+        fitting_kind = [c for c in self._candidates if model.latent.kind in c.latent_types]
+        if not fitting_kind:
+            kinds = ", ".join(sorted(self.latent_types))
+            raise IncompatibleError(f"estimator {self.name!r} does not support {model.latent.kind} latents "
+                                    f"(model {type(model).__name__}); it supports {kinds}")
+        first_reason = None
+        for candidate in fitting_kind:
+            try:
+                candidate.check(model, candidate.min_particles if num_particles is None else num_particles)
+            except IncompatibleError as err:
+                first_reason = first_reason or err
+                continue
+            return candidate
+        raise first_reason
+
+    def check(self, model, num_particles: int) -> None:
+        self.choose(model, num_particles)
+
+    def bind(self, model) -> "Estimator":
+        chosen = self.choose(model)
+        object.__setattr__(self, "__class__", type(chosen))
+        self.__dict__.clear()
+        self.__dict__.update(chosen.__dict__)
+        return self.bind(model)
+
+    def surrogate(self, model, x, num_particles):
+        return self.bind(model).surrogate(model, x, num_particles)
+
+    def gradients(self, model, x, num_particles, with_own: bool = True):
+        return self.bind(model).gradients(model, x, num_particles, with_own)
+
+    def __getattr__(self, name):  # before binding: the first implementation's declarations and options
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            candidates = self.__dict__.get("_candidates")
+            if not candidates:
+                raise
+            return getattr(candidates[0], name)
+
+
+def one_of(*implementations) -> type:
+    """A :class:`Family` of ``implementations`` behind one registry name (``REGISTRY.register(name)(one_of(A, B))``).
+    The implementations must agree on what the name promises: its targets and unbiasedness."""
+    first = implementations[0]
+    for impl in implementations[1:]:
+        for attr in ("guide_target", "generative_target", "unbiased"):
+            if getattr(impl, attr) != getattr(first, attr):
+                raise TypeError(f"{impl.__name__} and {first.__name__} disagree on {attr}")
+    name = first.__name__.removesuffix("Categorical").removesuffix("Bernoulli") or first.__name__
+    family = type(name, (Family,), {
+        "implementations": tuple(implementations), "__doc__": first.__doc__, "__module__": first.__module__,
+        "latent_types": frozenset().union(*(i.latent_types for i in implementations)),
+        "guide_target": first.guide_target, "generative_target": first.generative_target,
+        "unbiased": first.unbiased, "min_particles": min(i.min_particles for i in implementations),
+        "variants": first.variants})
+    return family
 
 
 def sample_guide(model, x: torch.Tensor, num_particles: int):

@@ -1,6 +1,6 @@
 """Shared pieces of the estimators for Bernoulli latents (ARM, DisARM, ST, Gumbel-ST, NVIL, MuProp,
-binary Concrete) on models with the layered interface of ``models/sbn.py`` (``layer_sizes``,
-``guide_layer(l, h)``, ``join``).
+binary Concrete) on models with the layered Bernoulli interface (``models/protocols.py``
+LAYERED_BERNOULLI, where the log-mass and the ancestral chain through the guide's layers live).
 
 Notation: a_l = logits of q(z_l | z_{l−1}) (layer 0 is nearest x), ε = logit(u) with u ~ U(0, 1)
 (standard logistic noise), so the hard sample z_l = 1[ε < a_l] ~ Bern(σ(a_l)) and its antithetic
@@ -15,12 +15,13 @@ from typing import Callable, List, Tuple
 import torch
 import torch.nn.functional as F
 
+from estibench.models.protocols import bernoulli_log_mass as log_mass
+from estibench.models.protocols import guide_chain as chain
+
 from .base import IncompatibleError, logmeanexp
 
-
-def log_mass(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Σ_d z_d a_d − softplus(a_d): log Bern(z; σ(a)) for z ∈ {0,1}, its linear extension on [0,1]."""
-    return (z * logits - F.softplus(logits)).sum(-1)
+__all__ = ["log_mass", "chain", "uniform_like", "logit", "hard_sample", "direct_term", "relaxed_bound",
+           "check_temperatures"]
 
 
 def uniform_like(logits: torch.Tensor) -> torch.Tensor:
@@ -30,21 +31,6 @@ def uniform_like(logits: torch.Tensor) -> torch.Tensor:
 def logit(u: torch.Tensor) -> torch.Tensor:
     """log u − log(1 − u) (−∞ at u = 0, which torch.rand can return: then 1[ε < a] = 1, no NaN)."""
     return u.log() - torch.log1p(-u)
-
-
-def chain(model, x: torch.Tensor, num_particles: int,
-          draw: Callable[[int, torch.Tensor], torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """Ancestral pass through the guide's layers: a_0 = guide_layer(0, x) (expanded to K particles),
-    z_l = draw(l, a_l), a_{l+1} = guide_layer(l + 1, z_l).  Returns (logits, latents), per layer."""
-    a = model.guide_layer(0, x)
-    a = a.expand(num_particles, *a.shape)
-    logits, layers = [], []
-    for l in range(len(model.layer_sizes)):
-        if l > 0:
-            a = model.guide_layer(l, layers[-1])
-        logits.append(a)
-        layers.append(draw(l, a))
-    return logits, layers
 
 
 def hard_sample(l: int, a: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ Option ``relaxation`` (which relaxed densities; every table label carries it whe
 Both are biased for the discrete objective; the exact-gradient metrics measure that bias against
 ∇ ELBO_IS^K of the discrete model (the relaxed bound of ``reference`` has no closed form).
 
-Bernoulli latents (binary Concrete; models with the layered interface ``guide_layer``):
+Bernoulli latents (binary Concrete, :class:`ConcreteBernoulli`, registered with
+:class:`ConcreteCategorical` under the one name ``concrete``; models with the layered interface):
 z̃_l ~ RelaxedBernoulli(τ, logits a_l), i.e. z̃ = σ((a + logit u)/τ), drawn layer by layer (the
 relaxed z̃_l feeds guide_layer(l + 1, ·)), log q̃(z̃) = Σ_l z̃_l·a_l − softplus(a_l) (linear in z̃) and
 log p_θ(x, z̃) = ``relaxed_log_joint`` (linear in z̃ for the SBNs); the relaxed bound is
@@ -35,15 +36,16 @@ import torch
 from torch.distributions import RelaxedBernoulli
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
+from estibench.models.protocols import (CATEGORICAL, LAYERED_BERNOULLI, RELAXED_LOG_JOINT,
+                                        RELAXED_LOG_JOINT_MASS)
+
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .binary import relaxed_bound
 
 RELAXATIONS = ("reference", "mass")
 
 
-class Concrete(Estimator):
-    latent_types = frozenset({"categorical", "bernoulli"})
-    requires = ("relaxed_log_joint",)
+class ConcreteOptions(Estimator):  # the options of ``concrete``, shared by both implementations
     unbiased = False
 
     def __init__(self, initial_temperature: float = 3.0, final_temperature: float = 0.5,
@@ -63,15 +65,14 @@ class Concrete(Estimator):
     def set_progress(self, fraction: float) -> None:
         self.temperature = self.initial_temperature + (self.final_temperature - self.initial_temperature) * fraction
 
-    def check(self, model, num_particles: int) -> None:
-        if model.latent.kind == "bernoulli" and not hasattr(model, "guide_layer"):
-            raise IncompatibleError(f"estimator {self.name!r} does not support bernoulli latents without the "
-                                    f"layered interface: {type(model).__name__} has no guide_layer()")
-        if (model.latent.kind == "categorical" and self.relaxation == "mass"
-                and not hasattr(model, "relaxed_log_joint_mass")):
-            raise IncompatibleError(f"concrete[relaxation=mass] needs model.relaxed_log_joint_mass(), which "
-                                    f"{type(model).__name__} does not provide")
-        super().check(model, num_particles)
+
+class ConcreteCategorical(ConcreteOptions):  # one categorical latent: the first part of the docstring
+    latent_types = frozenset({"categorical"})
+
+    @property
+    def needs(self):
+        extra = {RELAXED_LOG_JOINT_MASS} if self.relaxation == "mass" else {RELAXED_LOG_JOINT}
+        return frozenset({CATEGORICAL, *extra})
 
     def relaxed_sample(self, logits, num_particles):
         """(z̃, log q̃_τ(z̃)) ``[K, R, B, C]``, ``[K, R, B]`` for the chosen relaxation."""
@@ -85,14 +86,17 @@ class Concrete(Estimator):
         return z, log_q
 
     def surrogate(self, model, x, num_particles):
-        if model.latent.kind == "bernoulli":
-            return self.bernoulli_surrogate(model, x, num_particles)
         z, log_q = self.relaxed_sample(model.guide(x).logits, num_particles)
         joint = model.relaxed_log_joint_mass if self.relaxation == "mass" else model.relaxed_log_joint
         bound = logmeanexp(joint(x, z) - log_q, 0)
         return Estimate(batch_loss(bound), bound.detach().mean(-1))
 
-    def bernoulli_surrogate(self, model, x, num_particles):
+
+class ConcreteBernoulli(ConcreteOptions):  # layered Bernoulli latents: binary Concrete
+    latent_types = frozenset({"bernoulli"})
+    needs = frozenset({LAYERED_BERNOULLI, RELAXED_LOG_JOINT})
+
+    def surrogate(self, model, x, num_particles):
         def draw(l, a):
             tau = torch.tensor(self.temperature, dtype=a.dtype, device=a.device)
             return RelaxedBernoulli(tau, logits=a, validate_args=False).rsample()

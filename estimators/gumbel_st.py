@@ -18,13 +18,15 @@ paper's exponential schedule; defaults 1 â†’ 0.5 as its schedule's range).  K â‰
 """
 import torch
 
+from estibench.models.protocols import LAYERED_BERNOULLI
+
 from .base import Estimate, Estimator, batch_loss
 from .binary import check_temperatures, logit, relaxed_bound, uniform_like
 
 
 class GumbelStraightThrough(Estimator):
     latent_types = frozenset({"bernoulli"})
-    requires = ("guide_layer",)
+    needs = frozenset({LAYERED_BERNOULLI})
     unbiased = False
 
     def __init__(self, initial_temperature: float = 1.0, final_temperature: float = 0.5):

@@ -38,6 +38,8 @@ from torch import nn
 
 from estibench.models.nn import StackedMLP
 
+from estibench.models.protocols import LAYERED_BERNOULLI
+
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, wake_theta
 from .binary import chain, direct_term, hard_sample, log_mass
 
@@ -89,7 +91,7 @@ class SignalBaseline(nn.Module):
 class StatefulSignalEstimator(Estimator):
     """Running statistics change only on training steps (see the module docstring)."""
     latent_types = frozenset({"bernoulli"})
-    requires = ("guide_layer",)
+    needs = frozenset({LAYERED_BERNOULLI})
     own_lr_multiplier = 10.0
     salt = 11
 
@@ -136,6 +138,8 @@ VARIANTS = {"rebar_code": dict(normalise_variance=False, running_mean=False),
 
 
 class Nvil(StatefulSignalEstimator):
+    variants = ("rebar_code", "mnih_gregor")
+
     def __init__(self, variant: str = "rebar_code", decay: float = 0.8, hidden: int = 100):
         if variant not in VARIANTS:
             raise IncompatibleError(f"nvil: unknown variant {variant!r}; choose {' or '.join(VARIANTS)}")

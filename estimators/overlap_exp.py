@@ -57,21 +57,19 @@ import math
 import torch
 import torch.nn.functional as F
 
+from estibench.models.protocols import LAYERED_BERNOULLI
+from estibench.models.protocols import bernoulli_log_mass_two_sums as log_mass
+
 from . import smoothing as smoothings
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .binary import uniform_like
-
-
-def log_mass(m: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """c(m; h) = Σ_i m_i h_i − softplus(h_i), summed over the last dim (broadcasting)."""
-    return (m * logits).sum(-1) - F.softplus(logits).sum(-1)
 
 
 class SmoothedBound(Estimator):
     """The smoothed joint / marginal bound of DVAE++ §4 for one smoothing (see overlap_exp.py)."""
 
     latent_types = frozenset({"bernoulli"})
-    requires = ("guide_layer",)
+    needs = frozenset({LAYERED_BERNOULLI})
     unbiased = False
     smoothing: smoothings.Smoothing = smoothings.OverlapExp()
     reference_beta: float = 12.0
@@ -142,7 +140,7 @@ class SmoothedBound(Estimator):
                     m_prior = m_guide if l == L - 1 else nu
                 else:
                     m_guide = m_prior = nu
-                log_w = log_w + log_mass(m_prior, a) - log_mass(m_guide, g)
+                log_w = log_w + log_mass(a, m_prior) - log_mass(g, m_guide)
                 if self.atom and m_prior is nu:  # coefficient of the hard z in log w
                     jumps.append((nu, g, a - g if m_guide is nu else a))
         bound = logmeanexp(log_w, 0)

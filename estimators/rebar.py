@@ -89,9 +89,8 @@ whose REBAR is the RELAX paper's REBAR column):
 Remaining differences from the REBAR code: its φ-estimate drops the direct term ∇_φ f(b) (zero mean
 for K = 1); this file keeps it.  The RELAX code's variance objective is taken per layer at the level
 of the logits' gradients; this file's is over the parameters' gradients.
-Bernoulli latents only; models with the layered interface (``layer_sizes``, ``guide_layer``,
-``join``) or, as one layer, any model whose guide is a factorised ``Independent(Bernoulli)``
-(so ``requires`` is empty; anything else is refused with IncompatibleError at the first call).
+Bernoulli latents only; needs the layered Bernoulli interface (``models/protocols.py``
+LAYERED_BERNOULLI; a one-layer model provides it with one layer), refused up front otherwise.
 Unbiased for ∇ ELBO_IS^K for every λ, η, ψ, ρ and every option (tests/test_rebar_relax.py,
 tests/test_own_parameters.py).
 """
@@ -103,16 +102,11 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Bernoulli, Independent
 
 from estibench.models.nn import StackedMLP
+from estibench.models.protocols import LAYERED_BERNOULLI, bernoulli_log_mass
 
 from .base import Estimate, Estimator, IncompatibleError, logmeanexp
-
-
-def bernoulli_log_mass(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Σ_d z_d l_d − softplus(l_d): log Bern(z; σ(l)) at z ∈ {0,1}, linear in z on [0,1]."""
-    return (z * logits - F.softplus(logits)).sum(-1)
 
 
 def uniform_noise(shape, like: torch.Tensor) -> torch.Tensor:
@@ -139,29 +133,6 @@ def tied_uniform(logits: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> torc
     theta = torch.sigmoid(logits)
     v = torch.where(b > 0.5, (u - (1 - theta)) / theta.clamp_min(eps), u / (1 - theta).clamp_min(eps))
     return v.clamp(eps, 1 - eps).detach()
-
-
-# -- the layered view of a Bernoulli model --------------------------------------------------------
-def layer_sizes(model) -> Tuple[int, ...]:
-    if hasattr(model, "guide_layer"):
-        return tuple(int(d) for d in model.layer_sizes)
-    return (int(model.latent.num_bits),)
-
-
-def guide_logits(model, l: int, h: torch.Tensor) -> torch.Tensor:
-    """Logits of q(z_l | h): ``model.guide_layer`` or, for one-layer models, the factorised guide's."""
-    if hasattr(model, "guide_layer"):
-        return model.guide_layer(l, h)
-    q = model.guide(h)
-    base = q.base_dist if isinstance(q, Independent) else q
-    if not isinstance(base, Bernoulli):
-        raise IncompatibleError(f"{type(model).__name__} has neither guide_layer() nor a factorised "
-                                f"Bernoulli guide; REBAR/RELAX need one of them")
-    return base.logits
-
-
-def join_layers(model, layers: Sequence[torch.Tensor]) -> torch.Tensor:
-    return model.join(layers) if hasattr(model, "join") else layers[0]
 
 
 #: what the reference code does, per option (the ``variant`` presets; individual options override them)
@@ -221,7 +192,7 @@ class BernoulliControlVariate(nn.Module):
 
     def bind(self, model) -> "BernoulliControlVariate":
         o = self.options
-        sizes, R = layer_sizes(model), model.replicates
+        sizes, R = tuple(int(d) for d in model.layer_sizes), model.replicates
         like = dict(dtype=model.dtype, device=model.device)
         n_cv = len(list(model.parameters())) if o["theta_cv"] else len(model.guide_parameters())
         eta0 = (math.log(self.eta_init / (2 - self.eta_init)) if o["eta_param"] == "sigmoid" else self.eta_init)
@@ -281,14 +252,14 @@ class BernoulliControlVariate(nn.Module):
         soft, feats, log_q = list(upstream), [2 * b - 1 for b in upstream], 0.0
         for j, noise in enumerate(logit_noise):
             l = L + j
-            logits = first_logits if j == 0 else guide_logits(model, l, soft[-1])
+            logits = first_logits if j == 0 else model.guide_layer(l, soft[-1])
             zeta = logits + noise
             s = self.relax(logits, zeta, temperature[:, l].reshape(R, 1, 1))
             log_q = log_q + bernoulli_log_mass(logits, s)
             soft.append(s)
             feats.append(torch.tanh(0.5 * zeta))
         log_joint = getattr(model, "relaxed_log_joint", model.log_joint)
-        return logmeanexp(log_joint(x, join_layers(model, soft)) - log_q, 0), feats
+        return logmeanexp(log_joint(x, model.join(soft)) - log_q, 0), feats
 
     def residual_value(self, x, feats: List[torch.Tensor], index: int = 0) -> torch.Tensor:
         """r_ρ: (1/K) Σ_k MLP_ρ([x, features_k]) ``[R, B]``."""
@@ -307,11 +278,11 @@ class BernoulliControlVariate(nn.Module):
     # -- the estimate -----------------------------------------------------------------------------
     def estimate(self, model, x, num_particles, create_graph: bool = False):
         o = self.options
-        K, sizes = int(num_particles), layer_sizes(model)
+        K, sizes = int(num_particles), tuple(int(d) for d in model.layer_sizes)
         R, B = x.shape[0], x.shape[1]
         hard, noise, cond, logits_hard, log_q_layers = [], [], [], [], []
         for l, D in enumerate(sizes):
-            logits = guide_logits(model, l, x if l == 0 else hard[-1])
+            logits = model.guide_layer(l, x if l == 0 else hard[-1])
             u = uniform_noise((K, R, B, D), logits)
             logit_u = u.log() - torch.log1p(-u)
             b = (logits.detach() + logit_u > 0).to(logits.dtype)
@@ -325,7 +296,7 @@ class BernoulliControlVariate(nn.Module):
             cond.append(conditional_logit(logits, b, v))
             logits_hard.append(logits)
         log_q = sum(log_q_layers)
-        bound = logmeanexp(model.log_joint(x, join_layers(model, hard)) - log_q, 0)  # [R, B]
+        bound = logmeanexp(model.log_joint(x, model.join(hard)) - log_q, 0)  # [R, B]
         # the control-variate terms: one over all layers, or one per layer l with the hard layers
         # < l upstream, layer l relaxed from u_l / ũ_l and the layers below from u (layerwise)
         terms = []
@@ -416,7 +387,9 @@ def control_variate_surrogate(cv: BernoulliControlVariate, model, x, num_particl
 
 
 class Rebar(Estimator):
+    variants = ("paper", "rebar_code", "relax_code")
     latent_types = frozenset({"bernoulli"})
+    needs = frozenset({LAYERED_BERNOULLI})
     own_lr_multiplier = 10.0
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, learn: bool = True, variant: str = "paper",

@@ -13,7 +13,8 @@ MLP (dim x + C)–16–16–1, tanh.  ρ is trained jointly to minimise the vari
 gradient of ‖ĝ_φ‖² (its mean does not depend on ρ), which needs a second-order pass.
 Unbiased for ∇ ELBO_IS^K for every ρ.  Own learning rate ×1 on categorical latents, as the RWS code.
 
-Bernoulli latents (SBNs; dispatched on ``model.latent.kind`` in bind/surrogate/gradients):
+Bernoulli latents (SBNs; :class:`RelaxBernoulli`, registered with :class:`RelaxCategorical` under the one
+name ``relax``, chosen by the model's declared capabilities):
 Grathwohl et al. (2018), §3.3 (the discrete RELAX estimator with the conditional
 reparameterisation z̃ | b; section number from memory, the paper is not in papers/), for the
 IWAE bound f(b_{1:K}) = log (1/K) Σ_k w_k:
@@ -45,6 +46,8 @@ import torch
 from estibench.models.distributions import exponential_noise
 from estibench.models.nn import StackedMLP
 
+from estibench.models.protocols import CATEGORICAL, LAYERED_BERNOULLI
+
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .rebar import BernoulliControlVariate, control_variate_gradients, control_variate_surrogate
 
@@ -68,8 +71,8 @@ def gumbel_pair(log_probs: torch.Tensor, num_particles: int):
     return g, z, conditional_gumbel(log_probs, z, exponential_noise(shape, log_probs))
 
 
-class Relax(Estimator):
-    latent_types = frozenset({"categorical", "bernoulli"})
+class RelaxOptions(Estimator):  # the options of ``relax``, shared by both implementations
+    variants = ("paper", "relax_code")
 
     def __init__(self, hidden=(16, 16), temperature: float = 0.5, eta: float = 1.0, learn: bool = True,
                  bernoulli_hidden=None, weight_decay: float = 1e-3, zero_output: bool = True,
@@ -94,15 +97,14 @@ class Relax(Estimator):
                                                    eta_param=eta_param, shared_temperature=shared_temperature))
         self.bernoulli = None
 
-    # -- Bernoulli latents (the categorical code below is the GMM study's, untouched) ------------
-    def _bind_bernoulli(self, model):
-        self.bernoulli = self._bernoulli_options.bind(model)
-        self.own_lr_multiplier = self._bernoulli_lr
-        return self
+
+
+class RelaxCategorical(RelaxOptions):  # one categorical latent (the GMM study): the first display above
+
+    latent_types = frozenset({"categorical"})
+    needs = frozenset({CATEGORICAL})
 
     def bind(self, model):
-        if model.latent.kind == "bernoulli":
-            return self._bind_bernoulli(model)
         obs = int(math.prod(model.obs_shape))
         C = model.latent.num_categories
         self.control = StackedMLP(model.seeds, [obs + C, *self.hidden, 1], activation="tanh", salt=7)
@@ -119,8 +121,6 @@ class Relax(Estimator):
         return out[:, 0] if groups == 1 else out.unbind(1)
 
     def surrogate(self, model, x, num_particles):
-        if model.latent.kind == "bernoulli":
-            return control_variate_surrogate(self.bernoulli, model, x, num_particles)
         log_probs = model.guide(x).logits  # normalised
         g, z, g_tilde = gumbel_pair(log_probs, num_particles)
         log_q = log_probs.unsqueeze(0).expand_as(g).gather(-1, z.unsqueeze(-1)).squeeze(-1)
@@ -135,9 +135,6 @@ class Relax(Estimator):
         return Estimate(batch_loss(per_point), bound.detach().mean(-1))
 
     def gradients(self, model, x, num_particles, with_own: bool = True):
-        if model.latent.kind == "bernoulli":
-            return control_variate_gradients(self.bernoulli, list(self.parameters()), model, x, num_particles,
-                                              with_own, self.weight_decay)
         est = self.surrogate(model, x, num_particles)
         params = list(model.parameters())
         grads = torch.autograd.grad(est.loss, params, create_graph=with_own)
@@ -150,3 +147,21 @@ class Relax(Estimator):
         else:
             own_grads = [torch.zeros_like(p) for p in own]
         return grads, own_grads, est.objective
+
+
+class RelaxBernoulli(RelaxOptions):  # layered Bernoulli latents (SBNs): the second display above
+
+    latent_types = frozenset({"bernoulli"})
+    needs = frozenset({LAYERED_BERNOULLI})
+
+    def bind(self, model):
+        self.bernoulli = self._bernoulli_options.bind(model)
+        self.own_lr_multiplier = self._bernoulli_lr
+        return self
+
+    def surrogate(self, model, x, num_particles):
+        return control_variate_surrogate(self.bernoulli, model, x, num_particles)
+
+    def gradients(self, model, x, num_particles, with_own: bool = True):
+        return control_variate_gradients(self.bernoulli, list(self.parameters()), model, x, num_particles,
+                                          with_own, self.weight_decay)

@@ -18,6 +18,8 @@ K ≥ 1.  Biased.
 """
 import torch
 
+from estibench.models.protocols import LAYERED_BERNOULLI
+
 from .base import Estimate, Estimator, batch_loss
 from .binary import logit, relaxed_bound, uniform_like
 
@@ -30,7 +32,7 @@ def straight_through_sample(l, a):
 
 class StraightThrough(Estimator):
     latent_types = frozenset({"bernoulli"})
-    requires = ("guide_layer",)
+    needs = frozenset({LAYERED_BERNOULLI})
     unbiased = False
 
     def surrogate(self, model, x, num_particles):

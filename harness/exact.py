@@ -21,6 +21,8 @@ from typing import Callable, Dict
 
 import torch
 
+from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
+
 #: exact objectives per data point: name -> f(model, x, num_particles) -> [R, B]
 OBJECTIVES: Dict[str, Callable] = {}
 
@@ -54,7 +56,7 @@ def enumerate_joint(model, x: torch.Tensor):
     z = states.view(states.shape[0], *([1] * batch), *states.shape[1:])
     z = z.expand(states.shape[0], *q.batch_shape, *states.shape[1:])
     log_p = model.log_joint(x, z)
-    if not getattr(model, "log_joint_normalised", True):
+    if UNNORMALISED_PRIOR in capabilities(model):
         log_p = log_p - model.log_partition()
     return log_p, q.log_prob(z)
 

@@ -9,20 +9,22 @@ Required
 ``obs_shape``                  the shape of one observation (``()`` for a scalar)
 ``latent``                     a :class:`models.latents.LatentSpace` (kind, enumeration, uniform)
 ``guide(x)``                   a ``torch.distributions.Distribution`` over z, batch shape ``[R, B]``
-``log_joint(x, z)``            log p_θ(x, z), shape ``[*particles, R, B]``.  Models whose prior is
-                               known only up to a constant (RBM priors) set
-                               ``log_joint_normalised = False`` and expose ``log_partition()``
-                               (exact or estimated); the harness adds it where a normalised value
-                               is needed.
+``log_joint(x, z)``            log p_θ(x, z), shape ``[*particles, R, B]``.  A model whose prior is
+                               known only up to a constant (RBM priors) provides the
+                               UNNORMALISED_PRIOR capability instead (``log_partition()``,
+                               ``negative_samples(n)``): the exact harness subtracts log Z, and an
+                               estimator that does not declare it handles −∇ log Z is refused.
 ``sample(n)``                  (z, x) ~ p_θ, shapes ``[R, n, *event]`` and ``[R, n, *obs]`` (no grad)
 ``generative_parameters()``    θ, in ``parameters()`` order
 ``guide_parameters()``         φ, in ``parameters()`` order; θ and φ partition ``parameters()``
 ``enumerate_latents()``        every latent state ``[S, *event]`` (enumerable latents only)
 
-Optional
---------
-``relaxed_log_joint(x, z_soft)``  log p_θ(x, z̃) at a relaxed (simplex / [0,1]) latent, for
-                               relaxation-based estimators.
+Capabilities
+------------
+``provides``                   the capabilities (:mod:`models.protocols`) the model declares beyond the
+                               contract above, e.g. ``(LAYERED_BERNOULLI, RELAXED_LOG_JOINT)``; its
+                               latent space adds its kind and, when small enough, ENUMERABLE.  Each
+                               declared capability's members must all exist (checked before any work).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ class LatentVariableModel(nn.Module, abc.ABC):
             cls.__doc__ = sys.modules[cls.__module__].__doc__
 
     latent: LatentSpace
-    log_joint_normalised: bool = True
+    provides: tuple = ()
 
     def __init__(self, seeds: Sequence[int] = (0,)):
         super().__init__()

@@ -42,12 +42,14 @@ from torch.distributions import Normal, OneHotCategorical
 from .distributions import Categorical
 
 from .base import LatentVariableModel
+from .protocols import RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS
 from .latents import CategoricalLatent
 from .nn import StackedMLP
 
 
 class GMM(LatentVariableModel):
     obs_shape = ()
+    provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS)
 
     def __init__(
         self,

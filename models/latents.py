@@ -19,6 +19,7 @@ import torch
 from torch.distributions import Bernoulli, Distribution, Independent
 
 from .distributions import Categorical
+from .protocols import BERNOULLI, CATEGORICAL
 
 #: Enumeration is refused beyond this many states (exact results would not fit in memory).
 MAX_ENUMERABLE_STATES = 2 ** 20
@@ -26,6 +27,8 @@ MAX_ENUMERABLE_STATES = 2 ** 20
 
 class LatentSpace:
     kind: str = "abstract"
+    #: the capability (models.protocols) a model with this latent space provides
+    capability = None
     event_shape: tuple = ()
 
     @property
@@ -47,6 +50,7 @@ class CategoricalLatent(LatentSpace):
     """One categorical variable with ``num_categories`` states, stored as an integer index."""
 
     kind = "categorical"
+    capability = CATEGORICAL
 
     def __init__(self, num_categories: int):
         self.num_categories = int(num_categories)
@@ -67,6 +71,7 @@ class BernoulliLatent(LatentSpace):
     """A vector of ``num_bits`` binary variables, stored as floats in {0, 1}."""
 
     kind = "bernoulli"
+    capability = BERNOULLI
 
     def __init__(self, num_bits: int):
         self.num_bits = int(num_bits)

@@ -44,14 +44,10 @@ from torch.distributions import Bernoulli, Distribution, Independent, constraint
 from .base import LatentVariableModel
 from .latents import BernoulliLatent
 from .nn import StackedLinear, StackedMLP
+from .protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, bernoulli_log_mass
 
 ARCHS = ("linear1", "linear2", "nonlinear")
 TINY_MAX_BITS = 16
-
-
-def bernoulli_log_mass(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Σ_d z_d l_d − softplus(l_d): log Bern(z; σ(l)) for z ∈ {0,1}, and its linear extension on [0,1]."""
-    return (z * logits - F.softplus(logits)).sum(-1)
 
 
 def apply_stacked(net: nn.Module, h: torch.Tensor) -> torch.Tensor:
@@ -98,6 +94,7 @@ class LayeredBernoulli(Distribution):
 
 
 class SigmoidBeliefNet(LatentVariableModel):
+    provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear1", dataset: str = "mnist5k-bern0",
                  latent_bits: int = 200, hidden: int = 200, downsample: int = 1,

@@ -9,7 +9,7 @@ from estibench import models
 from estibench.estimators.base import IncompatibleError
 from estibench.harness import exact_gradient, gradient_samples
 from estibench.models.registry import UnknownNameError
-from tiny_models import TinyBernoulli
+from tiny_models import PartialLayered, TinyBernoulli, TinyLayered
 
 R, B, K = 2, 5, 3
 
@@ -17,6 +17,7 @@ R, B, K = 2, 5, 3
 def all_models():
     out = [(name, models.get(name, seeds=tuple(range(R)))) for name in models.names()]
     out.append(("tiny_bernoulli", TinyBernoulli(seeds=tuple(range(R)))))
+    out.append(("tiny_layered", TinyLayered(seeds=tuple(range(R)))))
     return out
 
 
@@ -69,8 +70,12 @@ def test_replicates_start_like_single_models():
 
 
 def compatible(est_name, model):
-    est = estimators.get(est_name)
-    return model.latent.kind in est.latent_types and all(hasattr(model, m) for m in est.requires)
+    """What the estimator's declarations accept (check() refuses the rest before any work)."""
+    try:
+        estimators.get(est_name).check(model, K)
+    except IncompatibleError:
+        return False
+    return True
 
 
 PAIRS = [(e, n, m) for e in estimators.names() for n, m in MODELS if compatible(e, m)]
@@ -102,25 +107,48 @@ def test_estimator_contract(est_name, model_name, model, rng):
     assert exact_gradient(model, est, x, K, which="generative").shape == (sum(p.numel() for p in model.generative_parameters()),)
 
 
-@pytest.mark.parametrize("est_name", [n for n in estimators.names() if "categorical" in estimators.get(n).latent_types])
-def test_replicates_do_not_interact(est_name, rng):
-    """Replicate 0's gradient does not change when replicate 1's parameters do (same noise)."""
-    model = models.get("gmm", seeds=(0, 1))
-    est = estimators.get(est_name).bind(model)
+#: option sets beyond the defaults and the declared variants that take other code paths
+#: (non-default own parameters of REBAR/RELAX; the DVAE estimators at a fixed β = 4)
+EXTRA_OPTIONS = {"rebar": [dict(temperature=2.0, eta=0.3)],
+                 "relax": [dict(temperature=0.2, eta=1.7, zero_output=False)],
+                 **{n: [dict(beta_start=4.0, beta_end=4.0)] for n in ("spike_exp", "overlap_exp", "overlap_logistic",
+                                                                      "overlap_power")}}
+
+
+def option_sets(name):
+    est = estimators.get(name)
+    return [{}] + [{"variant": v} for v in est.variants[1:]] + EXTRA_OPTIONS.get(name, [])
+
+
+REPLICATE_CASES = [(e, opts, n, m) for e, n, m in PAIRS for opts in option_sets(e)]
+
+
+@pytest.mark.parametrize("est_name,options,model_name,model", REPLICATE_CASES,
+                         ids=[f"{e}{opts or ''}-{n}" for e, opts, n, _ in REPLICATE_CASES])
+def test_replicates_do_not_interact(est_name, options, model_name, model, rng):
+    """Every estimator (defaults, each declared variant, the extra option sets above) on every model it
+    accepts: replicate 0's model and own gradients and its objective do not change when replicate 1's
+    model and own parameters do (same noise; the estimator is copied before each call so running
+    statistics start equal)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    est = estimators.get(est_name, **options).bind(model)
     x = data_for(model)
+    K = max(2, est.min_particles)
 
     def grads():
         with torch.random.fork_rng():
             torch.manual_seed(5)
-            g, own, _ = est.gradients(model, x, K)
-        return [t[0].clone() for t in g + own]
+            g, own, objective = copy.deepcopy(est).gradients(model, x, K)
+        return [t[0].clone() for t in list(g) + list(own)] + [objective[0].clone()]
 
     before = grads()
+    assert len(before) == len(list(model.parameters())) + len(list(est.parameters())) + 1
     with torch.no_grad():
         for p in list(model.parameters()) + list(est.parameters()):
             p[1].add_(0.3 * torch.randn_like(p[1]))
-    after = grads()
-    for a, b in zip(before, after):
+    for a, b in zip(before, grads()):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
@@ -137,8 +165,8 @@ def test_incompatible_pairs_refused():
     with pytest.raises(IncompatibleError, match="at least 2 particle"):
         estimators.get("vimco").check(gmm, 1)
     tiny = TinyBernoulli()
-    for name in ("concrete",):  # relax has a Bernoulli branch (REBAR-style, estimators/relax.py)
-        with pytest.raises(IncompatibleError, match="does not support bernoulli"):
+    for name in ("concrete",):  # Bernoulli latents, but no layered interface
+        with pytest.raises(IncompatibleError, match="needs the layered Bernoulli interface .*guide_layer"):
             estimators.get(name).check(tiny, 2)
     with pytest.raises(IncompatibleError):
         estimators.get("dww", delta=1.5)
@@ -160,3 +188,73 @@ def test_fast_categorical_sampler_matches_probabilities(rng):
     expected = probs.double() * n
     stat = ((counts - expected) ** 2 / expected).sum(-1)
     assert (stat < chi2.ppf(1 - 1e-4, 19)).all()
+
+
+# -- declared capabilities (models/protocols.py) ------------------------------------------------------
+def test_a_model_providing_part_of_a_protocol_is_refused_up_front():
+    """PartialLayered declares the layered Bernoulli interface but lacks prior_layer, log_likelihood and
+    log_prior: every estimator that needs the interface refuses it in one line naming the capability
+    and the missing members, in check(), before any work; the complete TinyLayered is accepted."""
+    from estibench.models.protocols import LAYERED_BERNOULLI
+    partial, complete = PartialLayered(), TinyLayered()
+    layered = [n for n in estimators.names() if LAYERED_BERNOULLI in estimators.get(n).needs
+               or any(LAYERED_BERNOULLI in c.needs for c in getattr(estimators.get(n), "_candidates", ()))]
+    assert {"arm", "nvil", "rebar", "relax", "concrete", "overlap_exp"} <= set(layered)
+    for name in layered:
+        with pytest.raises(IncompatibleError) as err:
+            estimators.get(name).check(partial, 1)
+        message = str(err.value)
+        assert "\n" not in message and "layered Bernoulli interface" in message
+        assert all(m in message for m in ("prior_layer", "log_likelihood", "log_prior")), message
+        estimators.get(name).check(complete, 1)
+
+
+def test_an_unnormalised_prior_is_refused_unless_the_estimator_handles_log_z():
+    """A model providing UNNORMALISED_PRIOR (log Z estimates, negative-phase samples) is refused by
+    every registered estimator (none declares that it handles −∇ log Z yet), and accepted by one that
+    declares it does."""
+    from estibench.models.protocols import UNNORMALISED_PRIOR
+
+    class Unnormalised(TinyLayered):
+        provides = TinyLayered.provides + (UNNORMALISED_PRIOR,)
+
+        def log_partition(self):
+            return torch.zeros(self.replicates)
+
+        def negative_samples(self, n):
+            return self.sample(n)[0]
+
+    model = Unnormalised()
+    for name in ("arm", "relax", "concrete"):  # the same model without the unnormalised prior: accepted
+        estimators.get(name).check(TinyLayered(), 2)
+    for name in estimators.names():
+        est = estimators.get(name)
+        if "bernoulli" not in est.latent_types:
+            continue
+        with pytest.raises(IncompatibleError, match="unnormalised prior"):
+            est.check(model, 2)
+
+    class Handles(type(estimators.get("reinforce"))):
+        handles = frozenset({UNNORMALISED_PRIOR})
+        registry_name = "reinforce_with_log_z"
+
+    Handles().check(model, 2)
+
+
+def test_families_register_one_implementation_per_latent_kind():
+    """relax and concrete are one name each, with one implementation per latent kind chosen by the
+    model's capabilities; the bound estimator is that implementation (its own parameters and class)."""
+    gmm, sbn = models.get("gmm"), models.get("sbn_tiny", latent_bits=4, train_mean=torch.full((49,), 0.3))
+    for name, kinds in (("relax", ("RelaxCategorical", "RelaxBernoulli")),
+                        ("concrete", ("ConcreteCategorical", "ConcreteBernoulli"))):
+        assert [type(estimators.get(name).bind(m)).__name__ for m in (gmm, sbn)] == list(kinds)
+        assert estimators.get(name).bind(sbn).name == name
+    assert all(k.startswith("control.") for k, _ in estimators.get("relax").bind(gmm).named_parameters())
+    from estibench.models.protocols import RELAXED_LOG_JOINT
+
+    class WithoutMass(type(gmm)):
+        provides = (RELAXED_LOG_JOINT,)
+
+    estimators.get("concrete").check(WithoutMass(), 2)
+    with pytest.raises(IncompatibleError, match="log-mass average"):
+        estimators.get("concrete", relaxation="mass").check(WithoutMass(), 2)

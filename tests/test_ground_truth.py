@@ -83,13 +83,7 @@ def test_the_unbiased_set_is_the_expected_one():
     assert set(BIASED) >= {"concrete", "ws", "ww", "dww"}
 
 
-@pytest.mark.parametrize("name", [n for n in UNBIASED if n in CATEGORICAL])
-@pytest.mark.parametrize("K", [2, 5])
-def test_unbiased_estimators_match_the_exact_gradient(name, K, rng):
-    """φ-gradient: seed 0, n = 2000 draws, GMM at the far init, 4 data points."""
-    d, exact = draws(gmm, name, gmm_data(), K, 2000)
-    ok, zmax, threshold = unbiased_test(d, exact)
-    assert ok, f"{name} K={K}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
+# φ-unbiasedness of every unbiased estimator on every enumerable fixture: tests/test_unbiased.py
 
 
 @pytest.mark.parametrize("name", [n for n in CATEGORICAL if n != "concrete"])
@@ -100,20 +94,6 @@ def test_theta_gradient_is_the_unbiased_wake_theta_gradient(name, rng):
     assert ok, f"{name}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
 
 
-def tiny(seeds):
-    return TinyBernoulli(seeds=seeds)
-
-
-@pytest.mark.parametrize("name", [n for n in UNBIASED if "bernoulli" in estimators.get(n).latent_types
-                                  and all(hasattr(TinyBernoulli, m) for m in estimators.get(n).requires)])
-def test_unbiased_on_bernoulli_latents(name, rng):
-    """Same test on the tiny 3-bit Bernoulli model: seed 0, n = 4000, K = 3."""
-    with torch.random.fork_rng():
-        torch.manual_seed(2)
-        x = tiny((3,)).sample(4)[1]
-    d, exact = draws(tiny, name, x, 3, 4000)
-    ok, zmax, threshold = unbiased_test(d, exact)
-    assert ok, f"{name}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
 
 
 @pytest.mark.parametrize("name", [n for n in BIASED if n in CATEGORICAL])

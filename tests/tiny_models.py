@@ -7,6 +7,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 from estibench.models.base import LatentVariableModel
 from estibench.models.latents import BernoulliLatent
 from estibench.models.nn import StackedMLP
+from estibench.models.protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, bernoulli_log_mass
 
 
 class TinyBernoulli(LatentVariableModel):
@@ -43,3 +44,53 @@ class TinyBernoulli(LatentVariableModel):
         z = Bernoulli(logits=self.prior_logits.view(R, 1, -1).expand(R, n, -1)).sample()
         x = torch.einsum("rbk,rkd->rbd", z, self.weight) + torch.randn(R, n, 2)
         return z, x
+
+
+class TinyLayered(TinyBernoulli):
+    """TinyBernoulli with the layered Bernoulli interface (one layer; ``models/protocols.py``), so the
+    estimators that need it are exercised on a model other than the SBN."""
+
+    provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT)
+
+    def relaxed_log_joint(self, x, z):  # the Bernoulli log-mass z·l − softplus(l) is linear in z: as is
+        return self.log_joint(x, z)
+
+    @property
+    def layer_sizes(self):
+        return (self.latent.num_bits,)
+
+    def split(self, z):
+        return [z]
+
+    def join(self, layers):
+        return layers[0]
+
+    def guide_layer(self, l, h):
+        return self.guide_net(h)
+
+    def prior_layer(self, l, h=None):
+        return self.prior_logits.view(self.replicates, 1, -1)
+
+    def log_likelihood(self, x, z0):
+        mean = torch.einsum("...rbk,rkd->...rbd", z0, self.weight)
+        return Normal(mean, 1.0).log_prob(x).sum(-1)
+
+    def log_prior(self, layers):
+        return bernoulli_log_mass(self.prior_layer(0), layers[0])
+
+
+class PartialLayered(TinyBernoulli):
+    """Declares the layered Bernoulli interface but implements only the guide's half (no
+    ``prior_layer``, ``log_likelihood`` or ``log_prior``): must be refused before any work."""
+
+    provides = (LAYERED_BERNOULLI,)
+    layer_sizes = (3,)
+
+    def split(self, z):
+        return [z]
+
+    def join(self, layers):
+        return layers[0]
+
+    def guide_layer(self, l, h):
+        return self.guide_net(h)

@@ -1,0 +1,149 @@
+"""Model capabilities as declared protocols, stated once.
+
+A model *declares* what it provides (``provides = (LAYERED_BERNOULLI, ...)``, a class attribute);
+its latent space contributes its kind (:data:`CATEGORICAL`, :data:`BERNOULLI`) and, when it is small
+enough to enumerate, :data:`ENUMERABLE`.  An estimator *declares* what it needs (``needs``) and which
+of the special capabilities it handles (``handles``: an unnormalised prior's log Z gradient).
+:func:`refusal` (called by ``Estimator.check`` and the harness, before any work) returns one line
+naming the first missing capability, or the first member of a declared capability that the model
+lacks, so a partial model is refused up front instead of failing at its first step.
+
+The protocols
+-------------
+:data:`CATEGORICAL`        one categorical variable, stored as an integer index (``latent.num_categories``)
+:data:`BERNOULLI`          a vector of binary variables in {0, 1} (``latent.num_bits``)
+:data:`ENUMERABLE`         ``enumerate_latents()``: every latent state, for exact results
+:data:`RELAXED_LOG_JOINT`  ``relaxed_log_joint(x, z̃)``: log p_θ(x, z̃) at a relaxed latent (simplex or [0, 1])
+:data:`RELAXED_LOG_JOINT_MASS`  ``relaxed_log_joint_mass(x, z̃)``: the categorical relaxation that averages
+                           log-masses (Σ_c z̃_c log p_c), for ``concrete[relaxation=mass]``
+:data:`LAYERED_BERNOULLI`  the layered interface of sigmoid belief networks (layer 0 is nearest x):
+    ``layer_sizes``            stochastic layer sizes; z = cat(z₀, z₁, …)
+    ``guide_layer(l, h)``      logits of q(z_l | h): h = x for l = 0, else z_{l−1}
+    ``prior_layer(l, h)``      logits of p(z_l | h): h = z_{l+1}; the top layer ignores h
+    ``log_likelihood(x, z0)``  log p(x | z₀), ``[*particles, R, B]``
+    ``log_prior(layers)``      Σ_l log p(z_l | z_{l+1})
+    ``split(z)`` / ``join(layers)``  z ↔ list of layers
+    Every member accepts relaxed z ∈ [0, 1] (the Bernoulli log-mass below, evaluated as is).
+:data:`UNNORMALISED_PRIOR` a prior known up to its normaliser (RBM priors): ``log_joint`` omits −log Z;
+    ``log_partition()`` returns an exact or estimated log Z per replicate and ``negative_samples(n)``
+    samples of the prior for the −∇ log Z term.  Handled in one place: an estimator whose
+    ``handles`` does not list it is refused for such a model.
+:data:`REPARAMETERISED`    continuous latents with ``guide_rsample(x, K)`` returning (z, log q) differentiable in φ.
+
+The layered helpers (the Bernoulli log-mass and the ancestral pass through the guide's layers) live
+here, next to the protocol, once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, FrozenSet, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A named protocol: the members (methods or attributes) a model that provides it must have."""
+
+    name: str
+    members: Tuple[str, ...] = ()
+    doc: str = ""
+
+    def missing(self, model) -> List[str]:
+        """The members a model that declares this capability lacks (none for a complete one)."""
+        return [m for m in self.members if getattr(type(model), m, None) is None and m not in vars(model)]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CATEGORICAL = Capability("categorical latent", ("latent",), "one categorical variable (integer index)")
+BERNOULLI = Capability("bernoulli latent", ("latent",), "a vector of binary variables in {0, 1}")
+ENUMERABLE = Capability("enumerable latents", ("enumerate_latents",), "every latent state can be listed")
+RELAXED_LOG_JOINT = Capability("relaxed log joint", ("relaxed_log_joint",),
+                               "log p_θ(x, z̃) at a relaxed latent")
+RELAXED_LOG_JOINT_MASS = Capability("relaxed log joint (log-mass average)", ("relaxed_log_joint_mass",),
+                                    "Σ_c z̃_c log p_θ(x, z = c) at a relaxed categorical latent")
+LAYERED_BERNOULLI = Capability(
+    "layered Bernoulli interface",
+    ("layer_sizes", "guide_layer", "prior_layer", "log_likelihood", "log_prior", "split", "join"),
+    "a chain of factorial Bernoulli layers in the guide and the generative model")
+UNNORMALISED_PRIOR = Capability("unnormalised prior", ("log_partition", "negative_samples"),
+                                "a prior known up to log Z, with log Z estimates and prior samples")
+REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsample",),
+                             "z = g_φ(ε, x) differentiable in φ")
+
+#: every protocol, for documentation and the ``estibench check`` table
+ALL = (CATEGORICAL, BERNOULLI, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
+       UNNORMALISED_PRIOR, REPARAMETERISED)
+#: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
+SPECIAL = (UNNORMALISED_PRIOR,)
+
+
+def capabilities(model) -> FrozenSet[Capability]:
+    """What a model provides: its declared ``provides``, its latent space's kind and, when the latent
+    space is small enough, :data:`ENUMERABLE`."""
+    latent = getattr(model, "latent", None)
+    own = getattr(latent, "capability", None)
+    out = set(getattr(model, "provides", ()))
+    if own is not None:
+        out.add(own)
+        if latent.enumerable:
+            out.add(ENUMERABLE)
+    return frozenset(out)
+
+
+def refusal(model, needs: Iterable[Capability], handles: Iterable[Capability] = (),
+            who: str = "this estimator") -> Optional[str]:
+    """One line saying why ``who`` cannot use ``model`` (``None`` when it can)."""
+    kind = type(model).__name__
+    declared = set(getattr(model, "provides", ()))
+    for cap in sorted(declared, key=lambda c: c.name):
+        lost = cap.missing(model)
+        if lost:
+            return (f"{kind} declares the {cap.name} but lacks {', '.join(lost)}; "
+                    f"{who} cannot use it (see estibench.models.protocols)")
+    have = capabilities(model)
+    for cap in sorted(needs, key=lambda c: c.name):
+        if cap not in have:
+            members = f" ({', '.join(cap.members)})" if cap.members and cap.members != ("latent",) else ""
+            return f"{who} needs the {cap.name}{members}, which {kind} does not provide"
+        lost = cap.missing(model)
+        if lost:
+            return f"{who} needs the {cap.name}; {kind} lacks {', '.join(lost)}"
+    handled = set(handles)
+    for cap in SPECIAL:
+        if cap in have and cap not in handled:
+            return (f"{kind} has an {cap.name} (log Z): {who} does not handle its gradient −∇ log Z, so it "
+                    f"would train the prior without it")
+    return None
+
+
+# -- the layered helpers (stated once) --------------------------------------------------------------
+def bernoulli_log_mass(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Σ_d z_d l_d − softplus(l_d): log Bern(z; σ(l)) for z ∈ {0, 1}, and its linear extension on [0, 1]."""
+    return (z * logits - F.softplus(logits)).sum(-1)
+
+
+def bernoulli_log_mass_two_sums(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The same value summed as Σ_d z_d l_d − Σ_d softplus(l_d) (two reductions; differs from
+    :func:`bernoulli_log_mass` in the last bits).  The DVAE++ estimators use it, so that the cells they
+    stored reproduce bit for bit."""
+    return (z * logits).sum(-1) - F.softplus(logits).sum(-1)
+
+
+def guide_chain(model, x: torch.Tensor, num_particles: int,
+                draw: Callable[[int, torch.Tensor], torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Ancestral pass through the guide's layers (:data:`LAYERED_BERNOULLI`): a_0 = guide_layer(0, x)
+    expanded to K particles, z_l = draw(l, a_l), a_{l+1} = guide_layer(l + 1, z_l).  Returns
+    (logits, latents), one tensor per layer."""
+    a = model.guide_layer(0, x)
+    a = a.expand(num_particles, *a.shape)
+    logits, layers = [], []
+    for l in range(len(model.layer_sizes)):
+        if l > 0:
+            a = model.guide_layer(l, layers[-1])
+        logits.append(a)
+        layers.append(draw(l, a))
+    return logits, layers
