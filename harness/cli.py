@@ -123,7 +123,7 @@ def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str) -> Opti
     return split(value)
 
 
-def _preset(args, suite: dict) -> dict:
+def _preset(args, suite: dict) -> Tuple[str, dict]:
     presets = suite.get("presets", {})
     name = getattr(args, "preset", None) or suite.get("default_preset")
     if getattr(args, "preset", None) and not presets:
@@ -136,7 +136,7 @@ def _preset(args, suite: dict) -> dict:
             reg.get(name)
         except UnknownNameError as err:
             raise UsageError(f"{err} (suite {args.suite!r})") from None
-    return presets.get(name, {})
+    return (name or ""), presets.get(name, {})
 
 
 def _assign(specs, parts) -> List[List[Tuple[str, dict]]]:
@@ -158,7 +158,8 @@ def make_cells(args) -> List[Cell]:
         suite = SUITE_REGISTRY.get(args.suite)
     except UnknownNameError as err:
         raise UsageError(str(err)) from None
-    settings = {**suite, **_preset(args, suite)}
+    preset_name, preset_settings = _preset(args, suite)
+    settings = {**suite, **preset_settings}
     parts = [{**settings, **part} for part in settings.get("parts", [{}])]
     if getattr(args, "model", None):
         from estibench import models
@@ -224,7 +225,7 @@ def make_cells(args) -> List[Cell]:
                        model_options={**part.get("model_options", {}), **variant, **model_options},
                        estimator_options=options, batch_size=batch_size, lr=lr,
                        eval_every=min(eval_every, iterations), study_options=dict(part.get("study_options", {})),
-                       device=args.device, optimiser=dict(part.get("optimiser", {})))
+                       device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset_name)
                   for variant in variants for name, options in specs for k in particles]
     # refuse unknown names, incompatible pairs and missing data before any work starts
     probes = {}

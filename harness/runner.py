@@ -84,10 +84,14 @@ class Cell:
     device: str = "auto"
     #: optimiser settings beyond the lr (betas, eps, weight_decay, ...); empty = plain Adam
     optimiser: Dict = field(default_factory=dict)
+    #: the suite preset these settings came from (recorded beside the cell, like the device, not part of
+    #: its identity: two presets with the same settings are the same computation); "" when none
+    preset: str = ""
 
     def config(self) -> dict:
         cfg = dataclasses.asdict(self)
         cfg.pop("device")  # where it ran is recorded beside the result, not part of its identity
+        cfg.pop("preset")  # the settings are in the identity; the preset's name is recorded beside them
         if not cfg["optimiser"]:  # absent when default, so existing cells keep their keys
             cfg.pop("optimiser")
         cfg["seeds"] = list(self.seeds)
@@ -106,6 +110,15 @@ class Cell:
 
     def model_label(self) -> str:
         return option_label(self.model, self.model_options)
+
+    def dataset(self) -> str:
+        """The data the cell trains on: the model's ``dataset`` option, else its declared default."""
+        if self.model_options.get("dataset"):
+            return str(self.model_options["dataset"])
+        try:
+            return str(models.REGISTRY.factory(self.model).default_dataset)
+        except models.UnknownNameError:  # a model this process does not know (e.g. a test's stand-in)
+            return ""
 
     def rng_seed(self) -> int:
         return int(self.key()[:12], 16)

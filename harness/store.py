@@ -14,7 +14,10 @@ A cell's ``status`` is
 
 ``runs`` records every invocation (command, git commit, machine, versions, wall time, counts).
 :meth:`Store.table` exports every metric row of done and diverged cells as one tidy pandas table
-(columns: study, model, estimator, label, particles, seed, iteration, metric, value).
+(columns :data:`TABLE_COLUMNS`: study, model, estimator, label, particles, seed, iteration, metric, value,
+the cell's key and every setting of the cell — model name and options, dataset, estimator options,
+iterations, evaluation interval, batch size, lr, optimiser, study options, preset, configuration
+and numerics versions).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FILENAME = "results.sqlite"
 
 SCHEMA = """
@@ -34,7 +37,10 @@ CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, study TEXT NOT NULL, model TEXT NOT NULL, estimator TEXT NOT NULL,
     label TEXT NOT NULL, particles INTEGER NOT NULL, seeds TEXT NOT NULL, config TEXT NOT NULL,
     status TEXT NOT NULL, wall_s REAL, sec_per_iter REAL, device TEXT, machine TEXT,
-    finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1
+    finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1,
+    model_name TEXT, dataset TEXT, model_options TEXT, estimator_options TEXT, iterations INTEGER,
+    eval_every INTEGER, batch_size INTEGER, lr REAL, optimiser TEXT, study_options TEXT, preset TEXT,
+    config_version INTEGER, numerics_version INTEGER
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
@@ -47,6 +53,50 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics (key);
 """
+
+
+#: the settings of a cell beyond (study, model label, estimator, label, particles, seeds), as columns
+SETTING_TYPES = {"model_name": "TEXT", "dataset": "TEXT", "model_options": "TEXT", "estimator_options": "TEXT",
+                 "iterations": "INTEGER", "eval_every": "INTEGER", "batch_size": "INTEGER", "lr": "REAL",
+                 "optimiser": "TEXT", "study_options": "TEXT", "preset": "TEXT", "config_version": "INTEGER",
+                 "numerics_version": "INTEGER"}
+SETTING_COLUMNS = tuple(SETTING_TYPES)
+#: the tidy table's columns, in order
+TABLE_COLUMNS = ("study", "model", "estimator", "label", "particles", "seed", "iteration", "metric", "value",
+                 "key") + SETTING_COLUMNS
+
+
+def _json_setting(value) -> str:
+    return json.dumps(value or {}, sort_keys=True, default=str)
+
+
+def _maybe(cast, value):
+    return None if value is None else cast(value)
+
+
+def settings_of(config: dict, dataset: Optional[str] = None, preset: Optional[str] = None) -> dict:
+    """The setting columns of a cell from its stored configuration (``dataset``: the model's data when
+    its options do not name it, from the model registry's declared default).  A setting the
+    configuration lacks (a hand-made or very old store) is NULL."""
+    model_options = config.get("model_options") or {}
+    model = config.get("model")
+    if dataset is None:
+        dataset = model_options.get("dataset")
+        if dataset is None and model is not None:
+            from estibench import models
+            try:
+                dataset = models.REGISTRY.factory(model).default_dataset
+            except KeyError:  # a model this code does not know (a plugin absent here)
+                dataset = None
+    return {"model_name": model, "dataset": _maybe(str, dataset),
+            "model_options": _json_setting(model_options),
+            "estimator_options": _json_setting(config.get("estimator_options")),
+            "iterations": _maybe(int, config.get("iterations")), "eval_every": _maybe(int, config.get("eval_every")),
+            "batch_size": _maybe(int, config.get("batch_size")), "lr": _maybe(float, config.get("lr")),
+            "optimiser": _json_setting(config.get("optimiser")),
+            "study_options": _json_setting(config.get("study_options")),
+            "preset": preset, "config_version": _maybe(int, config.get("config_version")),
+            "numerics_version": int(config.get("numerics_version", 1))}
 
 
 def _identity(config: dict) -> str:
@@ -84,13 +134,15 @@ class Store:
                 if tables:
                     row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
                     version = int(row[0]) if row else None
-                    if version not in (1, 2, SCHEMA_VERSION):
+                    if version not in (1, 2, 3, SCHEMA_VERSION):
                         raise StoreError(f"{self.path} was written by store schema {version}, "
                                          f"this is {SCHEMA_VERSION}")
                     if version == 1:
                         self._upgrade_from_1()
                     if version in (1, 2):
                         self._upgrade_from_2()
+                    if version in (1, 2, 3):
+                        self._upgrade_from_3()
             conn.executescript(SCHEMA)
             with conn:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -116,6 +168,23 @@ class Store:
         metric.  Every other metric is unchanged."""
         with self.conn:
             self.conn.execute("UPDATE metrics SET metric = 'grad_logvar_ema_undebiased' WHERE metric = 'grad_logvar_ema'")
+            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _upgrade_from_3(self):
+        """Schema 3 → 4 is additive: every setting that distinguishes two cells becomes a column of the
+        cells table (and of :meth:`table`), filled from each cell's stored configuration; ``preset``
+        was not recorded before schema 4 and stays empty (NULL) for those cells."""
+        with self.conn:
+            have = {row[1] for row in self.conn.execute("PRAGMA table_info(cells)")}
+            for column in SETTING_COLUMNS:
+                if column not in have:
+                    self.conn.execute(f"ALTER TABLE cells ADD COLUMN {column} {SETTING_TYPES[column]}")
+            rows = self.conn.execute("SELECT key, config FROM cells").fetchall()
+            for key, cfg in rows:
+                values = settings_of(json.loads(cfg))
+                values.pop("preset")
+                sets = ", ".join(f"{c} = ?" for c in values)
+                self.conn.execute(f"UPDATE cells SET {sets} WHERE key = ?", (*values.values(), key))
             self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self):
@@ -164,12 +233,15 @@ class Store:
         with self.conn:
             self.conn.execute("DELETE FROM metrics WHERE key = ?", (key,))
             self.conn.execute("DELETE FROM cells WHERE key = ?", (key,))
-            self.conn.execute(
-                "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, cell.study, cell.model_label(), cell.estimator, cell.label(), cell.particles,
-                 json.dumps(list(cell.seeds)), json.dumps(cell.config(), sort_keys=True), status,
-                 wall_s, sec_per_iter, device, machine, finished_at, error, diverged_at, attempts),
-            )
+            config = cell.config()
+            values = dict(key=key, study=cell.study, model=cell.model_label(), estimator=cell.estimator,
+                          label=cell.label(), particles=cell.particles, seeds=json.dumps(list(cell.seeds)),
+                          config=json.dumps(config, sort_keys=True), status=status, wall_s=wall_s,
+                          sec_per_iter=sec_per_iter, device=device, machine=machine, finished_at=finished_at,
+                          error=error, diverged_at=diverged_at, attempts=attempts,
+                          **settings_of(config, dataset=cell.dataset(), preset=cell.preset))
+            self.conn.execute(f"INSERT INTO cells ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                              tuple(values.values()))
             self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",
                                   ((key, int(s), int(i), m, float(v)) for s, i, m, v in rows))
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', ?)",
@@ -212,8 +284,12 @@ class Store:
 
     # -- export ------------------------------------------------------------------------------
     def table(self, study: Optional[str] = None) -> pd.DataFrame:
+        """The tidy table: one row per (cell, seed, iteration, metric), with every setting of its cell
+        as a column (:data:`TABLE_COLUMNS`), so that reports group by columns and never pool two cells
+        that differ in a setting."""
+        settings = ", ".join(f"c.{c}" for c in SETTING_COLUMNS)
         query = ("SELECT c.study, c.model, c.estimator, c.label, c.particles, m.seed, m.iteration, "
-                 "m.metric, m.value FROM metrics m JOIN cells c ON m.key = c.key "
+                 f"m.metric, m.value, c.key, {settings} FROM metrics m JOIN cells c ON m.key = c.key "
                  "WHERE c.status IN ('done', 'diverged')")
         params = ()
         if study is not None:
@@ -223,11 +299,7 @@ class Store:
                                 params=params)
         stale = self.stale_keys()
         if stale:
-            keys = pd.read_sql_query("SELECT m.key FROM metrics m JOIN cells c ON m.key = c.key WHERE c.status IN "
-                                     "('done', 'diverged')" + (" AND c.study = ?" if study is not None else "")
-                                     + " ORDER BY c.study, c.label, c.particles, m.seed, m.iteration", self.conn,
-                                     params=params).key
-            out = out[~keys.isin(stale).to_numpy()].reset_index(drop=True)
+            out = out[~out.key.isin(stale)].reset_index(drop=True)
         return out
 
     def stale_keys(self) -> set:

@@ -47,6 +47,8 @@ class LatentVariableModel(nn.Module, abc.ABC):
 
     latent: LatentSpace
     provides: tuple = ()
+    #: the dataset a model trains on when its options do not say (a column of every results table)
+    default_dataset: str = ""
 
     def __init__(self, seeds: Sequence[int] = (0,)):
         super().__init__()

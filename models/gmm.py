@@ -50,6 +50,8 @@ from .nn import StackedMLP
 class GMM(LatentVariableModel):
     obs_shape = ()
     provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS)
+    #: fresh batches from the paper's true model (synthetic: mixture weights ∝ c + 5)
+    default_dataset = "gmm-true-model"
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ budget, so the comparison is of orderings and gaps, not of values.
 """
 from __future__ import annotations
 
-import re
+import json
 from typing import Dict, List, Optional
 
 import matplotlib
@@ -73,19 +73,12 @@ PUBLISHED_NOTE = ("Published columns come from 2,000,000 training steps on the f
                   "`fetch-data omniglot-bern5`) and a GPU (`--preset paper`).")
 
 
-def model_fields(model_label: str) -> Dict[str, str]:
-    """``sbn[arch=linear1,dataset=mnist5k-bern0]`` → {"model": "sbn", "arch": "linear1", "dataset": ...}."""
-    base, _, rest = model_label.partition("[")
-    fields = dict(re.findall(r"(\w+)=([^,\]]+)", rest))
-    fields["model"] = base
-    return fields
-
-
 def with_fields(table: pd.DataFrame) -> pd.DataFrame:
-    fields = {m: model_fields(m) for m in table.model.unique()}
-    return table.assign(base=table.model.map(lambda m: fields[m]["model"]),
-                        arch=table.model.map(lambda m: fields[m].get("arch", "linear1")),
-                        dataset=table.model.map(lambda m: fields[m].get("dataset", "?")))
+    """The table with ``base`` (the model's registry name) and ``arch`` from the setting columns
+    (``model_name``, ``model_options``; ``dataset`` is a column already): nothing parsed from labels."""
+    options = {o: json.loads(o) if isinstance(o, str) else {} for o in table.model_options.unique()}
+    return table.assign(base=table.model_name,
+                        arch=table.model_options.map(lambda o: options[o].get("arch", "linear1")))
 
 
 def ordered(labels) -> List[str]:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import definitions as defs
+from estibench.harness.store import SETTING_COLUMNS, TABLE_COLUMNS as STORE_TABLE_COLUMNS
 from . import tables as tb
 
 KINDS = ("table", "figure", "text", "details")
@@ -615,6 +616,7 @@ def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out
     descriptions = dict(descriptions or {})
     table = _with_columns(table, TABLE_COLUMNS)
     cells = _with_columns(cells, CELL_COLUMNS)
+    table, cells = tb.separate_settings(table, cells)  # two cells that differ in a setting never pool
     runs = _with_columns(runs, RUN_COLUMNS)
     os.makedirs(out, exist_ok=True)
     studies = list(dict.fromkeys(sorted(set(table.study.unique()) | set(cells.study.unique()))))
@@ -627,9 +629,10 @@ def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out
     return os.path.join(out, "index.html")
 
 
-TABLE_COLUMNS = ["study", "model", "estimator", "label", "particles", "seed", "iteration", "metric", "value"]
+TABLE_COLUMNS = list(STORE_TABLE_COLUMNS)
 CELL_COLUMNS = ["key", "study", "model", "estimator", "label", "particles", "seeds", "config", "status", "wall_s",
-                "sec_per_iter", "device", "machine", "finished_at", "error", "diverged_at", "attempts"]
+                "sec_per_iter", "device", "machine", "finished_at", "error", "diverged_at", "attempts",
+                *SETTING_COLUMNS]
 RUN_COLUMNS = ["id", "started_at", "finished_at", "command", "git_commit", "machine", "versions", "backend", "jobs",
                "cells_total", "cells_run", "wall_s"]
 

@@ -9,8 +9,9 @@ identical values (or of one seed) has a zero-width interval.
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -166,3 +167,63 @@ def export_table(frame: pd.DataFrame, folder: str, name: str, caption: str = "")
 
 __all__ = ["B_RESAMPLES", "LEVEL", "SEED", "ci_label", "bootstrap_ci", "bootstrap_groups", "format_ci",
            "format_iqr", "final_rows", "final_ci_table", "latex_escape", "to_latex", "export_table"]
+
+
+#: settings that distinguish two cells beside (study, model, label, K): a difference in any of them
+#: keeps the cells apart in every report (columns of the store's cells table and the tidy table)
+DISTINGUISHING = ("dataset", "iterations", "eval_every", "batch_size", "lr", "optimiser", "study_options", "preset",
+                  "config_version", "numerics_version")
+
+
+def _setting_text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _as_dict(value):
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _differences(group: pd.DataFrame, column: str) -> List[List[str]]:
+    """Per row of ``group``, the ``setting=value`` texts of ``column`` that differ within the group (for a
+    JSON object column, only the keys whose values differ, as ``column.key=value``)."""
+    dicts = [_as_dict(v) for v in group[column]]
+    if all(d is not None for d in dicts):
+        keys = sorted(set().union(*dicts))
+        differ = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in dicts}) > 1]
+        return [[f"{column}.{k}={json.dumps(d[k]) if k in d else '–'}" for k in differ] for d in dicts]
+    return [[f"{column}={_setting_text(v)}"] for v in group[column]]
+
+
+def separate_settings(table: pd.DataFrame, cells: pd.DataFrame):
+    """Cells that share (study, model, label, K) but differ in a setting get distinct labels, so no
+    report pools them: the label gains `` {setting=value, …}`` for every setting (column of
+    :data:`DISTINGUISHING`; for an options column, every option) that differs within its group — read
+    from the columns, nothing parsed.  Rows of ``table`` follow their cell by its ``key``.
+    Returns (table, cells)."""
+    if cells is None or cells.empty or "key" not in cells.columns:
+        return table, cells
+    live = cells[cells.status != "superseded"] if "status" in cells.columns else cells
+    columns = [c for c in DISTINGUISHING if c in live.columns]
+    rename = {}
+    for _, group in live.groupby(["study", "model", "label", "particles"], dropna=False):
+        if len(group) < 2:
+            continue
+        varying = [c for c in columns if group[c].map(_setting_text).nunique() > 1]
+        if not varying:
+            continue
+        parts = [sum(texts, []) for texts in zip(*(_differences(group, c) for c in varying))]
+        for key, label, texts in zip(group["key"], group["label"], parts):
+            rename[key] = f"{label} {{{', '.join(texts)}}}"
+    if not rename:
+        return table, cells
+    cells = cells.assign(label=[rename.get(k, l) for k, l in zip(cells.key, cells.label)])
+    if table is not None and "key" in table.columns:
+        table = table.assign(label=[rename.get(k, l) for k, l in zip(table.key, table.label)])
+    return table, cells

@@ -3,7 +3,7 @@ rerun their old rows are ``stale`` (left out of the table), and once a successor
 cell is ``superseded`` (kept in the store, left out of every table).  No randomness."""
 from estibench.harness import runner as runner
 from estibench.harness.runner import Cell
-from estibench.harness.store import Store
+from estibench.harness.store import SCHEMA_VERSION, Store
 
 
 def cell(estimator, particles=2):
@@ -52,9 +52,10 @@ def test_schema_2_stores_keep_their_undebiased_trajectory_variance_under_another
         store.conn.execute("UPDATE meta SET value = '2' WHERE name = 'schema_version'")
     store.close()
     upgraded = Store(str(tmp_path))
-    assert upgraded.get_meta("schema_version") == "3"
+    assert upgraded.get_meta("schema_version") == str(SCHEMA_VERSION)
     assert sorted(upgraded.table().metric) == ["grad_logvar_ema_undebiased", "valid_ll"]
     upgraded.close()
-    again = Store(str(tmp_path))  # a schema-3 store is not renamed again
+    again = Store(str(tmp_path))  # an upgraded store is not renamed again
     assert sorted(again.table().metric) == ["grad_logvar_ema_undebiased", "valid_ll"]
-    assert sqlite3.connect(again.path).execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == ("3",)
+    assert sqlite3.connect(again.path).execute("SELECT value FROM meta WHERE name='schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),)

@@ -1,0 +1,103 @@
+"""The results table carries every axis (issue 9 §4): every setting that distinguishes two cells is a
+column of the store's cells table and of the tidy table; schema-3 stores are migrated in place
+(additively); two runs that differ in a setting never pool in a report."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pandas as pd
+
+from estibench.harness.runner import Cell
+from estibench.harness.store import SETTING_COLUMNS, TABLE_COLUMNS, Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: the cells table of store schema 3 (before the setting columns), as it was written
+SCHEMA_3 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE cells (
+    key TEXT PRIMARY KEY, study TEXT NOT NULL, model TEXT NOT NULL, estimator TEXT NOT NULL,
+    label TEXT NOT NULL, particles INTEGER NOT NULL, seeds TEXT NOT NULL, config TEXT NOT NULL,
+    status TEXT NOT NULL, wall_s REAL, sec_per_iter REAL, device TEXT, machine TEXT,
+    finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
+    git_commit TEXT, machine TEXT, versions TEXT, backend TEXT, jobs INTEGER,
+    cells_total INTEGER, cells_run INTEGER, wall_s REAL
+);
+CREATE TABLE metrics (key TEXT NOT NULL, seed INTEGER NOT NULL, iteration INTEGER NOT NULL, metric TEXT NOT NULL,
+                      value REAL);
+INSERT INTO meta VALUES ('schema_version', '3');
+"""
+
+
+def cell(**kw):
+    base = dict(study="sbn", model="sbn_tiny", estimator="nvil", particles=1, seeds=(0, 1), iterations=10,
+                model_options={"arch": "linear2"}, batch_size=24, lr=1e-3, eval_every=5,
+                optimiser={"betas": (0.9, 0.99999)}, preset="rebar")
+    base.update(kw)
+    return Cell(**base)
+
+
+def test_every_setting_is_a_column_of_both_tables(tmp_path):
+    store = Store(str(tmp_path))
+    c = cell()
+    store.write_cell(c, [(0, 10, "valid_ll", -90.0), (1, 10, "valid_ll", -91.0)], 1.0, 0.1, "cpu", "m", "t")
+    cells, table = store.cells(), store.table()
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    for frame in (cells, table):
+        row = frame.iloc[0]
+        assert row.model_name == "sbn_tiny" and row.dataset == "mnist5k-bern0" and row.preset == "rebar"
+        assert (row.iterations, row.eval_every, row.batch_size, row.lr) == (10, 5, 24, 1e-3)
+        assert json.loads(row.optimiser) == {"betas": [0.9, 0.99999]}
+        assert json.loads(row.model_options) == {"arch": "linear2"} and json.loads(row.estimator_options) == {}
+        assert row.config_version == 1 and row.numerics_version == 2  # sbn nvil is at numerics version 2
+    assert set(SETTING_COLUMNS) <= set(cells.columns)
+    assert cell(preset="other").key() == c.key()  # the preset's name is recorded, not part of the identity
+
+
+def test_a_schema_3_store_is_migrated_in_place_additively(tmp_path):
+    """Legacy cells keep their key, rows and every old column; the new columns are filled from the
+    stored configuration (the preset, never recorded before, stays empty)."""
+    path = tmp_path / "results.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_3)
+    c = cell(model="gmm", study="gmm", estimator="vimco", particles=2, model_options={}, batch_size=100,
+             optimiser={}, preset="")
+    values = (c.key(), c.study, c.model_label(), c.estimator, c.label(), c.particles, json.dumps(list(c.seeds)),
+              json.dumps(c.config(), sort_keys=True), "done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
+    conn.execute("INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+    conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", [(c.key(), 0, 10, "model_error", 0.5),
+                                                                (c.key(), 1, 10, "model_error", 0.25)])
+    conn.commit()
+    conn.close()
+    store = Store(str(tmp_path))
+    assert store.get_meta("schema_version") == "4"
+    row = store.cells().iloc[0]
+    assert tuple(row[:17]) == values[:8] + ("done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
+    assert row.dataset == "gmm-true-model" and row.batch_size == 100 and row.iterations == 10
+    assert row.preset is None
+    assert store.table().value.tolist() == [0.5, 0.25] and store.done_keys() == {c.key()}
+
+
+def test_two_presets_in_one_folder_never_pool_in_the_report(tmp_path):
+    """The SBN suite's rebar and disarm presets (batch 24 / lr 1e-3 against batch 50 / lr 1e-4) run into
+    one folder: the tidy table tells them apart by its columns and the report lists them as two rows,
+    each label naming the settings that differ."""
+    out = str(tmp_path / "both")
+    common = ["--suite", "sbn", "--model", "sbn_tiny", "--estimators", "reinforce", "--seeds", "1",
+              "--iterations", "4", "--eval-every", "2", "--device", "cpu", "--model-options",
+              "latent_bits=4,arch=linear1", "--out", out]
+    for preset in ("rebar", "disarm"):
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "run_all.py"), *common, "--preset", preset],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(os.path.join(out, "metrics.csv"))
+    assert set(table.preset) == {"rebar", "disarm"} and set(table.batch_size) == {24, 50}
+    cells = pd.read_csv(os.path.join(out, "sbn", "tables", "cells.csv")) if os.path.exists(
+        os.path.join(out, "sbn", "tables", "cells.csv")) else pd.read_csv(os.path.join(out, "tables", "cells.csv"))
+    labels = " ".join(map(str, cells.astype(str).values.ravel()))
+    assert "preset=rebar" in labels and "preset=disarm" in labels and "batch_size=50" in labels
