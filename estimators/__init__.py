@@ -28,7 +28,7 @@ from .overlap_exp import OverlapExp
 from .overlap_logistic import OverlapLogistic
 from .overlap_power import OverlapPower
 
-REGISTRY = Registry("estimator")
+REGISTRY = Registry("estimator", base=Estimator)
 REGISTRY.register("reinforce")(Reinforce)
 REGISTRY.register("vimco")(Vimco)
 REGISTRY.register("relax")(one_of(RelaxCategorical, RelaxBernoulli))

@@ -213,8 +213,7 @@ def peak_memory_mb(device) -> float:
 
 
 TASKS = {"gmm": GMMTask, "sbn": SBNTask}
-#: which registered models each study's task can train
-STUDY_MODELS = {"gmm": ("gmm",), "sbn": ("sbn", "sbn_tiny")}
+# which models a study's task can train: each model declares its ``studies`` (models/base.py)
 
 ALL_GMM_ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
 

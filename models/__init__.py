@@ -9,7 +9,7 @@ from .latents import BernoulliLatent, CategoricalLatent, LatentSpace
 from .registry import Registry, UnknownNameError
 from .sbn import SigmoidBeliefNet, TinySigmoidBeliefNet
 
-REGISTRY = Registry("model")
+REGISTRY = Registry("model", base=LatentVariableModel)
 REGISTRY.register("gmm")(GMM)
 REGISTRY.register("sbn")(SigmoidBeliefNet)
 REGISTRY.register("sbn_tiny")(TinySigmoidBeliefNet)

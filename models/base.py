@@ -49,6 +49,9 @@ class LatentVariableModel(nn.Module, abc.ABC):
     provides: tuple = ()
     #: the dataset a model trains on when its options do not say (a column of every results table)
     default_dataset: str = ""
+    #: the studies whose training task can train this model (``harness/studies.py``); a model of your
+    #: own states it (or inherits it from the model it extends)
+    studies: tuple = ()
 
     def __init__(self, seeds: Sequence[int] = (0,)):
         super().__init__()

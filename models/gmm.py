@@ -52,6 +52,7 @@ class GMM(LatentVariableModel):
     provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS)
     #: fresh batches from the paper's true model (synthetic: mixture weights ∝ c + 5)
     default_dataset = "gmm-true-model"
+    studies = ("gmm",)
 
     def __init__(
         self,

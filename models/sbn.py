@@ -96,6 +96,7 @@ class LayeredBernoulli(Distribution):
 class SigmoidBeliefNet(LatentVariableModel):
     provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT)
     default_dataset = "mnist5k-bern0"
+    studies = ("sbn",)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear1", dataset: str = "mnist5k-bern0",
                  latent_bits: int = 200, hidden: int = 200, downsample: int = 1,
