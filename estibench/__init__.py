@@ -9,6 +9,7 @@ configuration (``pyproject.toml``, ``[tool.setuptools] package-dir``) onto subpa
 ``estibench.harness``     ``harness/``: exact ground truth, runner, sweep, store, CLI
 ``estibench.reports``     ``reports/``: tables, figures and the static site
 ``estibench.data``        ``data/``: datasets
+``estibench.studies``     ``studies/``: one object per study (task, suites, presets, report page)
 =====================  ===================================================
 
 Nothing else is installed at the top of site-packages.  From a source checkout (``python
@@ -21,7 +22,7 @@ import os as _os
 __version__ = "0.1.0"
 
 _ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-_SUBPACKAGES = ("estimators", "models", "harness", "reports", "data")
+_SUBPACKAGES = ("estimators", "models", "harness", "reports", "data", "studies")
 if (_os.path.isfile(_os.path.join(_ROOT, "pyproject.toml")) and _os.path.isfile(_os.path.join(_ROOT, "run_all.py"))
         and _ROOT not in __path__):  # a source checkout, not site-packages
     __path__.append(_ROOT)

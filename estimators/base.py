@@ -94,6 +94,10 @@ class Estimator(nn.Module, abc.ABC):
     handles: frozenset = frozenset()
     #: the named variants it offers (option ``variant``), default first; every table label names a non-default one
     variants: Tuple[str, ...] = ()
+    #: how the reports print its name (default: the registry name)
+    display_name: str = ""
+    #: rough cost per particle relative to REINFORCE, used only to start the longest cells first
+    cost_hint: float = 1.0
     guide_target: str = "iwae"
     generative_target: str = "iwae"
     unbiased: bool = True
@@ -227,7 +231,7 @@ def one_of(*implementations) -> type:
         "latent_types": frozenset().union(*(i.latent_types for i in implementations)),
         "guide_target": first.guide_target, "generative_target": first.generative_target,
         "unbiased": first.unbiased, "min_particles": min(i.min_particles for i in implementations),
-        "variants": first.variants})
+        "variants": first.variants, "display_name": first.display_name, "cost_hint": first.cost_hint})
     return family
 
 

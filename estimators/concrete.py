@@ -46,6 +46,8 @@ RELAXATIONS = ("reference", "mass")
 
 
 class ConcreteOptions(Estimator):  # the options of ``concrete``, shared by both implementations
+    display_name = "Concrete"
+    cost_hint = 2.5
     unbiased = False
 
     def __init__(self, initial_temperature: float = 3.0, final_temperature: float = 0.5,

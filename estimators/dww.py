@@ -23,6 +23,7 @@ from .base import Estimate, Estimator, IncompatibleError, batch_loss, wake_theta
 
 
 class DefensiveWakeWake(Estimator):
+    display_name = "δ-WW"
     guide_target = "inclusive_kl"
     unbiased = False
 

@@ -34,6 +34,8 @@ from .nvil import StatefulSignalEstimator
 
 
 class MuProp(StatefulSignalEstimator):
+    display_name = "MuProp"
+    cost_hint = 1.5
     salt = 13
 
     def __init__(self, decay: float = 0.8, hidden: int = 100, normalise_variance: bool = False):

@@ -89,6 +89,8 @@ class SignalBaseline(nn.Module):
 
 
 class StatefulSignalEstimator(Estimator):
+    display_name = "NVIL"
+    cost_hint = 1.3
     """Running statistics change only on training steps (see the module docstring)."""
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})

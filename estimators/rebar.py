@@ -387,6 +387,8 @@ def control_variate_surrogate(cv: BernoulliControlVariate, model, x, num_particl
 
 
 class Rebar(Estimator):
+    display_name = "REBAR"
+    cost_hint = 4.0
     variants = ("paper", "rebar_code", "relax_code")
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})

@@ -14,6 +14,7 @@ from .base import Estimate, Estimator, batch_loss, logmeanexp, sample_guide
 
 
 class Reinforce(Estimator):
+    display_name = "REINFORCE"
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = logmeanexp(log_p - log_q, 0)

@@ -27,6 +27,8 @@ def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
 
 
 class Vimco(Estimator):
+    display_name = "VIMCO"
+    cost_hint = 1.5
     min_particles = 2
 
     def surrogate(self, model, x, num_particles):

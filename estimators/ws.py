@@ -18,6 +18,8 @@ from .base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
 
 
 class WakeSleep(Estimator):
+    display_name = "WS"
+    cost_hint = 2.5
     guide_target = "inclusive_kl"
     unbiased = False
 

@@ -17,6 +17,7 @@ from .base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
 
 
 class WakeWake(Estimator):
+    display_name = "WW"
     guide_target = "inclusive_kl"
     unbiased = False
 

@@ -18,15 +18,19 @@ from estibench.models.registry import Registry, UnknownNameError
 
 from .runner import CONFIG_VERSION, OPTIMISER_KEYS, Cell, build, resolve_device
 from .store import Store, StoreError
-from .studies import SUITES
+from estibench import studies as study_registry
 from .sweep import BACKENDS, check_backend, plan, run_sweep
 
+#: every study's suites (``estibench.studies``): suite name → grid
+SUITES = study_registry.suites()
 SUITE_REGISTRY = Registry("suite")
 for _name in SUITES:
     SUITE_REGISTRY.register(_name)(lambda _n=_name: SUITES[_n])
+#: flags that pick values of a suite's model grid, declared by the studies: flag → (model option, help)
+GRID_FLAGS = {}
+for _study in study_registry.names():
+    GRID_FLAGS.update(study_registry.get(_study).grid_flags)
 
-#: rough relative cost per particle, used only to start the longest cells first
-COST = {"relax": 6.0, "rebar": 4.0, "concrete": 2.5, "ws": 2.5, "vimco": 1.5, "muprop": 1.5, "nvil": 1.3}
 
 
 def prog() -> str:
@@ -65,9 +69,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
     p.add_argument("--model", help="model name, overriding the suite's (it must fit the suite's study: "
                                    "gmm for the GMM suites; sbn or sbn_tiny for the SBN suite)")
-    p.add_argument("--dataset", help="comma-separated datasets for suites with image models, e.g. mnist5k-bern0 "
-                                     "(see `run_all.py fetch-data --help`)")
-    p.add_argument("--arch", help="comma-separated architectures for SBN suites: linear1, linear2, nonlinear")
+    for flag, (option, text) in GRID_FLAGS.items():
+        p.add_argument(flag, dest=option, help=text)
     p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
     p.add_argument("--force", action="store_true", help="recompute cells already in the store")
     p.add_argument("--dry-run", action="store_true", help="list the cells and what is already done; run nothing")
@@ -199,7 +202,7 @@ def make_cells(args) -> List[Cell]:
     if getattr(args, "backend", "loky") == "dask" and not getattr(args, "scheduler", None):
         raise UsageError("--backend dask needs --scheduler ADDRESS of a running dask.distributed scheduler")
     flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option)
-             for flag, option in (("--dataset", "dataset"), ("--arch", "arch"))}
+             for flag, (option, _) in GRID_FLAGS.items()}
     user_specs = parse_estimators(args.estimators) if args.estimators else None
     part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
     cells = []
@@ -351,7 +354,8 @@ def main(argv=None) -> int:
     n_todo = sum(c.key() not in finished for c in cells)
     # K groups in the order given (so an interrupted sweep leaves whole columns), longest cells first
     order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
-    cells.sort(key=lambda c: (order[c.particles], -COST.get(c.estimator, 1.0) * (c.particles + 2)))
+    cells.sort(key=lambda c: (order[c.particles], -estimators.REGISTRY.factory(c.estimator).cost_hint
+                              * (c.particles + 2)))
     print(f"{len(cells)} cells, {len(cells) - n_todo} already done, {n_todo} to run -> {out}")
     started = time.time()
     counts = run_sweep(cells, store, jobs=args.jobs, threads=args.threads, backend=args.backend,

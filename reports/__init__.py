@@ -1,17 +1,27 @@
 """Reports are pure functions of the tidy results table (and the cells and runs tables).
 
 ``build_site(table, cells, runs, out)`` writes the static HTML site and Markdown report
-(``reports/site.py``); ``STUDY_PAGES`` maps a study to the function listing its page's sections
-(``sections(table, cells) -> list[Section]``); ``write_report`` writes the GMM study's report.md.
+(``reports/site.py``).  Each study's page (``sections(table, cells) -> list[Section]``) is named by
+its :class:`estibench.studies.Study` (``page``) and imported when the site builds it; ``STUDY_PAGES``
+holds explicit overrides only.  The GMM and SBN pages are the modules ``reports.gmm`` and
+``reports.sbn`` (imported on first use); ``write_report`` writes the GMM study's report.md.
 """
-from . import gmm, sbn
+import importlib
+
 from .definitions import METRIC_DEFINITIONS
-from .gmm import write_report
 from .site import STUDY_PAGES, Section, build_site, generic_sections
 from .tables import bootstrap_ci, bootstrap_groups
 
-STUDY_PAGES["gmm"] = gmm.sections
-STUDY_PAGES["sbn"] = sbn.sections
+_PAGES = ("gmm", "sbn")
+
+
+def __getattr__(name):
+    if name in _PAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name == "write_report":
+        return importlib.import_module(f"{__name__}.gmm").write_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["build_site", "STUDY_PAGES", "Section", "generic_sections", "write_report", "METRIC_DEFINITIONS",
            "bootstrap_ci", "bootstrap_groups"]

@@ -26,9 +26,10 @@ from . import tables as tb  # noqa: E402
 from .definitions import GMM_METRICS, markdown_table, variant_rows  # noqa: E402
 from .site import Section, cell_marks, diverged_note, materialise, sections_markdown  # noqa: E402
 
-ORDER = ["ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax"]
-NAMES = {"ws": "WS", "ww": "WW", "dww": "δ-WW", "vimco": "VIMCO", "reinforce": "REINFORCE",
-         "concrete": "Concrete", "relax": "RELAX"}
+from estibench.studies.gmm import STUDY  # noqa: E402  (this page's study: its estimators' order)
+
+ORDER = list(STUDY.order)
+NAMES = {name: tb.display_name(name) for name in ORDER}  # the estimators' declared display names
 IWAE_METHODS = ("vimco", "reinforce", "relax", "concrete")
 CURVES = [("model_error", "model error ‖p_θ(z) − p_true(z)‖"),
           ("inference_error", "inference error"),
@@ -44,8 +45,7 @@ def _ordered(labels) -> List[str]:
 
 
 def _pretty(label: str) -> str:
-    base, _, rest = label.partition("[")
-    return NAMES.get(base, base) + (f"[{rest}" if rest else "")
+    return tb.pretty_label(label)
 
 
 def final_iteration(table: pd.DataFrame) -> pd.DataFrame:

@@ -30,42 +30,12 @@ from .definitions import variant_rows  # noqa: E402
 from .site import Section, cell_marks, diverged_note  # noqa: E402
 
 ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear"}
-ORDER = ["reinforce", "nvil", "muprop", "rebar", "relax", "arm", "disarm", "concrete", "straight_through", "gumbel_st",
-         "spike_exp", "overlap_exp", "overlap_exp[elbo=marginal]", "overlap_logistic", "overlap_power",
-         "vimco", "ws", "ww", "dww"]
+from estibench.studies.sbn import STUDY  # noqa: E402  (this page's study: its estimators' order)
 
-#: DVAE++ Table 1 (test log-likelihood, 100 importance samples, mean ± std over five runs).  Its NVIL, MuProp,
-#: REBAR and Concrete columns are "taken from (Tucker et al., 2017)", i.e. the REBAR code: keyed by the labels of
-#: the variants that produced them (nvil's default is the REBAR code's; the REBAR code's Concrete also adds
-#: λ/(λ+1)·a inside the sigmoid, which ours does not)
-DVAEPP_TABLE1 = {
-    ("MNIST (static)", "linear1"): {"nvil": "-108.35 ± 0.06", "muprop": "-108.03 ± 0.07", "rebar[variant=rebar_code]": "-107.65 ± 0.08",
-                                    "concrete": "-107.00 ± 0.10", "overlap_exp": "-107.98 ± 0.10",
-                                    "overlap_exp[elbo=marginal]": "-108.57 ± 0.10"},
-    ("MNIST (static)", "nonlinear"): {"nvil": "-100.00 ± 0.10", "muprop": "-100.66 ± 0.08", "rebar[variant=rebar_code]": "-100.69 ± 0.08",
-                                      "concrete": "-99.54 ± 0.06", "overlap_exp": "-99.16 ± 0.12",
-                                      "overlap_exp[elbo=marginal]": "-99.10 ± 0.21"},
-    ("OMNIGLOT", "linear1"): {"nvil": "-117.59 ± 0.04", "muprop": "-117.64 ± 0.04", "rebar[variant=rebar_code]": "-117.65 ± 0.04",
-                              "concrete": "-117.65 ± 0.05", "overlap_exp": "-117.38 ± 0.08",
-                              "overlap_exp[elbo=marginal]": "-118.35 ± 0.06"},
-    ("OMNIGLOT", "nonlinear"): {"nvil": "-116.57 ± 0.08", "muprop": "-117.51 ± 0.09", "rebar[variant=rebar_code]": "-118.02 ± 0.05",
-                                "concrete": "-116.69 ± 0.08", "overlap_exp": "-113.83 ± 0.11",
-                                "overlap_exp[elbo=marginal]": "-113.76 ± 0.18"},
-}
+ORDER = [*STUDY.order[:STUDY.order.index("overlap_exp") + 1], "overlap_exp[elbo=marginal]",
+         *STUDY.order[STUDY.order.index("overlap_exp") + 1:]]
 
-#: RELAX paper: highest training ELBO over 2M steps (docs/sbn.md).  Its REBAR column comes from the RELAX
-#: authors' own REBAR implementation, its RELAX column from their code: keyed by those variants' labels
-RELAX_TABLE = {
-    ("MNIST", "linear1"): {"concrete": -111.3, "nvil": -112.5, "muprop": -111.7, "rebar[variant=relax_code]": -111.6, "relax[variant=relax_code]": -111.20},
-    ("MNIST", "linear2"): {"concrete": -99.62, "nvil": -99.6, "muprop": -99.07, "rebar[variant=relax_code]": -98.22, "relax[variant=relax_code]": -98.00},
-    ("MNIST", "nonlinear"): {"concrete": -102.2, "nvil": -101.5, "muprop": -101.1, "rebar[variant=relax_code]": -81.01, "relax[variant=relax_code]": -78.13},
-    ("Omniglot", "linear1"): {"concrete": -117.23, "nvil": -117.44, "muprop": -117.09, "rebar[variant=relax_code]": -116.63,
-                              "relax[variant=relax_code]": -116.57},
-    ("Omniglot", "linear2"): {"concrete": -109.95, "nvil": -109.98, "muprop": -109.55, "rebar[variant=relax_code]": -108.71,
-                              "relax[variant=relax_code]": -108.54},
-    ("Omniglot", "nonlinear"): {"concrete": -110.4, "nvil": -109.58, "muprop": -108.72, "rebar[variant=relax_code]": -56.76,
-                                "relax[variant=relax_code]": -56.12},
-}
+from estibench.studies.sbn import DVAEPP_TABLE1, RELAX_TABLE  # noqa: E402  (published numbers: the study's data)
 
 PUBLISHED_NOTE = ("Published columns come from 2,000,000 training steps on the full statically binarised MNIST "
                   "(50k images) and Omniglot; ours from a CPU budget on other data (see the run section).  "

@@ -102,8 +102,7 @@ def _json(text, default):
 
 
 def _pretty_label(label: str) -> str:
-    from .gmm import _pretty  # one naming of estimators across the reports
-    return _pretty(label)
+    return tb.pretty_label(label)  # one naming of estimators across the reports (their display_name)
 
 
 def _study_rows(frame: pd.DataFrame, study: str) -> pd.DataFrame:
@@ -590,9 +589,17 @@ def _study_folder(study: str) -> str:
     return f"study_{name}" if name in ("tables",) else name
 
 
+def _registered_page(study: str):
+    """The report page the study registry names for ``study`` (``Study.page``), else the generic page."""
+    from estibench import studies
+    if study not in studies.REGISTRY or not studies.get(study).page:
+        return generic_sections
+    return studies.get(study).page_function()
+
+
 def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: str) -> List[Section]:
-    fn = STUDY_PAGES.get(study, generic_sections)
     try:
+        fn = STUDY_PAGES.get(study) or _registered_page(study)
         params = inspect.signature(fn).parameters
         sections = fn(table, cells, out=folder) if "out" in params else fn(table, cells)
         return list(sections)

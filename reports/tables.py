@@ -227,3 +227,22 @@ def separate_settings(table: pd.DataFrame, cells: pd.DataFrame):
     if table is not None and "key" in table.columns:
         table = table.assign(label=[rename.get(k, l) for k, l in zip(table.key, table.label)])
     return table, cells
+
+
+def display_name(estimator: str) -> str:
+    """How the reports print an estimator: its declared ``display_name`` (default: the registry name)."""
+    from estibench import estimators
+    try:
+        return estimators.REGISTRY.factory(estimator).display_name or estimator
+    except KeyError:  # a plugin this process cannot import
+        return estimator
+
+
+def pretty_label(label: str) -> str:
+    """A label with its estimator's registry name replaced by the display name (``dww[delta=0.1]`` →
+    ``δ-WW[delta=0.1]``); the registry name is the label's prefix by construction (``Cell.label``)."""
+    from estibench import estimators
+    for name in sorted(estimators.names(), key=len, reverse=True):
+        if label == name or label.startswith(name + "[") or label.startswith(name + " {"):
+            return display_name(name) + label[len(name):]
+    return label

@@ -37,7 +37,7 @@ def test_the_wheel_has_one_top_level_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"estibench"}, tops
-    for sub in ("estimators", "models", "harness", "reports", "data"):
+    for sub in ("estimators", "models", "harness", "reports", "data", "studies"):
         assert f"estibench/{sub}/__init__.py" in names, sub
     assert not any(n.startswith(("estibench/tests/", "estibench/results/")) for n in names)
 

@@ -1,0 +1,94 @@
+"""Studies: each study is one object, registered once.
+
+A :class:`Study` bundles what distinguishes one line of experiments: its training task (where the
+data come from and what is measured), its suites (grids of cells, in the benchopt manner: every
+key of a grid is a parameter and becomes a column of the results table) and presets, the
+command-line flags that pick values of its model grid, the estimators' order in its report, the
+published numbers it compares with (as data, with their source) and its report page.  The CLI, the
+sweep and the site look a study up by name.
+
+Adding a study: one module (or folder) defining ``STUDY = Study(...)`` plus one registry line below
+(or an entry point in the group ``estibench.studies``); nothing in ``harness/cli.py``,
+``reports/site.py`` or another study changes.  The task and the page are named as
+``package.module:Attribute`` and imported when first used, so importing the registry is cheap and
+the dependencies point one way (studies → harness, reports).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Tuple
+
+from estibench.models.registry import Registry, UnknownNameError, import_path
+
+
+@dataclass(frozen=True)
+class Published:
+    """Published numbers as data: ``values[(data, architecture)][estimator label]`` with their source."""
+
+    source: str
+    values: Dict
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    #: ``module:Class`` of the training task: ``Task(model, cell)`` with train_batch / evaluate / final_evaluate
+    task: str
+    #: suite name → grid (study, model, estimators, particles, seeds, iterations, eval_every, batch_size,
+    #: lr, model_grid, presets, default_preset, study_options, parts, description)
+    suites: Dict[str, dict]
+    #: ``module:function`` of the report page: ``sections(table, cells) -> list[Section]``
+    page: str = ""
+    #: command-line flag → (model option of the suite's ``model_grid``, help text)
+    grid_flags: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    #: estimators in the order the report lists them (others follow, alphabetically)
+    order: Tuple[str, ...] = ()
+    #: published tables this study prints beside its numbers
+    published: Dict[str, Published] = field(default_factory=dict)
+
+    def task_class(self) -> type:
+        return import_path(self.task)
+
+    def page_function(self) -> Callable:
+        return import_path(self.page)
+
+
+def _lazy(spec: str) -> Callable[[], Study]:
+    return lambda: import_path(spec)
+
+
+REGISTRY = Registry("study", group="estibench.studies")
+REGISTRY.register("gmm")(_lazy("estibench.studies.gmm:STUDY"))
+REGISTRY.register("sbn")(_lazy("estibench.studies.sbn:STUDY"))
+
+_CACHE: Dict[str, Study] = {}
+
+
+def get(name: str) -> Study:
+    """The study registered as ``name`` (one-line :class:`UnknownNameError` otherwise)."""
+    if name not in _CACHE:
+        study = REGISTRY.get(name)
+        if not isinstance(study, Study) or study.name != name:
+            raise UnknownNameError(f"study {name!r} is registered as {study!r}, not a Study named {name!r}")
+        _CACHE[name] = study
+    return _CACHE[name]
+
+
+def names():
+    return REGISTRY.names()
+
+
+def suites() -> Dict[str, dict]:
+    """Every suite of every study: suite name → grid (suite names are unique across studies)."""
+    out: Dict[str, dict] = {}
+    for study in names():
+        for suite, grid in get(study).suites.items():
+            if suite in out:
+                raise ValueError(f"suite {suite!r} is defined by two studies")
+            out[suite] = {**grid, "study": study}
+    return out
+
+
+__all__ = ["Study", "Published", "REGISTRY", "get", "names", "suites"]

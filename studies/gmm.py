@@ -1,0 +1,27 @@
+"""The 20-cluster GMM study of Le et al., "Revisiting Reweighted Wake-Sleep" (UAI 2019), §4.3, Figs 3–5.
+
+Data: fresh batches from the paper's true model (synthetic; ``models/gmm.py``); task
+``harness/studies.py`` :class:`GMMTask` (its docstring lists every metric); settings and their
+sources in ``docs/gmm.md``.  The paper reports figures only; its findings are checked against our
+table by the report page (``reports/gmm.py``, ``findings``).
+"""
+from estibench.studies import Study
+
+ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
+
+STUDY = Study(
+    name="gmm",
+    description="The 20-cluster GMM of RWS §4.3: model and inference errors and φ-gradient std against K",
+    task="estibench.harness.studies:GMMTask",
+    page="estibench.reports.gmm:sections",
+    order=ESTIMATORS,
+    suites={
+        "default": dict(model="gmm", estimators=ESTIMATORS, particles=(2, 20), seeds=3, iterations=3000,
+                        eval_every=250, batch_size=100, lr=1e-3,
+                        description="GMM of RWS §4.3 at a reduced budget (3 seeds × 3,000 iterations, K ∈ {2, 20})"),
+        "gmm": dict(model="gmm", estimators=ESTIMATORS, particles=(2, 5, 10, 20), seeds=10, iterations=100_000,
+                    eval_every=1000, batch_size=100, lr=1e-3,
+                    description="GMM of RWS §4.3 at the paper's budget (10 seeds × 100,000 iterations, "
+                                "K ∈ {2, 5, 10, 20})"),
+    },
+)
