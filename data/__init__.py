@@ -24,12 +24,18 @@ different binarisations are not comparable:
   last 1,345 shuffled training images as validation.
 * ``caltech101-silhouettes``: Marlin's split 1, binary as published.
 
+Models never load data: the harness asks :func:`statistics` for what a model declares it needs
+(``data_statistics``, e.g. the training mean for an SBN's input centring) and passes it in.  Synthetic
+sources (the GMM's fresh draws from the paper's true model, ``gmm-true-model``) are datasets too
+(:func:`synthetic`), so the dataset is one column of every results table whatever its kind.
+
 Files are cached under ``cache_dir``, else ``$ESTIBENCH_DATA``, else ``~/.cache/estibench``.
 A dataset that is not cached raises :class:`DatasetMissingError` (one line: file, URL, where to
 put it) without touching the network unless ``download=True`` or :func:`fetch` is used.
 """
 from .datasets import (BinaryImageData, IMAGE_SHAPE, clear_memory_cache, downsample, fetch, load,
-                       names)
+                       names, statistics)
+from .synthetic import SYNTHETIC, synthetic, synthetic_names
 from .cli import main
 from .sources import (CACHE_ENV, KNOWN_SHA256, MIRRORS, SOURCES, DatasetChecksumError,
                       DatasetMissingError, UnknownDatasetError, cache_root)
@@ -37,5 +43,6 @@ from .sources import (CACHE_ENV, KNOWN_SHA256, MIRRORS, SOURCES, DatasetChecksum
 __all__ = [
     "BinaryImageData", "IMAGE_SHAPE", "CACHE_ENV", "KNOWN_SHA256", "MIRRORS", "SOURCES",
     "DatasetChecksumError", "DatasetMissingError", "UnknownDatasetError", "cache_root",
-    "clear_memory_cache", "downsample", "fetch", "load", "main", "names",
+    "clear_memory_cache", "downsample", "fetch", "load", "main", "names", "statistics", "SYNTHETIC", "synthetic",
+    "synthetic_names",
 ]

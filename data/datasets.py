@@ -393,3 +393,18 @@ def fetch(name: str, cache_dir: Optional[os.PathLike] = None, verbose: bool = Fa
         _arrays(name, str(folder))
         return folder
     return require_files(name, cache_dir, download=True, verbose=verbose)
+
+
+_STATISTICS: dict = {}
+
+
+def statistics(name: str, downsample: int = 1, cache_dir=None) -> dict:
+    """The training statistics a model may declare it needs (``data_statistics``), computed once per
+    (dataset, resolution): ``train_mean`` = the mean training image ``[pixels]`` (grey levels for a
+    dynamically binarised set), after ``downsample``×``downsample`` max-pooling when > 1."""
+    key = (name, int(downsample), None if cache_dir is None else str(cache_dir))
+    if key not in _STATISTICS:
+        data = load(name, cache_dir=cache_dir)
+        train = data.train if int(downsample) == 1 else globals()["downsample"](data.train, int(downsample))
+        _STATISTICS[key] = {"train_mean": train.mean(0)}
+    return dict(_STATISTICS[key])

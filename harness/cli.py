@@ -237,7 +237,8 @@ def make_cells(args) -> List[Cell]:
             ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
             if ident not in probes:
                 from estibench import models
-                probes[ident] = models.get(cell.model, seeds=(0,), **cell.model_options)
+                from .runner import build_model
+                probes[ident] = build_model(cell.model, seeds=(0,), **cell.model_options)
             est = estimators.get(cell.estimator, **cell.estimator_options)
             est.check(probes[ident], cell.particles)
             from .runner import make_optimiser

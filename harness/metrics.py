@@ -1,22 +1,7 @@
 """Metric functions shared by studies.  Each returns one value per replicate, ``[R]``.
 
-Definitions (written into every report):
-* ``grad_std_phi`` — RWS §4.3: (1/D_φ) Σ_d std(ĝ_d) over n estimates of the φ-gradient at
-  frozen parameters (sample std, ddof = 1); ``grad_std_phi_code`` — the reference code's
-  variant: population std, summed and divided by the sum of the φ tensors' leading sizes.
-* ``exact_grad/*`` — N draws ĝ of the φ-gradient against the exact gradient g* of the
-  estimator's target objective: ``variance`` = Σ_d Var(ĝ_d); ``bias_sq`` = ‖mean ĝ − g*‖² −
-  variance/N (unbiased for ‖E ĝ − g*‖²; can come out slightly negative); ``mse`` = mean ‖ĝ − g*‖²;
-  ``norm`` = ‖g*‖.
-* ``iwae_log_likelihood`` — log p̂(x) = log (1/K) Σ_k p(x, z_k)/q(z_k|x), z_k ~ q (Burda et al.),
-  a stochastic lower bound on log p(x) that tightens as K grows.
-* ``active_units`` — Burda et al. (2016) §5.2: unit u is active when Cov_x(E_{q(z|x)}[z_u]) > 0.01
-  over the evaluation set.
-* ``grad_logvar_frozen`` / ``grad_logvar_ema`` — docs/conventions.md, conventions 1 and 2 for the
-  φ-gradient: log of the mean over parameters of the per-parameter variance, over n draws at
-  frozen parameters / along the trajectory by EMAs (decay 0.999) of g and g² (REBAR), each
-  debiased as Adam does (÷ (1 − 0.999ⁿ) after n steps; :class:`TrajectoryVariance`).  Both measure
-  the gradient the optimiser is given (for NVIL with variance normalisation: the normalised one).
+The definitions of the metrics they compute are written once, in ``harness/definitions.py`` (and
+printed in every report); the conventions behind the gradient-variance ones in docs/conventions.md.
 """
 from __future__ import annotations
 

@@ -124,9 +124,21 @@ class Cell:
         return int(self.key()[:12], 16)
 
 
+def build_model(name: str, seeds=(0,), **options):
+    """``models.get(name, seeds=..., **options)`` plus the training statistics the model declares it needs
+    (``data_statistics``), read from the data layer: data → models, models never load data."""
+    factory = models.REGISTRY.factory(name)
+    needed = [k for k in factory.data_statistics if options.get(k) is None]
+    if needed:
+        from estibench import data
+        stats = data.statistics(**factory.statistics_query(options))
+        options = {**options, **{k: stats[k] for k in needed}}
+    return models.get(name, seeds=tuple(seeds), **options)
+
+
 def build(cell: Cell, device: Optional[torch.device] = None):
     """(model, estimator) for a cell, checked for compatibility before any work."""
-    model = models.get(cell.model, seeds=tuple(cell.seeds), **cell.model_options)
+    model = build_model(cell.model, seeds=tuple(cell.seeds), **cell.model_options)
     estimator = estimators.get(cell.estimator, **cell.estimator_options)
     estimator.check(model, cell.particles)
     if device is not None:

@@ -1,19 +1,8 @@
 """Training tasks: where a cell's data come from and what is measured on it (the suites, presets and
 report page of each study are bundled by its :class:`estibench.studies.Study`).
 
-GMM study (RWS §4.3; docs/gmm.md): every iteration draws a fresh batch of B = 100 points
-per replicate from the true model; every ``eval_every`` iterations, on M = 100 test points drawn
-once (seed 20190501) from the true model, it records per replicate:
-  model_error        ‖p_θ(z) − p_θtrue(z)‖₂
-  inference_error    (1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ (exact posterior of the true model)
-  grad_std_phi       paper definition (see harness.metrics), n = 10 estimates at frozen parameters
-  grad_std_phi_code  the reference code's normalisation (compatibility only)
-  log_px             exact (1/M) Σ_m log p_θ(x_m)
-  kl_qp, kl_pq       exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)) and KL(p_θ(·|x_m) ‖ q_φ)
-  train_objective    mean over the window of the objective the estimator targets (its estimate)
-  sec_per_iter       wall seconds per training iteration of the whole vectorised cell
-At iterations 0, N/2 and N it also stores prior_pmf[z=c] and guide_pmf[x=v,z=c] (Fig 5), and
-at 0 and N the exact-gradient errors ``exact_grad/*`` from N_exact = 100 draws (harness.metrics).
+Every metric's definition is written once, in ``harness/definitions.py``; each task's docstring
+lists the metrics it records from there.
 """
 from __future__ import annotations
 
@@ -25,6 +14,7 @@ from typing import Dict, List
 import torch
 
 from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
+from .definitions import described
 from .gradients import gradient_draws
 from .metrics import (TrajectoryVariance, active_units, exact_gradient_errors, gradient_std, iwae_log_likelihood,
                       leading_size_sum, log_mean_variance)
@@ -42,10 +32,17 @@ def rows_from(metrics: Dict[str, torch.Tensor], seeds, iteration: int) -> List[t
 
 
 class GMMTask:
+    """The GMM study (RWS §4.3; docs/gmm.md): every iteration draws a fresh batch of B = 100 points per
+    replicate from the true model (the data layer's synthetic ``gmm-true-model``); every ``eval_every``
+    iterations, on M = 100 test points drawn once (seed 20190501) from the true model, it records per
+    replicate the metrics below; at iterations 0, N/2 and N also the PMF snapshots (Fig 5), and at 0
+    and N the exact-gradient errors from N_exact = 100 draws.
+    """
     def __init__(self, model, cell):
         self.options = {**GMM_DEFAULTS, **cell.study_options}
         self.cell = cell
-        self.true = model.true_model()
+        from estibench import data
+        self.true = data.synthetic(model.default_dataset).bind(model)  # "gmm-true-model": the paper's true model
         self.batch_size = cell.batch_size
         M = int(self.options["test_points"])
         gen = torch.Generator().manual_seed(int(self.options["test_seed"]))
@@ -110,24 +107,12 @@ class SBNTask:
 
     Training batches: each replicate draws its own ``batch_size`` training images uniformly with
     replacement from the cell's RNG (re-binarised per batch for a dynamically binarised set).
-    Every ``eval_every`` iterations, per replicate:
-      valid_ll            IWAE bound, K = ``eval_particles`` (100), on the first ``eval_points``
-                          validation images (log p̂(x) of Burda et al.; a lower bound in expectation)
-      train_elbo          ELBO (mean of ``elbo_samples`` single-sample bounds) on ``eval_points``
-                          training images
-      grad_logvar_frozen  log mean_d Var(ĝ_d) of ``grad_samples`` φ-gradient draws at frozen
-                          parameters on one fixed training batch (docs/conventions.md, convention 1)
-      grad_logvar_ema     log mean_d (ŝ_d − m̂_d²) of the training φ-gradients (the gradients the
-                          optimiser is given), m̂, ŝ EMAs of g and g² with decay 0.999 debiased
-                          as Adam's moments (harness.metrics.TrajectoryVariance; REBAR's plot)
-      active_units        Burda et al.'s count, Cov_x(E_q[z_u]) > 0.01 on the evaluation images
-      train_objective, sec_per_iter   as in every study
-    At the end, on the first ``test_points`` test images (all by default) and the validation images:
-    ``test_ll[K=k]`` for k in ``final_particles``, ``valid_ll[K=k]`` for k in ``valid_final_particles``
-    (default: the same), ``test_elbo``, ``kl_posterior`` = test_ll at the largest K − test_elbo
-    (RWS §4.1's estimate of KL(q‖p(z|x))), ``peak_memory_mb`` (CUDA: max allocated; CPU: the
-    process's peak RSS).  On an enumerable model (``sbn_tiny``) also ``test_log_px_exact`` and, at
-    iterations 0 and N, ``exact_grad/*`` against the exact gradient (``exact_samples`` draws).
+    Every ``eval_every`` iterations it records per replicate valid_ll, train_elbo, grad_logvar_frozen,
+    grad_logvar_ema, active_units, train_objective and sec_per_iter; at the end test_ll[K=k],
+    valid_ll[K=k], test_elbo, kl_posterior, peak_memory_mb and, on an enumerable model, test_log_px_exact
+    and exact_grad/* (settings: ``eval_particles``, ``eval_points``, ``elbo_samples``, ``grad_samples``,
+    ``final_particles``, ``valid_final_particles``, ``test_points``, ``exact_samples``).  The metrics:
+
     """
 
     def __init__(self, model, cell):
@@ -231,3 +216,13 @@ class _Tasks(Mapping):
 
 
 TASKS = _Tasks()
+
+GMMTask.__doc__ += "\n" + described(["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px",
+                                      "kl_qp", "kl_pq", "train_objective", "sec_per_iter", "prior_pmf[z=c]",
+                                      "guide_pmf[x=v,z=c]", "exact_grad/variance", "exact_grad/bias_sq",
+                                      "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm"]) + "\n"
+SBNTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "grad_logvar_ema", "active_units",
+                              "train_objective", "sec_per_iter", "test_ll[K=k]", "valid_ll[K=k]", "test_elbo",
+                              "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
+                              "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias",
+                              "exact_grad/norm"]) + "\n"

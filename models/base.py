@@ -49,6 +49,9 @@ class LatentVariableModel(nn.Module, abc.ABC):
     provides: tuple = ()
     #: the dataset a model trains on when its options do not say (a column of every results table)
     default_dataset: str = ""
+    #: training statistics the model needs (keyword arguments of its constructor, e.g. ``train_mean``);
+    #: the harness reads them from the data layer (``statistics_query(options)`` says for which data)
+    data_statistics: tuple = ()
     #: the studies whose training task can train this model (``harness/studies.py``); a model of your
     #: own states it (or inherits it from the model it extends)
     studies: tuple = ()
@@ -59,6 +62,11 @@ class LatentVariableModel(nn.Module, abc.ABC):
         if not seeds:
             raise ValueError("a model needs at least one seed (one replicate)")
         self.seeds = seeds
+
+    @classmethod
+    def statistics_query(cls, options: dict) -> dict:
+        """Keyword arguments of ``estibench.data.statistics`` for a model with these options."""
+        return {"name": str(options.get("dataset", cls.default_dataset))}
 
     @property
     def replicates(self) -> int:

@@ -96,6 +96,8 @@ class LayeredBernoulli(Distribution):
 class SigmoidBeliefNet(LatentVariableModel):
     provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT)
     default_dataset = "mnist5k-bern0"
+    #: the training statistics it needs, which the harness reads from the data layer and passes in
+    data_statistics = ("train_mean",)
     studies = ("sbn",)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear1", dataset: str = "mnist5k-bern0",
@@ -113,8 +115,10 @@ class SigmoidBeliefNet(LatentVariableModel):
         side = 28 // self.downsample
         self.obs_shape = (side * side,)
         pixels = side * side
-        if train_mean is None:
-            train_mean = self.load_train_mean(self.dataset, self.downsample)
+        if train_mean is None:  # data → models: the harness passes it (estibench.harness.build_model)
+            raise ValueError(f"{type(self).__name__} needs train_mean, the training statistics of {self.dataset!r}: "
+                             f"build it with estibench.harness.build_model (which reads them from the data "
+                             f"layer) or pass train_mean")
         train_mean = torch.as_tensor(train_mean, dtype=torch.float32).reshape(pixels)
         self.register_buffer("train_mean", train_mean)
         self.layer_sizes = (self.latent_bits,) * (2 if arch == "linear2" else 1)
@@ -137,12 +141,14 @@ class SigmoidBeliefNet(LatentVariableModel):
         with torch.no_grad():
             out_bias.copy_(torch.logit(train_mean.clamp(0.001, 0.999)).expand_as(out_bias))
 
-    @staticmethod
-    def load_train_mean(dataset: str, downsample: int) -> torch.Tensor:
-        from estibench import data as estidata  # data → models: the model only reads the dataset's training statistics
-        data = estidata.load(dataset)
-        train = data.train if downsample == 1 else estidata.downsample(data.train, downsample)
-        return train.mean(0)
+    @classmethod
+    def statistics_query(cls, options: dict) -> dict:
+        """What to ask the data layer for (``estibench.data.statistics``): the dataset and resolution of
+        a model with these options."""
+        import inspect
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        return {"name": str(options.get("dataset", defaults["dataset"])),
+                "downsample": int(options.get("downsample", defaults["downsample"]))}
 
     # -- parameter groups ----------------------------------------------------------------------
     def generative_parameters(self) -> List[nn.Parameter]:

@@ -47,6 +47,8 @@ class Study:
     order: Tuple[str, ...] = ()
     #: published tables this study prints beside its numbers
     published: Dict[str, Published] = field(default_factory=dict)
+    #: definitions of metrics this study records beyond the built-in ones (``harness/definitions.py``)
+    definitions: Dict[str, str] = field(default_factory=dict)
 
     def task_class(self) -> type:
         return import_path(self.task)

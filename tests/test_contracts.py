@@ -7,7 +7,7 @@ import torch
 from estibench import estimators
 from estibench import models
 from estibench.estimators.base import IncompatibleError
-from estibench.harness import exact_gradient, gradient_samples
+from estibench.harness import build_model, exact_gradient, gradient_samples
 from estibench.models.registry import UnknownNameError
 from tiny_models import PartialLayered, TinyBernoulli, TinyLayered
 
@@ -15,7 +15,7 @@ R, B, K = 2, 5, 3
 
 
 def all_models():
-    out = [(name, models.get(name, seeds=tuple(range(R)))) for name in models.names()]
+    out = [(name, build_model(name, seeds=tuple(range(R)))) for name in models.names()]  # data statistics from the data layer
     out.append(("tiny_bernoulli", TinyBernoulli(seeds=tuple(range(R)))))
     out.append(("tiny_layered", TinyLayered(seeds=tuple(range(R)))))
     return out

@@ -477,3 +477,30 @@ def test_main_fetch_data(embedded, tmp_path, monkeypatch, capsys):
     assert "binarized_mnist_train.amat" in err and str(tmp_path.resolve()) in err
     assert estidata.main(["omniglott"]) == 2
     assert "did you mean omniglot-bern5" in capsys.readouterr().err
+
+
+def test_models_receive_data_statistics_from_the_data_layer():
+    """Datasets are an axis (issue 9 §3): an SBN never loads data — built without its declared statistics
+    it refuses in one line; the harness's builder reads them from the data layer; the GMM's synthetic
+    data come through the same interface (``gmm-true-model``)."""
+    from estibench import models
+    from estibench.harness import build_model
+    with pytest.raises(ValueError, match="needs train_mean") as err:
+        models.get("sbn_tiny", latent_bits=4)
+    assert "\n" not in str(err.value)
+    model = build_model("sbn_tiny", seeds=(0,), latent_bits=4, arch="linear1")
+    expected = estidata.downsample(estidata.load("mnist5k-bern0").train, 4).mean(0)
+    assert torch.equal(model.train_mean, expected)
+    assert torch.equal(estidata.statistics("mnist5k-bern0", downsample=4)["train_mean"], expected)
+    gmm = build_model("gmm", seeds=(0, 1))
+    source = estidata.synthetic(gmm.default_dataset)
+    assert estidata.synthetic_names() == ["gmm-true-model"]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        a = source.bind(gmm).sample(5)[1]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        b = gmm.true_model().sample(5)[1]
+    assert torch.equal(a, b)
+    with pytest.raises(estidata.UnknownDatasetError):
+        estidata.synthetic("gmm-false-model")

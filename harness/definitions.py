@@ -1,0 +1,124 @@
+"""Every metric's one-line definition, written once: the task docstrings (``harness/studies.py``), the
+reports and the site all read them from here.
+
+``METRIC_DEFINITIONS`` maps a metric name to its definition.  Families of metrics that carry
+parameters in brackets are keyed by a pattern whose bracket values are placeholders, e.g.
+``prior_pmf[z=c]`` stands for ``prior_pmf[z=0]``, ``prior_pmf[z=1]``, ...; :func:`family` maps a
+concrete metric name to its key.  A study of your own adds the definitions of the metrics it
+records in its :class:`estibench.studies.Study` (``definitions``); the site lists any metric
+without one as undefined.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, List, Optional, Tuple
+
+METRIC_DEFINITIONS: Dict[str, str] = {
+    "model_error": "‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3)",
+    "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over M = 100 fixed test points, exact true "
+                       "posterior (RWS §4.3)",
+    "grad_std_phi": "(1/D_φ) Σ_d std(ĝ_d), D_φ = 644, sample std of 10 φ-gradient estimates at frozen parameters "
+                    "on the test points (RWS §4.3; docs/conventions.md, convention 1)",
+    "grad_std_phi_code": "the reference code's variant: population std, sum divided by 104 (compatibility only)",
+    "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the 20 clusters",
+    "kl_qp": "exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)), the exclusive KL of the guide from the model's posterior",
+    "kl_pq": "exact (1/M) Σ_m KL(p_θ(·|x_m) ‖ q_φ), the inclusive KL of the model's posterior from the guide",
+    "train_objective": "the estimator's own estimate of its target objective, averaged over the evaluation window",
+    "sec_per_iter": "wall seconds per training iteration of the whole vectorised cell (all seeds together)",
+    "exact_grad/variance": "Σ_d Var(ĝ_d) over N = 100 φ-gradient draws at frozen parameters "
+                           "(docs/conventions.md, convention 3)",
+    "exact_grad/bias_sq": "‖mean ĝ − g*‖² − variance/N, unbiased for ‖E ĝ − g*‖² (may be slightly negative); "
+                          "g* = exact gradient of the estimator's target objective",
+    "exact_grad/mse": "mean over draws of ‖ĝ − g*‖²",
+    "exact_grad/rel_bias": "√max(bias_sq, 0) / ‖g*‖",
+    "exact_grad/norm": "‖g*‖₂, the norm of the exact φ-gradient of the estimator's target objective",
+    "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
+    "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
+                          "end of training (Fig 5)",
+    # SBN study (SBNTask; docs/sbn.md, docs/conventions.md)
+    "test_ll[K=k]": "IWAE bound log (1/k) Σ_j p(x, z_j)/q(z_j|x), z_j ~ q, averaged over the test images (Burda et al.); "
+                    "a stochastic lower bound on log p(x), evaluated in the binary limit",
+    "valid_ll[K=k]": "the same IWAE bound on the validation images at the end of training",
+    "valid_ll": "IWAE bound with K = 100 on the first eval_points validation images, along training",
+    "train_elbo": "ELBO (mean of 10 single-sample bounds) on the first eval_points training images, along training",
+    "test_elbo": "ELBO (mean of 10 single-sample bounds) on the test images at the end of training",
+    "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
+    "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
+    "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
+    "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over 10 draws at frozen parameters on one "
+                          "fixed training batch of the gradient the optimiser is given (NVIL[variant=mnih_gregor]: "
+                          "the normalised one) (docs/conventions.md, convention 1)",
+    "grad_logvar_ema": "log of the mean over φ-parameters of ŝ − m̂² along training, m̂, ŝ EMAs (decay 0.999) of the "
+                       "applied φ-gradient g and of g², each debiased by ÷ (1 − 0.999ⁿ) as Adam's moments "
+                       "(REBAR's plot; docs/conventions.md, convention 2)",
+    "grad_logvar_ema_undebiased": "the same without the bias correction (zero-started EMAs, low by about "
+                                  "1 − 0.999ⁿ plus a mean² term): cells stored before the correction; not plotted",
+    "peak_memory_mb": "peak memory of the worker process: CUDA max allocated on a GPU, peak RSS on the CPU (MiB)",
+    "diverged_at": "the first iteration at which this seed's loss or gradients were NaN/inf",
+}
+
+
+_BRACKET = re.compile(r"^(?P<base>[^\[]+)\[(?P<args>[^\]]*)\]$")
+
+
+def _shape(name: str) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    """``guide_pmf[x=20,z=3]`` → ("guide_pmf", ("x", "z")); None for a name without brackets."""
+    m = _BRACKET.match(name)
+    if not m:
+        return None
+    keys = tuple(part.partition("=")[0].strip() for part in m["args"].split(","))
+    return m["base"], keys
+
+
+
+
+def all_definitions() -> Dict[str, str]:
+    """The built-in definitions, then those every registered study adds (``Study.definitions``)."""
+    out = dict(METRIC_DEFINITIONS)
+    try:
+        from estibench import studies
+        for name in studies.names():
+            for key, text in studies.get(name).definitions.items():
+                out.setdefault(key, text)
+    except Exception:  # a broken study plugin must not hide the built-in definitions
+        pass
+    return out
+
+
+def family(metric: str, known: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """The key of the definitions that defines ``metric``, or None."""
+    known = all_definitions() if known is None else known
+    if metric in known:
+        return metric
+    shape = _shape(metric)
+    if shape is None:
+        return None
+    for key in known:
+        if _shape(key) == shape:
+            return key
+    return None
+
+
+def definition(metric: str) -> Optional[str]:
+    known = all_definitions()
+    key = family(metric, known)
+    return None if key is None else known[key]
+
+
+def families(metrics: Iterable[str]) -> List[Tuple[str, Optional[str]]]:
+    """Distinct (name or family key, definition or None) for the metrics given, in the order of the
+    definitions (undefined ones last); a metric with no definition appears under its own name with None."""
+    known = all_definitions()
+    out: Dict[str, Optional[str]] = {}
+    for m in metrics:
+        key = family(m, known)
+        name = key if key is not None else m
+        if name not in out:
+            out[name] = known.get(name) if key is not None else None
+    rank = {k: i for i, k in enumerate(known)}
+    return sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def described(metrics: Iterable[str], indent: str = "    ") -> str:
+    """``metric — definition`` lines for a docstring (the definitions are not written twice)."""
+    return "\n".join(f"{indent}{name} — {text}" for name, text in families(metrics))
