@@ -162,6 +162,8 @@ def independence(name: str, options: dict, model, x, K: int) -> Optional[str]:
         return [t[0].clone() for t in list(g) + list(own)] + [objective[0].clone()]
 
     before = grads()
+    if len(before) != len(list(model.parameters())) + len(list(est.parameters())) + 1:
+        return "gradients() does not return one tensor per model and own parameter"
     with torch.no_grad():
         for p in list(model.parameters()) + list(est.parameters()):
             p[1].add_(0.3 * torch.randn_like(p[1]))

@@ -64,17 +64,24 @@ ESTIMATOR_VARIANTS: Dict[str, str] = {
 }
 
 
-def variant_rows(labels: Iterable[str]) -> List[Tuple[str, str]]:
-    """(label, what it computes) for the labels that have an entry (a label with extra options is
-    matched by its variant part, e.g. ``rebar[variant=rebar_code,temperature=1]``)."""
+def variant_rows(table, labels: Iterable[str]) -> List[Tuple[str, str]]:
+    """(label, what it computes) for the labels given that have an entry, matched from the table's
+    ``estimator`` and ``estimator_options`` columns: the label itself, else the estimator with its
+    ``variant`` or ``relaxation`` option (e.g. a ``rebar[variant=rebar_code,temperature=1]`` cell is
+    described as ``rebar[variant=rebar_code]``), else the bare estimator when it has neither option."""
+    import json
+    cells = table.drop_duplicates("label").set_index("label") if len(table) else table
     out = []
     for label in labels:
         key = label if label in ESTIMATOR_VARIANTS else None
-        if key is None:
-            base, _, rest = label.partition("[")
-            opts = [o for o in rest.rstrip("]").split(",") if o.startswith(("variant=", "relaxation="))]
-            key = f"{base}[{opts[0]}]" if opts and f"{base}[{opts[0]}]" in ESTIMATOR_VARIANTS else (
-                base if not opts and base in ESTIMATOR_VARIANTS else None)
+        if key is None and label in getattr(cells, "index", ()):
+            row = cells.loc[label]
+            base = row["estimator"]
+            raw = row.get("estimator_options") if hasattr(row, "get") else None
+            options = json.loads(raw) if isinstance(raw, str) else {}
+            named = [f"{k}={options[k]}" for k in ("variant", "relaxation") if k in options]
+            key = (f"{base}[{named[0]}]" if named and f"{base}[{named[0]}]" in ESTIMATOR_VARIANTS else
+                   (base if not named and base in ESTIMATOR_VARIANTS else None))
         if key is not None:
             out.append((label, ESTIMATOR_VARIANTS[key]))
     return out

@@ -40,7 +40,7 @@ DEFINITIONS = markdown_table(GMM_METRICS)
 
 
 def _ordered(labels) -> List[str]:
-    base = {l: l.split("[")[0] for l in labels}
+    base = {l: tb.estimator_of(l) for l in labels}
     return sorted(labels, key=lambda l: (ORDER.index(base[l]) if base[l] in ORDER else 99, l))
 
 
@@ -402,7 +402,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
     marks, note = cell_marks(cells), diverged_note(cells)
     note = f"  {note}" if note else ""
     iters = table.groupby(["label", "particles"]).iteration.max()
-    variants = pd.DataFrame(variant_rows(_ordered(table.label.unique())), columns=["estimator", "what it computes"])
+    variants = pd.DataFrame(variant_rows(table, _ordered(table.label.unique())), columns=["estimator", "what it computes"])
     out = [Section("Run", "text", run_text(table, cells), name="run"),
            Section("Estimator variants", "table", variants,
                    caption="What the labels that differ from a textbook reading compute (estimators' docstrings give "

@@ -53,7 +53,8 @@ def with_fields(table: pd.DataFrame) -> pd.DataFrame:
 
 def ordered(labels) -> List[str]:
     return sorted(labels, key=lambda l: (ORDER.index(l) if l in ORDER else
-                                         (ORDER.index(l.split("[")[0]) + 0.5 if l.split("[")[0] in ORDER else 99), l))
+                                         (ORDER.index(tb.estimator_of(l)) + 0.5 if tb.estimator_of(l) in ORDER
+                                          else 99), l))
 
 
 def mean_std(values: pd.Series, digits: int = 2) -> str:
@@ -104,12 +105,12 @@ def paper_table(table: pd.DataFrame, metric: str, published: Dict, source: str, 
 
 
 def table1(table: pd.DataFrame, marks=None) -> pd.DataFrame:
-    return paper_table(table[table.model.str.startswith("sbn[")], "test_ll[K=100]", DVAEPP_TABLE1,
+    return paper_table(table[table.model_name.eq("sbn")], "test_ll[K=100]", DVAEPP_TABLE1,
                        "DVAE++ Table 1", marks=marks)
 
 
 def relax_table(table: pd.DataFrame, marks=None) -> pd.DataFrame:
-    return paper_table(table[table.model.str.startswith("sbn[")], "train_elbo", RELAX_TABLE, "RELAX paper",
+    return paper_table(table[table.model_name.eq("sbn")], "train_elbo", RELAX_TABLE, "RELAX paper",
                        reduce="max", marks=marks)
 
 
@@ -156,7 +157,7 @@ def exact_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def figure_curves(table: pd.DataFrame, path: str, metrics, title: str) -> str:
     """Rows: metrics; columns: architectures; median and interquartile band over seeds."""
-    t = with_fields(table[table.model.str.startswith("sbn[") & table.metric.isin(metrics)])
+    t = with_fields(table[table.model_name.eq("sbn") & table.metric.isin(metrics)])
     archs = [a for a in ARCH_NAMES if a in set(t.arch)]
     labels = ordered(t.label.unique())
     palette = dict(zip(labels, sns.color_palette("tab20", len(labels))))
@@ -209,10 +210,10 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
     note = diverged_note(cells, "sbn") if cells is not None else ""
     out = [Section("Run", "text", run_text(table, cells), name="run"),
            Section("Estimator variants", "table",
-                   pd.DataFrame(variant_rows(ordered(table.label.unique())), columns=["estimator", "what it computes"]),
+                   pd.DataFrame(variant_rows(table, ordered(table.label.unique())), columns=["estimator", "what it computes"]),
                    caption="What the labels that differ from a textbook reading compute; the published columns are "
                            "printed under the label of the variant that produced them.", name="variants")]
-    if table.model.str.startswith("sbn[").any():
+    if table.model_name.eq("sbn").any():
         out += [
             Section("DVAE++ Table 1: test log-likelihood (100 importance samples)", "table", table1(table, marks),
                     caption="test_ll[K=100] at the end of training, mean ± std over seeds (the paper's statistic); "
@@ -235,16 +236,16 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                             "parameters on one fixed batch, every cell (docs/conventions.md, conventions 2 and 1).",
                     name="fig_sbn_gradvar"),
             Section("All metrics at the end of training", "table",
-                    summary(table[table.model.str.startswith("sbn[")],
+                    summary(table[table.model_name.eq("sbn")],
                             ["test_ll[K=100]", "test_ll[K=1000]", "test_elbo", "kl_posterior", "train_elbo",
                              "active_units", "grad_logvar_ema", "sec_per_iter", "peak_memory_mb"]),
                     caption="mean ± std over seeds at the last evaluation; K = 1 and K = 5 rows are different "
                             "objectives and are not comparable with each other.", name="sbn_summary"),
         ]
-    if table.model.str.startswith("sbn_tiny[").any():
+    if table.model_name.eq("sbn_tiny").any():
         out += [
             Section("Enumerable SBN: exact log-likelihood", "table",
-                    summary(table[table.model.str.startswith("sbn_tiny[")],
+                    summary(table[table.model_name.eq("sbn_tiny")],
                             ["test_log_px_exact", "test_ll[K=100]", "test_elbo", "kl_posterior"]),
                     caption="sbn_tiny (8 latent bits, 7×7 max-pooled images): exact log p(x) by enumerating the "
                             "2^bits states, against the IWAE estimate and the ELBO; mean ± std over seeds.",

@@ -238,11 +238,19 @@ def display_name(estimator: str) -> str:
         return estimator
 
 
-def pretty_label(label: str) -> str:
-    """A label with its estimator's registry name replaced by the display name (``dww[delta=0.1]`` →
-    ``δ-WW[delta=0.1]``); the registry name is the label's prefix by construction (``Cell.label``)."""
+def estimator_of(label: str) -> str:
+    """The registered estimator a label belongs to: the registry name it starts with (by construction,
+    ``Cell.label`` = name[options]; the longest match wins), or the label itself.  For labels that come
+    with no row (published columns); a table's rows carry it in their ``estimator`` column."""
     from estibench import estimators
     for name in sorted(estimators.names(), key=len, reverse=True):
         if label == name or label.startswith(name + "[") or label.startswith(name + " {"):
-            return display_name(name) + label[len(name):]
+            return name
     return label
+
+
+def pretty_label(label: str) -> str:
+    """A label with its estimator's registry name replaced by the display name (``dww[delta=0.1]`` →
+    ``δ-WW[delta=0.1]``)."""
+    name = estimator_of(label)
+    return display_name(name) + label[len(name):] if label.startswith(name) else label

@@ -46,7 +46,20 @@ class TinyBernoulli(LatentVariableModel):
         return z, x
 
 
-class TinyLayered(TinyBernoulli):
+class GuideHalf:
+    """The guide's half of the layered Bernoulli interface for TinyBernoulli (one layer)."""
+
+    def split(self, z):
+        return [z]
+
+    def join(self, layers):
+        return layers[0]
+
+    def guide_layer(self, l, h):
+        return self.guide_net(h)
+
+
+class TinyLayered(GuideHalf, TinyBernoulli):
     """TinyBernoulli with the layered Bernoulli interface (one layer; ``models/protocols.py``), so the
     estimators that need it are exercised on a model other than the SBN."""
 
@@ -59,15 +72,6 @@ class TinyLayered(TinyBernoulli):
     def layer_sizes(self):
         return (self.latent.num_bits,)
 
-    def split(self, z):
-        return [z]
-
-    def join(self, layers):
-        return layers[0]
-
-    def guide_layer(self, l, h):
-        return self.guide_net(h)
-
     def prior_layer(self, l, h=None):
         return self.prior_logits.view(self.replicates, 1, -1)
 
@@ -79,18 +83,9 @@ class TinyLayered(TinyBernoulli):
         return bernoulli_log_mass(self.prior_layer(0), layers[0])
 
 
-class PartialLayered(TinyBernoulli):
+class PartialLayered(GuideHalf, TinyBernoulli):
     """Declares the layered Bernoulli interface but implements only the guide's half (no
     ``prior_layer``, ``log_likelihood`` or ``log_prior``): must be refused before any work."""
 
     provides = (LAYERED_BERNOULLI,)
     layer_sizes = (3,)
-
-    def split(self, z):
-        return [z]
-
-    def join(self, layers):
-        return layers[0]
-
-    def guide_layer(self, l, h):
-        return self.guide_net(h)

@@ -1,0 +1,56 @@
+"""Same numbers before and after a refactor: run a fixed list of small cells and compare their rows.
+
+    python benchmarks/same_numbers.py OUT.json                 # run the cells in this checkout
+    python benchmarks/same_numbers.py --compare A.json B.json   # every key and every row equal?
+
+For an older revision, run the first form from a worktree of it (``git worktree add /tmp/old REV``;
+``PYTHONPATH=/tmp/old`` for checkouts before the estibench namespace).  Timing metrics are left
+out.  Used for issue 9: 12 cells (4 GMM, 5 SBN, 3 enumerable SBN) bit-identical before and after.
+"""
+import json, sys
+try:  # the old layout first (PYTHONPATH=<old checkout>)
+    from harness.runner import Cell, train_cell
+    from harness.studies import TASKS
+except ImportError:
+    from estibench.harness.runner import Cell, train_cell
+    from estibench.harness.studies import TASKS
+TIMING = ("sec_per_iter", "peak_memory_mb")
+G = {"test_points": 20, "grad_std_samples": 3, "exact_samples": 5}
+S = {"eval_points": 50, "test_points": 50, "final_particles": (10,), "valid_final_particles": (10,),
+     "grad_samples": 3, "exact_samples": 5}
+SBN = dict(study="sbn", model="sbn", batch_size=24, iterations=30, eval_every=15, study_options=S,
+           optimiser={"betas": (0.9, 0.99999)})
+TINY = dict(SBN, model="sbn_tiny", model_options={"arch": "linear2", "latent_bits": 4})
+GMM = dict(study="gmm", model="gmm", batch_size=100, iterations=40, eval_every=20, study_options=G)
+CELLS = {
+    "gmm-relax-K2": dict(GMM, estimator="relax", particles=2),
+    "gmm-concrete-K5": dict(GMM, estimator="concrete", particles=5),
+    "gmm-dww-K2": dict(GMM, estimator="dww", particles=2, estimator_options={"delta": 0.2}),
+    "gmm-vimco-K5": dict(GMM, estimator="vimco", particles=5),
+    "sbn-relax_code": dict(SBN, estimator="relax", particles=1, estimator_options={"variant": "relax_code"},
+                           model_options={"arch": "linear2"}),
+    "sbn-rebar_code": dict(SBN, estimator="rebar", particles=1, estimator_options={"variant": "rebar_code"},
+                           model_options={"arch": "nonlinear"}),
+    "sbn-nvil": dict(SBN, estimator="nvil", particles=1, model_options={"arch": "linear1"}),
+    "sbn-concrete": dict(SBN, estimator="concrete", particles=1, model_options={"arch": "linear2"}),
+    "sbn-overlap_exp": dict(SBN, estimator="overlap_exp", particles=1, model_options={"arch": "linear1"}),
+    "tiny-relax": dict(TINY, estimator="relax", particles=1),
+    "tiny-ww": dict(TINY, estimator="ww", particles=5),
+    "tiny-disarm": dict(TINY, estimator="disarm", particles=1),
+}
+if sys.argv[1:2] == ["--compare"]:
+    a, b = (json.load(open(p)) for p in sys.argv[2:4])
+    same = {k: a[k]["key"] == b.get(k, {}).get("key") and a[k]["rows"] == b.get(k, {}).get("rows") for k in a}
+    for k, ok in same.items():
+        print(f"{k:<18} {'identical' if ok else 'DIFFERENT'} ({len(a[k]['rows'])} rows)")
+    sys.exit(0 if all(same.values()) and set(a) == set(b) else 1)
+
+out = {}
+for name, kw in CELLS.items():
+    if len(sys.argv) > 2 and name not in sys.argv[2].split(","):
+        continue
+    cell = Cell(seeds=(0, 1), device="cpu", **kw)
+    res = train_cell(cell, TASKS[cell.study])
+    out[name] = {"key": cell.key(), "rows": [list(r) for r in res.rows if r[2] not in TIMING]}
+    print(name, cell.key(), len(out[name]["rows"]), flush=True)
+json.dump(out, open(sys.argv[1], "w"))
