@@ -106,12 +106,35 @@ class Fixture:
     draws: int
 
 
-#: the built-in model fixtures (small, enumerable where possible; no dataset is read)
+#: the built-in models' fixtures at small settings (no dataset is read)
 FIXTURES: Dict[str, Fixture] = {
     "gmm": Fixture(_gmm, _gmm_data, (2, 5), 2000),
     "sbn_tiny-linear1": Fixture(_sbn_tiny("linear1"), lambda: _sample_data(_sbn_tiny("linear1"), 3, 0), (1, 2), 2000),
     "sbn_tiny-linear2": Fixture(_sbn_tiny("linear2"), lambda: _sample_data(_sbn_tiny("linear2"), 3, 0), (1, 2), 2000),
 }
+#: registered models the fixtures above cover (at their small settings) or that cannot be enumerated
+COVERED = {"gmm", "sbn_tiny", "sbn"}
+#: a registered model whose default latent space has at most this many states gets a fixture of its own
+MAX_FIXTURE_STATES = 4096
+
+
+def fixtures() -> Dict[str, Fixture]:
+    """:data:`FIXTURES` plus one for every other registered model (a model of your own registered in
+    ``models/__init__.py``) whose default latent space is enumerable and small: its own defaults,
+    data sampled from it (seed 0, 3 points), K ∈ {1, 2}, 2,000 draws."""
+    from .runner import build_model
+    out = dict(FIXTURES)
+    for name in models.names():
+        if name in COVERED:
+            continue
+        make = (lambda n: lambda seeds: build_model(n, seeds=seeds))(name)
+        try:
+            probe = make((0,))
+        except Exception:  # a model that needs options to be built gets no automatic fixture
+            continue
+        if probe.latent.num_states <= MAX_FIXTURE_STATES:
+            out[name] = Fixture(make, (lambda m: lambda: _sample_data(m, 3, 0))(make), (1, 2), 2000)
+    return out
 
 
 # -- the checks ---------------------------------------------------------------------------------------
@@ -179,7 +202,7 @@ def run_checks(name: str, options: Optional[dict] = None, fixtures: Optional[Dic
     ``UnknownNameError`` / ``IncompatibleError`` (one line) for an unknown name or bad options, and
     ``IncompatibleError`` when it accepts none of the fixtures."""
     options = dict(options or {})
-    fixtures = FIXTURES if fixtures is None else fixtures
+    fixtures = globals()["fixtures"]() if fixtures is None else fixtures
     probe = estimators.get(name, **options)
     results: List[Result] = []
     for fixture_name, fixture in fixtures.items():

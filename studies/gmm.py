@@ -5,7 +5,7 @@ Data: fresh batches from the paper's true model (synthetic; ``models/gmm.py``); 
 sources in ``docs/gmm.md``.  The paper reports figures only; its findings are checked against our
 table by the report page (``reports/gmm.py``, ``findings``).
 """
-from estibench.studies import Study
+from estibench.studies import Published, Study
 
 ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
 
@@ -15,6 +15,13 @@ STUDY = Study(
     task="estibench.harness.studies:GMMTask",
     page="estibench.reports.gmm:sections",
     order=ESTIMATORS,
+    published={
+        # RWS §4.3 and Fig 5 (text and figure; the paper prints no table): at K = 2 the learned prior's
+        # support collapses to about {0..9} (WS), {0..14} (WW) and {0..17} (VIMCO, REINFORCE)
+        "support_at_K2": Published("Le et al. (2019), RWS §4.3 and Fig 5: largest z in the learned prior's "
+                                   "support at K = 2", {("gmm", "K=2"): {"ws": 9, "ww": 14, "vimco": 17,
+                                                                          "reinforce": 17}}),
+    },
     suites={
         "default": dict(model="gmm", estimators=ESTIMATORS, particles=(2, 20), seeds=3, iterations=3000,
                         eval_every=250, batch_size=100, lr=1e-3,

@@ -8,6 +8,8 @@ fixture); whole-vector false-alarm rate FAMILY_ALPHA = 1e-3 per test (Bonferroni
 D coordinates, ``tests/stats.unbiased_test``).  Fixtures (model, data, particle counts K, draws n):
 
 * ``gmm``              the 20-cluster GMM at the far init, 4 points from the true model; K ∈ {2, 5}, n = 2000
+* every other registered model whose default latent space has ≤ 4,096 states (``harness/checks.py``
+  ``fixtures``): its defaults, 3 points sampled from it (seed 0); K ∈ {1, 2}, n = 2000
 * ``tiny``             3 Bernoulli bits, factorised guide, 4 points (seed 2); K = 3, n = 4000
 * ``tiny_layered``     the same with the layered Bernoulli interface; K = 3, n = 4000
 * ``sbn_tiny-linear1`` the enumerable SBN, 4 bits (16 states), 3 points (seed 0); K ∈ {1, 2}, n = 2000
@@ -20,16 +22,10 @@ import pytest
 import torch
 
 from estibench import estimators
-from estibench import models
 from estibench.estimators.base import IncompatibleError
-from stats import draws, gmm, gmm_data, unbiased_test
+from estibench.harness.checks import fixtures
+from stats import draws, unbiased_test
 from tiny_models import TinyBernoulli, TinyLayered
-
-
-def sbn(arch):
-    def make(seeds):
-        return models.get("sbn_tiny", seeds=seeds, latent_bits=4, arch=arch, train_mean=torch.full((49,), 0.3))
-    return make
 
 
 def sample_data(make, n, seed):
@@ -38,14 +34,14 @@ def sample_data(make, n, seed):
         return make((3,)).sample(n)[1]
 
 
-FIXTURES = {  # name: (make(seeds), data(), Ks, n)
-    "gmm": (gmm, gmm_data, (2, 5), 2000),
+#: name: (make(seeds), data(), Ks, n): the harness's fixtures (every registered enumerable model,
+#: harness/checks.py) and the two tiny Bernoulli models of the tests
+FIXTURES = {name: (f.make, f.data, f.particles, f.draws) for name, f in fixtures().items()}
+FIXTURES.update({
     "tiny": (lambda s: TinyBernoulli(seeds=s), lambda: sample_data(lambda s: TinyBernoulli(seeds=s), 4, 2), (3,), 4000),
     "tiny_layered": (lambda s: TinyLayered(seeds=s), lambda: sample_data(lambda s: TinyLayered(seeds=s), 4, 2), (3,),
                      4000),
-    "sbn_tiny-linear1": (sbn("linear1"), lambda: sample_data(sbn("linear1"), 3, 0), (1, 2), 2000),
-    "sbn_tiny-linear2": (sbn("linear2"), lambda: sample_data(sbn("linear2"), 3, 0), (1, 2), 2000),
-}
+})
 
 
 def accepts(name, make, K):
@@ -76,3 +72,23 @@ def test_unbiased_for_the_exact_phi_gradient(name, fixture, K, rng):
     d, exact = draws(make, name, data(), K, n)
     ok, zmax, threshold = unbiased_test(d, exact)
     assert ok, f"{name} on {fixture}, K={K}: max |z| = {zmax:.2f} ≥ {threshold:.2f}"
+
+
+def test_a_newly_registered_enumerable_model_gets_the_exact_gradient_tests(monkeypatch):
+    """A model added by its registry line (here a 4-cluster GMM) becomes a fixture of the exact-gradient
+    checks without a hand list: ``fixtures()`` builds it from its defaults (seed 0 data, n = 2000, α = 1e-3)."""
+    from estibench import models
+    from estibench.harness.checks import run_checks
+    from estibench.models.gmm import GMM
+
+    class SmallGMM(GMM):
+        def __init__(self, seeds=(0,), **options):
+            options.setdefault("num_clusters", 4)
+            super().__init__(seeds=seeds, **options)
+
+    monkeypatch.setitem(models.REGISTRY._entries, "small_gmm", SmallGMM)
+    found = fixtures()
+    assert "small_gmm" in found and found["small_gmm"].particles == (1, 2)
+    results = run_checks("reinforce", fixtures={"small_gmm": found["small_gmm"]})
+    exact = [r for r in results if r.check.startswith("unbiased")]
+    assert len(exact) == 2 and all(r.passed for r in results), [(r.check, r.statistic, r.detail) for r in results]
