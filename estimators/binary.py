@@ -10,10 +10,7 @@ logits' device.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Tuple
-
 import torch
-import torch.nn.functional as F
 
 from estibench.models.protocols import bernoulli_log_mass as log_mass
 from estibench.models.protocols import guide_chain as chain

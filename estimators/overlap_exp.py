@@ -55,7 +55,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from estibench.models.protocols import LAYERED_BERNOULLI
 from estibench.models.protocols import bernoulli_log_mass_two_sums as log_mass
