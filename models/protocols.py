@@ -52,7 +52,7 @@ class Capability:
 
     def missing(self, model) -> List[str]:
         """The members a model that declares this capability lacks (none for a complete one)."""
-        return [m for m in self.members if getattr(type(model), m, None) is None and m not in vars(model)]
+        return [m for m in self.members if getattr(model, m, None) is None]
 
     def __str__(self) -> str:
         return self.name
