@@ -16,11 +16,6 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from estibench.harness.definitions import (METRIC_DEFINITIONS, all_definitions, definition,  # noqa: F401
                                           families, family)
 
-#: the GMM study's metrics, in the order its report lists them (the study declares them)
-GMM_METRICS = ["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px", "kl_qp",
-               "kl_pq", "train_objective", "sec_per_iter", "exact_grad/variance", "exact_grad/bias_sq",
-               "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm", "prior_pmf[z=c]",
-               "guide_pmf[x=v,z=c]"]
 
 
 def markdown_table(names: Iterable[str]) -> str:

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
-from .definitions import GMM_METRICS, markdown_table, variant_rows  # noqa: E402
+from .definitions import markdown_table, variant_rows  # noqa: E402
 from .site import Section, cell_marks, diverged_note, materialise, sections_markdown  # noqa: E402
 
 from estibench.studies.gmm import STUDY  # noqa: E402  (this page's study: its estimators' order)
@@ -36,7 +36,7 @@ CURVES = [("model_error", "model error ‖p_θ(z) − p_true(z)‖"),
           ("grad_std_phi", "φ-gradient std")]
 
 #: the GMM metrics' definitions as a Markdown table (from reports.definitions.METRIC_DEFINITIONS)
-DEFINITIONS = markdown_table(GMM_METRICS)
+DEFINITIONS = markdown_table(STUDY.metrics)
 
 
 def _ordered(labels) -> List[str]:

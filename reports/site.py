@@ -624,6 +624,7 @@ def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out
     table = _with_columns(table, TABLE_COLUMNS)
     cells = _with_columns(cells, CELL_COLUMNS)
     table, cells = tb.separate_settings(table, cells)  # two cells that differ in a setting never pool
+    tb.learn_estimators(table)
     runs = _with_columns(runs, RUN_COLUMNS)
     os.makedirs(out, exist_ok=True)
     studies = list(dict.fromkeys(sorted(set(table.study.unique()) | set(cells.study.unique()))))

@@ -238,10 +238,24 @@ def display_name(estimator: str) -> str:
         return estimator
 
 
+#: label → estimator, from the ``label`` and ``estimator`` columns of the table being reported
+#: (:func:`learn_estimators`, called by ``build_site``)
+_ESTIMATOR_OF_LABEL: Dict[str, str] = {}
+
+
+def learn_estimators(table: pd.DataFrame) -> None:
+    """Record which estimator each label of ``table`` belongs to, from its columns."""
+    if table is not None and len(table) and {"label", "estimator"} <= set(table.columns):
+        pairs = table[["label", "estimator"]].drop_duplicates()
+        _ESTIMATOR_OF_LABEL.update(zip(pairs.label, pairs.estimator))
+
+
 def estimator_of(label: str) -> str:
-    """The registered estimator a label belongs to: the registry name it starts with (by construction,
-    ``Cell.label`` = name[options]; the longest match wins), or the label itself.  For labels that come
-    with no row (published columns); a table's rows carry it in their ``estimator`` column."""
+    """The estimator a label belongs to: from the reported table's columns (:func:`learn_estimators`);
+    for a label with no row (a published column) the registry name it starts with (``Cell.label`` =
+    name[options]; the longest match wins); else the label itself."""
+    if label in _ESTIMATOR_OF_LABEL:
+        return _ESTIMATOR_OF_LABEL[label]
     from estibench import estimators
     for name in sorted(estimators.names(), key=len, reverse=True):
         if label == name or label.startswith(name + "[") or label.startswith(name + " {"):

@@ -47,6 +47,8 @@ class Study:
     order: Tuple[str, ...] = ()
     #: published tables this study prints beside its numbers
     published: Dict[str, Published] = field(default_factory=dict)
+    #: the metrics its report defines, in the order it lists them (definitions: ``harness/definitions.py``)
+    metrics: Tuple[str, ...] = ()
     #: definitions of metrics this study records beyond the built-in ones (``harness/definitions.py``)
     definitions: Dict[str, str] = field(default_factory=dict)
 

@@ -15,6 +15,10 @@ STUDY = Study(
     task="estibench.harness.studies:GMMTask",
     page="estibench.reports.gmm:sections",
     order=ESTIMATORS,
+    metrics=tuple(["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px", "kl_qp",
+                   "kl_pq", "train_objective", "sec_per_iter", "exact_grad/variance", "exact_grad/bias_sq",
+                   "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm", "prior_pmf[z=c]",
+                   "guide_pmf[x=v,z=c]"]),
     published={
         # RWS §4.3 and Fig 5 (text and figure; the paper prints no table): at K = 2 the learned prior's
         # support collapses to about {0..9} (WS), {0..14} (WW) and {0..17} (VIMCO, REINFORCE)
