@@ -15,17 +15,19 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 METRIC_DEFINITIONS: Dict[str, str] = {
     "model_error": "‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3)",
-    "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over M = 100 fixed test points, exact true "
-                       "posterior (RWS §4.3)",
-    "grad_std_phi": "(1/D_φ) Σ_d std(ĝ_d), D_φ = 644, sample std of 10 φ-gradient estimates at frozen parameters "
-                    "on the test points (RWS §4.3; docs/conventions.md, convention 1)",
-    "grad_std_phi_code": "the reference code's variant: population std, sum divided by 104 (compatibility only)",
-    "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the 20 clusters",
+    "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over the M fixed test points (option test_points, "
+                       "default 100), exact true posterior (RWS §4.3)",
+    "grad_std_phi": "(1/D_φ) Σ_d std(ĝ_d) over the D_φ guide parameters (644 for the GMM's default guide), sample std "
+                    "of grad_std_samples (default 10) φ-gradient estimates at frozen parameters on the test points "
+                    "(RWS §4.3; docs/conventions.md, convention 1)",
+    "grad_std_phi_code": "the reference code's variant: population std, sum divided by the sum of the φ tensors' leading "
+                         "sizes (104 for the GMM's default guide) (compatibility only)",
+    "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the latent states",
     "kl_qp": "exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)), the exclusive KL of the guide from the model's posterior",
     "kl_pq": "exact (1/M) Σ_m KL(p_θ(·|x_m) ‖ q_φ), the inclusive KL of the model's posterior from the guide",
     "train_objective": "the estimator's own estimate of its target objective, averaged over the evaluation window",
     "sec_per_iter": "wall seconds per training iteration of the whole vectorised cell (all seeds together)",
-    "exact_grad/variance": "Σ_d Var(ĝ_d) over N = 100 φ-gradient draws at frozen parameters "
+    "exact_grad/variance": "Σ_d Var(ĝ_d) over N = exact_samples (default 100) φ-gradient draws at frozen parameters "
                            "(docs/conventions.md, convention 3)",
     "exact_grad/bias_sq": "‖mean ĝ − g*‖² − variance/N, unbiased for ‖E ĝ − g*‖² (may be slightly negative); "
                           "g* = exact gradient of the estimator's target objective",
@@ -39,13 +41,17 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "test_ll[K=k]": "IWAE bound log (1/k) Σ_j p(x, z_j)/q(z_j|x), z_j ~ q, averaged over the test images (Burda et al.); "
                     "a stochastic lower bound on log p(x), evaluated in the binary limit",
     "valid_ll[K=k]": "the same IWAE bound on the validation images at the end of training",
-    "valid_ll": "IWAE bound with K = 100 on the first eval_points validation images, along training",
-    "train_elbo": "ELBO (mean of 10 single-sample bounds) on the first eval_points training images, along training",
-    "test_elbo": "ELBO (mean of 10 single-sample bounds) on the test images at the end of training",
+    "valid_ll": "IWAE bound with K = eval_particles (default 100) on the first eval_points validation images, "
+                "along training",
+    "train_elbo": "ELBO (mean of elbo_samples, default 10, single-sample bounds) on the first eval_points training "
+                  "images, along training",
+    "test_elbo": "ELBO (mean of elbo_samples, default 10, single-sample bounds) on the test images at the end of "
+                 "training",
     "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
     "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
-    "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over 10 draws at frozen parameters on one "
+    "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over grad_samples (default 10) draws at frozen "
+                          "parameters on one "
                           "fixed training batch of the gradient the optimiser is given (NVIL[variant=mnih_gregor]: "
                           "the normalised one) (docs/conventions.md, convention 1)",
     "grad_logvar_ema": "log of the mean over φ-parameters of ŝ − m̂² along training, m̂, ŝ EMAs (decay 0.999) of the "

@@ -16,6 +16,8 @@ R, B, K = 2, 5, 3
 
 def all_models():
     out = [(name, build_model(name, seeds=tuple(range(R)))) for name in models.names()]  # data statistics from the data layer
+    # two stochastic layers (the chains of the layered estimators), at 4 bits per layer
+    out.append(("sbn_tiny-linear2", build_model("sbn_tiny", seeds=tuple(range(R)), arch="linear2", latent_bits=4)))
     out.append(("tiny_bernoulli", TinyBernoulli(seeds=tuple(range(R)))))
     out.append(("tiny_layered", TinyLayered(seeds=tuple(range(R)))))
     return out
