@@ -77,7 +77,8 @@ def bias_sq(d, exact):
 
 
 # -- model fixtures -----------------------------------------------------------------------------------
-def _sample_data(make, n, seed):
+def sample_data(make, n, seed):
+    """n points sampled from make((3,)) (the point every check uses) under torch seed ``seed``."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return make((3,)).sample(n)[1]
@@ -109,8 +110,8 @@ class Fixture:
 #: the built-in models' fixtures at small settings (no dataset is read)
 FIXTURES: Dict[str, Fixture] = {
     "gmm": Fixture(_gmm, _gmm_data, (2, 5), 2000),
-    "sbn_tiny-linear1": Fixture(_sbn_tiny("linear1"), lambda: _sample_data(_sbn_tiny("linear1"), 3, 0), (1, 2), 2000),
-    "sbn_tiny-linear2": Fixture(_sbn_tiny("linear2"), lambda: _sample_data(_sbn_tiny("linear2"), 3, 0), (1, 2), 2000),
+    "sbn_tiny-linear1": Fixture(_sbn_tiny("linear1"), lambda: sample_data(_sbn_tiny("linear1"), 3, 0), (1, 2), 2000),
+    "sbn_tiny-linear2": Fixture(_sbn_tiny("linear2"), lambda: sample_data(_sbn_tiny("linear2"), 3, 0), (1, 2), 2000),
 }
 #: registered models the fixtures above cover (at their small settings) or that cannot be enumerated
 COVERED = {"gmm", "sbn_tiny", "sbn"}
@@ -133,7 +134,7 @@ def fixtures() -> Dict[str, Fixture]:
         except Exception:  # a model that needs options to be built gets no automatic fixture
             continue
         if probe.latent.num_states <= MAX_FIXTURE_STATES:
-            out[name] = Fixture(make, (lambda m: lambda: _sample_data(m, 3, 0))(make), (1, 2), 2000)
+            out[name] = Fixture(make, (lambda m: lambda: sample_data(m, 3, 0))(make), (1, 2), 2000)
     return out
 
 

@@ -32,7 +32,6 @@ for _study in study_registry.names():
     GRID_FLAGS.update(study_registry.get(_study).grid_flags)
 
 
-
 def prog() -> str:
     """The program's name as the user typed it: ``run_all.py`` from a checkout, else ``estibench``."""
     return "run_all.py" if os.path.basename(sys.argv[0] or "") == "run_all.py" else "estibench"
@@ -67,8 +66,8 @@ def parser() -> argparse.ArgumentParser:
                    help="torch threads per worker (default: 1; the GMM's tensors are too small to share)")
     p.add_argument("--lr", type=float, help="learning rate (default: the suite's / preset's)")
     p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
-    p.add_argument("--model", help="model name, overriding the suite's (it must fit the suite's study: "
-                                   "gmm for the GMM suites; sbn or sbn_tiny for the SBN suite)")
+    p.add_argument("--model", help="model name or package.module:Class, overriding the suite's (it must declare "
+                                   "the suite's study in its `studies`)")
     for flag, (option, text) in GRID_FLAGS.items():
         p.add_argument(flag, dest=option, help=text)
     p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
@@ -236,7 +235,6 @@ def make_cells(args) -> List[Cell]:
         try:
             ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
             if ident not in probes:
-                from estibench import models
                 from .runner import build_model
                 probes[ident] = build_model(cell.model, seeds=(0,), **cell.model_options)
             est = estimators.get(cell.estimator, **cell.estimator_options)
@@ -250,6 +248,15 @@ def make_cells(args) -> List[Cell]:
         except RuntimeError as err:  # e.g. estidata.DatasetMissingError: a dataset absent offline
             raise UsageError(str(err).splitlines()[0]) from None
     return cells
+
+
+def study_descriptions(suite: Optional[str]) -> dict:
+    """study → the text heading its report page: the description of the suite run (when given), else
+    that of the study itself."""
+    out = {name: study_registry.get(name).description for name in study_registry.names()}
+    if suite in SUITES:
+        out[SUITES[suite]["study"]] = SUITES[suite]["description"]
+    return out
 
 
 def report_main(argv) -> int:
@@ -267,9 +274,7 @@ def report_main(argv) -> int:
         print(f"{prog()} report: error: {err}", file=sys.stderr)
         return 2
     from estibench import reports
-    descriptions = {SUITES[n]["study"]: SUITES[n]["description"] for n in SUITES if n != "default"}
-    if args.suite in SUITES:
-        descriptions[SUITES[args.suite]["study"]] = SUITES[args.suite]["description"]
+    descriptions = study_descriptions(args.suite)
     path = reports.build_site(store.table(), store.cells(), store.runs(), args.out, descriptions=descriptions,
                               note=args.note)
     store.export_csv()
@@ -368,8 +373,7 @@ def main(argv=None) -> int:
           f"{counts['failed']} failed); tidy table: {csv}")
     if not args.no_report:
         from estibench import reports
-        descriptions = {SUITES[n]["study"]: SUITES[n]["description"] for n in SUITES if n != "default"}
-        descriptions[SUITES[args.suite]["study"]] = SUITES[args.suite]["description"]
+        descriptions = study_descriptions(args.suite)
         path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions)
         print(f"report: {path} (and report.md)")
     store.close()

@@ -111,15 +111,6 @@ class Cell:
     def model_label(self) -> str:
         return option_label(self.model, self.model_options)
 
-    def dataset(self) -> str:
-        """The data the cell trains on: the model's ``dataset`` option, else its declared default."""
-        if self.model_options.get("dataset"):
-            return str(self.model_options["dataset"])
-        try:
-            return str(models.REGISTRY.factory(self.model).default_dataset)
-        except models.UnknownNameError:  # a model this process does not know (e.g. a test's stand-in)
-            return ""
-
     def rng_seed(self) -> int:
         return int(self.key()[:12], 16)
 

@@ -74,20 +74,19 @@ def _maybe(cast, value):
     return None if value is None else cast(value)
 
 
-def settings_of(config: dict, dataset: Optional[str] = None, preset: Optional[str] = None) -> dict:
-    """The setting columns of a cell from its stored configuration (``dataset``: the model's data when
-    its options do not name it, from the model registry's declared default).  A setting the
-    configuration lacks (a hand-made or very old store) is NULL."""
+def settings_of(config: dict, preset: Optional[str] = None) -> dict:
+    """The setting columns of a cell from its stored configuration.  ``dataset`` is the model's
+    ``dataset`` option, else the model's declared ``default_dataset`` (NULL for a model this process
+    does not know); a setting the configuration lacks (a hand-made or very old store) is NULL."""
     model_options = config.get("model_options") or {}
     model = config.get("model")
-    if dataset is None:
-        dataset = model_options.get("dataset")
-        if dataset is None and model is not None:
-            from estibench import models
-            try:
-                dataset = models.REGISTRY.factory(model).default_dataset
-            except KeyError:  # a model this code does not know (a plugin absent here)
-                dataset = None
+    dataset = model_options.get("dataset")
+    if dataset is None and model is not None:
+        from estibench import models
+        try:
+            dataset = models.REGISTRY.factory(model).default_dataset
+        except KeyError:  # a model this code does not know (a plugin absent here)
+            dataset = None
     return {"model_name": model, "dataset": _maybe(str, dataset),
             "model_options": _json_setting(model_options),
             "estimator_options": _json_setting(config.get("estimator_options")),
@@ -239,7 +238,7 @@ class Store:
                           config=json.dumps(config, sort_keys=True), status=status, wall_s=wall_s,
                           sec_per_iter=sec_per_iter, device=device, machine=machine, finished_at=finished_at,
                           error=error, diverged_at=diverged_at, attempts=attempts,
-                          **settings_of(config, dataset=cell.dataset(), preset=cell.preset))
+                          **settings_of(config, preset=cell.preset))
             self.conn.execute(f"INSERT INTO cells ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                               tuple(values.values()))
             self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",

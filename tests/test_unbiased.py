@@ -19,19 +19,12 @@ Estimators with own parameters are also tested at randomised own parameters
 (``tests/test_own_parameters.py``).  An estimator below its ``min_particles`` skips that K.
 """
 import pytest
-import torch
 
 from estibench import estimators
 from estibench.estimators.base import IncompatibleError
-from estibench.harness.checks import fixtures
+from estibench.harness.checks import fixtures, sample_data
 from stats import draws, unbiased_test
 from tiny_models import TinyBernoulli, TinyLayered
-
-
-def sample_data(make, n, seed):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return make((3,)).sample(n)[1]
 
 
 #: name: (make(seeds), data(), Ks, n): the harness's fixtures (every registered enumerable model,
