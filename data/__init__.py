@@ -31,18 +31,19 @@ sources (the GMM's fresh draws from the paper's true model, ``gmm-true-model``) 
 
 Files are cached under ``cache_dir``, else ``$ESTIBENCH_DATA``, else ``~/.cache/estibench``.
 A dataset that is not cached raises :class:`DatasetMissingError` (one line: file, URL, where to
-put it) without touching the network unless ``download=True`` or :func:`fetch` is used.
+put it) without touching the network unless ``download=True`` or :func:`fetch` is used; a cache
+folder that cannot be used raises :class:`DatasetCacheError` (a :class:`DatasetMissingError`).
 """
 from .datasets import (BinaryImageData, IMAGE_SHAPE, clear_memory_cache, downsample, fetch, load,
                        names, statistics)
 from .synthetic import SYNTHETIC, synthetic, synthetic_names
 from .cli import main
-from .sources import (CACHE_ENV, KNOWN_SHA256, MIRRORS, SOURCES, DatasetChecksumError,
-                      DatasetMissingError, UnknownDatasetError, cache_root)
+from .sources import (CACHE_ENV, KNOWN_SHA256, MIRRORS, SOURCES, DatasetCacheError,
+                      DatasetChecksumError, DatasetMissingError, UnknownDatasetError, cache_root)
 
 __all__ = [
     "BinaryImageData", "IMAGE_SHAPE", "CACHE_ENV", "KNOWN_SHA256", "MIRRORS", "SOURCES",
-    "DatasetChecksumError", "DatasetMissingError", "UnknownDatasetError", "cache_root",
+    "DatasetCacheError", "DatasetChecksumError", "DatasetMissingError", "UnknownDatasetError", "cache_root",
     "clear_memory_cache", "downsample", "fetch", "load", "main", "names", "statistics", "SYNTHETIC", "synthetic",
     "synthetic_names",
 ]

@@ -1,8 +1,11 @@
 """``fetch-data NAME [--cache DIR]``: download a dataset into the cache and print its folder.
 
 ``run_all.py fetch-data`` calls :func:`main` with the arguments after ``fetch-data`` (a leading
-``fetch-data`` is accepted too).  Exit status 0 on success; on a missing or rejected file,
-one line ``run_all.py fetch-data: error: ...`` on stderr and status 2.
+``fetch-data`` is accepted too).  Exit status 0 on success.  On a missing file, a file whose
+SHA-256 does not match (:class:`DatasetChecksumError`: the line ends with the command that
+recovers), an unknown name, or a cache folder that cannot be used (a file in the way, permission
+denied, a read-only file system: any ``OSError``), one line ``run_all.py fetch-data: error: ...``
+on stderr, no traceback, and status 2.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import sys
 from typing import List, Optional
 
 from .datasets import fetch, names
-from .sources import CACHE_ENV, DEFAULT_CACHE, DatasetMissingError, UnknownDatasetError
+from .sources import (CACHE_ENV, DEFAULT_CACHE, DatasetChecksumError, DatasetMissingError,
+                      UnknownDatasetError, cache_message, cache_root)
 
 PROG = "run_all.py fetch-data"
 
@@ -37,8 +41,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(stop.code or 0)
     try:
         folder = fetch(args.name, cache_dir=args.cache, verbose=True)
-    except (DatasetMissingError, UnknownDatasetError) as error:
+    except (DatasetChecksumError, DatasetMissingError, UnknownDatasetError) as error:
         print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the cache folder (or a file in it) cannot be used
+        print(f"{PROG}: error: {cache_message(cache_root(args.cache), error)}", file=sys.stderr)
         return 2
     print(folder)
     return 0

@@ -260,7 +260,7 @@ def _load_mnist5k(folder: Path) -> Tuple[Arrays, str]:
 def _verified(folder: Path, name: str) -> List[Path]:
     paths = [folder / filename for filename, _ in sources.URLS[name]]
     for path in paths:
-        verify_file(path)
+        verify_file(path, name)
     return paths
 
 

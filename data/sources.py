@@ -20,10 +20,19 @@ no published value could be obtained when this table was written.  A download go
 temporary file in the target folder, is hashed, and is moved into place with ``os.replace``
 only if the hash matches; otherwise the temporary file is deleted and
 :class:`DatasetChecksumError` is raised, so the cache never holds a partial or wrong file.
-Where the known value is ``None`` the fetcher trusts the first copy it sees: it records the
-hash in a ``<file>.sha256`` sidecar beside the file, warns that the file was not verified
-against a published value, and verifies every later download or rebuild against the sidecar.
-Files placed in the cache by hand are verified the same way when they are first processed.
+
+Where the known value is ``None``, only a copy this module downloaded itself is pinned: its hash
+is recorded in a ``<file>.sha256`` sidecar beside it, a warning says that it was not verified
+against a published value, and every later use or re-download is checked against the sidecar.
+A file placed in the cache by hand, with no published value and no sidecar, is used with the
+same "NOT verified" warning (once per process and content) and nothing is recorded, so a wrong
+hand-placed copy never blocks the right one.  A file whose hash differs from the published value
+or its sidecar is refused with a one-line :class:`DatasetChecksumError` that ends with the exact
+command to recover, e.g. ``rm <file> <file>.sha256 && python run_all.py fetch-data NAME`` (for a
+published value only the file is deleted); the file itself is left where it is.
+
+A cache folder that cannot be used (a file in the way, permission denied, a read-only file
+system) raises :class:`DatasetCacheError`, one line naming the folder and the system's reason.
 
 Provenance of the known hashes: the three ``.amat`` files from TensorFlow Datasets'
 ``url_checksums/binarized_mnist.txt`` (same URLs); the two MNIST image files from TensorFlow
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -113,7 +123,15 @@ class DatasetMissingError(RuntimeError):
 
 
 class DatasetChecksumError(DatasetMissingError):
-    """A downloaded or cached file does not have the expected SHA-256; it was not accepted."""
+    """A downloaded or cached file does not have the expected SHA-256; it was not accepted.  The
+    message is one line; for a file already in the cache it ends with the command that deletes
+    it (and its sidecar, when the expected value came from one) and fetches it again."""
+
+
+class DatasetCacheError(DatasetMissingError):
+    """The cache folder cannot be used: a file stands where a folder is needed, permission is
+    denied, or the file system is read-only.  The message is one line naming the folder, the
+    system's reason and how to choose another folder."""
 
 
 class UnknownDatasetError(ValueError):
@@ -182,7 +200,7 @@ def _sidecar(path: Path) -> Path:
 
 def expected_sha256(path: Path) -> Tuple[Optional[str], str]:
     """(expected hash, where it comes from) for a cache file: the published table, else the
-    sidecar recorded on first sight, else (None, "none")."""
+    sidecar recorded when this module downloaded the file, else (None, "none")."""
     known = KNOWN_SHA256.get(path.name)
     if known:
         return known.lower(), "published"
@@ -194,29 +212,69 @@ def expected_sha256(path: Path) -> Tuple[Optional[str], str]:
     return None, "none"
 
 
-def _record_unverified(path: Path, digest: str) -> None:
+def _record_download(path: Path, digest: str) -> None:
+    """Pin a file this module has just downloaded (no published hash): write its sidecar."""
     atomic_write_bytes(_sidecar(path), f"{digest}  {path.name}\n".encode())
     warnings.warn(
-        f"{path.name}: no published SHA-256 is known, so this file was NOT verified; its hash "
+        f"{path.name}: no published SHA-256 is known, so this download was NOT verified; its hash "
         f"{digest} was recorded in {_sidecar(path)} and later copies are checked against it",
         stacklevel=3,
     )
 
 
-def verify_file(path: Path) -> None:
-    """Check a cache file against its expected hash (recording one when none is known).
+_WARNED_UNPINNED: set = set()
 
-    Raises :class:`DatasetChecksumError` on a mismatch; the file is left where it is (it may
-    have been placed by hand) and the message says how to replace it.
+
+def _warn_unpinned(path: Path, digest: str) -> None:
+    """Warn (once per process, file and content) that a hand-placed file was not verified."""
+    if (str(path), digest) in _WARNED_UNPINNED:
+        return
+    _WARNED_UNPINNED.add((str(path), digest))
+    warnings.warn(
+        f"{path}: no published SHA-256 is known and this copy was not downloaded by estibench, so it "
+        f"was NOT verified (its SHA-256 is {digest}); nothing was recorded, so another copy may "
+        f"replace it",
+        stacklevel=3,
+    )
+
+
+def refetch_command(path: Path, name: Optional[str] = None, sidecar: bool = False) -> str:
+    """The shell command that deletes a cache file (and its sidecar when ``sidecar``) and fetches
+    it again: ``rm <file> [<file>.sha256] && python run_all.py fetch-data NAME [--cache DIR]``.
+    ``name`` defaults to the file's folder name; ``--cache`` is added unless the file lies in the
+    cache folder that the default (``$ESTIBENCH_DATA``, else ``~/.cache/estibench``) gives."""
+    path = Path(path)
+    name = name or path.parent.name
+    doomed = [path] + ([_sidecar(path)] if sidecar else [])
+    command = "rm " + " ".join(shlex.quote(str(p)) for p in doomed)
+    command += f" && python run_all.py fetch-data {shlex.quote(name)}"
+    root = path.parent.parent
+    if root != cache_root():
+        command += f" --cache {shlex.quote(str(root))}"
+    return command
+
+
+def verify_file(path: Path, name: Optional[str] = None) -> None:
+    """Check a cache file against its published hash, else against its sidecar.
+
+    Nothing is ever recorded here: a file with neither (one placed in the cache by hand) is
+    accepted with a "NOT verified" warning.  On a mismatch :class:`DatasetChecksumError` is
+    raised; the file is left where it is, and the one-line message ends with the command that
+    deletes it (and the sidecar, when the expected value came from one) and fetches it again
+    (:func:`refetch_command`; ``name`` is the dataset, by default the file's folder name).
     """
     expected, origin = expected_sha256(path)
     digest = sha256_file(path)
     if expected is None:
-        _record_unverified(path, digest)
+        _warn_unpinned(path, digest)
     elif digest != expected:
+        from_sidecar = origin != "published"
+        hint = (f"; a copy placed by hand is used unverified once {_sidecar(path)} is deleted"
+                if from_sidecar else "")
         raise DatasetChecksumError(
-            f"{path} has SHA-256 {digest} but {expected} is expected ({origin}); "
-            f"delete it and fetch it again"
+            f"{path} has SHA-256 {digest} but {expected} is expected ({origin}); the file was not "
+            f"used{hint}; delete it and fetch it again: "
+            f"{refetch_command(path, name, sidecar=from_sidecar)}"
         )
 
 
@@ -241,12 +299,14 @@ def missing_message(name: str, filename: str, url: str, target: Path, reason: st
 def fetch_file(name: str, filename: str, url: str, folder: Path, verbose: bool = False) -> Path:
     """Download one file into ``folder`` (verified, atomic); return its path.
 
-    An existing file is verified and kept.  Each URL (primary, then mirrors) is tried in turn;
-    a copy with the wrong hash is deleted and the next URL tried.
+    An existing file is verified and kept (:func:`verify_file`: nothing is recorded for it).
+    Each URL (primary, then mirrors) is tried in turn; a copy with the wrong hash is deleted and
+    the next URL tried.  A downloaded copy with no published hash and no sidecar yet is the only
+    file whose hash is recorded (pinned) in a ``<file>.sha256`` sidecar.
     """
     target = folder / filename
     if target.exists():
-        verify_file(target)
+        verify_file(target, name)
         return target
     folder.mkdir(parents=True, exist_ok=True)
     expected, origin = expected_sha256(target)
@@ -272,7 +332,7 @@ def fetch_file(name: str, filename: str, url: str, folder: Path, verbose: bool =
                 continue
             os.replace(tmp, target)
             if expected is None:
-                _record_unverified(target, digest)
+                _record_download(target, digest)
             return target
         finally:
             if tmp.exists():
@@ -282,21 +342,60 @@ def fetch_file(name: str, filename: str, url: str, folder: Path, verbose: bool =
     raise DatasetMissingError(missing_message(name, filename, url, target, "; ".join(failures)))
 
 
+def cache_message(root: Path, reason: object) -> str:
+    """The one-line message for a cache folder that cannot be used; ``reason`` is a text or an
+    ``OSError`` (shown as its reason and file name)."""
+    if isinstance(reason, OSError):
+        reason = _os_reason(reason)
+    return (f"cannot use the data cache folder {root}: {_one_line(reason)}; fix it or choose another "
+            f"folder with ${CACHE_ENV}=DIR (fetch-data: --cache DIR)")
+
+
+def _os_reason(error: OSError) -> str:
+    where = error.filename if error.filename is not None else ""
+    text = error.strerror or str(error)
+    return f"{text}: {where}" if where else text
+
+
+def check_folder(folder: Path, root: Optional[Path] = None) -> None:
+    """Raise :class:`DatasetCacheError` when a file, not a folder, stands at ``folder`` or at the
+    nearest of its parents that exists (or when that cannot be looked at)."""
+    root = folder if root is None else root
+    try:
+        for path in (folder, *folder.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise DatasetCacheError(cache_message(root, f"{path} is a file, not a folder"))
+                return
+    except OSError as error:
+        raise DatasetCacheError(cache_message(root, error)) from error
+
+
 def require_files(name: str, cache_dir=None, download: bool = False, verbose: bool = False) -> Path:
     """The dataset's folder, with every source file present.
 
     Without ``download`` a missing file raises :class:`DatasetMissingError` at once (no network
-    access is attempted); with it, missing files are fetched.
+    access is attempted); with it, missing files are fetched.  A cache folder that cannot be used
+    (a file in the way, permission denied, a read-only file system) raises
+    :class:`DatasetCacheError` before any download is tried; an error of the file system while
+    fetching or verifying raises it too.
     """
+    root = cache_root(cache_dir)
     folder = dataset_dir(name, cache_dir)
+    check_folder(folder, root)
     files: Sequence[Tuple[str, str]] = URLS[name]
-    missing = [(f, u) for f, u in files if not (folder / f).exists()]
-    if missing and not download:
-        filename, url = missing[0]
-        message = missing_message(name, filename, url, folder / filename)
-        if len(missing) > 1:
-            message += f"; also missing: {', '.join(f for f, _ in missing[1:])}"
-        raise DatasetMissingError(message)
-    for filename, url in files:
-        fetch_file(name, filename, url, folder, verbose=verbose)
+    try:
+        missing = [(f, u) for f, u in files if not (folder / f).exists()]
+        if missing and not download:
+            filename, url = missing[0]
+            message = missing_message(name, filename, url, folder / filename)
+            if len(missing) > 1:
+                message += f"; also missing: {', '.join(f for f, _ in missing[1:])}"
+            raise DatasetMissingError(message)
+        if missing:
+            folder.mkdir(parents=True, exist_ok=True)
+        for filename, url in files:
+            fetch_file(name, filename, url, folder, verbose=verbose)
+    except OSError as error:
+        raise DatasetCacheError(cache_message(root, error)) from error
     return folder

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import math
 import itertools
 import os
 import re
@@ -84,28 +86,84 @@ def parser() -> argparse.ArgumentParser:
 def parse_value(text: str):
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
 
 
-def parse_options(text: str) -> dict:
-    """``"a=1,b=x"`` → ``{"a": 1, "b": "x"}``."""
+_OPEN, _CLOSE = "([{", ")]}"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.]*)?")
+_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def split_top(text: str, what: str) -> List[str]:
+    """``text`` split at the commas outside brackets and quotes; unbalanced or mismatched brackets or
+    an unclosed quote are a :class:`UsageError` naming the position."""
+    pieces, depth, quote, start = [], [], None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _OPEN:
+            depth.append((ch, i))
+        elif ch in _CLOSE:
+            if not depth or _OPEN.index(depth[-1][0]) != _CLOSE.index(ch):
+                raise UsageError(f"cannot read {what} {text!r}: unmatched {ch!r} at character {i + 1}")
+            depth.pop()
+        elif ch == "," and not depth:
+            pieces.append(text[start:i])
+            start = i + 1
+    if quote:
+        raise UsageError(f"cannot read {what} {text!r}: unclosed quote {quote}")
+    if depth:
+        ch, i = depth[-1]
+        raise UsageError(f"cannot read {what} {text!r}: {ch!r} at character {i + 1} is never closed")
+    pieces.append(text[start:])
+    return pieces
+
+
+def parse_options(text: str, what: str = "options") -> dict:
+    """``"a=1,b=x"`` → ``{"a": 1, "b": "x"}``: NAME=VALUE items separated by commas outside brackets;
+    a value is a Python literal (number, tuple, string in quotes) or else a bare word, kept as text.
+    Anything else (an empty item, a missing name or value, a name given twice) is a UsageError."""
     out = {}
-    items = re.split(r",(?![^\(\[]*[\)\]])", text)  # commas outside brackets
-    for item in filter(None, (t.strip() for t in items)):
+    if not text.strip():
+        return out
+    for item in (t.strip() for t in split_top(text, what)):
         key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"cannot read option {item!r}; write NAME=VALUE")
-        out[key.strip()] = parse_value(value.strip())
+        key, value = key.strip(), value.strip()
+        if not item:
+            raise UsageError(f"cannot read {what} {text!r}: an empty item (a stray comma?)")
+        if not eq or not _OPTION.fullmatch(key) or not value:
+            raise UsageError(f"cannot read option {item!r} in {what} {text!r}; write NAME=VALUE")
+        if key in out:
+            raise UsageError(f"option {key!r} is given twice in {what} {text!r}")
+        out[key] = parse_value(value)
     return out
 
 
 def parse_estimators(text: str) -> List[Tuple[str, dict]]:
-    """``"ww,concrete[final_temperature=1.0]"`` → [("ww", {}), ("concrete", {"final_temperature": 1.0})]."""
-    specs = re.findall(r"\s*([^,\[\]]+?)\s*(?:\[([^\]]*)\])?\s*(?:,|$)", text)
-    if not specs or "".join(n for n, _ in specs).strip() == "":
-        raise UsageError(f"cannot read --estimators {text!r}")
-    return [(name, parse_options(opts)) for name, opts in specs if name]
+    """``"ww,concrete[final_temperature=1.0]"`` → [("ww", {}), ("concrete", {"final_temperature": 1.0})].
+
+    The grammar, strictly: ``SPEC (, SPEC)*`` with ``SPEC = NAME`` or ``NAME[OPTIONS]`` (NAME a
+    registry name or ``package.module:Class``; OPTIONS as :func:`parse_options`).  Anything else —
+    unbalanced brackets, an empty name, text after the brackets, a name given twice — is one
+    :class:`UsageError`, never a silently dropped estimator."""
+    out = []
+    for piece in split_top(text, "--estimators"):
+        spec = piece.strip()
+        if not spec:
+            raise UsageError(f"cannot read --estimators {text!r}: an empty name (a stray comma?)")
+        match = re.fullmatch(r"([^\[\]]*?)\s*(?:\[(.*)\])?", spec, re.S)
+        name = match.group(1).strip() if match else ""
+        if not match or not _NAME.fullmatch(name):
+            raise UsageError(f"cannot read {spec!r} in --estimators {text!r}; write NAME or NAME[OPTION=VALUE,...]")
+        options = parse_options(match.group(2) or "", f"the options of {name}")
+        if any(n == name and o == options for n, o in out):
+            raise UsageError(f"--estimators {text!r} names {spec!r} twice")
+        out.append((name, options))
+    return out
 
 
 def split(text: Optional[str], cast=str) -> Optional[List]:
@@ -117,11 +175,17 @@ def split(text: Optional[str], cast=str) -> Optional[List]:
         raise UsageError(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from None
 
 
-def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str) -> Optional[List]:
+def _suites_with(option: str) -> List[str]:
+    return sorted(n for n, s in SUITES.items() if option in s.get("model_grid", {})
+                  or any(option in p.get("model_grid", {}) for p in s.get("parts", [])))
+
+
+def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str, suite_name: str) -> Optional[List]:
     if value is None:
         return None
     if option not in suite.get("model_grid", {}):
-        raise UsageError(f"{flag} does not apply to suite {suite['study']!r} (model {suite['model']!r})")
+        raise UsageError(f"{flag} does not apply to suite {suite_name!r} (study {suite['study']!r}, model "
+                         f"{suite['model']!r}; suites that take it: {', '.join(_suites_with(option)) or 'none'})")
     return split(value)
 
 
@@ -131,13 +195,9 @@ def _preset(args, suite: dict) -> Tuple[str, dict]:
     if getattr(args, "preset", None) and not presets:
         raise UsageError(f"--preset does not apply to suite {args.suite!r}")
     if name is not None and name not in presets:
-        reg = Registry("preset")
-        for known in presets:
-            reg.register(known)(dict)
-        try:
-            reg.get(name)
-        except UnknownNameError as err:
-            raise UsageError(f"{err} (suite {args.suite!r})") from None
+        close = difflib.get_close_matches(name, list(presets), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"unknown preset {name!r} of suite {args.suite!r}{hint} (known: {', '.join(presets)})")
     return (name or ""), presets.get(name, {})
 
 
@@ -174,7 +234,7 @@ def make_cells(args) -> List[Cell]:
             raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite['study']!r} "
                              f"takes {', '.join(fits)})")
         parts = [{**part, "model": args.model} for part in parts]
-    model_options = parse_options(args.model_options) if args.model_options else {}
+    model_options = parse_options(args.model_options, "--model-options") if args.model_options else {}
     user_particles = split(args.particles, int)
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
@@ -182,8 +242,8 @@ def make_cells(args) -> List[Cell]:
         raise UsageError(f"--iterations must be positive, got {args.iterations}")
     if args.eval_every is not None and args.eval_every < 1:
         raise UsageError(f"--eval-every must be positive, got {args.eval_every}")
-    if getattr(args, "lr", None) is not None and not args.lr > 0:
-        raise UsageError(f"--lr must be positive, got {args.lr}")
+    if getattr(args, "lr", None) is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UsageError(f"--lr must be a positive finite number, got {args.lr}")
     if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.jobs < 1:
@@ -200,7 +260,7 @@ def make_cells(args) -> List[Cell]:
         raise UsageError(str(err)) from None
     if getattr(args, "backend", "loky") == "dask" and not getattr(args, "scheduler", None):
         raise UsageError("--backend dask needs --scheduler ADDRESS of a running dask.distributed scheduler")
-    flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option)
+    flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option, args.suite)
              for flag, (option, _) in GRID_FLAGS.items()}
     user_specs = parse_estimators(args.estimators) if args.estimators else None
     part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
@@ -247,7 +307,25 @@ def make_cells(args) -> List[Cell]:
             raise UsageError(f"{cell.label()} / model options {cell.model_options}: {err}") from None
         except RuntimeError as err:  # e.g. estidata.DatasetMissingError: a dataset absent offline
             raise UsageError(str(err).splitlines()[0]) from None
+        except (ArithmeticError, LookupError, AttributeError, OSError) as err:  # a setting the code cannot use
+            raise UsageError(f"{cell.label()} / model options {cell.model_options}: cannot build with these "
+                             f"settings ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     return cells
+
+
+def check_output_folder(out: str) -> None:
+    """One line before any work when ``out`` cannot hold results: a file in the way, a path that
+    cannot be created (``/proc/x``), a read-only or full file system, no permission."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        import tempfile
+        fd, probe = tempfile.mkstemp(prefix=".estibench-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"cannot write results to --out {out}: {err.strerror or err}") from None
 
 
 def study_descriptions(suite: Optional[str]) -> dict:
@@ -260,25 +338,32 @@ def study_descriptions(suite: Optional[str]) -> dict:
 
 
 def report_main(argv) -> int:
-    """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone."""
+    """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone
+    (the store is only read: a read-only store works)."""
     p = argparse.ArgumentParser(prog=f"{prog()} report", description=report_main.__doc__)
     p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
     p.add_argument("--suite", default=None, help="suite whose description heads the report")
     p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
     args = p.parse_args(argv)
     try:
-        store = Store(args.out, create=False)
         if args.suite is not None and args.suite not in SUITES:
             SUITE_REGISTRY.factory(args.suite)
+        store = Store(args.out, readonly=True)
     except (StoreError, UnknownNameError) as err:
         print(f"{prog()} report: error: {err}", file=sys.stderr)
         return 2
     from estibench import reports
     descriptions = study_descriptions(args.suite)
-    path = reports.build_site(store.table(), store.cells(), store.runs(), args.out, descriptions=descriptions,
-                              note=args.note)
-    store.export_csv()
-    store.close()
+    try:
+        path = reports.build_site(store.table(), store.cells(), store.runs(), args.out, descriptions=descriptions,
+                                  note=args.note)
+        store.export_csv()
+    except (OSError, StoreError) as err:
+        print(f"{prog()} report: error: cannot write the report into {args.out}: "
+              f"{getattr(err, 'strerror', None) or err}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
     print(f"report: {path}")
     return 0
 
@@ -328,6 +413,35 @@ def check_main(argv) -> int:
 
 
 def main(argv=None) -> int:
+    """The command line.  Ctrl-C (SIGINT) and SIGTERM end it with one line and the shell's exit status
+    (130, 143); what is stored stays stored and the same command resumes."""
+    from .sweep import Interrupted, stop_on_signals
+    import warnings
+    warnings.formatwarning = lambda message, category, *_, **__: f"{prog()}: warning: {message}\n"  # one line
+    state: dict = {}
+    with stop_on_signals():
+        try:
+            return _main(argv, state)
+        except Interrupted as stop:
+            cells, store, out = state.get("cells"), state.get("store"), state.get("out")
+            if store is not None and cells is not None:
+                from .sweep import stored_count
+                try:
+                    n = stored_count(cells, store)
+                    where = f"{n} of {len(cells)} cells are stored in {out}"
+                except Exception:  # noqa: BLE001 - the message must still come out
+                    where = f"the finished cells are stored in {out}"
+                print(f"{prog()}: interrupted by {stop}: {where}; run the same command to resume",
+                      file=sys.stderr, flush=True)
+            else:
+                print(f"{prog()}: interrupted by {stop} before any cell ran", file=sys.stderr, flush=True)
+            return stop.exit_status
+        finally:
+            if state.get("store") is not None:
+                state["store"].close()
+
+
+def _main(argv, state: dict) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
@@ -343,7 +457,9 @@ def main(argv=None) -> int:
         if args.dry_run:
             listing = plan(cells, out)
         else:
+            check_output_folder(out)
             store = Store(out)
+            state.update(store=store, out=out)
             store.check_config_version(CONFIG_VERSION)
     except (UsageError, StoreError) as err:
         print(f"{prog()}: error: {err}", file=sys.stderr)
@@ -356,25 +472,38 @@ def main(argv=None) -> int:
         todo = len(listing) if args.force else len(listing) - n_done
         print(f"{len(listing)} cells, {n_done} already finished, {todo} would run -> {out} (dry run: nothing ran)")
         return 0
+    state["cells"] = cells
     finished = set() if args.force else store.done_keys()
     n_todo = sum(c.key() not in finished for c in cells)
     # K groups in the order given (so an interrupted sweep leaves whole columns), longest cells first
     order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
     cells.sort(key=lambda c: (order[c.particles], -estimators.REGISTRY.factory(c.estimator).cost_hint
                               * (c.particles + 2)))
-    print(f"{len(cells)} cells, {len(cells) - n_todo} already done, {n_todo} to run -> {out}")
+    print(f"{len(cells)} cells, {len(cells) - n_todo} already done, {n_todo} to run -> {out}", flush=True)
     started = time.time()
-    counts = run_sweep(cells, store, jobs=args.jobs, threads=args.threads, backend=args.backend,
-                       address=args.scheduler if args.backend == "dask" else args.address, force=args.force,
-                       command=" ".join([prog(), *argv]))
-    elapsed = time.time() - started
-    csv = store.export_csv()
-    print(f"ran {n_todo} cells in {elapsed:.1f} s ({counts['done']} done, {counts['diverged']} diverged, "
-          f"{counts['failed']} failed); tidy table: {csv}")
+    try:
+        counts = run_sweep(cells, store, jobs=args.jobs, threads=args.threads, backend=args.backend,
+                           address=args.scheduler if args.backend == "dask" else args.address, force=args.force,
+                           command=" ".join([prog(), *argv]))
+        elapsed = time.time() - started
+        csv = store.export_csv()
+    except StoreError as err:  # a full disk, a lock held past the patience: stored cells are intact
+        from .sweep import stored_count
+        print(f"{prog()}: error: {err} ({stored_count(cells, store)} of {len(cells)} cells are stored)",
+              file=sys.stderr)
+        return 1
+    other = counts.get("by_other_run", 0)
+    print(f"ran {n_todo - other} cells in {elapsed:.1f} s ({counts['done']} done, {counts['diverged']} diverged, "
+          f"{counts['failed']} failed" + (f"; {other} computed by another run on this folder" if other else "")
+          + f"); tidy table: {csv}")
     if not args.no_report:
         from estibench import reports
         descriptions = study_descriptions(args.suite)
-        path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions)
+        try:
+            path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions)
+        except OSError as err:
+            print(f"{prog()}: error: the cells are stored, but the report could not be written into {out}: "
+                  f"{err.strerror or err}", file=sys.stderr)
+            return 1
         print(f"report: {path} (and report.md)")
-    store.close()
     return 1 if counts["failed"] else 0

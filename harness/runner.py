@@ -177,6 +177,8 @@ class CellResult:
     status: str = "done"
     error: Optional[str] = None
     diverged_at: Optional[int] = None
+    #: torch's intra-op thread count the cell ran with (recorded beside the cell, not in its key)
+    threads: Optional[int] = None
 
 
 class Diverged(Exception):
@@ -224,7 +226,8 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         iterator = range(1, n + 1)
         if progress:
             from tqdm.auto import tqdm
-            iterator = tqdm(iterator, desc=f"{cell.label()} K={cell.particles}", leave=False, mininterval=1.0)
+            iterator = tqdm(iterator, desc=f"{cell.label()} K={cell.particles}", leave=False, mininterval=1.0,
+                            disable=None)  # None: bars on a terminal only, never in a log
         it = 0
         try:
             for it in iterator:

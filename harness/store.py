@@ -12,24 +12,58 @@ A cell's ``status`` is
                 (``harness.runner.NUMERICS_VERSIONS``) replaced it: its rows are kept, but
                 :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
 
-``runs`` records every invocation (command, git commit, machine, versions, wall time, counts).
-:meth:`Store.table` exports every metric row of done and diverged cells as one tidy pandas table
-(columns :data:`TABLE_COLUMNS`: study, model, estimator, label, particles, seed, iteration, metric, value,
-the cell's key and every setting of the cell — model name and options, dataset, estimator options,
-iterations, evaluation interval, batch size, lr, optimiser, study options, preset, configuration
-and numerics versions).
+``runs`` records every invocation (command, git commit, machine, versions, wall time, counts, and
+whether it ``finished``, was ``interrupted`` or ``failed``).  :meth:`Store.table` exports every metric
+row of done and diverged cells as one tidy pandas table (columns :data:`TABLE_COLUMNS`: study, model,
+estimator, label, particles, seed, iteration, metric, value, the cell's key and every setting of the
+cell — model name and options, dataset, estimator options, iterations, evaluation interval, batch
+size, lr, optimiser, study options, preset, configuration and numerics versions).  The torch thread
+count a cell ran with is recorded beside it (``threads``), not in its identity.
+
+Reliability (each guarantee has a test in ``tests/test_reliability.py``)
+-----------------------------------------------------------------------
+* **Readers never stop a sweep.**  The file is in SQLite's write-ahead-log mode, so a reader (a
+  notebook, ``sqlite3``, a report) holding a read transaction does not block the writer; every write
+  is one ``BEGIN IMMEDIATE`` transaction with a busy timeout, retried with back-off for up to
+  :data:`WRITE_PATIENCE_S` when another writer holds the lock, and a finished result whose write had
+  to wait is kept in memory and written, never dropped.
+* **A damaged file is never modified.**  Opening an existing store runs ``PRAGMA quick_check`` before
+  anything is written; a file that fails it (or is not an estibench store, or of a newer schema) is
+  refused with one line and left byte-identical.
+* **Reading writes nothing.**  ``Store(folder, readonly=True)`` (``--dry-run``, ``report``) opens the
+  file read-only (a read-only file or mount works); an older schema is upgraded in a private in-memory
+  copy, never in place.
+* **A full disk loses nothing stored.**  A write that fails for lack of space rolls back and raises
+  :class:`StoreFullError` (one line); exports go to a unique temporary file in the same folder that is
+  removed on failure, so a failed export neither truncates ``metrics.csv`` nor leaves a file behind.
+* **Two runs on one folder compute each cell once.**  A run *claims* a cell (table ``claims``) before
+  computing it; a claim is a lease of :data:`LEASE_S` seconds that its run renews while it lives, so a
+  killed run's claims expire (at once when its process is known dead on this machine) and the next run
+  takes those cells over.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sqlite3
-from typing import Iterable, Optional
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Iterable, Optional
 
 import pandas as pd
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FILENAME = "results.sqlite"
+#: seconds one SQLite call waits for a lock before the retry loop takes over
+BUSY_TIMEOUT_S = 5.0
+#: seconds a write keeps retrying while another process holds the write lock
+WRITE_PATIENCE_S = 600.0
+#: seconds a cell claim lives unless its run renews it
+LEASE_S = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,18 +74,21 @@ CREATE TABLE IF NOT EXISTS cells (
     finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1,
     model_name TEXT, dataset TEXT, model_options TEXT, estimator_options TEXT, iterations INTEGER,
     eval_every INTEGER, batch_size INTEGER, lr REAL, optimiser TEXT, study_options TEXT, preset TEXT,
-    config_version INTEGER, numerics_version INTEGER
+    config_version INTEGER, numerics_version INTEGER, threads INTEGER
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
     git_commit TEXT, machine TEXT, versions TEXT, backend TEXT, jobs INTEGER,
-    cells_total INTEGER, cells_run INTEGER, wall_s REAL
+    cells_total INTEGER, cells_run INTEGER, wall_s REAL, status TEXT, threads INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL, seed INTEGER NOT NULL, iteration INTEGER NOT NULL,
     metric TEXT NOT NULL, value REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics (key);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT, pid INTEGER, expires_at REAL NOT NULL
+);
 """
 
 
@@ -68,6 +105,11 @@ TABLE_COLUMNS = ("study", "model", "estimator", "label", "particles", "seed", "i
 
 def _json_setting(value) -> str:
     return json.dumps(value or {}, sort_keys=True, default=str)
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+    return quote(os.path.abspath(path))
 
 
 def _maybe(cast, value):
@@ -107,96 +149,312 @@ class StoreError(RuntimeError):
     """The store cannot be used (corrupt file, or written by an incompatible schema version)."""
 
 
+class StoreFullError(StoreError):
+    """A write failed because the disk (or the file system's quota) is full; nothing was half-written."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the store's write lock for longer than :data:`WRITE_PATIENCE_S`."""
+
+
 #: statuses a rerun skips (a failed cell is retried)
 FINISHED = ("done", "diverged")
 
+_FULL = ("database or disk is full", "disk i/o error")
+_BUSY = ("database is locked", "database is busy", "database table is locked")
+
+
+def _is_full(err: BaseException) -> bool:
+    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+        any(m in str(err).lower() for m in _FULL[:1])
+
+
+def _is_busy(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and any(m in str(err).lower() for m in _BUSY)
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> str:
+    """Call ``write(tmp)`` on a unique temporary file beside ``path``, then move it over ``path``
+    (``os.replace``): a reader sees the old file or the new one, never a part; two writers never share
+    a temporary name; on any failure (a full disk, Ctrl-C) the temporary file is removed and ``path``
+    is left as it was.  A full disk raises :class:`StoreFullError` with one line."""
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError) and _is_full(err):
+            raise StoreFullError(f"the disk holding {folder} is full: could not write {name} "
+                                 f"(nothing was replaced); free space and run the same command again") from None
+        raise
+    return path
+
+
+def quick_check(conn: sqlite3.Connection, path: str) -> None:
+    """Raise :class:`StoreError` unless SQLite's ``PRAGMA quick_check`` finds the file sound."""
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path} is damaged ({err}); it was left as it is: restore it from a copy or "
+                         f"use another --out folder") from None
+    if rows != ["ok"]:
+        raise StoreError(f"{path} is damaged (SQLite integrity check: {rows[0]}); it was left as it is: "
+                         f"restore it from a copy or use another --out folder")
+
 
 class Store:
-    def __init__(self, folder: str, create: bool = True):
+    """One results store.  ``create``: make the folder and file when absent (else a missing store is an
+    error); ``readonly``: open for reading only (nothing in the folder changes, an older schema is
+    upgraded in memory); ``patience_s``: how long a write retries while another process holds the lock."""
+
+    def __init__(self, folder: str, create: bool = True, readonly: bool = False,
+                 patience_s: float = WRITE_PATIENCE_S):
         self.folder = folder
         self.path = os.path.join(folder, FILENAME)
-        if not create and not os.path.exists(self.path):
+        self.readonly = readonly
+        self.patience_s = patience_s
+        self.lock = threading.RLock()  # the connection is shared by the sweep's claim and lease threads
+        self.conn = None
+        if (readonly or not create) and not os.path.exists(self.path):
             raise StoreError(f"no results store at {self.path}")
         if os.path.isdir(self.path):
             raise StoreError(f"{self.path} is a folder, not a results store")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise StoreError(f"{folder} is a file, not a folder")
         fresh = not os.path.exists(self.path)
-        if create:
-            os.makedirs(folder, exist_ok=True)
-        self.conn = None
         try:
-            conn = sqlite3.connect(self.path)
+            if readonly:
+                self._open_readonly()
+                return
+            if create:
+                os.makedirs(folder, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
             self.conn = conn
-            if not fresh:  # read before writing anything: a corrupt or foreign file is left as it is
-                tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if tables and not {"meta", "cells", "metrics"} <= tables:
-                    raise StoreError(f"{self.path} is an SQLite file but not an estibench results store")
-                if tables:
-                    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-                    version = int(row[0]) if row else None
-                    if version not in (1, 2, 3, SCHEMA_VERSION):
-                        raise StoreError(f"{self.path} was written by store schema {version}, "
-                                         f"this is {SCHEMA_VERSION}")
-                    if version == 1:
-                        self._upgrade_from_1()
-                    if version in (1, 2):
-                        self._upgrade_from_2()
-                    if version in (1, 2, 3):
-                        self._upgrade_from_3()
-            conn.executescript(SCHEMA)
-            with conn:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = None if fresh else self._inspect(conn)  # read before writing: a bad file is left as it is
+            self._wal(conn)
+            if version is not None and version < SCHEMA_VERSION:
+                self._transaction(lambda c: self._upgrade(c, version))
+            self._transaction(self._create)
         except sqlite3.DatabaseError as err:
-            if self.conn is not None:
-                self.conn.close()
+            self._close_quietly()
+            if _is_full(err):
+                raise StoreFullError(f"the disk holding {folder} is full ({err}); nothing was written") from None
             raise StoreError(f"{self.path} is not a usable results store: {err}") from None
+        except OSError as err:
+            self._close_quietly()
+            raise StoreError(f"cannot use {folder} for results: {err.strerror or err}") from None
         except StoreError:
-            self.conn.close()
+            self._close_quietly()
             raise
 
-    def _upgrade_from_1(self):
-        """Schema 1 → 2 is additive (error, diverged_at, attempts columns; runs table)."""
-        with self.conn:
-            for column in ("error TEXT", "diverged_at INTEGER", "attempts INTEGER DEFAULT 1"):
-                self.conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
-            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+    # -- opening -----------------------------------------------------------------------------
+    def _close_quietly(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except sqlite3.Error:
+                pass
+            self.conn = None
 
-    def _upgrade_from_2(self):
+    def _inspect(self, conn) -> Optional[int]:
+        """The schema version of an existing file (None: an empty SQLite file), after the integrity
+        check; refuses a damaged, foreign or newer file."""
+        quick_check(conn, self.path)
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return None
+        if not {"meta", "cells", "metrics"} <= tables:
+            raise StoreError(f"{self.path} is an SQLite file but not an estibench results store")
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        version = int(row[0]) if row else None
+        if version not in (1, 2, 3, 4, SCHEMA_VERSION):
+            raise StoreError(f"{self.path} was written by store schema {version}, this is {SCHEMA_VERSION}")
+        return version
+
+    @staticmethod
+    def _wal(conn) -> None:
+        """Write-ahead-log mode (persistent in the file): readers and the writer do not block each
+        other.  If another process holds a lock right now the store stays in its current mode (the
+        retrying writes still cope) and the next open switches it."""
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err):
+                raise
+
+    def _open_readonly(self) -> None:
+        uri = "file:" + _uri_path(self.path)
+        last = None
+        for suffix in ("?mode=ro", "?mode=ro&immutable=1"):  # immutable: a read-only folder or mount (WAL)
+            conn = sqlite3.connect(uri + suffix, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                break
+            except sqlite3.OperationalError as err:
+                conn.close()
+                last = err
+                if _is_busy(err):
+                    raise
+        else:
+            raise StoreError(f"cannot read {self.path}: {last}")
+        self.conn = conn
+        version = self._inspect(conn)
+        if version is None:
+            raise StoreError(f"{self.path} is an empty SQLite file, not an estibench results store")
+        if version < SCHEMA_VERSION:  # upgrade a private copy: reading never migrates the file
+            memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            conn.backup(memory)
+            conn.close()
+            conn = memory
+            self.conn = conn
+            self._upgrade(conn, version)
+            self._create(conn)
+        self.conn = conn
+
+    def _upgrade(self, conn, version: int) -> None:
+        if version == 1:
+            self._upgrade_from_1(conn)
+        if version <= 2:
+            self._upgrade_from_2(conn)
+        if version <= 3:
+            self._upgrade_from_3(conn)
+        if version <= 4:
+            self._upgrade_from_4(conn)
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    @staticmethod
+    def _create(conn) -> None:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- writing -----------------------------------------------------------------------------
+    def _transaction(self, work: Callable, what: str = "write to the results store"):
+        """Run ``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction; while another process holds the
+        write lock, wait and retry (up to ``patience_s``, one warning line); roll back on any failure."""
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+        deadline = time.monotonic() + self.patience_s
+        delay, warned = 0.05, False
+        with self.lock:
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as err:
+                    if not _is_busy(err):
+                        raise self._translate(err) from None
+                    if time.monotonic() > deadline:
+                        raise StoreBusyError(f"{self.path} stayed locked by another process for "
+                                             f"{self.patience_s:.0f} s; could not {what}") from None
+                    if not warned:
+                        print(f"estibench: {self.path} is locked by another process; waiting to {what}",
+                              file=sys.stderr, flush=True)
+                        warned = True
+                    time.sleep(delay)
+                    delay = min(2 * delay, 1.0)
+                    continue
+                try:
+                    out = work(self.conn)
+                    self.conn.execute("COMMIT")
+                    return out
+                except BaseException as err:
+                    if self.conn.in_transaction:
+                        try:
+                            self.conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    if isinstance(err, sqlite3.OperationalError):
+                        if _is_busy(err) and time.monotonic() <= deadline:
+                            time.sleep(delay)
+                            delay = min(2 * delay, 1.0)
+                            continue
+                        raise self._translate(err) from None
+                    raise
+
+    def _translate(self, err: sqlite3.Error) -> StoreError:
+        if _is_full(err):
+            return StoreFullError(f"the disk holding {self.folder} is full ({err}); the transaction was rolled "
+                                  f"back, every cell stored before is intact; free space and run the same "
+                                  f"command to resume")
+        if _is_busy(err):
+            return StoreBusyError(f"{self.path} stayed locked by another process ({err})")
+        return StoreError(f"{self.path}: {err}")
+
+    @staticmethod
+    def _upgrade_from_1(conn):
+        """Schema 1 → 2 is additive (error, diverged_at, attempts columns; runs table)."""
+        for column in ("error TEXT", "diverged_at INTEGER", "attempts INTEGER DEFAULT 1"):
+            conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
+
+    @staticmethod
+    def _upgrade_from_2(conn):
         """Schema 2 → 3: stores of schema ≤ 2 were written before the trajectory gradient variance was
         debiased, so their ``grad_logvar_ema`` rows (zero-started EMAs, biased low by about
         1 − 0.999ⁿ) are renamed ``grad_logvar_ema_undebiased``: kept, never shown as the debiased
         metric.  Every other metric is unchanged."""
-        with self.conn:
-            self.conn.execute("UPDATE metrics SET metric = 'grad_logvar_ema_undebiased' WHERE metric = 'grad_logvar_ema'")
-            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("UPDATE metrics SET metric = 'grad_logvar_ema_undebiased' WHERE metric = 'grad_logvar_ema'")
 
-    def _upgrade_from_3(self):
+    @staticmethod
+    def _upgrade_from_3(conn):
         """Schema 3 → 4 is additive: every setting that distinguishes two cells becomes a column of the
         cells table (and of :meth:`table`), filled from each cell's stored configuration; ``preset``
         was not recorded before schema 4 and stays empty (NULL) for those cells."""
-        with self.conn:
-            have = {row[1] for row in self.conn.execute("PRAGMA table_info(cells)")}
-            for column in SETTING_COLUMNS:
-                if column not in have:
-                    self.conn.execute(f"ALTER TABLE cells ADD COLUMN {column} {SETTING_TYPES[column]}")
-            rows = self.conn.execute("SELECT key, config FROM cells").fetchall()
-            for key, cfg in rows:
-                values = settings_of(json.loads(cfg))
-                values.pop("preset")
-                sets = ", ".join(f"{c} = ?" for c in values)
-                self.conn.execute(f"UPDATE cells SET {sets} WHERE key = ?", (*values.values(), key))
-            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+        have = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+        for column in SETTING_COLUMNS:
+            if column not in have:
+                conn.execute(f"ALTER TABLE cells ADD COLUMN {column} {SETTING_TYPES[column]}")
+        for key, cfg in conn.execute("SELECT key, config FROM cells").fetchall():
+            values = settings_of(json.loads(cfg))
+            values.pop("preset")
+            sets = ", ".join(f"{c} = ?" for c in values)
+            conn.execute(f"UPDATE cells SET {sets} WHERE key = ?", (*values.values(), key))
+
+    @staticmethod
+    def _upgrade_from_4(conn):
+        """Schema 4 → 5 is additive: the torch thread count of each cell (``threads``; NULL — not
+        recorded — for older cells), each run's ``status`` and ``threads``, and the ``claims`` table."""
+        for table, columns in (("cells", ("threads INTEGER",)), ("runs", ("status TEXT", "threads INTEGER"))):
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if have and column.split()[0] not in have:  # (a missing table is created whole)
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def close(self):
-        self.conn.close()
+        self._close_quietly()
 
     # -- meta --------------------------------------------------------------------------------
     def get_meta(self, name: str) -> Optional[str]:
-        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        with self.lock:
+            row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, name: str, value: str) -> None:
-        with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value)))
+        self._transaction(lambda c: c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value))))
 
     def check_config_version(self, version: int) -> None:
         """Refuse a store whose cells were written under another CONFIG_VERSION (their keys would
@@ -211,75 +469,118 @@ class Store:
 
     # -- cells -------------------------------------------------------------------------------
     def statuses(self) -> dict:
-        return dict(self.conn.execute("SELECT key, status FROM cells"))
+        with self.lock:
+            return dict(self.conn.execute("SELECT key, status FROM cells"))
 
     def done_keys(self) -> set:
         marks = ",".join("?" * len(FINISHED))
-        return {k for (k,) in self.conn.execute(f"SELECT key FROM cells WHERE status IN ({marks})", FINISHED)}
-
-    def _attempts(self, key: str) -> int:
-        row = self.conn.execute("SELECT attempts FROM cells WHERE key = ?", (key,)).fetchone()
-        return 1 + (int(row[0] or 1) if row else 0)
+        with self.lock:
+            return {k for (k,) in self.conn.execute(f"SELECT key FROM cells WHERE status IN ({marks})", FINISHED)}
 
     def write_cell(self, cell, rows: Iterable, wall_s: float, sec_per_iter: float, device: str,
                    machine: str, finished_at: str, status: str = "done", error: Optional[str] = None,
-                   diverged_at: Optional[int] = None) -> None:
-        """Replace the cell's rows and record its status, atomically (one transaction)."""
+                   diverged_at: Optional[int] = None, threads: Optional[int] = None) -> None:
+        """Replace the cell's rows, record its status and release its claim, atomically (one
+        transaction, retried while another process holds the write lock)."""
         if status not in ("done", "diverged", "failed"):
             raise ValueError(f"unknown cell status {status!r}")
         key = cell.key()
-        attempts = self._attempts(key)
-        with self.conn:
-            self.conn.execute("DELETE FROM metrics WHERE key = ?", (key,))
-            self.conn.execute("DELETE FROM cells WHERE key = ?", (key,))
-            config = cell.config()
+        config = cell.config()
+        rows = [(key, int(s), int(i), m, float(v)) for s, i, m, v in rows]
+
+        def work(conn):
+            row = conn.execute("SELECT attempts FROM cells WHERE key = ?", (key,)).fetchone()
+            attempts = 1 + (int(row[0] or 1) if row else 0)
+            conn.execute("DELETE FROM metrics WHERE key = ?", (key,))
+            conn.execute("DELETE FROM cells WHERE key = ?", (key,))
             values = dict(key=key, study=cell.study, model=cell.model_label(), estimator=cell.estimator,
                           label=cell.label(), particles=cell.particles, seeds=json.dumps(list(cell.seeds)),
                           config=json.dumps(config, sort_keys=True), status=status, wall_s=wall_s,
                           sec_per_iter=sec_per_iter, device=device, machine=machine, finished_at=finished_at,
-                          error=error, diverged_at=diverged_at, attempts=attempts,
+                          error=error, diverged_at=diverged_at, attempts=attempts, threads=threads,
                           **settings_of(config, preset=cell.preset))
-            self.conn.execute(f"INSERT INTO cells ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                              tuple(values.values()))
-            self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",
-                                  ((key, int(s), int(i), m, float(v)) for s, i, m, v in rows))
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', ?)",
-                              (str(cell.config()["config_version"]),))
+            conn.execute(f"INSERT INTO cells ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                         tuple(values.values()))
+            conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", rows)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', ?)", (str(config["config_version"]),))
+            conn.execute("DELETE FROM claims WHERE key = ?", (key,))
             if status in FINISHED:
-                identity = _identity(cell.config())
-                older = [k for k, cfg in self.conn.execute(
+                identity = _identity(config)
+                older = [k for k, cfg in conn.execute(
                     "SELECT key, config FROM cells WHERE study = ? AND estimator = ? AND particles = ? AND key != ?",
                     (cell.study, cell.estimator, cell.particles, key)) if _identity(json.loads(cfg)) == identity]
-                self.conn.executemany("UPDATE cells SET status = 'superseded' WHERE key = ?", [(k,) for k in older])
+                conn.executemany("UPDATE cells SET status = 'superseded' WHERE key = ?", [(k,) for k in older])
+
+        self._transaction(work, f"store cell {cell.label()} K={cell.particles}")
 
     def cells(self, include_superseded: bool = False) -> pd.DataFrame:
         """Every cell but the superseded ones; a stale one (see :meth:`stale_keys`) is listed with
         status ``stale`` (its rows stay out of :meth:`table`)."""
         where = "" if include_superseded else " WHERE status != 'superseded'"
-        out = pd.read_sql_query("SELECT * FROM cells" + where, self.conn)
+        with self.lock:
+            out = pd.read_sql_query("SELECT * FROM cells" + where, self.conn)
         stale = self.stale_keys()
         if stale and len(out):
             out.loc[out.key.isin(stale), "status"] = "stale"
         return out
 
+    # -- claims ------------------------------------------------------------------------------
+    def claim(self, key: str, owner: str, lease_s: float = LEASE_S, finished_since: Optional[str] = None):
+        """Claim cell ``key`` for ``owner`` for ``lease_s`` seconds.  Returns ``None`` when the claim
+        is ours, ``"finished"`` when the cell is finished (and, with ``finished_since``, finished at or
+        after that time: a forced run recomputes older results), else the other owner's name.  A claim
+        whose lease has expired, or whose process is dead on this machine, is taken over."""
+        pid = os.getpid()
+        host = host_name()
+
+        def work(conn):
+            row = conn.execute("SELECT status, finished_at FROM cells WHERE key = ?", (key,)).fetchone()
+            if row and row[0] in FINISHED and (finished_since is None or (row[1] or "") >= finished_since):
+                return "finished"
+            held = conn.execute("SELECT owner, host, pid, expires_at FROM claims WHERE key = ?", (key,)).fetchone()
+            if held and held[0] != owner and held[3] > time.time() and not (held[1] == host and not pid_alive(held[2])):
+                return held[0]
+            conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                         (key, owner, host, pid, time.time() + lease_s))
+            return None
+
+        return self._transaction(work, "claim a cell")
+
+    def renew_claims(self, owner: str, lease_s: float = LEASE_S) -> None:
+        self._transaction(lambda c: c.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
+                                              (time.time() + lease_s, owner)), "renew this run's cell claims")
+
+    def release_claims(self, owner: str) -> None:
+        self._transaction(lambda c: c.execute("DELETE FROM claims WHERE owner = ?", (owner,)),
+                          "release this run's cell claims")
+
+    def claims(self) -> pd.DataFrame:
+        with self.lock:
+            return pd.read_sql_query("SELECT * FROM claims ORDER BY key", self.conn)
+
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, **fields) -> int:
-        with self.conn:
-            cur = self.conn.execute(
+        def work(conn):
+            cur = conn.execute(
                 "INSERT INTO runs (started_at, command, git_commit, machine, versions, backend, jobs, "
-                "cells_total) VALUES (?,?,?,?,?,?,?,?)",
+                "cells_total, status, threads) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (fields.get("started_at"), fields.get("command"), fields.get("git_commit"),
                  fields.get("machine"), json.dumps(fields.get("versions", {}), sort_keys=True),
-                 fields.get("backend"), fields.get("jobs"), fields.get("cells_total")))
-        return int(cur.lastrowid)
+                 fields.get("backend"), fields.get("jobs"), fields.get("cells_total"), "running",
+                 fields.get("threads")))
+            return int(cur.lastrowid)
+        return self._transaction(work, "record the run")
 
-    def finish_run(self, run_id: int, finished_at: str, cells_run: int, wall_s: float) -> None:
-        with self.conn:
-            self.conn.execute("UPDATE runs SET finished_at = ?, cells_run = ?, wall_s = ? WHERE id = ?",
-                              (finished_at, cells_run, wall_s, run_id))
+    def finish_run(self, run_id: int, finished_at: str, cells_run: int, wall_s: float,
+                   status: str = "finished") -> None:
+        """Record the end of a run: ``finished``, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed``."""
+        self._transaction(lambda c: c.execute(
+            "UPDATE runs SET finished_at = ?, cells_run = ?, wall_s = ?, status = ? WHERE id = ?",
+            (finished_at, cells_run, wall_s, status, run_id)), "record the end of the run")
 
     def runs(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
+        with self.lock:
+            return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
 
     # -- export ------------------------------------------------------------------------------
     def table(self, study: Optional[str] = None) -> pd.DataFrame:
@@ -294,8 +595,9 @@ class Store:
         if study is not None:
             query += " AND c.study = ?"
             params = (study,)
-        out = pd.read_sql_query(query + " ORDER BY c.study, c.label, c.particles, m.seed, m.iteration", self.conn,
-                                params=params)
+        with self.lock:
+            out = pd.read_sql_query(query + " ORDER BY c.study, c.label, c.particles, m.seed, m.iteration",
+                                    self.conn, params=params)
         stale = self.stale_keys()
         if stale:
             out = out[~out.key.isin(stale)].reset_index(drop=True)
@@ -307,15 +609,17 @@ class Store:
         :meth:`table` so that a partly rerun store never pools two numerics; ``cells()`` marks them."""
         from .runner import numerics_version
         out = set()
-        for key, study, estimator, cfg in self.conn.execute(
-                "SELECT key, study, estimator, config FROM cells WHERE status IN ('done', 'diverged')"):
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT key, study, estimator, config FROM cells WHERE status IN ('done', 'diverged')").fetchall()
+        for key, study, estimator, cfg in rows:
             if int(json.loads(cfg).get("numerics_version", 1)) < numerics_version(study, estimator):
                 out.add(key)
         return out
 
     def export_csv(self, path: Optional[str] = None) -> str:
+        """Write the tidy table to ``path`` (default ``FOLDER/metrics.csv``) through a unique temporary
+        file (:func:`atomic_write`): a reader never sees a truncated file, a failure leaves nothing."""
         path = path or os.path.join(self.folder, "metrics.csv")
-        tmp = path + ".tmp"
-        self.table().to_csv(tmp, index=False)
-        os.replace(tmp, path)
-        return path
+        table = self.table()
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

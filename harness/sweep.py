@@ -11,6 +11,13 @@ Fault tolerance
   half-written transaction, and a rerun skips ``done``/``diverged`` cells and retries ``failed``
   ones.  ``force=True`` recomputes everything (each cell's old rows are replaced in the same
   transaction that writes the new ones, so nothing is lost before its replacement exists).
+* Ctrl-C (SIGINT) and SIGTERM stop a sweep cleanly: a cell being written is written first, the
+  run row is marked ``interrupted``, the cells' claims are released, worker processes end, and the
+  command line prints one line and exits with 130 or 143.  Workers also exit by themselves within
+  about a second when their driver dies (even by SIGKILL), so no idle pool outlives it.
+* Two runs of the same sweep on one folder split the work: each claims a cell before computing it
+  (:meth:`harness.store.Store.claim`, a lease renewed while the run lives) and waits at the end for
+  the cells the other is computing, so every cell is computed once and both runs end with all of them.
 
 Backends (joblib's ``parallel_config``): ``loky`` (processes on this machine; one torch thread
 per worker unless told otherwise), ``dask`` (``scheduler`` = address of a running
@@ -26,15 +33,18 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
+import sys
+import threading
 import time
 import traceback
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import torch
 
 from .runner import CONFIG_VERSION, Cell, CellResult, machine_description, train_cell
-from .store import Store
+from .store import LEASE_S, Store, StoreBusyError, StoreError, host_name, pid_alive
 
 BACKENDS = ("loky", "dask", "ray")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,17 +73,103 @@ def versions() -> dict:
             "pandas": pandas.__version__, "joblib": joblib.__version__, "config_version": CONFIG_VERSION}
 
 
-def run_one(cell: Cell, threads: Optional[int] = 1, progress: bool = False) -> CellResult:
-    """Worker entry point: never raises for a failing cell (returns it as ``failed``)."""
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM arrived; ``signum`` says which.  A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+_signal_state = {"installed": False, "critical": 0, "pending": None}
+
+
+def _on_signal(signum, frame):
+    if _signal_state["critical"]:
+        _signal_state["pending"] = signum  # raised when the write in progress has committed
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` in the main thread (elsewhere: nothing)."""
+    if threading.current_thread() is not threading.main_thread() or _signal_state["installed"]:
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _signal_state.update(installed=True, critical=0, pending=None)
+    try:
+        for s in old:
+            signal.signal(s, _on_signal)
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        _signal_state.update(installed=False, critical=0, pending=None)
+
+
+@contextlib.contextmanager
+def critical():
+    """A stretch (a store write) that a signal must not cut: the signal is raised when it ends."""
+    _signal_state["critical"] += 1
+    try:
+        yield
+    finally:
+        _signal_state["critical"] -= 1
+        pending = _signal_state["pending"]
+        if pending is not None and not _signal_state["critical"] and _signal_state["installed"]:
+            _signal_state["pending"] = None
+            raise Interrupted(pending)
+
+
+_watchdog = {"pid": None}
+
+
+def _watch_driver(driver_pid: int, poll_s: float = 0.5) -> None:
+    """In a worker process: exit at once when the driver process is gone (killed, even by SIGKILL),
+    instead of idling as an orphan; ignore Ctrl-C (the driver handles it and ends the workers)."""
+    if driver_pid == os.getpid() or _watchdog["pid"] == driver_pid:
+        return
+    _watchdog["pid"] = driver_pid
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread of the worker
+        pass
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent or not pid_alive(driver_pid):
+                os._exit(1)
+
+    parent = os.getppid()
+    threading.Thread(target=watch, name="estibench-driver-watchdog", daemon=True).start()
+
+
+def run_one(cell: Cell, threads: Optional[int] = 1, progress: bool = False,
+            driver_pid: Optional[int] = None) -> CellResult:
+    """Worker entry point: never raises for a failing cell (returns it as ``failed``).  ``driver_pid``
+    (loky workers): the driver whose death ends this process."""
     from .studies import TASKS
+    if driver_pid is not None:
+        _watch_driver(driver_pid)
     if threads:
         torch.set_num_threads(threads)
+    used = torch.get_num_threads()
     started = time.perf_counter()
     try:
-        return train_cell(cell, TASKS[cell.study], progress=progress)
+        result = train_cell(cell, TASKS[cell.study], progress=progress)
     except Exception:  # noqa: BLE001 - recorded with its traceback, retried on the next run
-        return CellResult(cell, [], time.perf_counter() - started, float("nan"), cell.device,
-                          status="failed", error=traceback.format_exc())
+        result = CellResult(cell, [], time.perf_counter() - started, float("nan"), cell.device,
+                            status="failed", error=traceback.format_exc())
+    result.threads = used
+    return result
 
 
 @contextlib.contextmanager
@@ -115,14 +211,24 @@ def check_backend(backend: str) -> None:
 
 
 def results(cells: List[Cell], jobs: int, threads: Optional[int], backend: str, address: Optional[str],
-            progress: bool) -> Iterable[CellResult]:
+            progress: bool, admit: Callable[[Cell], bool] = lambda c: True) -> Iterable[CellResult]:
+    """Run the cells that ``admit`` accepts (it claims them), each as it is dispatched, and yield
+    their results as they finish."""
     if not cells:
         return
     if backend == "loky" and jobs == 1:
         for c in cells:
-            yield run_one(c, threads, progress)
+            if admit(c):
+                yield run_one(c, threads, progress)
         return
     from joblib import Parallel, delayed
+    driver = os.getpid() if backend == "loky" else None
+
+    def tasks(chunk):
+        for c in chunk:
+            if admit(c):
+                yield delayed(run_one)(c, threads, False, driver)
+
     with backend_context(backend, address):
         n_jobs = jobs if backend == "loky" else (jobs if jobs > 1 else -1)
         for return_as in ("generator_unordered", "generator"):
@@ -130,14 +236,18 @@ def results(cells: List[Cell], jobs: int, threads: Optional[int], backend: str, 
                 parallel = Parallel(n_jobs=n_jobs, return_as=return_as)
             except ValueError:
                 continue
-            yield from parallel(delayed(run_one)(c, threads, False) for c in cells)
+            stream = parallel(tasks(cells))
+            try:
+                yield from stream
+            finally:
+                stream.close()  # on Ctrl-C or an error: joblib ends the workers
             return
         # backends that cannot stream (Ray's): waves of `jobs` cells, each wave stored when it ends,
         # so a crash loses at most the wave in flight
         wave = max(1, jobs)
         parallel = Parallel(n_jobs=n_jobs)
         for start in range(0, len(cells), wave):
-            yield from parallel(delayed(run_one)(c, threads, False) for c in cells[start:start + wave])
+            yield from parallel(tasks(cells[start:start + wave]))
 
 
 def describe_status(row) -> str:
@@ -152,54 +262,165 @@ def describe_status(row) -> str:
 
 
 def plan(cells: List[Cell], folder: str) -> List[tuple]:
-    """[(cell, status text)] without creating or changing anything (for ``--dry-run``)."""
+    """[(cell, status text)] without creating or changing anything (for ``--dry-run``): the store is
+    opened read-only, an older schema is read through an in-memory upgrade."""
     from .store import FILENAME
-    known = {}
+    known, claimed = {}, {}
     if os.path.exists(os.path.join(folder, FILENAME)):
-        store = Store(folder, create=False)
+        store = Store(folder, readonly=True)
         known = {k: (s, d, a) for k, s, d, a in
                  store.conn.execute("SELECT key, status, diverged_at, attempts FROM cells")}
+        now_s = time.time()
+        claimed = {k: o for k, o, e in store.conn.execute("SELECT key, owner, expires_at FROM claims")
+                   if e > now_s}
         store.close()
-    return [(c, describe_status(known.get(c.key()))) for c in cells]
+    out = []
+    for c in cells:
+        status = describe_status(known.get(c.key()))
+        if c.key() in claimed and status not in ("done",) and not status.startswith("diverged"):
+            status = f"running in another run ({claimed[c.key()]})"
+        out.append((c, status))
+    return out
+
+
+class _Leases:
+    """This run's claims, renewed every quarter lease by a background thread while the run lives."""
+
+    def __init__(self, store: Store, owner: str, lease_s: float):
+        self.store, self.owner, self.lease_s = store, owner, lease_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="estibench-leases", daemon=True)
+
+    def _renew(self):
+        while not self.stop.wait(self.lease_s / 4):
+            try:
+                self.store.renew_claims(self.owner, self.lease_s)
+            except Exception as err:  # noqa: BLE001 - a lapse only lets another run take a cell over
+                print(f"estibench: warning: could not renew this run's cell claims ({err})", file=sys.stderr)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[int] = 1,
               backend: str = "loky", address: Optional[str] = None, force: bool = False,
-              progress: bool = True, command: str = "", worker_restarts: int = 2) -> dict:
-    """Run every cell not yet finished (all of them with ``force``); returns counts by status.
-    If a worker process dies (killed for memory, a segfault) the pool is restarted for the cells
-    not yet stored, at most ``worker_restarts`` times; then the error propagates (rerun to resume)."""
+              progress: bool = True, command: str = "", worker_restarts: int = 2,
+              lease_s: float = LEASE_S, poll_s: float = 2.0) -> dict:
+    """Run every cell not yet finished (all of them with ``force``); returns counts by status
+    (``done``, ``diverged``, ``failed`` computed here; ``skipped`` finished before; ``by_other_run``
+    finished meanwhile by another run on the same folder).
+
+    Each cell is claimed before it is computed (a lease of ``lease_s`` seconds, renewed while this run
+    lives); a cell another live run has claimed is left to it, and this run waits (polling every
+    ``poll_s``) until that run has stored it, or takes it over if its claim lapses.  If a worker process
+    dies (killed for memory, a segfault) the pool is restarted for the cells not yet stored, at most
+    ``worker_restarts`` times; then the error propagates (rerun to resume).  On Ctrl-C or SIGTERM
+    (:class:`Interrupted`) or any error, the run row records how it ended and the claims are released."""
     finished = set() if force else store.done_keys()
     todo = [c for c in cells if c.key() not in finished]
-    run_id = store.start_run(started_at=now(), command=command, git_commit=git_commit(),
+    started_at = now()
+    run_id = store.start_run(started_at=started_at, command=command, git_commit=git_commit(),
                              machine=machine_description(), versions=versions(), backend=backend, jobs=jobs,
-                             cells_total=len(cells))
+                             cells_total=len(cells), threads=threads)
+    owner = f"{host_name()}:{os.getpid()}:run{run_id}"
     started = time.time()
-    counts = {"done": 0, "diverged": 0, "failed": 0}
+    counts = {"done": 0, "diverged": 0, "failed": 0, "by_other_run": 0}
     machine = machine_description()
     remaining = {c.key(): c for c in todo}
-    for attempt in range(1 + worker_restarts):
-        stream = results(list(remaining.values()), jobs, threads, backend, address, progress and jobs == 1)
-        if progress:
-            from tqdm.auto import tqdm
-            stream = tqdm(stream, total=len(remaining), desc="cells")
-        try:
-            for result in stream:
-                store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
-                                 machine, now(), status=result.status, error=result.error,
-                                 diverged_at=result.diverged_at)
-                counts[result.status] += 1
-                remaining.pop(result.cell.key(), None)
-            break
-        except Exception as err:  # a worker process died (out of memory, segfault): the pool is broken
-            if type(err).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool") or attempt == worker_restarts:
-                store.finish_run(run_id, now(), len(todo) - len(remaining), time.time() - started)
-                raise
-            print(f"warning: a worker process died ({type(err).__name__}); finished cells are stored, restarting "
-                  f"the pool for the {len(remaining)} remaining cells", flush=True)
-    store.finish_run(run_id, now(), len(todo), time.time() - started)
+    unwritten: List[CellResult] = []
+    waiting: dict = {}
+
+    def admit(cell: Cell) -> bool:
+        holder = store.claim(cell.key(), owner, lease_s, finished_since=started_at if force else None)
+        if holder is None:
+            waiting.pop(cell.key(), None)
+            return True
+        if holder == "finished":
+            counts["by_other_run"] += 1
+            remaining.pop(cell.key(), None)
+            waiting.pop(cell.key(), None)
+        else:
+            waiting[cell.key()] = holder
+        return False
+
+    def store_result(result: CellResult) -> None:
+        with critical():
+            store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
+                             machine, now(), status=result.status, error=result.error,
+                             diverged_at=result.diverged_at, threads=result.threads)
+        counts[result.status] += 1
+        remaining.pop(result.cell.key(), None)
+
+    def flush(final: bool = False) -> None:
+        while unwritten:
+            try:
+                store_result(unwritten[0])
+            except StoreBusyError:
+                if final:
+                    raise
+                return  # kept in memory; written after the next cell
+            unwritten.pop(0)
+
+    status = "failed"
+    try:
+        with _Leases(store, owner, lease_s):
+            restarts, announced = 0, False
+            while remaining:
+                ran_before = sum(counts[s] for s in ("done", "diverged", "failed"))
+                stream = results(list(remaining.values()), jobs, threads, backend, address,
+                                 progress and jobs == 1, admit)
+                if progress:
+                    from tqdm.auto import tqdm
+                    stream = tqdm(stream, total=len(remaining), desc="cells", disable=None)  # a terminal only
+                try:
+                    for result in stream:
+                        unwritten.append(result)
+                        flush()
+                except Exception as err:  # a worker process died (out of memory, segfault): the pool is broken
+                    if type(err).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool") \
+                            or restarts == worker_restarts:
+                        raise
+                    restarts += 1
+                    print(f"warning: a worker process died ({type(err).__name__}); finished cells are stored, "
+                          f"restarting the pool for the {len(remaining)} remaining cells", flush=True)
+                    continue
+                flush(final=True)
+                if not remaining:
+                    break
+                if not waiting:  # every remaining cell is ours again (a lapsed claim): go round once more
+                    continue
+                if not announced:
+                    holders = ", ".join(sorted(set(waiting.values())))
+                    print(f"waiting for {len(waiting)} cell(s) that another run is computing ({holders}); "
+                          f"this run takes them over if that run stops", flush=True)
+                    announced = True
+                if sum(counts[s] for s in ("done", "diverged", "failed")) == ran_before:
+                    time.sleep(poll_s)
+        status = "finished"
+    except Interrupted:
+        status = "interrupted"
+        raise
+    finally:
+        cells_run = sum(counts[s] for s in ("done", "diverged", "failed"))
+        with critical():
+            try:
+                store.release_claims(owner)
+                store.finish_run(run_id, now(), cells_run, time.time() - started, status=status)
+            except StoreError as err:  # e.g. the disk is full: the cells are stored, the run row is not
+                print(f"estibench: warning: could not record the end of the run ({err})", file=sys.stderr)
     counts["skipped"] = len(cells) - len(todo)
     return counts
+
+
+def stored_count(cells: List[Cell], store: Store) -> int:
+    """How many of ``cells`` are finished in the store."""
+    done = store.done_keys()
+    return sum(c.key() in done for c in cells)
 
 
 def summary_line(counts: dict) -> str:

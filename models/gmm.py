@@ -69,8 +69,14 @@ class GMM(LatentVariableModel):
             raise ValueError(f"num_clusters must be at least 2, got {num_clusters}")
         if init not in ("far", "uniform", "true"):
             raise ValueError(f"unknown init {init!r}; choose 'far', 'uniform' or 'true'")
-        if prior_scale <= 0:
-            raise ValueError(f"prior_scale must be positive, got {prior_scale}")
+        if not (prior_scale > 0 and math.isfinite(prior_scale)):
+            raise ValueError(f"prior_scale must be a positive finite number, got {prior_scale}")
+        if not (std > 0 and math.isfinite(std)):
+            raise ValueError(f"std (of every cluster) must be a positive finite number, got {std}")
+        if not math.isfinite(mean_spacing):
+            raise ValueError(f"mean_spacing must be finite, got {mean_spacing}")
+        if any(int(h) < 1 for h in guide_hidden):
+            raise ValueError(f"guide_hidden widths must be at least 1, got {tuple(guide_hidden)}")
         C = int(num_clusters)
         self.num_clusters = C
         self.prior_scale = float(prior_scale)

@@ -8,11 +8,18 @@ registered under that name (so it runs through every suite, the store and the re
 built-in, with that stable label; worker processes resolve it the same way), and installed
 packages may declare plugins in the entry-point group ``estibench.<kind>s`` (e.g.
 ``estibench.estimators``), registered under the entry point's name.
+
+Options are checked before the factory runs (:func:`check_options`): an option the factory does
+not take, or a value of the wrong kind for its default (text for a number, a non-finite number, a
+number for a tuple of sizes), is refused with one line naming the option and what it takes.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import math
+import numbers
 import os
 import sys
 from importlib import metadata
@@ -49,6 +56,81 @@ def import_path(spec: str):
     except AttributeError:
         raise UnknownNameError(f"module {module_name!r} has no attribute {attr!r} (from {spec!r})") from None
     return out
+
+
+def _signature(factory) -> Optional[inspect.Signature]:
+    target = factory
+    implementations = getattr(factory, "implementations", None)  # an estimator family: its first implementation
+    if implementations:
+        target = implementations[0]
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+
+
+def _kind_of(default, annotation) -> Optional[str]:
+    """What an option takes, from its default value (else its annotation's text)."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, numbers.Integral):
+        return "int"
+    if isinstance(default, numbers.Real):
+        return "number"
+    if isinstance(default, str):
+        return "str"
+    if isinstance(default, (tuple, list)):
+        return "ints" if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in default) else "seq"
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    text = text.replace("Optional[", "").rstrip("]")
+    return {"float": "number", "int": "int", "str": "str", "bool": "bool"}.get(text)
+
+
+def _fits(kind: str, value) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "ints":
+        return isinstance(value, (tuple, list)) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+    if kind == "seq":
+        return isinstance(value, (tuple, list))
+    return True
+
+
+_TAKES = {"bool": "True or False", "int": "an integer", "number": "a finite number", "str": "a word or quoted text",
+          "ints": "a tuple of integers, e.g. (16,) or (16, 16)", "seq": "a tuple"}
+
+
+def check_options(factory, options: dict, who: str) -> None:
+    """Refuse (``TypeError`` for an unknown option, ``ValueError`` for a bad value; one line each) what
+    the factory's signature says it cannot take.  A value of ``None`` is left to the factory."""
+    signature = _signature(factory)
+    if signature is None:
+        return
+    params = signature.parameters
+    init = getattr(getattr(factory, "implementations", (factory,))[0], "__init__", None)
+    if getattr(init, "__qualname__", "").startswith("Module."):  # torch's own __init__: the class takes no options
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name, value in options.items():
+        param = params.get(name)
+        if param is None or param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            if takes_any:
+                continue
+            known = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                                    inspect.Parameter.VAR_KEYWORD)
+                     and n not in ("self", "seeds")]
+            raise TypeError(f"{who} has no option {name!r} (its options: {', '.join(known) or 'none'})")
+        default = None if param.default is inspect.Parameter.empty else param.default
+        kind = _kind_of(default, param.annotation)
+        if value is not None and kind is not None and not _fits(kind, value):
+            raise ValueError(f"{who}: option {name}={value!r} is not {_TAKES[kind]}")
 
 
 class Registry:
@@ -109,7 +191,9 @@ class Registry:
         return self._entries[name]
 
     def get(self, name: str, **options):
-        return self.factory(name)(**options)
+        factory = self.factory(name)
+        check_options(factory, options, f"{self.kind} {name!r}")
+        return factory(**options)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -108,7 +108,7 @@ class SigmoidBeliefNet(LatentVariableModel):
             raise ValueError(f"unknown SBN arch {arch!r}; choose from {', '.join(ARCHS)}")
         if int(latent_bits) < 1 or int(hidden) < 1:
             raise ValueError(f"latent_bits and hidden must be positive, got {latent_bits}, {hidden}")
-        if 28 % int(downsample) != 0:
+        if int(downsample) < 1 or 28 % int(downsample) != 0:
             raise ValueError(f"downsample must divide 28, got {downsample}")
         self.arch, self.dataset, self.downsample = arch, str(dataset), int(downsample)
         self.latent_bits, self.hidden = int(latent_bits), int(hidden)

@@ -24,7 +24,8 @@ import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
 from .definitions import markdown_table, variant_rows  # noqa: E402
-from .site import Section, cell_marks, diverged_note, materialise, sections_markdown  # noqa: E402
+from .site import (Section, cell_marks, diverged_note, materialise, sections_markdown,  # noqa: E402
+                   write_text_atomic)
 
 from estibench.studies.gmm import STUDY  # noqa: E402  (this page's study: its estimators' order)
 
@@ -440,7 +441,9 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
 def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str = "gmm",
                  description: str = "") -> str:
     """Write OUT/report.md and its figures (fig4_gmm_training.png, fig5_gmm_hinton_K<K>.png) from
-    the tidy table; returns the report's path."""
+    the tidy table; returns the report's path.  report.md is replaced atomically through a uniquely
+    named temporary file (:func:`estibench.reports.site.write_text_atomic`): writers running at
+    once do not collide, and a failed write leaves the previous report.md and no temporary file."""
     table = table[table.study == "gmm"]
     os.makedirs(out, exist_ok=True)
     lines = [f"# estibench report: suite `{suite}`", "", description, ""]
@@ -451,7 +454,5 @@ def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str 
         lines += sections_markdown(parts, 2)
         lines += ["## Metric definitions", "", DEFINITIONS]
     path = os.path.join(out, "report.md")
-    with open(path + ".tmp", "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path

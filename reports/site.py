@@ -15,6 +15,15 @@ rows of that study only); a study without an entry gets :func:`generic_sections`
 is written into a temporary folder inside ``out`` first and then moved over the old files, so
 a reader never sees half a report; files of an earlier build that this one no longer writes
 are removed (they are listed in ``out/.report-files``), nothing else in ``out`` is touched.
+
+Temporary files.  The build folder is ``out/.report-build-<pid>@<host>-<random>``; a build that
+was killed (SIGKILL, power loss) leaves it behind, and the next build removes every such folder
+whose process is no longer alive on this host, never one of a live build (of this or another
+process).  Folders named by another host, or in the old style without a pid, are removed once
+an hour old.  The manifest, like ``reports.gmm.write_report``'s ``report.md``, is written
+through a uniquely named temporary file in its folder (:func:`write_text_atomic`), so builds
+running at once into the same ``out`` do not collide, and a failed write leaves no temporary
+file and the previous file intact.
 """
 from __future__ import annotations
 
@@ -26,7 +35,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -619,7 +630,9 @@ def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out
     """Write the static site and the Markdown report into ``out``; returns ``out/index.html``.
 
     ``descriptions``: study name → text shown at the head of its page (and in the index);
-    ``note``: text shown under the index's title (e.g. how the run went)."""
+    ``note``: text shown under the index's title (e.g. how the run went).  Build folders left in
+    ``out`` by killed builds are removed first (:func:`remove_stale_builds`); builds running at
+    once into the same ``out`` each complete (see the module docstring, Temporary files)."""
     descriptions = dict(descriptions or {})
     table = _with_columns(table, TABLE_COLUMNS)
     cells = _with_columns(cells, CELL_COLUMNS)
@@ -628,13 +641,104 @@ def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out
     runs = _with_columns(runs, RUN_COLUMNS)
     os.makedirs(out, exist_ok=True)
     studies = list(dict.fromkeys(sorted(set(table.study.unique()) | set(cells.study.unique()))))
-    tmp = tempfile.mkdtemp(prefix=".report-build-", dir=out)
+    remove_stale_builds(out)
+    tmp = tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{os.getpid()}@{_host_tag()}-", dir=out)
     try:
         _build(tmp, table, cells, runs, studies, descriptions, note, title)
         _install(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return os.path.join(out, "index.html")
+
+
+BUILD_PREFIX = ".report-build-"
+STALE_BUILD_AGE_S = 3600.0  # a build folder whose owner cannot be checked is removed once this old
+_BUILD_NAME = re.compile(r"^\.report-build-(\d+)(?:@([A-Za-z0-9._]*))?-")
+
+
+def _host_tag() -> str:
+    """This host's name as it appears in build folders' names (letters, digits, '.', '_')."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user's counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):  # ProcessLookupError, or a number no pid can be
+        return False
+    return True
+
+
+def remove_stale_builds(out: str, now: Optional[float] = None) -> List[str]:
+    """Remove the ``.report-build-*`` folders in ``out`` that belong to no live build; returns
+    their names.  A folder named by this host's process ``<pid>`` is removed when that process is
+    not alive (``os.kill(pid, 0)`` raises ProcessLookupError) and kept while it is; one named by
+    another host, or in the old style without a pid, is removed once older than
+    ``STALE_BUILD_AGE_S`` (by its modification time).  Nothing else in ``out`` is touched."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return removed
+    host = _host_tag()
+    for name in names:
+        path = os.path.join(out, name)
+        if not name.startswith(BUILD_PREFIX) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        match = _BUILD_NAME.match(name)
+        if match and match.group(2) in (None, host):
+            stale = not _pid_alive(int(match.group(1)))
+        else:
+            try:
+                stale = now - os.path.getmtime(path) > STALE_BUILD_AGE_S
+            except OSError:  # removed meanwhile
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def write_text_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` by a file holding ``text``, atomically: written to a uniquely named
+    temporary file in the same folder (``.<name>.*.tmp``) and moved over ``path`` with
+    ``os.replace``.  Writers running at once never share a temporary file; when writing fails
+    the temporary file is removed and ``path`` is left as it was.  The file gets the permissions
+    a plain ``open(path, "w")`` would give (``0o666`` less the umask)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status),
+    so a build in another thread never creates a file under a zero umask."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 TABLE_COLUMNS = list(STORE_TABLE_COLUMNS)
@@ -742,12 +846,13 @@ def _install(tmp: str, out: str) -> None:
     for rel in old:
         path = os.path.realpath(os.path.join(out, rel))
         if rel not in keep and path.startswith(root + os.sep) and os.path.isfile(path):
-            os.remove(path)
-    with open(manifest + ".tmp", "w", encoding="utf-8") as fh:
-        fh.write("\n".join(sorted(files)) + "\n")
-    os.replace(manifest + ".tmp", manifest)
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # a build running at once removed it first
+                pass
+    write_text_atomic(manifest, "\n".join(sorted(files)) + "\n")
 
 
 __all__ = ["Section", "STUDY_PAGES", "build_site", "generic_sections", "run_summary_sections", "cells_table",
-           "runs_table", "counts_text", "cell_marks", "diverged_note", "definitions_section", "materialise",
+           "remove_stale_builds", "write_text_atomic", "runs_table", "counts_text", "cell_marks", "diverged_note", "definitions_section", "materialise",
            "sections_markdown", "sections_html", "md_inline", "md_block", "figure_learning_curves"]
