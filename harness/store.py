@@ -218,7 +218,8 @@ def quick_check(conn: sqlite3.Connection, path: str) -> None:
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
     except sqlite3.DatabaseError as err:
-        raise StoreError(f"{path} is damaged ({err}); it was left as it is: restore it from a copy or "
+        what = "is not a usable results store" if "not a database" in str(err) else "is damaged"
+        raise StoreError(f"{path} {what} ({err}); it was left as it is: restore it from a copy or "
                          f"use another --out folder") from None
     if rows != ["ok"]:
         raise StoreError(f"{path} is damaged (SQLite integrity check: {rows[0]}); it was left as it is: "

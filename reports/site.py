@@ -271,10 +271,19 @@ def cells_table(cells: pd.DataFrame, with_study: bool = False) -> pd.DataFrame:
                     "iterations": cfg.get("iterations", ""), "status": _status_text(r),
                     "wall": _duration(r.wall_s), "s/iter": (f"{r.sec_per_iter:.3g}" if pd.notna(r.sec_per_iter)
                                                             else "–"),
-                    "device": r.device or "–", "attempts": int(r.attempts) if pd.notna(r.attempts) else 1,
+                    "device": r.device or "–",
+                    "threads": _int(r.threads) if pd.notna(r.threads) else "–", "attempts": int(r.attempts) if pd.notna(r.attempts) else 1,
                     "finished": r.finished_at or "–"})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _run_status(status, finished_at) -> str:
+    """How a run ended: finished, interrupted (Ctrl-C, SIGTERM), failed, still running or killed
+    (``running`` with no end), or — for runs recorded before statuses were — finished / unfinished."""
+    if isinstance(status, str) and status:
+        return "running or killed" if status == "running" else status
+    return "finished" if isinstance(finished_at, str) and finished_at else "unfinished"
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -282,9 +291,12 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["run", "started", "finished", "command", "git commit"])
     return pd.DataFrame({
         "run": runs["id"].astype(int), "started": runs.started_at.fillna("–"),
-        "finished": runs.finished_at.fillna("(unfinished)"), "command": runs.command.fillna("–"),
+        "finished": runs.finished_at.fillna("(unfinished)"),
+        "ended": [_run_status(s, f) for s, f in zip(runs.status, runs.finished_at)],
+        "command": runs.command.fillna("–"),
         "git commit": runs.git_commit.fillna("–"), "machine": runs.machine.fillna("–"),
         "backend": runs.backend.fillna("–"), "jobs": runs.jobs.map(lambda v: _int(v) if pd.notna(v) else "–"),
+        "threads": runs.threads.map(lambda v: _int(v) if pd.notna(v) else "–"),
         "cells total": runs.cells_total.map(lambda v: _int(v) if pd.notna(v) else "–"),
         "cells run": runs.cells_run.map(lambda v: _int(v) if pd.notna(v) else "–"),
         "wall": runs.wall_s.map(_duration)})
@@ -744,9 +756,9 @@ def _umask() -> int:
 TABLE_COLUMNS = list(STORE_TABLE_COLUMNS)
 CELL_COLUMNS = ["key", "study", "model", "estimator", "label", "particles", "seeds", "config", "status", "wall_s",
                 "sec_per_iter", "device", "machine", "finished_at", "error", "diverged_at", "attempts",
-                *SETTING_COLUMNS]
+                *SETTING_COLUMNS, "threads"]
 RUN_COLUMNS = ["id", "started_at", "finished_at", "command", "git_commit", "machine", "versions", "backend", "jobs",
-               "cells_total", "cells_run", "wall_s"]
+               "cells_total", "cells_run", "wall_s", "status", "threads"]
 
 
 def _with_columns(frame: Optional[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

@@ -103,7 +103,7 @@ def test_estimator_and_model_options(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--estimators", "dww[delta=2]"], "0 < delta < 1"),
-    (["--estimators", "ww[foo=1]"], "unexpected keyword"),
+    (["--estimators", "ww[foo=1]"], "has no option 'foo'"),
     (["--model-options", "init=sideways"], "unknown init"),
     (["--model-options", "init"], "NAME=VALUE"),
 ])
