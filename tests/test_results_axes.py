@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 
 from estibench.harness.runner import Cell
-from estibench.harness.store import SETTING_COLUMNS, TABLE_COLUMNS, Store
+from estibench.harness.store import SCHEMA_VERSION, SETTING_COLUMNS, TABLE_COLUMNS, Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +75,7 @@ def test_a_schema_3_store_is_migrated_in_place_additively(tmp_path):
     conn.commit()
     conn.close()
     store = Store(str(tmp_path))
-    assert store.get_meta("schema_version") == "4"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     row = store.cells().iloc[0]
     assert tuple(row[:17]) == values[:8] + ("done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
     assert row.dataset == "gmm-true-model" and row.batch_size == 100 and row.iterations == 10

@@ -187,8 +187,8 @@ def test_dask_local_cluster_matches_loky(tmp_path):
 
 
 BAD = [
-    (["--lr", "0"], "--lr must be positive"),
-    (["--lr=-1e-3"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be a positive"),
+    (["--lr=-1e-3"], "--lr must be a positive"),
     (["--batch-size", "0"], "--batch-size"),
     (["--backend", "dask"], "--scheduler"),
     (["--arch", "linear1"], "does not apply"),
