@@ -55,6 +55,8 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from estibench.files import umask
+
 CACHE_ENV = "ESTIBENCH_DATA"
 DEFAULT_CACHE = "~/.cache/estibench"
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -165,17 +167,11 @@ def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _tmp_path(folder: Path, filename: str) -> Path:
     """An empty temporary file beside the target, readable as a normal file would be."""
     fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
     return Path(tmp)
 
 

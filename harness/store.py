@@ -49,12 +49,14 @@ import os
 import socket
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from typing import Callable, Iterable, Optional
 
 import pandas as pd
+
+from estibench import files
+from estibench.files import pid_alive
 
 SCHEMA_VERSION = 5
 FILENAME = "results.sqlite"
@@ -177,40 +179,17 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
 def atomic_write(path: str, write: Callable[[str], None]) -> str:
-    """Call ``write(tmp)`` on a unique temporary file beside ``path``, then move it over ``path``
-    (``os.replace``): a reader sees the old file or the new one, never a part; two writers never share
-    a temporary name; on any failure (a full disk, Ctrl-C) the temporary file is removed and ``path``
-    is left as it was.  A full disk raises :class:`StoreFullError` with one line."""
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    """:func:`estibench.files.atomic_write`, with a full disk reported as :class:`StoreFullError`
+    (one line; nothing was replaced, no temporary file is left)."""
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError) and _is_full(err):
-            raise StoreFullError(f"the disk holding {folder} is full: could not write {name} "
-                                 f"(nothing was replaced); free space and run the same command again") from None
-        raise
-    return path
+        return files.atomic_write(path, write)
+    except OSError as err:
+        if not _is_full(err):
+            raise
+        folder, name = os.path.split(os.path.abspath(path))
+        raise StoreFullError(f"the disk holding {folder} is full: could not write {name} "
+                             f"(nothing was replaced); free space and run the same command again") from None
 
 
 def quick_check(conn: sqlite3.Connection, path: str) -> None:

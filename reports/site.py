@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from . import definitions as defs
+from estibench.files import atomic_write, pid_alive
 from estibench.harness.store import SETTING_COLUMNS, TABLE_COLUMNS as STORE_TABLE_COLUMNS
 from . import tables as tb
 
@@ -673,19 +674,6 @@ def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (one of another user's counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True
-    except (OSError, OverflowError):  # ProcessLookupError, or a number no pid can be
-        return False
-    return True
-
-
 def remove_stale_builds(out: str, now: Optional[float] = None) -> List[str]:
     """Remove the ``.report-build-*`` folders in ``out`` that belong to no live build; returns
     their names.  A folder named by this host's process ``<pid>`` is removed when that process is
@@ -705,7 +693,7 @@ def remove_stale_builds(out: str, now: Optional[float] = None) -> List[str]:
             continue
         match = _BUILD_NAME.match(name)
         if match and match.group(2) in (None, host):
-            stale = not _pid_alive(int(match.group(1)))
+            stale = not pid_alive(int(match.group(1)))
         else:
             try:
                 stale = now - os.path.getmtime(path) > STALE_BUILD_AGE_S
@@ -718,39 +706,12 @@ def remove_stale_builds(out: str, now: Optional[float] = None) -> List[str]:
 
 
 def write_text_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
-    """Replace ``path`` by a file holding ``text``, atomically: written to a uniquely named
-    temporary file in the same folder (``.<name>.*.tmp``) and moved over ``path`` with
-    ``os.replace``.  Writers running at once never share a temporary file; when writing fails
-    the temporary file is removed and ``path`` is left as it was.  The file gets the permissions
-    a plain ``open(path, "w")`` would give (``0o666`` less the umask)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding=encoding) as fh:
+    """Replace ``path`` by a file holding ``text`` (:func:`estibench.files.atomic_write`: a unique
+    temporary file in the same folder, removed on failure; ``path`` is never seen half-written)."""
+    def write(tmp):
+        with open(tmp, "w", encoding=encoding) as fh:
             fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (/proc/self/status),
-    so a build in another thread never creates a file under a zero umask."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, write)
 
 
 TABLE_COLUMNS = list(STORE_TABLE_COLUMNS)

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from estibench import data as estidata
+from estibench import files
 from estibench import reports
 from estibench.data import sources
 from estibench.reports import gmm as gmm_report
@@ -359,7 +360,7 @@ def test_two_builds_into_the_same_folder_at_once_both_succeed(tmp_path, monkeypa
     assert "index.html" in manifest and os.path.join("toy", "index.html") in manifest
     assert all((out / rel).is_file() for rel in manifest)
     assert tmp_leftovers(out) == []
-    assert oct(os.stat(out / site.MANIFEST).st_mode & 0o777) == oct(0o666 & ~site._umask())
+    assert oct(os.stat(out / site.MANIFEST).st_mode & 0o777) == oct(0o666 & ~files.umask())
 
 
 def test_two_gmm_reports_into_the_same_folder_at_once_both_succeed(tmp_path, monkeypatch):
@@ -369,7 +370,7 @@ def test_two_gmm_reports_into_the_same_folder_at_once_both_succeed(tmp_path, mon
     assert errors == []
     assert "No finished cells yet." in (out / "report.md").read_text()
     assert tmp_leftovers(out) == []
-    assert oct(os.stat(out / "report.md").st_mode & 0o777) == oct(0o666 & ~site._umask())
+    assert oct(os.stat(out / "report.md").st_mode & 0o777) == oct(0o666 & ~files.umask())
 
 
 def test_two_build_processes_into_the_same_folder_at_once_both_succeed(tmp_path):

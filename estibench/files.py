@@ -1,0 +1,73 @@
+"""Files written safely, shared by every layer (data, harness, reports).
+
+* :func:`atomic_write`: write through a uniquely named temporary file in the target's folder and
+  move it over the target with ``os.replace``: a reader sees the old file or the new one, never a
+  part; writers running at once never share a temporary name; on any failure (a full disk,
+  Ctrl-C) the temporary file is removed and the target is left as it was.
+* :func:`umask`: the process's umask, read without changing it where Linux shows it, so that a
+  thread writing a file never creates it under a momentarily zero umask.
+* :func:`pid_alive`: whether a process of this machine exists (used to recognise leftovers of
+  killed processes: report build folders, cell claims).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable
+
+
+def umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temporary_beside(path: str, suffix: str = ".tmp") -> str:
+    """An empty, uniquely named file ``.<name>.<random><suffix>`` in ``path``'s folder, with the
+    permissions a plain ``open(path, "w")`` would give (``mkstemp`` makes it 0600)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~umask())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write(path: str, write: Callable[[str], None], suffix: str = ".tmp") -> str:
+    """Call ``write(tmp)`` on a fresh temporary file beside ``path``, then replace ``path`` by it;
+    returns ``path``.  Any failure removes the temporary file and re-raises."""
+    tmp = temporary_beside(path, suffix)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one of another user's counts as alive)."""
+    try:
+        pid = int(pid)
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (OSError, OverflowError, ValueError, TypeError):  # ProcessLookupError, or no pid at all
+        return False
+    return True
