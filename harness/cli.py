@@ -166,13 +166,17 @@ def parse_estimators(text: str) -> List[Tuple[str, dict]]:
     return out
 
 
-def split(text: Optional[str], cast=str) -> Optional[List]:
+def split(text: Optional[str], cast=str, what: str = "the list") -> Optional[List]:
+    """``"2,5"`` → ``[2, 5]``; an empty list or an empty item (``"2,,5"``) is a UsageError."""
     if text is None:
         return None
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(items):
+        raise UsageError(f"cannot read {what} {text!r}: write a comma-separated list such as 2,5 with no empty item")
     try:
-        return [cast(t.strip()) for t in text.split(",") if t.strip()]
+        return [cast(t) for t in items]
     except ValueError:
-        raise UsageError(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from None
+        raise UsageError(f"cannot read {what} {text!r} as a comma-separated list of {cast.__name__}") from None
 
 
 def _suites_with(option: str) -> List[str]:
@@ -186,7 +190,7 @@ def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str, suite_n
     if option not in suite.get("model_grid", {}):
         raise UsageError(f"{flag} does not apply to suite {suite_name!r} (study {suite['study']!r}, model "
                          f"{suite['model']!r}; suites that take it: {', '.join(_suites_with(option)) or 'none'})")
-    return split(value)
+    return split(value, str, flag)
 
 
 def _preset(args, suite: dict) -> Tuple[str, dict]:
@@ -234,8 +238,8 @@ def make_cells(args) -> List[Cell]:
             raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite['study']!r} "
                              f"takes {', '.join(fits)})")
         parts = [{**part, "model": args.model} for part in parts]
-    model_options = parse_options(args.model_options, "--model-options") if args.model_options else {}
-    user_particles = split(args.particles, int)
+    model_options = parse_options(args.model_options, "--model-options") if args.model_options is not None else {}
+    user_particles = split(args.particles, int, "--particles")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     if args.iterations is not None and args.iterations < 1:
@@ -262,7 +266,7 @@ def make_cells(args) -> List[Cell]:
         raise UsageError("--backend dask needs --scheduler ADDRESS of a running dask.distributed scheduler")
     flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option, args.suite)
              for flag, (option, _) in GRID_FLAGS.items()}
-    user_specs = parse_estimators(args.estimators) if args.estimators else None
+    user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
     part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
     cells = []
     for part, specs in zip(parts, part_specs):
@@ -423,6 +427,9 @@ def main(argv=None) -> int:
         try:
             return _main(argv, state)
         except Interrupted as stop:
+            import signal
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the message short
+                signal.signal(signum, signal.SIG_IGN)
             cells, store, out = state.get("cells"), state.get("store"), state.get("out")
             if store is not None and cells is not None:
                 from .sweep import stored_count
@@ -451,6 +458,9 @@ def _main(argv, state: dict) -> int:
         from estibench import data as estidata
         return estidata.main(argv[1:])
     args = parser().parse_args(argv)
+    if args.out is not None and not args.out.strip():
+        print(f"{prog()}: error: --out is empty; name a folder", file=sys.stderr)
+        return 2
     out = args.out or os.path.join("results", args.suite)
     try:
         cells = make_cells(args)

@@ -216,6 +216,8 @@ def results(cells: List[Cell], jobs: int, threads: Optional[int], backend: str, 
     their results as they finish."""
     if not cells:
         return
+    if backend == "loky":
+        jobs = min(jobs, len(cells))  # never more worker processes than cells
     if backend == "loky" and jobs == 1:
         for c in cells:
             if admit(c):

@@ -224,6 +224,10 @@ BAD_INPUT = [
     (["--lr", "inf"], "--lr must be a positive finite number"),
     (["--lr", "nan"], "--lr must be a positive finite number"),
     (["--dataset", "mnist-static"], "does not apply to suite 'default'"),
+    (["--estimators", ""], "an empty name"),
+    (["--particles", ""], "cannot read --particles"),
+    (["--particles", "2,,5"], "no empty item"),
+    (["--out", ""], "--out is empty"),
 ]
 
 
@@ -234,7 +238,7 @@ def test_bad_settings_are_one_line_before_any_work(tmp_path, args, message, caps
     path = os.path.join(out, FILENAME)
     before = open(path, "rb").read()
     capsys.readouterr()
-    assert main([*TINY, *args, "--out", out]) == 2
+    assert main([*TINY, "--out", out, *args]) == 2
     assert message in one_line(capsys.readouterr().err)
     assert open(path, "rb").read() == before
 
