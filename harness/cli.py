@@ -18,7 +18,7 @@ import torch
 from estibench import estimators
 from estibench.models.registry import Registry, UnknownNameError
 
-from .runner import CONFIG_VERSION, OPTIMISER_KEYS, Cell, build, resolve_device
+from .runner import CONFIG_VERSION, Cell, resolve_device
 from .store import Store, StoreError
 from estibench import studies as study_registry
 from .sweep import BACKENDS, check_backend, plan, run_sweep

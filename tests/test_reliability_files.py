@@ -277,8 +277,8 @@ def build(out):
 
 def tmp_leftovers(out):
     found = []
-    for folder, dirs, files in os.walk(out):
-        found += [os.path.join(folder, n) for n in files if n.endswith(".tmp")]
+    for folder, dirs, names in os.walk(out):
+        found += [os.path.join(folder, n) for n in names if n.endswith(".tmp")]
         found += [os.path.join(folder, d) for d in dirs if d.startswith(".report-build-")]
     return found
 

@@ -1,6 +1,5 @@
 """The sweep engine survives faults: SIGKILL mid-sweep, diverging cells, failing cells; --force,
 --dry-run, the dask backend on a real LocalCluster, and one-line errors for bad input."""
-import json
 import os
 import signal
 import sqlite3
@@ -10,6 +9,8 @@ import time
 
 import pandas as pd
 import pytest
+
+from old_stores import write_schema_1_store
 
 from estibench import estimators
 from estibench.estimators.base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
@@ -199,6 +200,24 @@ BAD = [
     (["--estimators", "vimco", "--particles", "1"], "at least 2 particle"),
     (["--suite", "sbn", "--estimators", "arm", "--dataset", "mnist-static", "--iterations", "1"],
      "mnist-static"),  # a dataset absent offline: names the file, its source and where to put it
+    # issue 10: bad settings that once gave Python's own messages or were accepted
+    (["--suite", "sbn", "--preset", "rebarr"], "did you mean rebar"),
+    (["--model-options", "guide_hidden=(0,)"], "guide_hidden widths must be at least 1"),
+    (["--model-options", "guide_hidden=abc"], "guide_hidden='abc' is not a tuple of integers"),
+    (["--model-options", "std=-1"], "std (of every cluster) must be a positive"),
+    (["--model-options", "std=0"], "std (of every cluster) must be a positive"),
+    (["--model-options", "stdd=1"], "has no option 'stdd'"),
+    (["--model-options", "std=(1"], "never closed"),
+    (["--estimators", "dww[delta=nan]"], "delta='nan' is not a finite number"),
+    (["--estimators", "concrete[final_temperature=abc]"], "final_temperature='abc' is not a finite number"),
+    (["--estimators", "concrete[final_temperature=1e999]"], "is not a finite number"),
+    (["--estimators", "ww[delta=0.1]"], "has no option 'delta'"),
+    (["--lr", "inf"], "--lr must be a positive finite number"),
+    (["--lr", "nan"], "--lr must be a positive finite number"),
+    (["--dataset", "mnist-static"], "does not apply to suite 'default'"),
+    (["--estimators", ""], "an empty name"),
+    (["--particles", ""], "cannot read --particles"),
+    (["--particles", "2,,5"], "no empty item"),
 ]
 
 
@@ -247,20 +266,6 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path, capsys):
 def test_schema_1_store_is_upgraded_in_place(tmp_path):
     """Stores written before statuses existed (the committed GMM study) still load and report."""
     path = tmp_path / FILENAME
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE cells (key TEXT PRIMARY KEY, study TEXT NOT NULL, model TEXT NOT NULL, estimator TEXT NOT NULL,
-            label TEXT NOT NULL, particles INTEGER NOT NULL, seeds TEXT NOT NULL, config TEXT NOT NULL,
-            status TEXT NOT NULL, wall_s REAL, sec_per_iter REAL, device TEXT, machine TEXT, finished_at TEXT);
-        CREATE TABLE metrics (key TEXT NOT NULL, seed INTEGER NOT NULL, iteration INTEGER NOT NULL,
-            metric TEXT NOT NULL, value REAL);
-        INSERT INTO meta VALUES ('schema_version', '1');
-    """)
-    conn.execute("INSERT INTO cells VALUES ('k', 'gmm', 'gmm', 'ww', 'ww', 2, '[0]', ?, 'done', 1, 0.1, 'cpu', 'm', 't')",
-                 (json.dumps({"config_version": CONFIG_VERSION}),))
-    conn.execute("INSERT INTO metrics VALUES ('k', 0, 0, 'model_error', 0.5)")
-    conn.commit()
-    conn.close()
+    write_schema_1_store(path, {"config_version": CONFIG_VERSION})
     store = Store(str(tmp_path))
     assert store.done_keys() == {"k"} and len(store.table()) == 1 and "attempts" in store.cells().columns
