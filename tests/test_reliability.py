@@ -18,7 +18,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from old_stores import write_schema_1_store
+from store_helpers import wait_for_cells, write_schema_1_store
 
 from estibench.harness.cli import UsageError, main, parse_estimators
 from estibench.harness.runner import CONFIG_VERSION, Cell
@@ -61,22 +61,6 @@ def processes_with(marker: str) -> list:
         if marker.encode() in env and state != "Z":
             found.append(int(pid))
     return found
-
-
-def wait_for_cells(path: str, n: int, proc, timeout: float = 120) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if os.path.exists(path):
-            try:
-                conn = sqlite3.connect(path, timeout=0.2)
-                done = conn.execute("SELECT COUNT(*) FROM cells WHERE status = 'done'").fetchone()[0]
-                conn.close()
-            except sqlite3.Error:
-                continue
-            if done >= n:
-                return done
-    raise AssertionError("the sweep ended (or stalled) before the test could act; make the cells longer")
 
 
 def cells_and_runs(folder: str):

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from old_stores import write_schema_1_store
+from store_helpers import wait_for_cells, write_schema_1_store
 
 from estibench import estimators
 from estibench.estimators.base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
@@ -42,20 +42,7 @@ def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path):
            "--seeds", "1", "--iterations", "300", "--eval-every", "150", "--device", "cpu", "--out", out,
            "--no-report"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path = os.path.join(out, FILENAME)
-    deadline = time.time() + 120
-    done = 0
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if os.path.exists(path):
-            try:
-                conn = sqlite3.connect(path, timeout=0.1)
-                done = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
-                conn.close()
-            except sqlite3.OperationalError:
-                continue
-            if done >= 2:
-                break
+    wait_for_cells(os.path.join(out, FILENAME), 2, proc)
     assert proc.poll() is None, "the sweep finished before it could be killed; make the cells longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

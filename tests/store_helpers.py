@@ -1,6 +1,8 @@
-"""Stores as older versions of estibench wrote them, for the upgrade and read-only tests."""
+"""Helpers of the store tests: a store as an older estibench wrote it, and waiting on a running sweep."""
 import json
+import os
 import sqlite3
+import time
 
 SCHEMA_1 = """
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,3 +25,21 @@ def write_schema_1_store(path, config: dict) -> None:
     conn.execute("INSERT INTO metrics VALUES ('k', 0, 0, 'model_error', 0.5)")
     conn.commit()
     conn.close()
+
+
+def wait_for_cells(path, n: int, proc, timeout: float = 120) -> int:
+    """Poll the store at ``path`` (written by the running subprocess ``proc``) until it holds ``n``
+    done cells; fails if the sweep ends or stalls first (then its cells are too short to act on)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if os.path.exists(path):
+            try:
+                conn = sqlite3.connect(path, timeout=0.2)
+                done = conn.execute("SELECT COUNT(*) FROM cells WHERE status = 'done'").fetchone()[0]
+                conn.close()
+            except sqlite3.Error:
+                continue
+            if done >= n:
+                return done
+    raise AssertionError("the sweep ended (or stalled) before the test could act; make the cells longer")
