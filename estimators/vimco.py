@@ -9,12 +9,20 @@ The reference code (the RWS authors' GMM code): θ and φ are trained with one j
 itself is not otherwise checked against released code.
 
 This file: the paper's estimator.  Needs K ≥ 2.  Unbiased.
+
+Unnormalised priors (RBM priors; the RBM-prior paper ``000_…`` App. A, Algorithm 2): the weights are
+w = p*(x, z) / q(z|x) with p* = e^{−E(z)} p(x|z), which leaves the leave-one-out signal and ∇_φ L̂
+unchanged (log Z shifts every log w alike); θ gets the extra −∇_θ log Z of that paper's Eq. 5,
+estimated from the model's negative samples (:func:`estimators.base.log_partition_term`), and the
+objective is L̂ − log Z with the model's log Z (exact or estimated).
 """
 import math
 
 import torch
 
-from .base import Estimate, Estimator, batch_loss, logmeanexp, sample_guide
+from estibench.models.protocols import UNNORMALISED_PRIOR
+
+from .base import Estimate, Estimator, batch_loss, log_partition_term, logmeanexp, sample_guide
 
 
 def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
@@ -30,11 +38,13 @@ class Vimco(Estimator):
     display_name = "VIMCO"
     cost_hint = 1.5
     min_particles = 2
+    handles = frozenset({UNNORMALISED_PRIOR})
 
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         log_w = log_p - log_q
         bound = logmeanexp(log_w, 0)
         signal = (bound.unsqueeze(0) - leave_one_out_bounds(log_w)).detach()
-        per_point = (signal * log_q).sum(0) + bound
-        return Estimate(batch_loss(per_point), bound.detach().mean(-1))
+        log_z = log_partition_term(model)  # 0 unless the prior is unnormalised
+        per_point = (signal * log_q).sum(0) + bound - log_z.unsqueeze(-1)
+        return Estimate(batch_loss(per_point), bound.detach().mean(-1) - log_z.detach())

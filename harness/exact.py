@@ -57,7 +57,7 @@ def enumerate_joint(model, x: torch.Tensor):
     z = z.expand(states.shape[0], *q.batch_shape, *states.shape[1:])
     log_p = model.log_joint(x, z)
     if UNNORMALISED_PRIOR in capabilities(model):
-        log_p = log_p - model.log_partition()
+        log_p = log_p - model.log_partition().unsqueeze(-1)  # [R] → [R, 1]: every data point
     return log_p, q.log_prob(z)
 
 

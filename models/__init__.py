@@ -7,12 +7,15 @@ from .base import LatentVariableModel
 from .gmm import GMM
 from .latents import BernoulliLatent, CategoricalLatent, LatentSpace
 from .registry import Registry, UnknownNameError
+from .rbm_vae import RBMVAE, TinyRBMVAE
 from .sbn import SigmoidBeliefNet, TinySigmoidBeliefNet
 
 REGISTRY = Registry("model", base=LatentVariableModel)
 REGISTRY.register("gmm")(GMM)
 REGISTRY.register("sbn")(SigmoidBeliefNet)
 REGISTRY.register("sbn_tiny")(TinySigmoidBeliefNet)
+REGISTRY.register("rbm_vae")(RBMVAE)
+REGISTRY.register("rbm_vae_tiny")(TinyRBMVAE)
 
 get = REGISTRY.get
 names = REGISTRY.names

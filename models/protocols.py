@@ -25,8 +25,9 @@ The protocols
     ``split(z)`` / ``join(layers)``  z ↔ list of layers
     Every member accepts relaxed z ∈ [0, 1] (the Bernoulli log-mass below, evaluated as is).
 :data:`UNNORMALISED_PRIOR` a prior known up to its normaliser (RBM priors): ``log_joint`` omits −log Z;
-    ``log_partition()`` returns an exact or estimated log Z per replicate and ``negative_samples(n)``
-    samples of the prior for the −∇ log Z term.  Handled in one place: an estimator whose
+    ``log_partition()`` returns an exact or estimated log Z per replicate, ``negative_samples(n)``
+    samples of the prior ``[n, R, D]`` and ``log_prior_unnormalised(z)`` log p*(z) = log p(z) + log Z
+    (``[*, R, B]``), for the −∇ log Z term (``estimators.base.log_partition_term``).  Handled in one place: an estimator whose
     ``handles`` does not list it is refused for such a model.
 :data:`REPARAMETERISED`    continuous latents with ``guide_rsample(x, K)`` returning (z, log q) differentiable in φ.
 
@@ -69,7 +70,7 @@ LAYERED_BERNOULLI = Capability(
     "layered Bernoulli interface",
     ("layer_sizes", "guide_layer", "prior_layer", "log_likelihood", "log_prior", "split", "join"),
     "a chain of factorial Bernoulli layers in the guide and the generative model")
-UNNORMALISED_PRIOR = Capability("unnormalised prior", ("log_partition", "negative_samples"),
+UNNORMALISED_PRIOR = Capability("unnormalised prior", ("log_partition", "negative_samples", "log_prior_unnormalised"),
                                 "a prior known up to log Z, with log Z estimates and prior samples")
 REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsample",),
                              "z = g_φ(ε, x) differentiable in φ")

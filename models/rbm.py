@@ -154,6 +154,20 @@ class RBM(nn.Module):
                              f"{self.n_visible} + {self.n_hidden} units; at most 2^{MAX_ENUMERATED_BITS} are "
                              "allowed: use AIS (log_partition_ais) instead")
 
+    def log_partition(self, chunk: int = 1 << 16) -> torch.Tensor:
+        """Exact log Z per replicate, ``[R]``, in the RBM's own dtype and differentiable in its parameters
+        (for exact gradients that include the log Z term), by enumerating the smaller side."""
+        self._check_enumerable("exact log Z")
+        side = self._enumerated_side()
+        bits = self.n_visible if side == "visible" else self.n_hidden
+        free = self.free_energy if side == "visible" else self.free_energy_hidden
+        parts = []
+        for start in range(0, 2 ** bits, chunk):
+            states = all_states(bits, dtype=self.W.dtype, device=self.W.device, start=start,
+                                stop=min(2 ** bits, start + chunk))
+            parts.append(torch.logsumexp(-free(states[:, None, :].expand(-1, self.replicates, -1)), dim=0))
+        return torch.logsumexp(torch.stack(parts), dim=0)
+
     @torch.no_grad()
     def log_partition_exact(self, chunk: int = 1 << 16) -> torch.Tensor:
         """Exact log Z per replicate, ``[R]`` float64, by enumerating the smaller side in chunks."""
@@ -277,28 +291,35 @@ def _as_double(rbm: RBM) -> RBM:
 
 class PersistentChains(nn.Module):
     """``chains`` persistent Gibbs chains per replicate for an RBM's negative phase (PCD; DVAE# code:
-    1,000 chains, 40 sweeps per step).  The visible states are a buffer, so they are saved and loaded
-    with the owner's ``state_dict`` and each call continues where the last one stopped."""
+    1,000 chains, 40 sweeps per step).  The visible states are a buffer (stored replicate-first,
+    ``[R, chains, n_v]``, like every per-replicate tensor of a model), so they are saved and loaded with
+    the owner's ``state_dict`` and each call continues where the last one stopped."""
 
     def __init__(self, rbm: RBM, chains: int = 1000, seed: int = 0):
         super().__init__()
         if int(chains) < 1:
             raise ValueError(f"persistent chains need at least one chain, got {chains}")
         gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
-        shape = (int(chains), rbm.replicates, rbm.n_visible)
+        shape = (rbm.replicates, int(chains), rbm.n_visible)
         self.register_buffer("v", torch.bernoulli(torch.full(shape, 0.5), generator=gen))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def states(self) -> torch.Tensor:
+        """The chains' visible states, ``[chains, R, n_v]``."""
+        return self.v.transpose(0, 1)
 
     @torch.no_grad()
     def advance(self, rbm: RBM, sweeps: int = 1, generator: Optional[torch.Generator] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Run ``sweeps`` block-Gibbs sweeps from the stored states, store the result, return (v, h)."""
-        v, h = rbm.gibbs(self.v.to(rbm.W.dtype), sweeps, generator=generator)
-        self.v.copy_(v.to(self.v.dtype))
+        """Run ``sweeps`` block-Gibbs sweeps from the stored states, store the result, return (v, h),
+        each ``[chains, R, ·]``."""
+        v, h = rbm.gibbs(self.states.to(rbm.W.dtype), sweeps, generator=generator)
+        self.v.copy_(v.transpose(0, 1).to(self.v.dtype))
         self.steps += int(sweeps)
         return v, h
 
     @torch.no_grad()
     def reset(self, v: torch.Tensor) -> None:
         """Restart every chain from ``v [chains, R, n_v]`` (CD-k starts the chains at the data)."""
-        self.v.copy_(v.to(self.v.dtype).expand_as(self.v))
+        self.v.copy_(v.to(self.v.dtype).transpose(0, 1).expand_as(self.v))

@@ -37,6 +37,20 @@ def test_exact_log_z_matches_brute_force_on_both_sides_and_per_replicate():
     for n_v, n_h in ((5, 7), (7, 5)):  # enumerates the visible side, then the hidden side
         rbm = coupled_rbm(n_v, n_h, seeds=(0, 1, 2))
         torch.testing.assert_close(rbm.log_partition_exact(chunk=16), brute_log_z(rbm), rtol=0, atol=1e-10)
+        double = coupled_rbm(n_v, n_h, seeds=(0, 1, 2)).double()
+        torch.testing.assert_close(double.log_partition(chunk=16), brute_log_z(rbm), rtol=0, atol=1e-10)
+
+
+def test_the_differentiable_log_z_has_the_gradient_e_p_of_minus_grad_energy():
+    """∇ log Z = E_p[−∇E(v, h)]: for W, E_p[v hᵀ]; for a, E_p[v]; for b, E_p[h] (exact by enumeration)."""
+    rbm = coupled_rbm(4, 5).double()
+    rbm.log_partition().sum().backward()
+    v, h = all_states(4), all_states(5)
+    neg_e = (v @ rbm.a[0])[:, None] + (h @ rbm.b[0])[None, :] + v @ rbm.W[0] @ h.T
+    p = torch.softmax(neg_e.flatten(), 0).reshape(16, 32).detach()
+    torch.testing.assert_close(rbm.a.grad[0], p.sum(1) @ v)
+    torch.testing.assert_close(rbm.b.grad[0], p.sum(0) @ h)
+    torch.testing.assert_close(rbm.W.grad[0], v.T @ p @ h)
 
 
 def test_zero_coupling_reproduces_the_closed_form_including_the_n_h_log_2_term():
@@ -110,10 +124,11 @@ def test_persistent_chains_continue_across_calls_and_live_in_the_state_dict():
     rbm = coupled_rbm(6, 4, seeds=(0, 1))
     owner = torch.nn.Module()
     owner.chains = PersistentChains(rbm, chains=7, seed=3)
-    start = owner.chains.v.clone()
+    start = owner.chains.states.clone()
     gen = torch.Generator().manual_seed(0)
     first, _ = owner.chains.advance(rbm, sweeps=2, generator=gen)
-    assert torch.equal(owner.chains.v, first) and not torch.equal(first, start)
+    assert torch.equal(owner.chains.states, first) and not torch.equal(first, start)
+    assert owner.chains.v.shape == (2, 7, 6)  # stored replicate-first
     state = {k: t.clone() for k, t in owner.state_dict().items()}
     assert {"chains.v", "chains.steps"} <= set(state) and int(state["chains.steps"]) == 2
     # continuing from the stored states is the same as running the sampler from them by hand

@@ -1,0 +1,235 @@
+"""VAEs with a restricted Boltzmann machine prior over binary latents (DVAE++, Vahdat et al. 2018,
+§5 and §7.2, Table 2, Fig. 2(d); the RBM-prior hybrid model, ``000_…`` §3).
+
+Generative model: z = (z₁, z₂) ∈ {0,1}^{n₁} × {0,1}^{n₂} (``latent_bits`` split in two halves, DVAE++'s
+200 = 100 + 100), p(z) = e^{−E(z₁, z₂)} / Z an RBM (:mod:`estibench.models.rbm`, z₁ its visible and z₂
+its hidden side), and p(x | z) = Bern(σ(dec(z))) with the decoder families of the SBN suite:
+
+* ``arch="linear"``     dec(z) = V z + c;
+* ``arch="nonlinear"``  z → ``hidden`` → ``hidden`` → x, tanh (as the SBN suite's nonlinear model).
+
+Inference model (``groups``): 1 — q(z | x) factorial, Bern(σ(enc(x − x̄))) over all bits (DVAE++'s
+one-latent-layer case, where its KL reduces to the mean-field form); 2 — hierarchical,
+q(z₁ | x) q(z₂ | x, z₁) (DVAE++ Fig. 2(d)), the second encoder reading [x − x̄, z₁].  As in the SBN
+suite the encoder input is centred by the training mean x̄ and the decoder's output bias starts at
+logit(clip(x̄, 0.001, 0.999)); weights start like ``torch.nn.Linear``, the RBM's W at U(±0.01) and its
+biases at 0, one seed per replicate.
+
+The prior is known up to log Z, so the model declares the UNNORMALISED_PRIOR capability
+(:mod:`estibench.models.protocols`): ``log_joint`` = log p(x | z) − E(z) (no −log Z);
+``log_prior_unnormalised(z)`` = −E(z); ``log_partition()`` is exact and differentiable when the RBM's
+smaller side has at most :data:`EXACT_LOG_Z_BITS` bits (``rbm_vae_tiny``), else the last AIS estimate
+(``estimate_log_partition``); ``negative_samples(n)`` are exact samples of the RBM when it is that
+small, else the states of ``chains`` persistent chains advanced by ``gibbs_sweeps`` block-Gibbs sweeps
+per call (DVAE# code: 1,000 chains, 40 sweeps; the chains are a buffer, part of the model's state).
+
+``rbm_vae_tiny`` is the same model on images max-pooled by ``downsample`` (default 4: 7×7) with at most
+16 latent bits (default 8 = 4 + 4), so exact log p(x), the exact posterior and exact gradients
+including the log Z term come from enumeration.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Independent, constraints
+
+from .base import LatentVariableModel
+from .latents import BernoulliLatent
+from .nn import StackedLinear, StackedMLP
+from .protocols import UNNORMALISED_PRIOR, bernoulli_log_mass
+from .rbm import RBM, PersistentChains
+from .sbn import apply_stacked
+
+ARCHS = ("linear", "nonlinear")
+#: log Z (and negative samples) are exact when the RBM's smaller side has at most this many bits
+EXACT_LOG_Z_BITS = 16
+TINY_MAX_BITS = 16
+
+
+class HierarchicalBernoulli(Distribution):
+    """q(z₁ | x) q(z₂ | x, z₁) over z = [z₁, z₂], batch ``[R, B]`` (DVAE++ Fig. 2(d))."""
+    arg_constraints = {}
+    support = constraints.boolean
+    has_rsample = False
+
+    def __init__(self, model: "RBMVAE", x: torch.Tensor):
+        self.model, self.x = model, x
+        self.first_logits = model.encoder_logits(0, x)
+        super().__init__(batch_shape=x.shape[:-1], event_shape=(model.latent_bits,), validate_args=False)
+
+    def _second_logits(self, z1: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder_logits(1, self.x.expand(*z1.shape[:-1], self.x.shape[-1]), z1)
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            shape = torch.Size(sample_shape) + self.first_logits.shape
+            z1 = torch.bernoulli(torch.sigmoid(self.first_logits).expand(shape))
+            z2 = torch.bernoulli(torch.sigmoid(self._second_logits(z1)))
+            return torch.cat([z1, z2], -1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        z1, z2 = z.split(self.model.split_sizes, dim=-1)
+        return bernoulli_log_mass(self.first_logits, z1) + bernoulli_log_mass(self._second_logits(z1), z2)
+
+
+class RBMVAE(LatentVariableModel):
+    provides = (UNNORMALISED_PRIOR,)
+    default_dataset = "mnist5k-bern0"
+    data_statistics = ("train_mean",)
+    #: trained by the RBM study's methods (issue 11 §3); no study's task trains it yet
+    studies = ()
+
+    def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
+                 dataset: str = "mnist5k-bern0", latent_bits: int = 200, hidden: int = 200, downsample: int = 1,
+                 chains: int = 1000, gibbs_sweeps: int = 40, ais_chains: int = 1000, ais_steps: int = 1000,
+                 train_mean: Optional[torch.Tensor] = None):
+        super().__init__(seeds)
+        if arch not in ARCHS:
+            raise ValueError(f"unknown RBM-VAE arch {arch!r}; choose from {', '.join(ARCHS)}")
+        if int(groups) not in (1, 2):
+            raise ValueError(f"groups must be 1 (factorial guide) or 2 (hierarchical guide), got {groups}")
+        if int(latent_bits) < 2 or int(hidden) < 1:
+            raise ValueError(f"latent_bits must be at least 2 and hidden at least 1, got {latent_bits}, {hidden}")
+        for name, value in (("chains", chains), ("gibbs_sweeps", gibbs_sweeps), ("ais_chains", ais_chains)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if int(ais_steps) < 1:
+            raise ValueError(f"an AIS schedule needs at least 2 temperatures (ais_steps >= 1), got {ais_steps}")
+        if int(downsample) < 1 or 28 % int(downsample) != 0:
+            raise ValueError(f"downsample must divide 28, got {downsample}")
+        if train_mean is None:  # data → models: the harness passes it (estibench.harness.build_model)
+            raise ValueError(f"{type(self).__name__} needs train_mean, the training statistics of {dataset!r}: "
+                             "build it with estibench.harness.build_model or pass train_mean")
+        self.arch, self.groups, self.dataset = arch, int(groups), str(dataset)
+        self.latent_bits, self.hidden, self.downsample = int(latent_bits), int(hidden), int(downsample)
+        self.gibbs_sweeps, self.ais_chains, self.ais_steps = int(gibbs_sweeps), int(ais_chains), int(ais_steps)
+        side = 28 // self.downsample
+        pixels = side * side
+        self.obs_shape = (pixels,)
+        self.register_buffer("train_mean", torch.as_tensor(train_mean, dtype=torch.float32).reshape(pixels))
+        n1 = self.latent_bits // 2
+        self.split_sizes = (n1, self.latent_bits - n1)
+        self.latent = BernoulliLatent(self.latent_bits)
+        seeds, D, H = self.seeds, self.latent_bits, self.hidden
+        # θ: the RBM prior and the decoder
+        self.rbm = RBM(seeds, *self.split_sizes)
+        if arch == "nonlinear":
+            self.decoder = StackedMLP(seeds, [D, H, H, pixels], activation="tanh", salt=62)
+            out_bias = self.decoder.layers[-1].bias
+        else:
+            self.decoder = StackedLinear(seeds, D, pixels, salt=60)
+            out_bias = self.decoder.bias
+        with torch.no_grad():
+            out_bias.copy_(torch.logit(self.train_mean.clamp(0.001, 0.999)).expand_as(out_bias))
+        # φ: one encoder per group
+        outs = (D,) if self.groups == 1 else self.split_sizes
+        ins = (pixels,) if self.groups == 1 else (pixels, pixels + n1)
+        if arch == "nonlinear":
+            self.encoders = nn.ModuleList(StackedMLP(seeds, [i, H, H, o], activation="tanh", salt=70 + g)
+                                          for g, (i, o) in enumerate(zip(ins, outs)))
+        else:
+            self.encoders = nn.ModuleList(StackedLinear(seeds, i, o, salt=80 + g)
+                                          for g, (i, o) in enumerate(zip(ins, outs)))
+        self.chains = PersistentChains(self.rbm, chains=chains, seed=self.seeds[0])
+        self.register_buffer("log_z", self.rbm.log_base_partition(torch.zeros(1)).detach().float())
+
+    @classmethod
+    def statistics_query(cls, options: dict) -> dict:
+        import inspect
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        return {"name": str(options.get("dataset", defaults["dataset"])),
+                "downsample": int(options.get("downsample", defaults["downsample"]))}
+
+    # -- parameter groups ----------------------------------------------------------------------
+    def generative_parameters(self) -> List[nn.Parameter]:
+        ids = {id(p) for p in [*self.rbm.parameters(), *self.decoder.parameters()]}
+        return [p for p in self.parameters() if id(p) in ids]
+
+    def guide_parameters(self) -> List[nn.Parameter]:
+        ids = {id(p) for p in self.encoders.parameters()}
+        return [p for p in self.parameters() if id(p) in ids]
+
+    # -- networks ------------------------------------------------------------------------------
+    def encoder_logits(self, group: int, x: torch.Tensor, z1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h = x - self.train_mean
+        if group == 1:
+            h = torch.cat([h, z1], -1)
+        return apply_stacked(self.encoders[group], h)
+
+    def decoder_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return apply_stacked(self.decoder, z)
+
+    def split(self, z: torch.Tensor):
+        return z.split(self.split_sizes, dim=-1)
+
+    # -- the model contract --------------------------------------------------------------------
+    def guide(self, x: torch.Tensor) -> Distribution:
+        if self.groups == 1:
+            return Independent(Bernoulli(logits=self.encoder_logits(0, x), validate_args=False), 1)
+        return HierarchicalBernoulli(self, x)
+
+    def log_prior_unnormalised(self, z: torch.Tensor) -> torch.Tensor:
+        """log p*(z) = −E(z₁, z₂), ``[*particles, R, B]`` (z ``[*particles, R, B, D]``)."""
+        z1, z2 = self.split(z)
+        return -self.rbm.energy(z1.movedim(-2, 0), z2.movedim(-2, 0)).movedim(0, -1)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) − E(z): the joint without −log Z (UNNORMALISED_PRIOR)."""
+        return bernoulli_log_mass(self.decoder_logits(z), x) + self.log_prior_unnormalised(z)
+
+    def exact_prior(self) -> bool:
+        return min(self.split_sizes) <= EXACT_LOG_Z_BITS
+
+    def log_partition(self) -> torch.Tensor:
+        """log Z per replicate ``[R]``: exact and differentiable for a small RBM, else the last AIS
+        estimate (:meth:`estimate_log_partition`; a buffer, no gradient)."""
+        if self.exact_prior():
+            return self.rbm.log_partition()
+        return self.log_z
+
+    @torch.no_grad()
+    def estimate_log_partition(self, chains: Optional[int] = None, steps: Optional[int] = None) -> torch.Tensor:
+        """Refresh :meth:`log_partition`'s estimate by forward AIS (``ais_chains`` × ``ais_steps``)."""
+        log_z, _ = self.rbm.log_partition_ais(chains=chains or self.ais_chains, steps=steps or self.ais_steps)
+        self.log_z.copy_(log_z.to(self.log_z.dtype))
+        return self.log_z
+
+    @torch.no_grad()
+    def negative_samples(self, n: Optional[int] = None) -> torch.Tensor:
+        """Samples of the prior for the negative phase, ``[n, R, D]``: exact for a small RBM (n defaults
+        to the number of chains), else the persistent chains' states after ``gibbs_sweeps`` more sweeps
+        (``n`` must then be the number of chains or None)."""
+        if self.exact_prior():
+            v, h = self.rbm.sample_exact(n or self.chains.v.shape[1])
+        else:
+            if n not in (None, self.chains.v.shape[1]):
+                raise ValueError(f"the persistent chains hold {self.chains.v.shape[1]} states, {n} were asked for")
+            v, h = self.chains.advance(self.rbm, self.gibbs_sweeps)
+        return torch.cat([v, h], -1).to(self.dtype)
+
+    @torch.no_grad()
+    def sample(self, n: int):
+        """(z, x) ~ p: z exact for a small RBM, else after 25 × ``gibbs_sweeps`` sweeps of fresh chains."""
+        if self.exact_prior():
+            v, h = self.rbm.sample_exact(n)
+        else:
+            v, h = self.rbm.gibbs(self.rbm.random_visible(n), 25 * self.gibbs_sweeps)
+        z = torch.cat([v, h], -1).to(self.dtype).transpose(0, 1)  # [R, n, D]
+        x = torch.bernoulli(torch.sigmoid(self.decoder_logits(z)))
+        return z, x
+
+
+class TinyRBMVAE(RBMVAE):
+    """The enumerable RBM-prior VAE: down-sampled images, at most 16 latent bits, exact log Z."""
+
+    def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
+                 dataset: str = "mnist5k-bern0", latent_bits: int = 8, hidden: int = 32, downsample: int = 4,
+                 chains: int = 100, gibbs_sweeps: int = 1, ais_chains: int = 100, ais_steps: int = 100,
+                 train_mean: Optional[torch.Tensor] = None):
+        if int(latent_bits) > TINY_MAX_BITS:
+            raise ValueError(f"rbm_vae_tiny allows at most {TINY_MAX_BITS} latent bits, got {latent_bits}")
+        super().__init__(seeds, arch=arch, groups=groups, dataset=dataset, latent_bits=latent_bits, hidden=hidden,
+                         downsample=downsample, chains=chains, gibbs_sweeps=gibbs_sweeps, ais_chains=ais_chains,
+                         ais_steps=ais_steps, train_mean=train_mean)
