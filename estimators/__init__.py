@@ -27,6 +27,7 @@ from .spike_exp import SpikeExp
 from .overlap_exp import OverlapExp
 from .overlap_logistic import OverlapLogistic
 from .overlap_power import OverlapPower
+from .contrastive_rws import ContrastiveRWS
 
 REGISTRY = Registry("estimator", base=Estimator)
 REGISTRY.register("reinforce")(Reinforce)
@@ -47,6 +48,7 @@ REGISTRY.register("spike_exp")(SpikeExp)
 REGISTRY.register("overlap_exp")(OverlapExp)
 REGISTRY.register("overlap_logistic")(OverlapLogistic)
 REGISTRY.register("overlap_power")(OverlapPower)
+REGISTRY.register("contrastive_rws")(ContrastiveRWS)
 
 get = REGISTRY.get
 names = REGISTRY.names

@@ -235,18 +235,20 @@ def one_of(*implementations) -> type:
     return family
 
 
-def log_partition_term(model) -> torch.Tensor:
+def log_partition_term(model, negatives=None) -> torch.Tensor:
     """The −log Z part of the objective, per replicate ``[R]``, for a model with an unnormalised prior
     (UNNORMALISED_PRIOR; 0 for any other model).  Subtract it from a per-point objective built on
     ``log_joint`` (which omits −log Z).  Its value is ``model.log_partition()`` (exact, or the model's
     estimate), without gradient; its θ-gradient is the negative-phase estimate of
     ∇_θ log Z = E_p[∇_θ log p*(z)], the mean of ∇_θ log p*(z⁻) over ``model.negative_samples()``
     (unbiased when those are exact samples of the prior: DVAE#'s surrogate −mean E(stop-grad z⁻), the
-    RBM-prior paper's Eq. 5 negative phase).  The one place the estimators handle −∇ log Z."""
+    RBM-prior paper's Eq. 5 negative phase).  ``negatives``: samples ``[n, R, D]`` already drawn (so an
+    estimator that also uses them, e.g. for a sleep phase, advances the chains once).  The one place the
+    estimators handle −∇ log Z."""
     from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
     if UNNORMALISED_PRIOR not in capabilities(model):
         return torch.zeros((), dtype=model.dtype, device=model.device)
-    negatives = model.negative_samples().detach()  # [n, R, D]
+    negatives = (model.negative_samples() if negatives is None else negatives).detach()  # [n, R, D]
     surrogate = model.log_prior_unnormalised(negatives.transpose(0, 1)).mean(-1)  # [R]
     return model.log_partition().detach() + surrogate - surrogate.detach()
 

@@ -27,7 +27,9 @@ The protocols
 :data:`UNNORMALISED_PRIOR` a prior known up to its normaliser (RBM priors): ``log_joint`` omits −log Z;
     ``log_partition()`` returns an exact or estimated log Z per replicate, ``negative_samples(n)``
     samples of the prior ``[n, R, D]`` and ``log_prior_unnormalised(z)`` log p*(z) = log p(z) + log Z
-    (``[*, R, B]``), for the −∇ log Z term (``estimators.base.log_partition_term``).  Handled in one place: an estimator whose
+    (``[*, R, B]``), for the −∇ log Z term (``estimators.base.log_partition_term``); and
+    ``sample_observations(z)``: x ~ p(x | z) for prior samples ``[n, R, D]``, ``[R, n, *obs]`` (a sleep
+    phase on the negative samples).  Handled in one place: an estimator whose
     ``handles`` does not list it is refused for such a model.
 :data:`REPARAMETERISED`    continuous latents with ``guide_rsample(x, K)`` returning (z, log q) differentiable in φ.
 
@@ -70,7 +72,8 @@ LAYERED_BERNOULLI = Capability(
     "layered Bernoulli interface",
     ("layer_sizes", "guide_layer", "prior_layer", "log_likelihood", "log_prior", "split", "join"),
     "a chain of factorial Bernoulli layers in the guide and the generative model")
-UNNORMALISED_PRIOR = Capability("unnormalised prior", ("log_partition", "negative_samples", "log_prior_unnormalised"),
+UNNORMALISED_PRIOR = Capability("unnormalised prior", ("log_partition", "negative_samples", "log_prior_unnormalised",
+                                                       "sample_observations"),
                                 "a prior known up to log Z, with log Z estimates and prior samples")
 REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsample",),
                              "z = g_φ(ε, x) differentiable in φ")

@@ -210,15 +210,19 @@ class RBMVAE(LatentVariableModel):
         return torch.cat([v, h], -1).to(self.dtype)
 
     @torch.no_grad()
+    def sample_observations(self, z: torch.Tensor) -> torch.Tensor:
+        """x ~ p(x | z) for prior samples ``z [n, R, D]`` (e.g. :meth:`negative_samples`), ``[R, n, pixels]``."""
+        return torch.bernoulli(torch.sigmoid(self.decoder_logits(z.transpose(0, 1).to(self.dtype))))
+
+    @torch.no_grad()
     def sample(self, n: int):
         """(z, x) ~ p: z exact for a small RBM, else after 25 × ``gibbs_sweeps`` sweeps of fresh chains."""
         if self.exact_prior():
             v, h = self.rbm.sample_exact(n)
         else:
             v, h = self.rbm.gibbs(self.rbm.random_visible(n), 25 * self.gibbs_sweeps)
-        z = torch.cat([v, h], -1).to(self.dtype).transpose(0, 1)  # [R, n, D]
-        x = torch.bernoulli(torch.sigmoid(self.decoder_logits(z)))
-        return z, x
+        z = torch.cat([v, h], -1).to(self.dtype)  # [n, R, D]
+        return z.transpose(0, 1), self.sample_observations(z)
 
 
 class TinyRBMVAE(RBMVAE):

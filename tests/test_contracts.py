@@ -217,6 +217,9 @@ def test_an_unnormalised_prior_is_refused_unless_the_estimator_handles_log_z():
         def log_prior_unnormalised(self, z):
             return self.log_prior(self.split(z))
 
+        def sample_observations(self, z):
+            raise NotImplementedError  # never called: check() only
+
     model = Unnormalised()
     for name in ("arm", "relax", "concrete"):  # the same model without the unnormalised prior: accepted
         estimators.get(name).check(TinyLayered(), 2)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from estibench import estimators
+from estibench.estimators import contrastive_rws as crws_module
 from estibench.estimators import vimco as vimco_module
 from estibench.estimators.base import IncompatibleError
 from estibench.harness import exact
@@ -53,25 +54,38 @@ def test_estimators_that_do_not_handle_log_z_are_refused_with_one_line():
     estimators.get("vimco").check(model, 2)
 
 
+CASES = [("vimco", "generative"), ("vimco", "guide"), ("contrastive_rws", "generative")]
+
+
 @pytest.mark.parametrize("options", SETTINGS, ids=str)
-@pytest.mark.parametrize("which", ["generative", "guide"])
-def test_vimco_is_unbiased_for_the_exact_gradient_including_log_z(options, which, rng):
-    """θ (RBM and decoder) and φ gradients of VIMCO (K = 2, unnormalised weights, negative phase from
-    exact prior samples) against the exact gradient of the normalised IWAE bound (log Z by enumeration)."""
+@pytest.mark.parametrize("name,which", CASES, ids=[f"{n}-{w}" for n, w in CASES])
+def test_unbiased_for_the_exact_gradient_including_log_z(name, which, options, rng):
+    """θ (RBM and decoder) gradients of VIMCO and Contrastive RWS and φ gradients of VIMCO (K = 2,
+    unnormalised weights, negative phase from exact prior samples) against the exact gradient of the
+    normalised IWAE bound (log Z by enumeration).  Contrastive RWS's θ step is wake-θ, the exact ∇_θ of
+    that bound; its φ step is biased (self-normalised weights and a sleep phase) and not tested here."""
     make = tiny(**options)
-    d, exact_grad = draws(make, "vimco", sample_data(make, 3, 0), 2, 2000, which=which)
+    d, exact_grad = draws(make, name, sample_data(make, 3, 0), 2, 2000, which=which)
     ok, zmax, threshold = unbiased_test(d, exact_grad)
     assert ok, f"max |z| = {zmax:.2f} ≥ {threshold:.2f}"
 
 
-def test_the_theta_test_catches_a_missing_log_z_term(monkeypatch, rng):
+@pytest.mark.parametrize("name", ["vimco", "contrastive_rws"])
+def test_the_theta_test_catches_a_missing_log_z_term(name, monkeypatch, rng):
     """The same θ test with the −∇ log Z term removed must fail: the RBM's gradient is then biased."""
     make = tiny()
     x = sample_data(make, 3, 0)
-    monkeypatch.setattr(vimco_module, "log_partition_term", lambda model: torch.zeros(()))
-    d, exact_grad = draws(make, "vimco", x, 2, 2000, which="generative")
+    module = vimco_module if name == "vimco" else crws_module
+    monkeypatch.setattr(module, "log_partition_term", lambda model, negatives=None: torch.zeros(()))
+    d, exact_grad = draws(make, name, x, 2, 2000, which="generative")
     ok, zmax, _ = unbiased_test(d, exact_grad)
     assert not ok and zmax > 10
+
+
+def test_contrastive_rws_needs_an_unnormalised_prior():
+    with pytest.raises(IncompatibleError, match="unnormalised prior") as err:
+        estimators.get("contrastive_rws").check(build_model("sbn_tiny", latent_bits=4), 2)
+    assert "\n" not in str(err.value)
 
 
 def test_the_large_model_uses_persistent_chains_and_an_ais_estimate(rng):
