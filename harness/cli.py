@@ -190,7 +190,7 @@ def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str, suite_n
     if option not in suite.get("model_grid", {}):
         raise UsageError(f"{flag} does not apply to suite {suite_name!r} (study {suite['study']!r}, model "
                          f"{suite['model']!r}; suites that take it: {', '.join(_suites_with(option)) or 'none'})")
-    return split(value, str, flag)
+    return [parse_value(v) for v in split(value, str, flag)]  # "1,2" → [1, 2]; words stay words
 
 
 def _preset(args, suite: dict) -> Tuple[str, dict]:

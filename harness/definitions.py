@@ -49,6 +49,14 @@ METRIC_DEFINITIONS: Dict[str, str] = {
                  "training",
     "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
     "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
+    # RBM study (RBMTask): log Z of the RBM prior; every log-likelihood above is normalised by log_z
+    "log_z": "the log Z every log-likelihood of the cell is normalised by: exact (enumeration) on an enumerable "
+             "prior (rbm_vae_tiny), else the forward-AIS estimate (the model's ais_chains × ais_steps, base-rate "
+             "model at the RBM's visible biases) refreshed before the evaluation",
+    "log_z_ais": "forward-AIS estimate of log Z at the end of training (a stochastic lower bound)",
+    "log_z_reverse_ais": "reverse-AIS estimate of log Z at the end of training from exact prior samples (enumerable "
+                         "prior) or the persistent chains' states (a stochastic upper bound when those are exact)",
+    "log_z_exact": "exact log Z by enumerating the smaller side of the RBM (enumerable priors only)",
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
     "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over grad_samples (default 10) draws at frozen "
                           "parameters on one "

@@ -10,6 +10,8 @@ from typing import Dict
 
 import torch
 
+from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
+
 from .exact import exact_objective_gradient
 from .gradients import gradient_draws
 
@@ -27,7 +29,8 @@ def gradient_std(draws: torch.Tensor, leading_sizes: int) -> Dict[str, torch.Ten
 def iwae_log_likelihood(model, x: torch.Tensor, num_particles: int, particle_chunk: int = 100,
                         point_chunk: int = 100) -> torch.Tensor:
     """``[R, B]`` IWAE estimates of log p(x) with K = ``num_particles``, chunked so memory stays
-    ``particle_chunk × R × point_chunk × obs``."""
+    ``particle_chunk × R × point_chunk × obs``.  For a model with an unnormalised prior (UNNORMALISED_PRIOR)
+    the model's log Z (exact, or its estimate: the RBM-prior paper's Eq. 6) is subtracted."""
     outs = []
     for start in range(0, x.shape[1], point_chunk):
         xb = x[:, start:start + point_chunk]
@@ -37,7 +40,10 @@ def iwae_log_likelihood(model, x: torch.Tensor, num_particles: int, particle_chu
             z = q.sample((min(particle_chunk, num_particles - k),))
             parts.append(torch.logsumexp(model.log_joint(xb, z) - q.log_prob(z), 0))
         outs.append(torch.logsumexp(torch.stack(parts), 0) - math.log(num_particles))
-    return torch.cat(outs, 1)
+    out = torch.cat(outs, 1)
+    if UNNORMALISED_PRIOR in capabilities(model):
+        out = out - model.log_partition().detach().to(out.dtype).unsqueeze(-1)
+    return out
 
 
 @torch.no_grad()

@@ -193,6 +193,39 @@ class SBNTask:
         return rows_from(metrics, model.seeds, iteration)
 
 
+class RBMTask(SBNTask):
+    """VAEs with an RBM prior on binarised images (DVAE++ §7.2, Table 2; the RBM-prior paper ``000_…``
+    §3.3): the data, batches and metrics of :class:`SBNTask`, every log-likelihood normalised by the
+    model's log Z (the RBM-prior paper's Eq. 6: the IWAE bound with the unnormalised prior minus log Z),
+    which is exact on an enumerable prior (``rbm_vae_tiny``) and otherwise the AIS estimate, refreshed
+    before every evaluation.  It also records log Z along training and, at the end, the forward- and
+    reverse-AIS estimates that bracket it (and the exact value where it exists).  The metrics:
+
+    """
+
+    def _refresh(self, model) -> None:
+        if not model.exact_prior():
+            model.estimate_log_partition()
+
+    def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
+        self._refresh(model)
+        rows = super().evaluate(model, estimator, iteration, extra)
+        return rows + rows_from({"log_z": model.log_partition().detach()}, model.seeds, iteration)
+
+    def final_evaluate(self, model, estimator, iteration: int) -> List[tuple]:
+        self._refresh(model)
+        rows = super().final_evaluate(model, estimator, iteration)
+        rbm = model.rbm
+        with torch.no_grad():
+            metrics = {"log_z": model.log_partition().detach(),
+                       "log_z_ais": rbm.log_partition_ais(chains=model.ais_chains, steps=model.ais_steps)[0]}
+            samples = rbm.sample_exact(model.ais_chains)[0] if model.exact_prior() else model.chains.states
+            metrics["log_z_reverse_ais"] = rbm.log_partition_reverse_ais(samples, steps=model.ais_steps)[0]
+            if model.exact_prior():
+                metrics["log_z_exact"] = rbm.log_partition_exact()
+        return rows + rows_from(metrics, model.seeds, iteration)
+
+
 def peak_memory_mb(device) -> float:
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -226,3 +259,8 @@ SBNTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "g
                               "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias",
                               "exact_grad/norm"]) + "\n"
+RBMTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "grad_logvar_ema", "active_units",
+                              "train_objective", "sec_per_iter", "test_ll[K=k]", "valid_ll[K=k]", "test_elbo",
+                              "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
+                              "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm",
+                              "log_z", "log_z_ais", "log_z_reverse_ais", "log_z_exact"]) + "\n"

@@ -69,6 +69,17 @@ class HierarchicalBernoulli(Distribution):
             z2 = torch.bernoulli(torch.sigmoid(self._second_logits(z1)))
             return torch.cat([z1, z2], -1)
 
+    #: ancestral draws of z₁ behind the Monte Carlo mean of z₂ (noise variance ≤ 1/(4·100))
+    mean_samples = 100
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """E_q[z | x], ``[R, B, D]``: exact for z₁, for z₂ the mean of σ(logits of q(z₂ | x, z₁)) over
+        :attr:`mean_samples` draws of z₁ (the same estimate as ``harness.metrics.active_units`` uses for SBNs)."""
+        p1 = torch.sigmoid(self.first_logits)
+        z1 = torch.bernoulli(p1.expand(self.mean_samples, *p1.shape))
+        return torch.cat([p1, torch.sigmoid(self._second_logits(z1)).mean(0)], -1)
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         z1, z2 = z.split(self.model.split_sizes, dim=-1)
         return bernoulli_log_mass(self.first_logits, z1) + bernoulli_log_mass(self._second_logits(z1), z2)
@@ -78,8 +89,7 @@ class RBMVAE(LatentVariableModel):
     provides = (UNNORMALISED_PRIOR,)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
-    #: trained by the RBM study's methods (issue 11 §3); no study's task trains it yet
-    studies = ()
+    studies = ("rbm",)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
                  dataset: str = "mnist5k-bern0", latent_bits: int = 200, hidden: int = 200, downsample: int = 1,

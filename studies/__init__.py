@@ -66,6 +66,7 @@ def _lazy(spec: str) -> Callable[[], Study]:
 REGISTRY = Registry("study", group="estibench.studies")
 REGISTRY.register("gmm")(_lazy("estibench.studies.gmm:STUDY"))
 REGISTRY.register("sbn")(_lazy("estibench.studies.sbn:STUDY"))
+REGISTRY.register("rbm")(_lazy("estibench.studies.rbm:STUDY"))
 
 _CACHE: Dict[str, Study] = {}
 
