@@ -30,9 +30,10 @@ Reliability (each guarantee has a test in ``tests/test_reliability.py``)
 * **A damaged file is never modified.**  Opening an existing store runs ``PRAGMA quick_check`` before
   anything is written; a file that fails it (or is not an estibench store, or of a newer schema) is
   refused with one line and left byte-identical.
-* **Reading writes nothing.**  ``Store(folder, readonly=True)`` (``--dry-run``, ``report``) opens the
-  file read-only (a read-only file or mount works); an older schema is upgraded in a private in-memory
-  copy, never in place.
+* **Reading changes no byte of the store.**  ``Store(folder, readonly=True)`` (``--dry-run``, ``report``)
+  opens the file read-only (a read-only file or mount works); an older schema is upgraded in a private
+  in-memory copy, never in place.  (In a writable folder SQLite may create the empty ``-wal``/``-shm``
+  side files of a WAL-mode store; on a read-only folder it reads the file as immutable.)
 * **A full disk loses nothing stored.**  A write that fails for lack of space rolls back and raises
   :class:`StoreFullError` (one line); exports go to a unique temporary file in the same folder that is
   removed on failure, so a failed export neither truncates ``metrics.csv`` nor leaves a file behind.

@@ -214,24 +214,35 @@ def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str
 
 
 def generic_sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
-    """Final-iteration mean [95 % bootstrap CI] per metric × label × K, and learning curves."""
+    """Final-iteration mean [95 % bootstrap CI] per metric × label × K, and learning curves; one pair per
+    model when the study holds several (two models' numbers never pool)."""
     if table.empty:
         return [Section("Results", "text", "No metric rows: no cell of this study finished.")]
+    models = list(dict.fromkeys(table.model)) if "model" in table.columns else [None]
+    out: List[Section] = []
+    for i, model in enumerate(models):
+        rows = table if model is None or len(models) == 1 else table[table.model == model]
+        suffix, tag = ("", "") if len(models) == 1 else (f": {model}", f"_{i + 1}")
+        out += _summary_and_curves(rows, cells, suffix, tag)
+    return out
+
+
+def _summary_and_curves(table: pd.DataFrame, cells: pd.DataFrame, suffix: str, tag: str) -> List[Section]:
     metrics = _plain_metrics(table)
     study = table.study.iloc[0] if "study" in table.columns else None
     note = diverged_note(cells, study)
-    out = [Section("Final-iteration summary", "table",
+    out = [Section(f"Final-iteration summary{suffix}", "table",
                    tb.final_ci_table(table, metrics, marks=cell_marks(cells, study)),
                    caption=f"{tb.ci_label()}, over seeds at each cell's last recorded iteration. {note}".strip(),
-                   name="final_summary")]
+                   name=f"final_summary{tag}")]
     skipped = sorted({m.split("[")[0] for m in table.metric.unique() if "[" in m})
     if metrics:
-        out.append(Section("Learning curves", "figure",
+        out.append(Section(f"Learning curves{suffix}", "figure",
                            lambda path: figure_learning_curves(table, path, metrics),
                            caption=f"{tb.ci_label()}: the line is the mean over seeds at each evaluation, "
                                    "the band its 95 % bootstrap interval."
                                    + (f" Not plotted (bracketed families): {', '.join(skipped)}." if skipped else ""),
-                           name="learning_curves"))
+                           name=f"learning_curves{tag}"))
     return out
 
 

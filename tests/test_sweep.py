@@ -205,6 +205,13 @@ BAD = [
     (["--estimators", ""], "an empty name"),
     (["--particles", ""], "cannot read --particles"),
     (["--particles", "2,,5"], "no empty item"),
+    # issue 11 §6: RBM-prior settings
+    (["--suite", "rbm_tiny", "--model-options", "chains=0"], "chains must be at least 1"),
+    (["--suite", "rbm_tiny", "--model-options", "gibbs_sweeps=-2"], "gibbs_sweeps must be at least 1"),
+    (["--suite", "rbm_tiny", "--model-options", "ais_steps=0"], "at least 2 temperatures"),
+    (["--suite", "rbm_tiny", "--model-options", "latent_bits=40"], "at most 16 latent bits"),
+    (["--suite", "sbn", "--model-options", "chains=10"], "has no option 'chains'"),
+    (["--suite", "sbn", "--groups", "2"], "--groups does not apply to suite 'sbn'"),
 ]
 
 
