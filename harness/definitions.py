@@ -57,6 +57,11 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "log_z_reverse_ais": "reverse-AIS estimate of log Z at the end of training from exact prior samples (enumerable "
                          "prior) or the persistent chains' states (a stochastic upper bound when those are exact)",
     "log_z_exact": "exact log Z by enumerating the smaller side of the RBM (enumerable priors only)",
+    "test_ll_raise[K=k]": "the RAISE check (the RBM-prior paper §3.3): IWAE bound with k particles on the first "
+                          "raise_points test images, log p(z) = RAISE estimate of log p(z₁) (raise_chains reverse "
+                          "chains, ais_steps temperatures) + exact log p(z₂ | z₁); no log Z, conservative",
+    "test_ll_subset[K=k]": "the same IWAE bound on the same images with log p(z) = log p*(z) − log Z (log_z), for "
+                           "comparison with test_ll_raise",
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
     "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over grad_samples (default 10) draws at frozen "
                           "parameters on one "

@@ -13,6 +13,8 @@ from typing import Dict, List
 
 import torch
 
+from estibench.models.protocols import bernoulli_log_mass
+
 from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
 from .definitions import described
 from .gradients import gradient_draws
@@ -193,19 +195,44 @@ class SBNTask:
         return rows_from(metrics, model.seeds, iteration)
 
 
+RBM_DEFAULTS = {**SBN_DEFAULTS, "raise_points": 20, "raise_particles": 10, "raise_chains": 1}
+
+
 class RBMTask(SBNTask):
     """VAEs with an RBM prior on binarised images (DVAE++ §7.2, Table 2; the RBM-prior paper ``000_…``
     §3.3): the data, batches and metrics of :class:`SBNTask`, every log-likelihood normalised by the
     model's log Z (the RBM-prior paper's Eq. 6: the IWAE bound with the unnormalised prior minus log Z),
     which is exact on an enumerable prior (``rbm_vae_tiny``) and otherwise the AIS estimate, refreshed
     before every evaluation.  It also records log Z along training and, at the end, the forward- and
-    reverse-AIS estimates that bracket it (and the exact value where it exists).  The metrics:
+    reverse-AIS estimates that bracket it (and the exact value where it exists) and, on the first
+    ``raise_points`` (default 20) test images, the RAISE check: the IWAE bound with ``raise_particles``
+    (default 10) particles whose log p(z) comes from RAISE (``raise_chains`` reverse chains of the model's
+    ``ais_steps`` temperatures per particle) beside the same bound with the log Z estimate.  The metrics:
 
     """
+
+    def __init__(self, model, cell):
+        cell_options = dict(cell.study_options)
+        super().__init__(model, cell)
+        self.options = {**RBM_DEFAULTS, **cell_options}
 
     def _refresh(self, model) -> None:
         if not model.exact_prior():
             model.estimate_log_partition()
+
+    @staticmethod
+    @torch.no_grad()
+    def raise_log_likelihood(model, x: torch.Tensor, num_particles: int, chains: int, steps: int) -> torch.Tensor:
+        """``[R, B]`` IWAE estimate of log p(x) with log p(z) from RAISE instead of log Z: log p(z₁) by RAISE
+        (a reverse chain per particle, conservative) plus the exact log p(z₂ | z₁) of the RBM."""
+        q = model.guide(x)
+        z = q.sample((int(num_particles),))  # [K, R, B, D]
+        z1, z2 = (t.movedim(2, 1) for t in model.split(z))  # [K, B, R, ·]: the RBM wants R second to last
+        log_pz = model.rbm.log_prob_raise(z1, chains=chains, steps=steps)
+        log_pz = log_pz + bernoulli_log_mass(model.rbm.hidden_logits(z1), z2).to(log_pz.dtype)
+        log_px = bernoulli_log_mass(model.decoder_logits(z), x).to(log_pz.dtype)
+        log_w = log_px + log_pz.movedim(1, 2) - q.log_prob(z).to(log_pz.dtype)
+        return (torch.logsumexp(log_w, 0) - math.log(int(num_particles))).to(x.dtype)
 
     def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
         self._refresh(model)
@@ -223,6 +250,12 @@ class RBMTask(SBNTask):
             metrics["log_z_reverse_ais"] = rbm.log_partition_reverse_ais(samples, steps=model.ais_steps)[0]
             if model.exact_prior():
                 metrics["log_z_exact"] = rbm.log_partition_exact()
+            if iteration > 0 and int(self.options["raise_points"]) > 0:  # the conservative check (§3.3)
+                x = self.test[:, :int(self.options["raise_points"])]
+                K = int(self.options["raise_particles"])
+                metrics[f"test_ll_raise[K={K}]"] = self.raise_log_likelihood(
+                    model, x, K, int(self.options["raise_chains"]), model.ais_steps).mean(-1)
+                metrics[f"test_ll_subset[K={K}]"] = iwae_log_likelihood(model, x, K).mean(-1)
         return rows + rows_from(metrics, model.seeds, iteration)
 
 
@@ -263,4 +296,5 @@ RBMTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "g
                               "train_objective", "sec_per_iter", "test_ll[K=k]", "valid_ll[K=k]", "test_elbo",
                               "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm",
-                              "log_z", "log_z_ais", "log_z_reverse_ais", "log_z_exact"]) + "\n"
+                              "log_z", "log_z_ais", "log_z_reverse_ais", "log_z_exact", "test_ll_raise[K=k]",
+                              "test_ll_subset[K=k]"]) + "\n"
