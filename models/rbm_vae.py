@@ -40,7 +40,7 @@ from .latents import BernoulliLatent
 from .nn import StackedLinear, StackedMLP
 from .protocols import UNNORMALISED_PRIOR, bernoulli_log_mass
 from .rbm import RBM, PersistentChains
-from .sbn import apply_stacked
+from .sbn import apply_stacked, image_statistics_query
 
 ARCHS = ("linear", "nonlinear")
 #: log Z (and negative samples) are exact when the RBM's smaller side has at most this many bits
@@ -145,12 +145,7 @@ class RBMVAE(LatentVariableModel):
         self.chains = PersistentChains(self.rbm, chains=chains, seed=self.seeds[0])
         self.register_buffer("log_z", self.rbm.log_base_partition(torch.zeros(1)).detach().float())
 
-    @classmethod
-    def statistics_query(cls, options: dict) -> dict:
-        import inspect
-        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
-        return {"name": str(options.get("dataset", defaults["dataset"])),
-                "downsample": int(options.get("downsample", defaults["downsample"]))}
+    statistics_query = classmethod(image_statistics_query)
 
     # -- parameter groups ----------------------------------------------------------------------
     def generative_parameters(self) -> List[nn.Parameter]:

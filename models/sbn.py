@@ -50,6 +50,15 @@ ARCHS = ("linear1", "linear2", "nonlinear")
 TINY_MAX_BITS = 16
 
 
+def image_statistics_query(cls, options: dict) -> dict:
+    """What an image model with these options asks the data layer for (``estibench.data.statistics``):
+    its dataset and resolution (``dataset`` and ``downsample`` options, else the class's defaults)."""
+    import inspect
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+    return {"name": str(options.get("dataset", defaults["dataset"])),
+            "downsample": int(options.get("downsample", defaults["downsample"]))}
+
+
 def apply_stacked(net: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """Apply a stacked (replicated) layer to ``[*particles, R, B, D]`` (stacked layers want R first)."""
     if h.dim() == 3:
@@ -141,14 +150,7 @@ class SigmoidBeliefNet(LatentVariableModel):
         with torch.no_grad():
             out_bias.copy_(torch.logit(train_mean.clamp(0.001, 0.999)).expand_as(out_bias))
 
-    @classmethod
-    def statistics_query(cls, options: dict) -> dict:
-        """What to ask the data layer for (``estibench.data.statistics``): the dataset and resolution of
-        a model with these options."""
-        import inspect
-        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
-        return {"name": str(options.get("dataset", defaults["dataset"])),
-                "downsample": int(options.get("downsample", defaults["downsample"]))}
+    statistics_query = classmethod(image_statistics_query)
 
     # -- parameter groups ----------------------------------------------------------------------
     def generative_parameters(self) -> List[nn.Parameter]:
