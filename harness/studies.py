@@ -223,15 +223,13 @@ class RBMTask(SBNTask):
     @staticmethod
     @torch.no_grad()
     def raise_log_likelihood(model, x: torch.Tensor, num_particles: int, chains: int, steps: int) -> torch.Tensor:
-        """``[R, B]`` IWAE estimate of log p(x) with log p(z) from RAISE instead of log Z: log p(z₁) by RAISE
-        (a reverse chain per particle, conservative) plus the exact log p(z₂ | z₁) of the RBM."""
+        """``[R, B]`` IWAE estimate of log p(x) with log p(z) from RAISE instead of log Z
+        (``model.log_prior_raise``: a reverse chain per particle, conservative)."""
         q = model.guide(x)
         z = q.sample((int(num_particles),))  # [K, R, B, D]
-        z1, z2 = (t.movedim(2, 1) for t in model.split(z))  # [K, B, R, ·]: the RBM wants R second to last
-        log_pz = model.rbm.log_prob_raise(z1, chains=chains, steps=steps)
-        log_pz = log_pz + bernoulli_log_mass(model.rbm.hidden_logits(z1), z2).to(log_pz.dtype)
+        log_pz = model.log_prior_raise(z, chains=chains, steps=steps)
         log_px = bernoulli_log_mass(model.decoder_logits(z), x).to(log_pz.dtype)
-        log_w = log_px + log_pz.movedim(1, 2) - q.log_prob(z).to(log_pz.dtype)
+        log_w = log_px + log_pz - q.log_prob(z).to(log_pz.dtype)
         return (torch.logsumexp(log_w, 0) - math.log(int(num_particles))).to(x.dtype)
 
     def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:

@@ -8,6 +8,9 @@ its hidden side), and p(x | z) = Bern(σ(dec(z))) with the decoder families of t
 * ``arch="linear"``     dec(z) = V z + c;
 * ``arch="nonlinear"``  z → ``hidden`` → ``hidden`` → x, tanh (as the SBN suite's nonlinear model).
 
+With ``rbm_hidden`` = H > 0 the prior is instead the RBM-prior paper's (``000_…`` §3): every latent is a
+visible unit of an RBM with H hidden units summed out, p(z) = e^{−F(z)} / Z (its MNIST model: 200 + 400).
+
 Inference model (``groups``): 1 — q(z | x) factorial, Bern(σ(enc(x − x̄))) over all bits (DVAE++'s
 one-latent-layer case, where its KL reduces to the mean-field form); 2 — hierarchical,
 q(z₁ | x) q(z₂ | x, z₁) (DVAE++ Fig. 2(d)), the second encoder reading [x − x̄, z₁].  As in the SBN
@@ -94,7 +97,7 @@ class RBMVAE(LatentVariableModel):
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
                  dataset: str = "mnist5k-bern0", latent_bits: int = 200, hidden: int = 200, downsample: int = 1,
                  chains: int = 1000, gibbs_sweeps: int = 40, ais_chains: int = 1000, ais_steps: int = 1000,
-                 train_mean: Optional[torch.Tensor] = None):
+                 rbm_hidden: int = 0, train_mean: Optional[torch.Tensor] = None):
         super().__init__(seeds)
         if arch not in ARCHS:
             raise ValueError(f"unknown RBM-VAE arch {arch!r}; choose from {', '.join(ARCHS)}")
@@ -107,6 +110,8 @@ class RBMVAE(LatentVariableModel):
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if int(ais_steps) < 1:
             raise ValueError(f"an AIS schedule needs at least 2 temperatures (ais_steps >= 1), got {ais_steps}")
+        if int(rbm_hidden) < 0:
+            raise ValueError(f"rbm_hidden must be 0 (both RBM sides are latents) or positive, got {rbm_hidden}")
         if int(downsample) < 1 or 28 % int(downsample) != 0:
             raise ValueError(f"downsample must divide 28, got {downsample}")
         if train_mean is None:  # data → models: the harness passes it (estibench.harness.build_model)
@@ -124,7 +129,10 @@ class RBMVAE(LatentVariableModel):
         self.latent = BernoulliLatent(self.latent_bits)
         seeds, D, H = self.seeds, self.latent_bits, self.hidden
         # θ: the RBM prior and the decoder
-        self.rbm = RBM(seeds, *self.split_sizes)
+        self.rbm_hidden = int(rbm_hidden)
+        # DVAE++: the RBM's two sides are the two latent halves; the RBM-prior paper: every latent is a
+        # visible unit and ``rbm_hidden`` hidden units are summed out
+        self.rbm = RBM(seeds, *self.split_sizes) if self.rbm_hidden == 0 else RBM(seeds, D, self.rbm_hidden)
         if arch == "nonlinear":
             self.decoder = StackedMLP(seeds, [D, H, H, pixels], activation="tanh", salt=62)
             out_bias = self.decoder.layers[-1].bias
@@ -176,16 +184,31 @@ class RBMVAE(LatentVariableModel):
         return HierarchicalBernoulli(self, x)
 
     def log_prior_unnormalised(self, z: torch.Tensor) -> torch.Tensor:
-        """log p*(z) = −E(z₁, z₂), ``[*particles, R, B]`` (z ``[*particles, R, B, D]``)."""
+        """log p*(z), ``[*particles, R, B]`` (z ``[*particles, R, B, D]``): −E(z₁, z₂), or −F(z) with the
+        RBM's hidden units summed out when ``rbm_hidden`` > 0."""
+        if self.rbm_hidden:
+            return -self.rbm.free_energy(z.movedim(-2, 0)).movedim(0, -1)
         z1, z2 = self.split(z)
         return -self.rbm.energy(z1.movedim(-2, 0), z2.movedim(-2, 0)).movedim(0, -1)
+
+    @torch.no_grad()
+    def log_prior_raise(self, z: torch.Tensor, chains: int, steps: int) -> torch.Tensor:
+        """RAISE estimate of log p(z), ``[*particles, R, B]`` (no log Z; conservative): RAISE on the RBM's
+        visible side, plus the exact log p(z₂ | z₁) when both sides are latents."""
+        # [..., R, B, ·] → [..., B, R, ·]: the RBM wants R second to last (this order fixes RAISE's draws)
+        if self.rbm_hidden:
+            return self.rbm.log_prob_raise(z.movedim(-2, -3), chains=chains, steps=steps).movedim(-2, -1)
+        z1, z2 = (t.movedim(-2, -3) for t in self.split(z))
+        log_p = self.rbm.log_prob_raise(z1, chains=chains, steps=steps)
+        log_p = log_p + bernoulli_log_mass(self.rbm.hidden_logits(z1), z2).to(log_p.dtype)
+        return log_p.movedim(-2, -1)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) − E(z): the joint without −log Z (UNNORMALISED_PRIOR)."""
         return bernoulli_log_mass(self.decoder_logits(z), x) + self.log_prior_unnormalised(z)
 
     def exact_prior(self) -> bool:
-        return min(self.split_sizes) <= EXACT_LOG_Z_BITS
+        return min(self.rbm.n_visible, self.rbm.n_hidden) <= EXACT_LOG_Z_BITS
 
     def log_partition(self) -> torch.Tensor:
         """log Z per replicate ``[R]``: exact and differentiable for a small RBM, else the last AIS
@@ -212,7 +235,11 @@ class RBMVAE(LatentVariableModel):
             if n not in (None, self.chains.v.shape[1]):
                 raise ValueError(f"the persistent chains hold {self.chains.v.shape[1]} states, {n} were asked for")
             v, h = self.chains.advance(self.rbm, self.gibbs_sweeps)
-        return torch.cat([v, h], -1).to(self.dtype)
+        return self._latents(v, h)
+
+    def _latents(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The latents of RBM states (v, h): [v, h] when both sides are latents, else v."""
+        return (v if self.rbm_hidden else torch.cat([v, h], -1)).to(self.dtype)
 
     @torch.no_grad()
     def sample_observations(self, z: torch.Tensor) -> torch.Tensor:
@@ -226,7 +253,7 @@ class RBMVAE(LatentVariableModel):
             v, h = self.rbm.sample_exact(n)
         else:
             v, h = self.rbm.gibbs(self.rbm.random_visible(n), 25 * self.gibbs_sweeps)
-        z = torch.cat([v, h], -1).to(self.dtype)  # [n, R, D]
+        z = self._latents(v, h)  # [n, R, D]
         return z.transpose(0, 1), self.sample_observations(z)
 
 
@@ -236,9 +263,9 @@ class TinyRBMVAE(RBMVAE):
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
                  dataset: str = "mnist5k-bern0", latent_bits: int = 8, hidden: int = 32, downsample: int = 4,
                  chains: int = 100, gibbs_sweeps: int = 1, ais_chains: int = 100, ais_steps: int = 100,
-                 train_mean: Optional[torch.Tensor] = None):
+                 rbm_hidden: int = 0, train_mean: Optional[torch.Tensor] = None):
         if int(latent_bits) > TINY_MAX_BITS:
             raise ValueError(f"rbm_vae_tiny allows at most {TINY_MAX_BITS} latent bits, got {latent_bits}")
         super().__init__(seeds, arch=arch, groups=groups, dataset=dataset, latent_bits=latent_bits, hidden=hidden,
                          downsample=downsample, chains=chains, gibbs_sweeps=gibbs_sweeps, ais_chains=ais_chains,
-                         ais_steps=ais_steps, train_mean=train_mean)
+                         ais_steps=ais_steps, rbm_hidden=rbm_hidden, train_mean=train_mean)

@@ -17,7 +17,9 @@ from estibench.harness.runner import build_model
 from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
 from stats import draws, unbiased_test
 
-SETTINGS = [{"arch": "linear", "groups": 1}, {"arch": "linear", "groups": 2}, {"arch": "nonlinear", "groups": 2}]
+SETTINGS = [{"arch": "linear", "groups": 1}, {"arch": "linear", "groups": 2}, {"arch": "nonlinear", "groups": 2},
+            # the RBM-prior paper's form: every latent visible, 5 hidden units summed out
+            {"arch": "linear", "groups": 1, "latent_bits": 6, "rbm_hidden": 5}]
 
 
 def tiny(**options):
@@ -27,13 +29,14 @@ def tiny(**options):
 @pytest.mark.parametrize("options", SETTINGS, ids=str)
 def test_prior_and_guide_are_normalised_on_the_tiny_model(options):
     model = exact.float64_copy(tiny(**options)((0, 1)))
-    z = model.enumerate_latents()  # [256, 8]
+    z = model.enumerate_latents()  # [2^D, D]
+    D = z.shape[-1]
     zz = z.unsqueeze(0).expand(model.replicates, -1, -1)  # every state as a batch, per replicate
     log_prior = model.log_prior_unnormalised(zz) - model.log_partition().unsqueeze(-1)
     torch.testing.assert_close(torch.logsumexp(log_prior, -1), torch.zeros(2, dtype=torch.float64))
     x = model.sample(3)[1]
     q = model.guide(x)
-    log_q = q.log_prob(z.view(-1, 1, 1, 8).expand(-1, 2, 3, -1))
+    log_q = q.log_prob(z.view(-1, 1, 1, D).expand(-1, 2, 3, -1))
     torch.testing.assert_close(torch.logsumexp(log_q, 0), torch.zeros(2, 3, dtype=torch.float64))
     assert UNNORMALISED_PRIOR in capabilities(model)
 
@@ -114,9 +117,22 @@ def test_bad_rbm_options_are_one_line():
     for options, message in (({"groups": 3}, "groups must be 1"), ({"chains": 0}, "chains must be at least 1"),
                              ({"gibbs_sweeps": -1}, "gibbs_sweeps must be at least 1"),
                              ({"ais_steps": 0}, "at least 2 temperatures"), ({"latent_bits": 1}, "at least 2"),
-                             ({"arch": "conv"}, "unknown RBM-VAE arch")):
+                             ({"arch": "conv"}, "unknown RBM-VAE arch"), ({"rbm_hidden": -1}, "rbm_hidden must be 0")):
         with pytest.raises(ValueError, match=message) as err:
             build_model("rbm_vae", seeds=(0,), **options)
         assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="at most 16 latent bits"):
         build_model("rbm_vae_tiny", seeds=(0,), latent_bits=18)
+
+
+def test_the_rbm_prior_papers_200_plus_400_prior_trains(rng):
+    """rbm_hidden = 400 over 200 latents (the RBM-prior paper's MNIST prior): negatives are the chains'
+    visible states (the latents), log p*(z) = −F(z), and one VIMCO step gives finite gradients."""
+    model = build_model("rbm_vae", seeds=(0,), rbm_hidden=400, chains=20, gibbs_sweeps=1, ais_chains=10, ais_steps=10)
+    assert (model.rbm.n_visible, model.rbm.n_hidden) == (200, 400) and not model.exact_prior()
+    assert model.negative_samples().shape == (20, 1, 200)
+    x = model.sample(3)[1]
+    z = model.guide(x).sample((2,))
+    torch.testing.assert_close(model.log_prior_unnormalised(z), -model.rbm.free_energy(z.movedim(-2, 0)).movedim(0, -1))
+    grads, _, objective = estimators.get("vimco").bind(model).gradients(model, x, 2)
+    assert all(bool(torch.isfinite(g).all()) for g in grads) and bool(torch.isfinite(objective).all())
