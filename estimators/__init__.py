@@ -28,6 +28,8 @@ from .overlap_exp import OverlapExp
 from .overlap_logistic import OverlapLogistic
 from .overlap_power import OverlapPower
 from .contrastive_rws import ContrastiveRWS
+from .gumbolt import GumBolt
+from .smoothed_rbm import OverlapExpRBM, OverlapLogisticRBM, OverlapPowerRBM, SpikeExpRBM
 
 REGISTRY = Registry("estimator", base=Estimator)
 REGISTRY.register("reinforce")(Reinforce)
@@ -44,11 +46,12 @@ REGISTRY.register("straight_through")(StraightThrough)
 REGISTRY.register("gumbel_st")(GumbelStraightThrough)
 REGISTRY.register("nvil")(Nvil)
 REGISTRY.register("muprop")(MuProp)
-REGISTRY.register("spike_exp")(SpikeExp)
-REGISTRY.register("overlap_exp")(OverlapExp)
-REGISTRY.register("overlap_logistic")(OverlapLogistic)
-REGISTRY.register("overlap_power")(OverlapPower)
+REGISTRY.register("spike_exp")(one_of(SpikeExp, SpikeExpRBM))
+REGISTRY.register("overlap_exp")(one_of(OverlapExp, OverlapExpRBM))
+REGISTRY.register("overlap_logistic")(one_of(OverlapLogistic, OverlapLogisticRBM))
+REGISTRY.register("overlap_power")(one_of(OverlapPower, OverlapPowerRBM))
 REGISTRY.register("contrastive_rws")(ContrastiveRWS)
+REGISTRY.register("gumbolt")(GumBolt)
 
 get = REGISTRY.get
 names = REGISTRY.names

@@ -50,7 +50,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from estibench.models.protocols import refusal
+from estibench.models.protocols import SPECIAL, capabilities, refusal
 
 
 class IncompatibleError(ValueError):
@@ -162,7 +162,8 @@ class Family(Estimator):
     Constructed with the name's options, it validates them against every implementation (each
     accepts the same options).  :meth:`check` picks the first implementation whose declarations
     (``latent_types``, ``needs``, ``handles``) fit the model, or refuses with the first
-    implementation's reason; :meth:`bind` turns this object into that implementation (its class and
+    reason of the implementation whose capabilities the model lacks least (the first on a tie);
+    :meth:`bind` turns this object into that implementation (its class and
     state), so a bound estimator *is* the implementation: its parameters, docstring and methods."""
 
     implementations: Tuple[type, ...] = ()
@@ -181,15 +182,19 @@ class Family(Estimator):
             kinds = ", ".join(sorted(self.latent_types))
             raise IncompatibleError(f"estimator {self.name!r} does not support {model.latent.kind} latents "
                                     f"(model {type(model).__name__}); it supports {kinds}")
-        first_reason = None
+        reasons = []
         for candidate in fitting_kind:
             try:
                 candidate.check(model, candidate.min_particles if num_particles is None else num_particles)
             except IncompatibleError as err:
-                first_reason = first_reason or err
+                # the implementation the model lacks least for says best why the pair fails
+                have = capabilities(model)
+                lacking = (len(set(candidate.needs) - have)
+                           + len([c for c in SPECIAL if c in have and c not in candidate.handles]))
+                reasons.append((lacking, len(reasons), err))
                 continue
             return candidate
-        raise first_reason
+        raise min(reasons, key=lambda r: r[:2])[2]
 
     def check(self, model, num_particles: int) -> None:
         self.choose(model, num_particles)
@@ -229,6 +234,7 @@ def one_of(*implementations) -> type:
     family = type(name, (Family,), {
         "implementations": tuple(implementations), "__doc__": first.__doc__, "__module__": first.__module__,
         "latent_types": frozenset().union(*(i.latent_types for i in implementations)),
+        "handles": frozenset().union(*(i.handles for i in implementations)),  # what some implementation handles
         "guide_target": first.guide_target, "generative_target": first.generative_target,
         "unbiased": first.unbiased, "min_particles": min(i.min_particles for i in implementations),
         "variants": first.variants, "display_name": first.display_name, "cost_hint": first.cost_hint})

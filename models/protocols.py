@@ -31,6 +31,17 @@ The protocols
     ``sample_observations(z)``: x ~ p(x | z) for prior samples ``[n, R, D]``, ``[R, n, *obs]`` (a sleep
     phase on the negative samples).  Handled in one place: an estimator whose
     ``handles`` does not list it is refused for such a model.
+:data:`RELAXED_BOLTZMANN` the relaxed interface of a VAE with a Boltzmann prior (``rbm_vae``), for the estimators
+    that feed a continuous relaxation ζ of z to the decoder and the guide (``gumbolt``, the DVAE++ smoothings):
+    ``split_sizes``             (n₁, n₂): z = [z₁, z₂], the two groups of the prior (and of a hierarchical guide)
+    ``hierarchical_guide``      False: q(z | x) factorial over all bits, logits ``encoder_logits(0, x)``;
+                                True: q(z₁ | x) ``encoder_logits(0, x)`` and q(z₂ | x, ζ₁) ``encoder_logits(1, x, ζ₁)``
+    ``encoder_logits(g, x, ζ₁)`` those logits, ζ₁ relaxed or binary
+    ``log_likelihood(x, ζ)``    log p(x | ζ) at relaxed (or binary) latents, ``[*particles, R, B]``
+    and ``log_prior_unnormalised`` of UNNORMALISED_PRIOR, evaluated as is at relaxed z.
+:data:`MULTILINEAR_ENERGY` ``log_prior_unnormalised(z)`` is affine in every bit given the others (−E(z) of an RBM
+    over z = [z₁, z₂]; not −F(z) with hidden units summed out), so at independent means m it equals
+    E[log p*(z)] under factorial Bernoullis with those means: DVAE++'s analytic cross-entropy (§5).
 :data:`REPARAMETERISED`    continuous latents with ``guide_rsample(x, K)`` returning (z, log q) differentiable in φ.
 
 The layered helpers (the Bernoulli log-mass and the ancestral pass through the guide's layers) live
@@ -75,12 +86,18 @@ LAYERED_BERNOULLI = Capability(
 UNNORMALISED_PRIOR = Capability("unnormalised prior", ("log_partition", "negative_samples", "log_prior_unnormalised",
                                                        "sample_observations"),
                                 "a prior known up to log Z, with log Z estimates and prior samples")
+RELAXED_BOLTZMANN = Capability("relaxed Boltzmann-prior interface",
+                              ("split_sizes", "hierarchical_guide", "encoder_logits", "log_likelihood",
+                               "log_prior_unnormalised"),
+                              "the guide's groups, the decoder and the unnormalised prior at relaxed latents")
+MULTILINEAR_ENERGY = Capability("multilinear energy", ("log_prior_unnormalised",),
+                                "log p*(z) affine in every bit, so its mean under factorial q is log p* at the means")
 REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsample",),
                              "z = g_φ(ε, x) differentiable in φ")
 
 #: every protocol, for documentation and the ``estibench check`` table
 ALL = (CATEGORICAL, BERNOULLI, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
-       UNNORMALISED_PRIOR, REPARAMETERISED)
+       UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED)
 #: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
 SPECIAL = (UNNORMALISED_PRIOR,)
 

@@ -19,7 +19,9 @@ logit(clip(x̄, 0.001, 0.999)); weights start like ``torch.nn.Linear``, the RBM'
 biases at 0, one seed per replicate.
 
 The prior is known up to log Z, so the model declares the UNNORMALISED_PRIOR capability
-(:mod:`estibench.models.protocols`): ``log_joint`` = log p(x | z) − E(z) (no −log Z);
+(:mod:`estibench.models.protocols`), with RELAXED_BOLTZMANN (the guide's groups and the decoder at relaxed
+latents, for ``gumbolt`` and the DVAE++ smoothings) and, when the prior is the energy over both halves
+(``rbm_hidden`` = 0), MULTILINEAR_ENERGY (DVAE++'s analytic cross-entropy): ``log_joint`` = log p(x | z) − E(z) (no −log Z);
 ``log_prior_unnormalised(z)`` = −E(z); ``log_partition()`` is exact and differentiable when the RBM's
 smaller side has at most :data:`EXACT_LOG_Z_BITS` bits (``rbm_vae_tiny``), else the last AIS estimate
 (``estimate_log_partition``); ``negative_samples(n)`` are exact samples of the RBM when it is that
@@ -41,7 +43,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, constraint
 from .base import LatentVariableModel
 from .latents import BernoulliLatent
 from .nn import StackedLinear, StackedMLP
-from .protocols import UNNORMALISED_PRIOR, bernoulli_log_mass
+from .protocols import MULTILINEAR_ENERGY, RELAXED_BOLTZMANN, UNNORMALISED_PRIOR, bernoulli_log_mass
 from .rbm import RBM, PersistentChains
 from .sbn import apply_stacked, image_statistics_query
 
@@ -89,7 +91,7 @@ class HierarchicalBernoulli(Distribution):
 
 
 class RBMVAE(LatentVariableModel):
-    provides = (UNNORMALISED_PRIOR,)
+    provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY)  # narrowed per instance (rbm_hidden)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
     studies = ("rbm",)
@@ -130,6 +132,9 @@ class RBMVAE(LatentVariableModel):
         seeds, D, H = self.seeds, self.latent_bits, self.hidden
         # θ: the RBM prior and the decoder
         self.rbm_hidden = int(rbm_hidden)
+        # −E(z₁, z₂) is affine in every bit (DVAE++'s analytic cross-entropy applies); −F(z) is not
+        self.provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN) + ((MULTILINEAR_ENERGY,) if not self.rbm_hidden else ())
+        self.hierarchical_guide = self.groups == 2
         # DVAE++: the RBM's two sides are the two latent halves; the RBM-prior paper: every latent is a
         # visible unit and ``rbm_hidden`` hidden units are summed out
         self.rbm = RBM(seeds, *self.split_sizes) if self.rbm_hidden == 0 else RBM(seeds, D, self.rbm_hidden)
@@ -174,6 +179,10 @@ class RBMVAE(LatentVariableModel):
     def decoder_logits(self, z: torch.Tensor) -> torch.Tensor:
         return apply_stacked(self.decoder, z)
 
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z), ``[*particles, R, B]``; a relaxed z ∈ [0, 1] (RELAXED_BOLTZMANN) is evaluated as is."""
+        return bernoulli_log_mass(self.decoder_logits(z), x)
+
     def split(self, z: torch.Tensor):
         return z.split(self.split_sizes, dim=-1)
 
@@ -205,7 +214,7 @@ class RBMVAE(LatentVariableModel):
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) − E(z): the joint without −log Z (UNNORMALISED_PRIOR)."""
-        return bernoulli_log_mass(self.decoder_logits(z), x) + self.log_prior_unnormalised(z)
+        return self.log_likelihood(x, z) + self.log_prior_unnormalised(z)
 
     def exact_prior(self) -> bool:
         return min(self.rbm.n_visible, self.rbm.n_hidden) <= EXACT_LOG_Z_BITS

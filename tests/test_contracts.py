@@ -228,7 +228,13 @@ def test_an_unnormalised_prior_is_refused_unless_the_estimator_handles_log_z():
         if "bernoulli" not in est.latent_types:
             continue
         if UNNORMALISED_PRIOR in est.handles:
-            est.check(model, 2)
+            try:
+                est.check(model, 2)
+            except IncompatibleError as err:  # only for another capability it needs (gumbolt: the relaxed interface)
+                implementations = getattr(est, "_candidates", [est])  # a family: some implementation handles it
+                if all(UNNORMALISED_PRIOR in i.handles for i in implementations):
+                    assert "unnormalised prior" not in str(err) and "does not provide" in str(err), str(err)
+                assert "\n" not in str(err)
             continue
         with pytest.raises(IncompatibleError, match="unnormalised prior"):
             est.check(model, 2)

@@ -25,6 +25,7 @@ from estibench import estimators
 from estibench import models
 from estibench.estimators.base import IncompatibleError
 from estibench.harness import iwae_bound
+from estibench.estimators.spike_exp import SpikeExp
 from estibench.models.protocols import LAYERED_BERNOULLI
 from stats import bias_sq, draws
 from tiny_models import TinyBernoulli
@@ -56,11 +57,11 @@ def test_registered_with_the_declared_contract_and_options():
     defaults = {"spike_exp": (5.0, "joint"), "overlap_exp": (12.0, "joint"),
                 "overlap_logistic": (12.0, "joint"), "overlap_power": (40.0, "marginal")}
     for name in NAMES:
-        est = estimators.get(name)
+        est = estimators.get(name).bind(sbn("linear1")((0,)))  # the layered implementation (RBM priors: test_rbm_smoothed.py)
         assert est.latent_types == frozenset({"bernoulli"}) and est.needs == frozenset({LAYERED_BERNOULLI})
         assert est.guide_target == "iwae" and est.unbiased is False and est.min_particles == 1
         assert (est.beta, est.elbo) == defaults[name] and est.beta_start == est.beta_end == defaults[name][0]
-        est = estimators.get(name, beta_start=5.0, beta_end=15.0, elbo="marginal")
+        est = estimators.get(name, beta_start=5.0, beta_end=15.0, elbo="marginal").bind(sbn("linear1")((0,)))
         for fraction, beta in ((0.0, 5.0), (0.5, 10.0), (1.0, 15.0)):
             est.set_progress(fraction)
             assert est.beta == pytest.approx(beta)
@@ -257,5 +258,5 @@ def test_spike_gradient_is_unbiased_for_its_bound(arch, K, monkeypatch, rng):
         return float(diff.mean() / (diff.std() / math.sqrt(len(diff))))
 
     assert abs(z_score()) < 4
-    monkeypatch.setattr(type(estimators.get("spike_exp")), "jump_terms", staticmethod(lambda log_w, jumps: 0.0))
+    monkeypatch.setattr(SpikeExp, "jump_terms", staticmethod(lambda log_w, jumps: 0.0))
     assert abs(z_score()) > 4
