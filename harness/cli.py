@@ -280,7 +280,9 @@ def make_cells(args) -> List[Cell]:
         batch_size = part["batch_size"] if getattr(args, "batch_size", None) is None else args.batch_size
         grid = dict(part.get("model_grid", {}))
         for option, chosen in flags.items():
-            if chosen:
+            # a grid flag sets that option in the parts whose grid names it (all parts when none does: the
+            # rbm suite's directed-prior SBNs take no --groups)
+            if chosen and (option in grid or not any(option in p.get("model_grid", {}) for p in parts)):
                 grid[option] = tuple(chosen)
         for option in list(grid):
             if option in model_options:  # --model-options wins over the suite's grid

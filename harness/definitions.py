@@ -62,6 +62,11 @@ METRIC_DEFINITIONS: Dict[str, str] = {
                           "chains, ais_steps temperatures) + exact log p(z₂ | z₁); no log Z, conservative",
     "test_ll_subset[K=k]": "the same IWAE bound on the same images with log p(z) = log p*(z) − log Z (log_z), for "
                            "comparison with test_ll_raise",
+    "pretrain_ae_first": "the RBM-prior paper's pretraining (harness/pretrain.py), stage 1: mean reconstruction "
+                         "log p(x | B(E(x))) per image over the first tenth of the autoencoder steps",
+    "pretrain_ae_last": "the same over the last tenth of the autoencoder steps",
+    "pretrain_ae_binary": "after the autoencoder stage: fraction of codes E(x) outside (−½, 1½), i.e. binary under the "
+                          "soft-binarising B of the paper's Eq. 3",
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
     "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over grad_samples (default 10) draws at frozen "
                           "parameters on one "

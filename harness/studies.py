@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import torch
 
-from estibench.models.protocols import bernoulli_log_mass
+from estibench.models.protocols import UNNORMALISED_PRIOR, bernoulli_log_mass, capabilities
 
 from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
 from .definitions import described
@@ -195,7 +195,10 @@ class SBNTask:
         return rows_from(metrics, model.seeds, iteration)
 
 
-RBM_DEFAULTS = {**SBN_DEFAULTS, "raise_points": 20, "raise_particles": 10, "raise_chains": 1}
+RBM_DEFAULTS = {**SBN_DEFAULTS, "raise_points": 20, "raise_particles": 10, "raise_chains": 1,
+                # the RBM-prior paper's two-stage pretraining (harness/pretrain.py): 0 steps = none
+                "pretrain_ae_steps": 0, "pretrain_cd_steps": 0, "pretrain_pcd_steps": 0, "pretrain_rbm_lr": 0.05}
+PRETRAIN_OPTIONS = ("pretrain_ae_steps", "pretrain_cd_steps", "pretrain_pcd_steps")
 
 
 class RBMTask(SBNTask):
@@ -207,7 +210,11 @@ class RBMTask(SBNTask):
     reverse-AIS estimates that bracket it (and the exact value where it exists) and, on the first
     ``raise_points`` (default 20) test images, the RAISE check: the IWAE bound with ``raise_particles``
     (default 10) particles whose log p(z) comes from RAISE (``raise_chains`` reverse chains of the model's
-    ``ais_steps`` temperatures per particle) beside the same bound with the log Z estimate.  The metrics:
+    ``ais_steps`` temperatures per particle) beside the same bound with the log Z estimate.  With the study
+    options ``pretrain_ae_steps``, ``pretrain_cd_steps``, ``pretrain_pcd_steps`` (default 0: none) and
+    ``pretrain_rbm_lr``, the model is first pretrained by the RBM-prior paper's two stages
+    (:mod:`harness.pretrain`) on the cell's training batches.  A directed model in the study (DVAE++ Table 2's
+    directed-prior columns) gets SBNTask's metrics only.  The metrics:
 
     """
 
@@ -215,9 +222,22 @@ class RBMTask(SBNTask):
         cell_options = dict(cell.study_options)
         super().__init__(model, cell)
         self.options = {**RBM_DEFAULTS, **cell_options}
+        #: a directed model in the study (DVAE++ Table 2's directed-prior columns) is evaluated as SBNTask does
+        self.boltzmann = UNNORMALISED_PRIOR in capabilities(model)
+        self.pretrained = {}
+        steps = {k: int(self.options[k]) for k in PRETRAIN_OPTIONS}
+        if any(v < 0 for v in steps.values()):
+            raise ValueError(f"pretraining steps must be 0 or more, got {steps}")
+        if any(steps.values()):
+            if not self.boltzmann:
+                raise ValueError(f"the two-stage pretraining is for RBM priors; {type(model).__name__} has none")
+            from .pretrain import pretrain
+            self.pretrained = pretrain(model, self.train_batch, cell.lr, ae_steps=steps["pretrain_ae_steps"],
+                                       cd_steps=steps["pretrain_cd_steps"], pcd_steps=steps["pretrain_pcd_steps"],
+                                       rbm_lr=float(self.options["pretrain_rbm_lr"]))
 
     def _refresh(self, model) -> None:
-        if not model.exact_prior():
+        if self.boltzmann and not model.exact_prior():
             model.estimate_log_partition()
 
     @staticmethod
@@ -235,11 +255,17 @@ class RBMTask(SBNTask):
     def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
         self._refresh(model)
         rows = super().evaluate(model, estimator, iteration, extra)
+        if not self.boltzmann:
+            return rows
+        if iteration == 0 and self.pretrained:
+            rows += rows_from({f"pretrain_{k}": v for k, v in self.pretrained.items()}, model.seeds, 0)
         return rows + rows_from({"log_z": model.log_partition().detach()}, model.seeds, iteration)
 
     def final_evaluate(self, model, estimator, iteration: int) -> List[tuple]:
         self._refresh(model)
         rows = super().final_evaluate(model, estimator, iteration)
+        if not self.boltzmann:
+            return rows
         rbm = model.rbm
         with torch.no_grad():
             metrics = {"log_z": model.log_partition().detach(),
@@ -295,4 +321,5 @@ RBMTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "g
                               "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm",
                               "log_z", "log_z_ais", "log_z_reverse_ais", "log_z_exact", "test_ll_raise[K=k]",
-                              "test_ll_subset[K=k]"]) + "\n"
+                              "test_ll_subset[K=k]", "pretrain_ae_first", "pretrain_ae_last",
+                              "pretrain_ae_binary"]) + "\n"

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
 
 
 def seeded_uniform(seeds: Sequence[int], shape, bound: float, salt: int) -> torch.Tensor:

@@ -6,7 +6,10 @@ Generative model: z = (z₁, z₂) ∈ {0,1}^{n₁} × {0,1}^{n₂} (``latent_bi
 its hidden side), and p(x | z) = Bern(σ(dec(z))) with the decoder families of the SBN suite:
 
 * ``arch="linear"``     dec(z) = V z + c;
-* ``arch="nonlinear"``  z → ``hidden`` → ``hidden`` → x, tanh (as the SBN suite's nonlinear model).
+* ``arch="nonlinear"``  z → ``hidden`` → ``hidden`` → x, tanh (as the SBN suite's nonlinear model);
+* ``arch="elu"``        the RBM-prior paper's (``000_…`` §3.3) ELU MLPs: encoder x → 200 → 200 → 100 → 100 → z
+                        (its 784–200–200–100–100–200 at 200 latents) and the reverse decoder
+                        z → 100 → 100 → 200 → 200 → x (``hidden`` is not used).
 
 With ``rbm_hidden`` = H > 0 the prior is instead the RBM-prior paper's (``000_…`` §3): every latent is a
 visible unit of an RBM with H hidden units summed out, p(z) = e^{−F(z)} / Z (its MNIST model: 200 + 400).
@@ -47,7 +50,9 @@ from .protocols import MULTILINEAR_ENERGY, RELAXED_BOLTZMANN, UNNORMALISED_PRIOR
 from .rbm import RBM, PersistentChains
 from .sbn import apply_stacked, image_statistics_query
 
-ARCHS = ("linear", "nonlinear")
+ARCHS = ("linear", "nonlinear", "elu")
+#: the RBM-prior paper's networks (``000_…`` §3.3): ELU MLPs 784–200–200–100–100–200 and the reverse
+ELU_ENCODER_HIDDEN = (200, 200, 100, 100)
 #: log Z (and negative samples) are exact when the RBM's smaller side has at most this many bits
 EXACT_LOG_Z_BITS = 16
 TINY_MAX_BITS = 16
@@ -141,6 +146,9 @@ class RBMVAE(LatentVariableModel):
         if arch == "nonlinear":
             self.decoder = StackedMLP(seeds, [D, H, H, pixels], activation="tanh", salt=62)
             out_bias = self.decoder.layers[-1].bias
+        elif arch == "elu":
+            self.decoder = StackedMLP(seeds, [D, *reversed(ELU_ENCODER_HIDDEN), pixels], activation="elu", salt=64)
+            out_bias = self.decoder.layers[-1].bias
         else:
             self.decoder = StackedLinear(seeds, D, pixels, salt=60)
             out_bias = self.decoder.bias
@@ -151,6 +159,9 @@ class RBMVAE(LatentVariableModel):
         ins = (pixels,) if self.groups == 1 else (pixels, pixels + n1)
         if arch == "nonlinear":
             self.encoders = nn.ModuleList(StackedMLP(seeds, [i, H, H, o], activation="tanh", salt=70 + g)
+                                          for g, (i, o) in enumerate(zip(ins, outs)))
+        elif arch == "elu":
+            self.encoders = nn.ModuleList(StackedMLP(seeds, [i, *ELU_ENCODER_HIDDEN, o], activation="elu", salt=74 + g)
                                           for g, (i, o) in enumerate(zip(ins, outs)))
         else:
             self.encoders = nn.ModuleList(StackedLinear(seeds, i, o, salt=80 + g)
@@ -244,9 +255,9 @@ class RBMVAE(LatentVariableModel):
             if n not in (None, self.chains.v.shape[1]):
                 raise ValueError(f"the persistent chains hold {self.chains.v.shape[1]} states, {n} were asked for")
             v, h = self.chains.advance(self.rbm, self.gibbs_sweeps)
-        return self._latents(v, h)
+        return self.latents_of(v, h)
 
-    def _latents(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def latents_of(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The latents of RBM states (v, h): [v, h] when both sides are latents, else v."""
         return (v if self.rbm_hidden else torch.cat([v, h], -1)).to(self.dtype)
 
@@ -262,7 +273,7 @@ class RBMVAE(LatentVariableModel):
             v, h = self.rbm.sample_exact(n)
         else:
             v, h = self.rbm.gibbs(self.rbm.random_visible(n), 25 * self.gibbs_sweeps)
-        z = self._latents(v, h)  # [n, R, D]
+        z = self.latents_of(v, h)  # [n, R, D]
         return z.transpose(0, 1), self.sample_observations(z)
 
 

@@ -13,7 +13,8 @@ def test_the_tiny_rbm_suite_runs_and_normalises_by_the_exact_log_z(tmp_path):
     out = str(tmp_path)
     assert main([*TINY, "--groups", "1", "--out", out]) == 0
     table = pd.read_csv(os.path.join(out, "metrics.csv"))
-    assert set(table.estimator) == {"vimco", "contrastive_rws"} and set(table.model) == {"rbm_vae_tiny[arch=linear,groups=1]"}
+    assert set(table.estimator) == {"overlap_exp", "spike_exp", "gumbolt", "vimco", "contrastive_rws"}
+    assert set(table.model) == {"rbm_vae_tiny[arch=linear,groups=1]"}
     last = table[table.iteration == 6].pivot_table(index=["estimator", "seed"], columns="metric", values="value")
     # the exact prior: log Z is the enumerated value, the AIS estimates bracket it closely
     assert (last.log_z - last.log_z_exact).abs().max() < 1e-5
@@ -60,3 +61,37 @@ def test_the_raise_likelihood_agrees_with_the_exact_log_z_one_on_the_tiny_model(
     torch.manual_seed(1)
     exact = iwae_log_likelihood(model, x, 10).mean()
     assert abs(float(raised - exact)) < 0.05, (float(raised), float(exact))
+
+
+def test_the_papers_layouts_are_pure_functions_of_the_table():
+    """DVAE++ Table 2's layout places each cell by its columns (model, options, estimator, elbo), with the
+    published value beside ours; the RBM-prior paper's Table 1 separates pretrained cells from the ablation."""
+    import json
+
+    from estibench.reports import rbm as page
+
+    def rows(key, model_name, model_options, estimator, values, estimator_options=None, study_options=None,
+             metric="test_ll[K=100]"):
+        return [dict(key=key, model=model_name, model_name=model_name, label=estimator, estimator=estimator,
+                     particles=1, seed=seed, iteration=10, metric=metric, value=v,
+                     model_options=json.dumps(model_options), estimator_options=json.dumps(estimator_options or {}),
+                     study_options=json.dumps(study_options or {})) for seed, v in enumerate(values)]
+
+    table = pd.DataFrame(
+        rows("a", "rbm_vae", {"arch": "linear", "groups": 2}, "overlap_exp", [-100.0, -102.0])
+        + rows("b", "sbn", {"arch": "nonlinear"}, "overlap_exp", [-110.0, -110.0], {"elbo": "marginal"})
+        + rows("c", "rbm_vae", {"arch": "elu", "groups": 1, "rbm_hidden": 400}, "vimco", [-90.0, -92.0], {},
+               {"pretrain_ae_steps": 10})
+        + rows("d", "rbm_vae", {"arch": "elu", "groups": 1, "rbm_hidden": 400}, "vimco", [-120.0, -120.0])
+        + rows("c", "rbm_vae", {"arch": "elu", "groups": 1, "rbm_hidden": 400}, "vimco", [-91.0, -93.0], {},
+               {"pretrain_ae_steps": 10}, metric="test_ll_raise[K=10]"))
+    t2 = page.dvaepp_table2(table).set_index("row")
+    assert t2.loc["2 Linear", "RBM (ours) · estibench"] == "-101.00 ± 1.41"
+    assert t2.loc["2 Linear", "RBM (ours) · paper"] == "-94.15 ± 0.45"
+    assert t2.loc["1 Nonlin.", "Marg. ELBO · estibench"] == "-110.00 ± 0.00"
+    assert t2.loc["1 Linear", "RBM (ours) · estibench"] == "—"
+    t1 = page.rbm_prior_table1(table).set_index("training")
+    assert t1.loc["pretrained", "test NLL (ours, −test_ll[K=100])"] == "91.00 ± 1.41"
+    assert t1.loc["pretrained", "test NLL (paper)"] == "83.69 (RAISE 83.77)"
+    assert t1.loc["pretrained", "RAISE NLL (ours, −test_ll_raise[K=10], subset)"] == "92.00 ± 1.41"
+    assert t1.loc["no pretraining", "test NLL (paper)"] == "121.65"
