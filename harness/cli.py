@@ -362,7 +362,7 @@ def report_main(argv) -> int:
     descriptions = study_descriptions(args.suite)
     try:
         path = reports.build_site(store.table(), store.cells(), store.runs(), args.out, descriptions=descriptions,
-                                  note=args.note)
+                                  note=args.note, artifacts=store.artifacts())
         store.export_csv()
     except (OSError, StoreError) as err:
         print(f"{prog()} report: error: cannot write the report into {args.out}: "
@@ -512,7 +512,8 @@ def _main(argv, state: dict) -> int:
         from estibench import reports
         descriptions = study_descriptions(args.suite)
         try:
-            path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions)
+            path = reports.build_site(store.table(), store.cells(), store.runs(), out, descriptions=descriptions,
+                                      artifacts=store.artifacts())
         except OSError as err:
             print(f"{prog()}: error: the cells are stored, but the report could not be written into {out}: "
                   f"{err.strerror or err}", file=sys.stderr)

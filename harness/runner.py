@@ -179,6 +179,8 @@ class CellResult:
     diverged_at: Optional[int] = None
     #: torch's intra-op thread count the cell ran with (recorded beside the cell, not in its key)
     threads: Optional[int] = None
+    #: name → (MIME type, bytes) made by the task's optional ``final_artifacts(model)`` (harness.store)
+    artifacts: Optional[dict] = None
 
 
 class Diverged(Exception):
@@ -257,6 +259,8 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
                     objective_sum.zero_()
                     window, window_start = 0, time.perf_counter()
             rows += task.final_evaluate(model, estimator, n)
+            produce = getattr(task, "final_artifacts", None)  # optional task hook, after every metric
+            artifacts = produce(model) if produce is not None else None
         except Diverged as err:
             return _diverged(cell, rows, started, train_time, it, device, err.iteration, first_bad, model.seeds)
         except Exception:
@@ -266,7 +270,7 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
             at = int(bad.min()) if len(bad) else it
             return _diverged(cell, rows, started, train_time, it, device, at, first_bad, model.seeds)
     wall = time.perf_counter() - started
-    return CellResult(cell, rows, wall, train_time / max(1, n), str(device))
+    return CellResult(cell, rows, wall, train_time / max(1, n), str(device), artifacts=artifacts)
 
 
 def _diverged(cell, rows, started, train_time, it, device, at, first_bad, seeds) -> CellResult:

@@ -12,7 +12,8 @@ A cell's ``status`` is
                 (``harness.runner.NUMERICS_VERSIONS``) replaced it: its rows are kept, but
                 :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
 
-``runs`` records every invocation (command, git commit, machine, versions, wall time, counts, and
+``artifacts`` holds small binary results a task made at the end of a cell (name, MIME type, bytes; e.g.
+the RBM study's prior samples), written in the cell's transaction.  ``runs`` records every invocation (command, git commit, machine, versions, wall time, counts, and
 whether it ``finished``, was ``interrupted`` or ``failed``).  :meth:`Store.table` exports every metric
 row of done and diverged cells as one tidy pandas table (columns :data:`TABLE_COLUMNS`: study, model,
 estimator, label, particles, seed, iteration, metric, value, the cell's key and every setting of the
@@ -59,7 +60,7 @@ import pandas as pd
 from estibench import files
 from estibench.files import pid_alive
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 FILENAME = "results.sqlite"
 #: seconds one SQLite call waits for a lock before the retry loop takes over
 BUSY_TIMEOUT_S = 5.0
@@ -89,6 +90,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     metric TEXT NOT NULL, value REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics (key);
+CREATE TABLE IF NOT EXISTS artifacts (
+    key TEXT NOT NULL, name TEXT NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, name)
+);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT, pid INTEGER, expires_at REAL NOT NULL
 );
@@ -272,7 +276,7 @@ class Store:
             raise StoreError(f"{self.path} is an SQLite file but not an estibench results store")
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         version = int(row[0]) if row else None
-        if version not in (1, 2, 3, 4, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, 5, SCHEMA_VERSION):
             raise StoreError(f"{self.path} was written by store schema {version}, this is {SCHEMA_VERSION}")
         return version
 
@@ -326,6 +330,7 @@ class Store:
             self._upgrade_from_3(conn)
         if version <= 4:
             self._upgrade_from_4(conn)
+        # 5 → 6 is additive: the ``artifacts`` table, created whole by ``_create``
         conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @staticmethod
@@ -460,9 +465,11 @@ class Store:
 
     def write_cell(self, cell, rows: Iterable, wall_s: float, sec_per_iter: float, device: str,
                    machine: str, finished_at: str, status: str = "done", error: Optional[str] = None,
-                   diverged_at: Optional[int] = None, threads: Optional[int] = None) -> None:
-        """Replace the cell's rows, record its status and release its claim, atomically (one
-        transaction, retried while another process holds the write lock)."""
+                   diverged_at: Optional[int] = None, threads: Optional[int] = None,
+                   artifacts: Optional[dict] = None) -> None:
+        """Replace the cell's rows and artifacts, record its status and release its claim, atomically
+        (one transaction, retried while another process holds the write lock).  ``artifacts``: name →
+        (mime type, bytes), small data a task made at the end (e.g. prior samples for a figure)."""
         if status not in ("done", "diverged", "failed"):
             raise ValueError(f"unknown cell status {status!r}")
         key = cell.key()
@@ -473,6 +480,7 @@ class Store:
             row = conn.execute("SELECT attempts FROM cells WHERE key = ?", (key,)).fetchone()
             attempts = 1 + (int(row[0] or 1) if row else 0)
             conn.execute("DELETE FROM metrics WHERE key = ?", (key,))
+            conn.execute("DELETE FROM artifacts WHERE key = ?", (key,))
             conn.execute("DELETE FROM cells WHERE key = ?", (key,))
             values = dict(key=key, study=cell.study, model=cell.model_label(), estimator=cell.estimator,
                           label=cell.label(), particles=cell.particles, seeds=json.dumps(list(cell.seeds)),
@@ -483,6 +491,8 @@ class Store:
             conn.execute(f"INSERT INTO cells ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                          tuple(values.values()))
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?)",
+                             [(key, str(n), str(m), sqlite3.Binary(bytes(d))) for n, (m, d) in (artifacts or {}).items()])
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', ?)", (str(config["config_version"]),))
             conn.execute("DELETE FROM claims WHERE key = ?", (key,))
             if status in FINISHED:
@@ -493,6 +503,15 @@ class Store:
                 conn.executemany("UPDATE cells SET status = 'superseded' WHERE key = ?", [(k,) for k in older])
 
         self._transaction(work, f"store cell {cell.label()} K={cell.particles}")
+
+    def artifacts(self) -> pd.DataFrame:
+        """The artifacts of the cells :meth:`cells` lists as done or diverged: columns key, name, mime, data."""
+        marks = ",".join("?" * len(FINISHED))
+        with self.lock:
+            rows = self.conn.execute(
+                f"SELECT a.key, a.name, a.mime, a.data FROM artifacts a JOIN cells c ON a.key = c.key "
+                f"WHERE c.status IN ({marks}) ORDER BY a.key, a.name", FINISHED).fetchall()
+        return pd.DataFrame([(k, n, m, bytes(d)) for k, n, m, d in rows], columns=["key", "name", "mime", "data"])
 
     def cells(self, include_superseded: bool = False) -> pd.DataFrame:
         """Every cell but the superseded ones; a stale one (see :meth:`stale_keys`) is listed with

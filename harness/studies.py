@@ -197,7 +197,9 @@ class SBNTask:
 
 RBM_DEFAULTS = {**SBN_DEFAULTS, "raise_points": 20, "raise_particles": 10, "raise_chains": 1,
                 # the RBM-prior paper's two-stage pretraining (harness/pretrain.py): 0 steps = none
-                "pretrain_ae_steps": 0, "pretrain_cd_steps": 0, "pretrain_pcd_steps": 0, "pretrain_rbm_lr": 0.05}
+                "pretrain_ae_steps": 0, "pretrain_cd_steps": 0, "pretrain_pcd_steps": 0, "pretrain_rbm_lr": 0.05,
+                # decoded prior samples kept as the cell's artifact (the report's image grid)
+                "prior_samples": 16}
 PRETRAIN_OPTIONS = ("pretrain_ae_steps", "pretrain_cd_steps", "pretrain_pcd_steps")
 
 
@@ -261,6 +263,21 @@ class RBMTask(SBNTask):
             rows += rows_from({f"pretrain_{k}": v for k, v in self.pretrained.items()}, model.seeds, 0)
         return rows + rows_from({"log_z": model.log_partition().detach()}, model.seeds, iteration)
 
+    @torch.no_grad()
+    def final_artifacts(self, model) -> Dict[str, tuple]:
+        """``prior_means``: decoder means σ(dec(z)) of ``prior_samples`` (default 16) draws z of the trained
+        prior of the first replicate — exact samples on an enumerable prior, else fresh Gibbs chains run
+        25 × ``gibbs_sweeps`` sweeps from random states (``model.sample``) — as float16 bytes, shape in the
+        MIME type (the report's image grid).  Drawn after every metric, so the metrics do not depend on it."""
+        n = int(self.options["prior_samples"])
+        if not self.boltzmann or n < 1:
+            return {}
+        z = model.sample(n)[0]  # [R, n, D]
+        means = torch.sigmoid(model.decoder_logits(z.to(model.dtype)))[0]  # [n, pixels] of the first replicate
+        side = int(round(means.shape[-1] ** 0.5))
+        data = means.to(torch.float16).cpu().numpy().tobytes()
+        return {"prior_means": (f"application/x-float16; shape={n}x{side}x{side}", data)}
+
     def final_evaluate(self, model, estimator, iteration: int) -> List[tuple]:
         self._refresh(model)
         rows = super().final_evaluate(model, estimator, iteration)
@@ -270,9 +287,9 @@ class RBMTask(SBNTask):
         with torch.no_grad():
             metrics = {"log_z": model.log_partition().detach(),
                        "log_z_ais": rbm.log_partition_ais(chains=model.ais_chains, steps=model.ais_steps)[0]}
-            samples = rbm.sample_exact(model.ais_chains)[0] if model.exact_prior() else model.chains.states
+            samples = rbm.sample_exact(model.ais_chains)[0] if model.enumerable_prior() else model.chains.states
             metrics["log_z_reverse_ais"] = rbm.log_partition_reverse_ais(samples, steps=model.ais_steps)[0]
-            if model.exact_prior():
+            if model.enumerable_prior():
                 metrics["log_z_exact"] = rbm.log_partition_exact()
             if iteration > 0 and int(self.options["raise_points"]) > 0:  # the conservative check (§3.3)
                 x = self.test[:, :int(self.options["raise_points"])]

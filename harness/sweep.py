@@ -354,7 +354,7 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
         with critical():
             store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
                              machine, now(), status=result.status, error=result.error,
-                             diverged_at=result.diverged_at, threads=result.threads)
+                             diverged_at=result.diverged_at, threads=result.threads, artifacts=result.artifacts)
         counts[result.status] += 1
         remaining.pop(result.cell.key(), None)
 

@@ -30,6 +30,7 @@ smaller side has at most :data:`EXACT_LOG_Z_BITS` bits (``rbm_vae_tiny``), else 
 (``estimate_log_partition``); ``negative_samples(n)`` are exact samples of the RBM when it is that
 small, else the states of ``chains`` persistent chains advanced by ``gibbs_sweeps`` block-Gibbs sweeps
 per call (DVAE# code: 1,000 chains, 40 sweeps; the chains are a buffer, part of the model's state).
+``log_z="exact"`` insists on enumeration and is refused, with one line, for a large prior.
 
 ``rbm_vae_tiny`` is the same model on images max-pooled by ``downsample`` (default 4: 7×7) with at most
 16 latent bits (default 8 = 4 + 4), so exact log p(x), the exact posterior and exact gradients
@@ -55,6 +56,8 @@ ARCHS = ("linear", "nonlinear", "elu")
 ELU_ENCODER_HIDDEN = (200, 200, 100, 100)
 #: log Z (and negative samples) are exact when the RBM's smaller side has at most this many bits
 EXACT_LOG_Z_BITS = 16
+#: how log Z and the negative samples are obtained: exact when enumerable, else AIS and chains (auto); exact or refused
+LOG_Z_MODES = ("auto", "exact")
 TINY_MAX_BITS = 16
 
 
@@ -104,7 +107,7 @@ class RBMVAE(LatentVariableModel):
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
                  dataset: str = "mnist5k-bern0", latent_bits: int = 200, hidden: int = 200, downsample: int = 1,
                  chains: int = 1000, gibbs_sweeps: int = 40, ais_chains: int = 1000, ais_steps: int = 1000,
-                 rbm_hidden: int = 0, train_mean: Optional[torch.Tensor] = None):
+                 rbm_hidden: int = 0, log_z: str = "auto", train_mean: Optional[torch.Tensor] = None):
         super().__init__(seeds)
         if arch not in ARCHS:
             raise ValueError(f"unknown RBM-VAE arch {arch!r}; choose from {', '.join(ARCHS)}")
@@ -117,6 +120,8 @@ class RBMVAE(LatentVariableModel):
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if int(ais_steps) < 1:
             raise ValueError(f"an AIS schedule needs at least 2 temperatures (ais_steps >= 1), got {ais_steps}")
+        if log_z not in LOG_Z_MODES:
+            raise ValueError(f"log_z must be one of {', '.join(LOG_Z_MODES)}, got {log_z!r}")
         if int(rbm_hidden) < 0:
             raise ValueError(f"rbm_hidden must be 0 (both RBM sides are latents) or positive, got {rbm_hidden}")
         if int(downsample) < 1 or 28 % int(downsample) != 0:
@@ -166,6 +171,10 @@ class RBMVAE(LatentVariableModel):
         else:
             self.encoders = nn.ModuleList(StackedLinear(seeds, i, o, salt=80 + g)
                                           for g, (i, o) in enumerate(zip(ins, outs)))
+        self.log_z_mode = log_z
+        if log_z == "exact" and not self.enumerable_prior():
+            raise ValueError(f"log_z='exact' needs an RBM whose smaller side has at most {EXACT_LOG_Z_BITS} bits to "
+                             f"enumerate; this one is {self.rbm.n_visible} + {self.rbm.n_hidden}: use log_z='auto' (AIS)")
         self.chains = PersistentChains(self.rbm, chains=chains, seed=self.seeds[0])
         self.register_buffer("log_z", self.rbm.log_base_partition(torch.zeros(1)).detach().float())
 
@@ -227,8 +236,14 @@ class RBMVAE(LatentVariableModel):
         """log p(x | z) − E(z): the joint without −log Z (UNNORMALISED_PRIOR)."""
         return self.log_likelihood(x, z) + self.log_prior_unnormalised(z)
 
-    def exact_prior(self) -> bool:
+    def enumerable_prior(self) -> bool:
+        """Whether the RBM's smaller side has at most :data:`EXACT_LOG_Z_BITS` bits (exact log Z and samples)."""
         return min(self.rbm.n_visible, self.rbm.n_hidden) <= EXACT_LOG_Z_BITS
+
+    def exact_prior(self) -> bool:
+        """Whether training and evaluation use the exact log Z and exact prior samples: when the prior is
+        enumerable (``log_z="exact"`` insists on it and is refused at construction for a large prior)."""
+        return self.enumerable_prior()
 
     def log_partition(self) -> torch.Tensor:
         """log Z per replicate ``[R]``: exact and differentiable for a small RBM, else the last AIS
@@ -283,9 +298,9 @@ class TinyRBMVAE(RBMVAE):
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
                  dataset: str = "mnist5k-bern0", latent_bits: int = 8, hidden: int = 32, downsample: int = 4,
                  chains: int = 100, gibbs_sweeps: int = 1, ais_chains: int = 100, ais_steps: int = 100,
-                 rbm_hidden: int = 0, train_mean: Optional[torch.Tensor] = None):
+                 rbm_hidden: int = 0, log_z: str = "auto", train_mean: Optional[torch.Tensor] = None):
         if int(latent_bits) > TINY_MAX_BITS:
             raise ValueError(f"rbm_vae_tiny allows at most {TINY_MAX_BITS} latent bits, got {latent_bits}")
         super().__init__(seeds, arch=arch, groups=groups, dataset=dataset, latent_bits=latent_bits, hidden=hidden,
                          downsample=downsample, chains=chains, gibbs_sweeps=gibbs_sweeps, ais_chains=ais_chains,
-                         ais_steps=ais_steps, rbm_hidden=rbm_hidden, train_mean=train_mean)
+                         ais_steps=ais_steps, rbm_hidden=rbm_hidden, log_z=log_z, train_mean=train_mean)

@@ -12,7 +12,9 @@ from labels.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
+
+import numpy as np
 
 import pandas as pd
 
@@ -207,7 +209,41 @@ def published_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
+def prior_images(artifacts: Optional[pd.DataFrame], cells: pd.DataFrame) -> List[tuple]:
+    """(model, label, images [n, side, side]) for every cell whose task kept decoded prior samples
+    (``prior_means``, harness.studies.RBMTask.final_artifacts), in the cells' order."""
+    if artifacts is None or artifacts.empty or cells.empty:
+        return []
+    found = artifacts[artifacts.name == "prior_means"].set_index("key")
+    out = []
+    for _, cell in cells.iterrows():
+        if cell.key not in found.index:
+            continue
+        row = found.loc[cell.key]
+        shape = tuple(int(v) for v in row.mime.split("shape=")[1].split("x"))
+        out.append((cell.model, cell.label, np.frombuffer(row.data, dtype=np.float16).reshape(shape).astype(np.float32)))
+    return out
+
+
+def prior_grid(images: List[tuple], path: str, per_row: int = 8) -> str:
+    """One row of ``per_row`` decoded prior samples per cell, labelled by model and estimator."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(images), 1, figsize=(per_row * 0.9 + 3.2, 0.95 * len(images) + 0.3), squeeze=False)
+    for ax, (model, label, ims) in zip(axes[:, 0], images):
+        ims = ims[:per_row]
+        ax.imshow(np.concatenate(list(ims), axis=1), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"{label}\n{model}", rotation=0, ha="right", va="center", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     if table.empty:
         return [Section("Results", "text", "No finished cells yet.", name="results")]
     iterations = sorted({int(i) for i in cells.iterations.dropna()}) if "iterations" in cells.columns else []
@@ -243,6 +279,14 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
                                    "log-likelihood over its first and last tenth of steps and the fraction of codes "
                                    "outside (−½, 1½) afterwards; stage 2 (CD-1 → CD-25, then PCD-25) trains the RBM "
                                    "on the codes"))
+    images = prior_images(artifacts, cells)
+    for side in sorted({ims.shape[-1] for _, _, ims in images}, reverse=True):
+        chosen = [i for i in images if i[2].shape[-1] == side]
+        out.append(Section(f"Samples from the prior ({side}×{side})", "figure",
+                           lambda path, chosen=chosen: prior_grid(chosen, path), name=f"prior_samples_{side}",
+                           caption="per cell, the first replicate's trained prior: z from exact samples (enumerable "
+                                   "prior) or a fresh Gibbs chain of 25 × gibbs_sweeps sweeps, shown as the decoder "
+                                   "mean σ(dec(z)); dark = 1"))
     out += generic_sections(table, cells)
     z = log_z_table(table)
     if not z.empty:

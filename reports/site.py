@@ -619,6 +619,13 @@ def materialise(sections: Sequence[Section], folder: str, export: bool = True
     return out, links
 
 
+def _study_artifacts(artifacts: Optional[pd.DataFrame], cells: pd.DataFrame) -> pd.DataFrame:
+    """The artifacts of one study's cells (an empty frame when there are none)."""
+    if artifacts is None or artifacts.empty or "key" not in cells.columns:
+        return pd.DataFrame(columns=["key", "name", "mime", "data"])
+    return artifacts[artifacts.key.isin(set(cells.key))]
+
+
 def _study_folder(study: str) -> str:
     name = slug(study) or "study"
     return f"study_{name}" if name in ("tables",) else name
@@ -632,11 +639,13 @@ def _registered_page(study: str):
     return studies.get(study).page_function()
 
 
-def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: str) -> List[Section]:
+def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: str,
+                  artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     try:
         fn = STUDY_PAGES.get(study) or _registered_page(study)
         params = inspect.signature(fn).parameters
-        sections = fn(table, cells, out=folder) if "out" in params else fn(table, cells)
+        extra = {k: v for k, v in (("out", folder), ("artifacts", artifacts)) if k in params}
+        sections = fn(table, cells, **extra)
         return list(sections)
     except Exception:  # a broken study page must not hide the run summary and the other studies
         tb_text = traceback.format_exc()
@@ -650,10 +659,11 @@ def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: 
 # -- the site -------------------------------------------------------------------------------------
 def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out: str, *,
                descriptions: Optional[Dict[str, str]] = None, note: str = "",
-               title: str = "estibench report") -> str:
+               title: str = "estibench report", artifacts: Optional[pd.DataFrame] = None) -> str:
     """Write the static site and the Markdown report into ``out``; returns ``out/index.html``.
 
     ``descriptions``: study name → text shown at the head of its page (and in the index);
+    ``artifacts``: the store's artifacts (``Store.artifacts()``), handed to the pages that take them;
     ``note``: text shown under the index's title (e.g. how the run went).  Build folders left in
     ``out`` by killed builds are removed first (:func:`remove_stale_builds`); builds running at
     once into the same ``out`` each complete (see the module docstring, Temporary files)."""
@@ -668,7 +678,7 @@ def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out
     remove_stale_builds(out)
     tmp = tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{os.getpid()}@{_host_tag()}-", dir=out)
     try:
-        _build(tmp, table, cells, runs, studies, descriptions, note, title)
+        _build(tmp, table, cells, runs, studies, descriptions, note, title, artifacts)
         _install(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -742,7 +752,7 @@ def _with_columns(frame: Optional[pd.DataFrame], columns: Sequence[str]) -> pd.D
     return frame
 
 
-def _build(root: str, table, cells, runs, studies, descriptions, note, title) -> None:
+def _build(root: str, table, cells, runs, studies, descriptions, note, title, artifacts=None) -> None:
     study_md: Dict[str, List[str]] = {}
     folders = {s: _study_folder(s) for s in studies}
     for study in studies:
@@ -751,7 +761,7 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title) ->
         status = Section("Cells", "table", cells_table(c),
                          caption=f"{counts_text(c)}; † diverged (rows up to its last finite evaluation), "
                                  "✗ failed (no rows; tracebacks on the index page)", name="cells")
-        own = _sections_for(study, t, c, folder)
+        own = _sections_for(study, t, c, folder, _study_artifacts(artifacts, c))
         body, links = materialise(own + [status, definitions_section(t)], folder)
         desc = descriptions.get(study, "")
         nav = '<a href="../index.html">← all studies</a>' + "".join(

@@ -29,6 +29,13 @@ def test_the_tiny_rbm_suite_runs_and_normalises_by_the_exact_log_z(tmp_path):
                     "## The RAISE check", "## Published: the RBM-prior paper, Table 1"):
         assert heading in page, heading
     assert "83.69 (RAISE 83.77)" in page
+    # each cell keeps 16 decoded prior samples (float16, 7×7) as an artifact, drawn into the page's grid
+    from estibench.harness.store import Store
+    store = Store(out, readonly=True)
+    artifacts, cells = store.artifacts(), store.cells()
+    assert set(artifacts.key) == set(cells.key) and set(artifacts.name) == {"prior_means"}
+    assert all(len(d) == 16 * 7 * 7 * 2 for d in artifacts.data)
+    assert "## Samples from the prior (7×7)" in page and os.path.exists(os.path.join(out, "rbm", "prior_samples_7.png"))
 
 
 def test_grid_flags_take_numbers(tmp_path, capsys):
@@ -95,3 +102,23 @@ def test_the_papers_layouts_are_pure_functions_of_the_table():
     assert t1.loc["pretrained", "test NLL (paper)"] == "83.69 (RAISE 83.77)"
     assert t1.loc["pretrained", "RAISE NLL (ours, −test_ll_raise[K=10], subset)"] == "92.00 ± 1.41"
     assert t1.loc["no pretraining", "test NLL (paper)"] == "121.65"
+
+
+BAD_RBM_INPUT = [
+    (["--suite", "rbm_tiny", "--model-options", "ais_steps=0"], "at least 2 temperatures"),
+    (["--suite", "rbm_tiny", "--model-options", "chains=-3"], "chains must be at least 1"),
+    (["--suite", "rbm_tiny", "--model-options", "gibbs_sweeps=0"], "gibbs_sweeps must be at least 1"),
+    (["--suite", "rbm", "--model-options", "log_z=exact", "--estimators", "vimco"], "needs an RBM whose smaller side"),
+    (["--suite", "sbn", "--model-options", "chains=10"], "chains"),  # an RBM-only option on a directed model
+    (["--suite", "sbn", "--groups", "1"], "--groups"),
+]
+
+
+@pytest.mark.parametrize("argv,words", BAD_RBM_INPUT, ids=[" ".join(a[1:]) for a, _ in BAD_RBM_INPUT])
+def test_bad_rbm_input_is_one_line_and_stores_nothing(argv, words, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*argv, "--iterations", "2", "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+    assert not (out / "results.sqlite").exists()
+
