@@ -135,6 +135,24 @@ def rbm_prior_table1(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+EXACT_GRAD = ["exact_grad/bias_sq", "exact_grad/rel_bias", "exact_grad/variance", "exact_grad/mse", "exact_grad/norm"]
+
+
+def exact_gradient_table(table: pd.DataFrame) -> pd.DataFrame:
+    """On the enumerable prior (rbm_vae_tiny): per model × estimator, the φ-gradient's bias², relative bias,
+    variance and MSE against the exact gradient including log Z, at the final parameters (mean [95 % CI]
+    over seeds; harness.metrics.exact_gradient_errors)."""
+    rows = table[table.metric.isin(EXACT_GRAD)]
+    if rows.empty:
+        return pd.DataFrame()
+    parts = []
+    for model, group in rows.groupby("model"):
+        wide = tb.final_ci_table(group, EXACT_GRAD, order=list(STUDY.order))
+        parts.append(wide.assign(model=model))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["model"] + [c for c in out.columns if c != "model"]]
+
+
 def pretraining_table(table: pd.DataFrame) -> pd.DataFrame:
     """The pretraining's diagnostics per cell (mean over seeds): reconstruction log-likelihood over the first
     and last tenth of the autoencoder steps, and the fraction of binary codes after it."""
@@ -221,8 +239,17 @@ def prior_images(artifacts: Optional[pd.DataFrame], cells: pd.DataFrame) -> List
             continue
         row = found.loc[cell.key]
         shape = tuple(int(v) for v in row.mime.split("shape=")[1].split("x"))
-        out.append((cell.model, cell.label, np.frombuffer(row.data, dtype=np.float16).reshape(shape).astype(np.float32)))
+        out.append((short_model(cell), cell.estimator + (" [pretrained]" if training(cell.get("study_options")) ==
+                                                          "pretrained" else ""),
+                    np.frombuffer(row.data, dtype=np.float16).reshape(shape).astype(np.float32)))
     return out
+
+
+def short_model(cell) -> str:
+    """A figure's short name for a cell's model: its name and the options that place it in the tables."""
+    options = _json(cell.get("model_options"))
+    shown = [f"{k}={options[k]}" for k in ("arch", "groups", "rbm_hidden") if k in options]
+    return f"{cell.get('model_name') or cell.model} {' '.join(shown)}".strip()
 
 
 def prior_grid(images: List[tuple], path: str, per_row: int = 8) -> str:
@@ -230,14 +257,14 @@ def prior_grid(images: List[tuple], path: str, per_row: int = 8) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(images), 1, figsize=(per_row * 0.9 + 3.2, 0.95 * len(images) + 0.3), squeeze=False)
+    fig, axes = plt.subplots(len(images), 1, figsize=(per_row * 0.9 + 3.4, 0.95 * len(images) + 0.3), squeeze=False)
     for ax, (model, label, ims) in zip(axes[:, 0], images):
         ims = ims[:per_row]
         ax.imshow(np.concatenate(list(ims), axis=1), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(f"{label}\n{model}", rotation=0, ha="right", va="center", fontsize=6)
-    fig.tight_layout()
+        ax.set_ylabel(f"{label}\n{model}", rotation=0, ha="right", va="center", fontsize=7)
+    fig.subplots_adjust(left=0.3, right=0.99, top=0.99, bottom=0.01, hspace=0.15)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -249,7 +276,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
     iterations = sorted({int(i) for i in cells.iterations.dropna()}) if "iterations" in cells.columns else []
     out = [Section("Budget", "text",
                    f"These cells ran at a CPU budget on the embedded 5,000-digit MNIST subset "
-                   f"({', '.join(map(str, iterations)) or '?'} training steps per cell; the RBM-prior paper's "
+                   f"({' or '.join(map(str, iterations)) or '?'} training steps per cell; the RBM-prior paper's "
                    "pretraining, where used, at 1,000 autoencoder + 200 CD + 200 PCD steps); the published numbers "
                    "come from full MNIST and hundreds of epochs on a GPU (DVAE++ Table 2: 4,000 importance samples, "
                    "five runs; the RBM-prior paper: K = 50, AIS with 5,000 chains × 100,000 temperatures), so they "
@@ -301,6 +328,12 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
         out.append(Section("AIS-based numbers against exact ones (enumerable prior)", "table", gap, name="exact_gap",
                            caption="forward AIS sits below the exact log Z and reverse AIS above it, on average; the "
                                    "IWAE bound sits below the exact log-likelihood"))
+    grads = exact_gradient_table(table)
+    if not grads.empty:
+        out.append(Section("Exact-gradient errors (enumerable prior)", "table", grads, name="exact_gradients",
+                           caption="rbm_vae_tiny: every estimator's φ-gradient at its final parameters against the exact "
+                                   "gradient of its target, log Z included (enumeration); the relaxations' bias is "
+                                   "the price of their smoothing, the unbiased estimators' bias² sits at the noise floor"))
     check = raise_table(table)
     if not check.empty:
         out.append(Section("The RAISE check", "table", check, name="raise",

@@ -27,7 +27,7 @@ from estibench.estimators.base import IncompatibleError
 from estibench.harness import iwae_bound
 from estibench.estimators.spike_exp import SpikeExp
 from estibench.models.protocols import LAYERED_BERNOULLI
-from stats import bias_sq, draws
+from stats import bias_sq, directional_pairs, draws
 from tiny_models import TinyBernoulli
 
 BITS = 4
@@ -204,29 +204,10 @@ def test_finite_in_float32_at_beta_40(name, rng):
 def directional(name, arch, K, seeds, copies, h, **options):
     """Per seed, (estimator's derivative, central finite difference of the bound) along one random
     direction v of all parameters, with common random numbers (same seed); float64, one replicate,
-    the 3 data points repeated ``copies`` times."""
+    the 3 data points repeated ``copies`` times (``stats.directional_pairs``)."""
     model = sbn(arch)((3,)).double()
     x = sbn_data(arch).double().repeat(1, copies, 1)
-    est = estimators.get(name, **options).bind(model)
-    params = list(model.parameters())
-    gen = torch.Generator().manual_seed(1)
-    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
-    out = []
-    for seed in range(seeds):
-        torch.manual_seed(seed)
-        grads = torch.autograd.grad(est.surrogate(model, x, K).loss, params)
-        analytic = -sum(float((g * u).sum()) for g, u in zip(grads, v))
-        values = []
-        for sign in (1.0, -1.0):
-            with torch.no_grad():
-                for p, u in zip(params, v):
-                    p.add_(sign * h * u)
-                torch.manual_seed(seed)
-                values.append(float(est.surrogate(model, x, K).objective.sum()))
-                for p, u in zip(params, v):
-                    p.sub_(sign * h * u)
-        out.append((analytic, (values[0] - values[1]) / (2 * h)))
-    return torch.tensor(out, dtype=torch.float64)
+    return directional_pairs(model, estimators.get(name, **options).bind(model), x, K, seeds, h)
 
 
 @pytest.mark.parametrize("elbo", ["joint", "marginal"])

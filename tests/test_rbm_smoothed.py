@@ -20,7 +20,7 @@ from estibench.harness import iwae_bound
 from estibench.harness.checks import sample_data
 from estibench.harness.runner import build_model
 from estibench.models.protocols import MULTILINEAR_ENERGY, RELAXED_BOLTZMANN, UNNORMALISED_PRIOR
-from stats import bias_sq, draws
+from stats import bias_sq, directional_pairs, draws
 
 SMOOTHINGS = ["spike_exp", "overlap_exp", "overlap_logistic", "overlap_power"]
 
@@ -144,33 +144,14 @@ def test_objective_tends_to_the_discrete_elbo(name, groups, rng):
 
 def directional(groups, K, seeds, copies, h, **options):
     """Per seed, (the estimator's derivative, the central difference of its bound) along one random
-    direction of every parameter, common random numbers, float64, one replicate."""
+    direction of every parameter, common random numbers, float64, one replicate (``stats.directional_pairs``)."""
     model = tiny(groups=groups)((3,)).double()
     x = sample_data(tiny(groups=groups), 3, 0).double().repeat(1, copies, 1)
     with torch.no_grad():  # a strongly coupled prior (the initial W ~ U(±0.01) hides the jumps)
         gen = torch.Generator().manual_seed(2)
         for p in (model.rbm.W, model.rbm.a, model.rbm.b):
             p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    est = estimators.get("spike_exp", **options).bind(model)
-    params = list(model.parameters())
-    gen = torch.Generator().manual_seed(1)
-    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
-    out = []
-    for seed in range(seeds):
-        torch.manual_seed(seed)
-        grads = torch.autograd.grad(est.surrogate(model, x, K).loss, params)
-        analytic = -sum(float((g * u).sum()) for g, u in zip(grads, v))
-        values = []
-        for sign in (1.0, -1.0):
-            with torch.no_grad():
-                for p, u in zip(params, v):
-                    p.add_(sign * h * u)
-                torch.manual_seed(seed)
-                values.append(float(est.surrogate(model, x, K).objective.sum()))
-                for p, u in zip(params, v):
-                    p.sub_(sign * h * u)
-        out.append((analytic, (values[0] - values[1]) / (2 * h)))
-    return torch.tensor(out, dtype=torch.float64)
+    return directional_pairs(model, estimators.get("spike_exp", **options).bind(model), x, K, seeds, h)
 
 
 SPIKE_CASES = [(2, 1), (1, 2)]
