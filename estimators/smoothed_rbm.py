@@ -111,13 +111,12 @@ class SmoothedRBM(SmoothedBound):
                 if self.atom:  # ν₁ is the hard z₁, multiplying Wμ₂(ζ₁)
                     jumps.append((nu[0], logits[0], coefficients(lambda b: coupling(b, mu[1].detach()), nu[:1])[0]))
         else:
-            def log_weight(*bits):  # log p*(ν) − Σ_g c(ν_g; logits_g)
-                return log_p(torch.cat(bits, -1)) - sum(bernoulli_log_mass(g, b) for g, b in zip(logits, bits))
-            log_w = log_w + log_weight(*nu)
-            if self.atom:
+            def log_weight(bits, group_logits):  # log p*(ν) − Σ_g c(ν_g; logits_g)
+                return log_p(torch.cat(bits, -1)) - sum(bernoulli_log_mass(g, b) for g, b in zip(group_logits, bits))
+            log_w = log_w + log_weight(nu, logits)
+            if self.atom:  # every hard bit's coefficient in its particle's log-weight
                 detached = [g.detach() for g in logits]
-                jumps = list(zip(nu, logits, coefficients(
-                    lambda *b: log_p(torch.cat(b, -1)) - sum(bernoulli_log_mass(g, v) for g, v in zip(detached, b)), nu)))
+                jumps = list(zip(nu, logits, coefficients(lambda *bits: log_weight(bits, detached), nu)))
         bound = logmeanexp(log_w, 0)
         if jumps:
             bound = bound + self.jump_terms(log_w, jumps)

@@ -81,6 +81,23 @@ def test_a_schema_3_store_is_migrated_in_place_additively(tmp_path):
     assert row.dataset == "gmm-true-model" and row.batch_size == 100 and row.iterations == 10
     assert row.preset is None
     assert store.table().value.tolist() == [0.5, 0.25] and store.done_keys() == {c.key()}
+    assert store.artifacts().empty  # schema 6's artifacts table, created empty by the migration
+
+
+def test_artifacts_belong_to_their_cell_and_are_replaced_with_it(tmp_path):
+    """A cell's artifacts are written in its transaction, read back byte for byte, listed only while the
+    cell is done or diverged, and replaced (or removed) when the cell is written again."""
+    store = Store(str(tmp_path))
+    c = cell(model="gmm", study="gmm", estimator="vimco", particles=2, model_options={}, batch_size=100,
+             optimiser={}, preset="")
+    blob = bytes(range(256)) * 3
+    store.write_cell(c, [(0, 10, "log_px", -1.0)], 1.0, 0.1, "cpu", "m", "t", artifacts={"samples": ("application/x", blob)})
+    got = store.artifacts()
+    assert got[["key", "name", "mime"]].values.tolist() == [[c.key(), "samples", "application/x"]]
+    assert got.data.iloc[0] == blob
+    assert Store(str(tmp_path), readonly=True).artifacts().data.iloc[0] == blob
+    store.write_cell(c, [], 1.0, 0.1, "cpu", "m", "t", status="failed", error="boom")
+    assert store.artifacts().empty  # a failed rewrite keeps no stale artifact
 
 
 def test_two_presets_in_one_folder_never_pool_in_the_report(tmp_path):
