@@ -1,11 +1,13 @@
 """Same numbers before and after a refactor: run a fixed list of small cells and compare their rows.
 
     python benchmarks/same_numbers.py OUT.json                 # run the cells in this checkout
-    python benchmarks/same_numbers.py --compare A.json B.json   # every key and every row equal?
+    python benchmarks/same_numbers.py --compare A.json B.json   # every key and every row of A equal in B?
 
 For an older revision, run the first form from a worktree of it (``git worktree add /tmp/old REV``;
 ``PYTHONPATH=/tmp/old`` for checkouts before the estibench namespace).  Timing metrics are left
-out.  Used for issue 9: 12 cells (4 GMM, 5 SBN, 3 enumerable SBN) bit-identical before and after.
+out.  Used for issue 9: 12 cells (4 GMM, 5 SBN, 3 enumerable SBN) bit-identical before and after.  Rows
+of metrics that only B has (a new metric) are listed, not counted as a difference; every row of A must be
+in B with the same value.
 """
 import json, sys
 try:  # the old layout first (PYTHONPATH=<old checkout>)
@@ -40,9 +42,15 @@ CELLS = {
 }
 if sys.argv[1:2] == ["--compare"]:
     a, b = (json.load(open(p)) for p in sys.argv[2:4])
-    same = {k: a[k]["key"] == b.get(k, {}).get("key") and a[k]["rows"] == b.get(k, {}).get("rows") for k in a}
-    for k, ok in same.items():
-        print(f"{k:<18} {'identical' if ok else 'DIFFERENT'} ({len(a[k]['rows'])} rows)")
+    same = {}
+    for k in a:
+        old_rows = {tuple(r[:3]): r[3] for r in a[k]["rows"]}
+        new_rows = {tuple(r[:3]): r[3] for r in b.get(k, {}).get("rows", [])}
+        added = sorted({r[2] for r in set(new_rows) - set(old_rows)})  # new metrics: reported, not a difference
+        same[k] = (a[k]["key"] == b.get(k, {}).get("key") and set(old_rows) <= set(new_rows)
+                   and all(new_rows[r] == v for r, v in old_rows.items()))
+        extra = f"; new metrics in B: {', '.join(added)}" if added else ""
+        print(f"{k:<18} {'identical' if same[k] else 'DIFFERENT'} ({len(a[k]['rows'])} rows{extra})")
     sys.exit(0 if all(same.values()) and set(a) == set(b) else 1)
 
 out = {}

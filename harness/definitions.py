@@ -67,6 +67,12 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "pretrain_ae_last": "the same over the last tenth of the autoencoder steps",
     "pretrain_ae_binary": "after the autoencoder stage: fraction of codes E(x) outside (−½, 1½), i.e. binary under the "
                           "soft-binarising B of the paper's Eq. 3",
+    "ess[K=k]": "effective sample size 1 / Σ_k w̃_k² of the normalised importance weights w̃ = w / Σ w of k = the "
+                "cell's K draws from the guide (Bachman & Precup §3), mean over the evaluation points; in [1, k] "
+                "(multi-particle cells only)",
+    "resampling_entropy[K=k]": "entropy E(w̃) = −Σ_k w̃_k log w̃_k of the same normalised weights (Bachman & Precup "
+                               "Eq. 23): the gap between the IWAE bound and the Eq. 21 objective Σ w̃ log w, plus "
+                               "log k; in [0, log k]",
     "active_units": "Burda et al. (2016) §5.2: number of latent units u with Cov_x(E_q[z_u|x]) > 0.01 on the test images",
     "grad_logvar_frozen": "log of the mean over φ-parameters of Var(ĝ_d) over grad_samples (default 10) draws at frozen "
                           "parameters on one "

@@ -47,6 +47,27 @@ def iwae_log_likelihood(model, x: torch.Tensor, num_particles: int, particle_chu
 
 
 @torch.no_grad()
+def normalised_weight_diagnostics(model, x: torch.Tensor, num_particles: int) -> dict:
+    """Bachman & Precup (``002_…`` §3, Eq. 23) on K = ``num_particles`` draws from the guide: per data point
+    the normalised weights w̃_k = w_k / Σ_j w_j (w = p(x, z)/q(z|x); an unnormalised prior's log Z cancels),
+    their effective sample size ESS = 1 / Σ_k w̃_k² ∈ [1, K] and their resampling entropy
+    E(w̃) = −Σ_k w̃_k log w̃_k ∈ [0, log K]; returns the means over the points, ``[R]`` each, as
+    ``ess[K=k]`` and ``resampling_entropy[K=k]``.  The draws run on a forked RNG, so calling this leaves the
+    global random stream (and hence a training run's numbers) unchanged."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        q = model.guide(x)
+        z = q.sample((int(num_particles),))
+        log_w = model.log_joint(x, z) - q.log_prob(z)  # [K, R, B]
+    log_wn = log_w - torch.logsumexp(log_w, 0, keepdim=True)
+    wn = log_wn.exp()
+    ess = 1.0 / (wn * wn).sum(0)
+    entropy = -(wn * log_wn).nan_to_num(0.0).sum(0)  # w̃ log w̃ → 0 as w̃ → 0
+    K = int(num_particles)
+    return {f"ess[K={K}]": ess.mean(-1), f"resampling_entropy[K={K}]": entropy.mean(-1)}
+
+
+@torch.no_grad()
 def active_units(model, x: torch.Tensor, threshold: float = 0.01, samples: int = 100) -> torch.Tensor:
     """``[R]`` number of active latent units over all layers.  E_q[z_u | x] is exact for the first
     layer (σ of its logits); for a higher layer l it is the mean of σ(guide_layer(l, z_{l−1})) over

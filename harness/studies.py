@@ -19,7 +19,7 @@ from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunke
 from .definitions import described
 from .gradients import gradient_draws
 from .metrics import (TrajectoryVariance, active_units, exact_gradient_errors, gradient_std, iwae_log_likelihood,
-                      leading_size_sum, log_mean_variance)
+                      leading_size_sum, log_mean_variance, normalised_weight_diagnostics)
 
 GMM_DEFAULTS = {"test_points": 100, "test_seed": 20190501, "grad_std_samples": 10, "exact_samples": 100,
                 "hinton_x": (20.0, 70.0, 120.0, 170.0)}
@@ -73,6 +73,8 @@ class GMMTask:
                 "kl_qp": exclusive_kl(model, self.x_test).mean(-1),
                 "kl_pq": inclusive_kl(model, self.x_test).mean(-1),
             }
+            if self.cell.particles > 1:  # the normalised weights of the cell's own K (002_… Eq. 23)
+                metrics.update(normalised_weight_diagnostics(model, self.x_test, self.cell.particles))
         draws = gradient_draws(model, estimator, self.x_test, self.cell.particles,
                                self.options["grad_std_samples"], which="guide")
         metrics.update(gradient_std(draws, self.leading))
@@ -163,6 +165,8 @@ class SBNTask:
                                            for _ in range(int(o["elbo_samples"]))]).mean(0).mean(-1),
                 "active_units": active_units(model, self.test),
             }
+            if self.cell.particles > 1:  # the normalised weights of the cell's own K (002_… Eq. 23)
+                metrics.update(normalised_weight_diagnostics(model, self.valid, self.cell.particles))
         draws = gradient_draws(model, estimator, self.grad_batch, self.cell.particles, int(o["grad_samples"]),
                                which="guide")
         metrics["grad_logvar_frozen"] = log_mean_variance(draws.var(0, unbiased=True))
@@ -325,15 +329,17 @@ class _Tasks(Mapping):
 TASKS = _Tasks()
 
 GMMTask.__doc__ += "\n" + described(["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px",
-                                      "kl_qp", "kl_pq", "train_objective", "sec_per_iter", "prior_pmf[z=c]",
+                                      "kl_qp", "kl_pq", "ess[K=k]", "resampling_entropy[K=k]", "train_objective", "sec_per_iter", "prior_pmf[z=c]",
                                       "guide_pmf[x=v,z=c]", "exact_grad/variance", "exact_grad/bias_sq",
                                       "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm"]) + "\n"
 SBNTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "grad_logvar_ema", "active_units",
+                              "ess[K=k]", "resampling_entropy[K=k]",
                               "train_objective", "sec_per_iter", "test_ll[K=k]", "valid_ll[K=k]", "test_elbo",
                               "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias",
                               "exact_grad/norm"]) + "\n"
 RBMTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "grad_logvar_ema", "active_units",
+                              "ess[K=k]", "resampling_entropy[K=k]",
                               "train_objective", "sec_per_iter", "test_ll[K=k]", "valid_ll[K=k]", "test_elbo",
                               "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm",
