@@ -29,6 +29,9 @@ from .overlap_logistic import OverlapLogistic
 from .overlap_power import OverlapPower
 from .contrastive_rws import ContrastiveRWS
 from .gumbolt import GumBolt
+from .iwae import Iwae
+from .rw_rws import ReweightedWakeWakeSleep
+from .vae import Vae
 from .smoothed_rbm import OverlapExpRBM, OverlapLogisticRBM, OverlapPowerRBM, SpikeExpRBM
 
 REGISTRY = Registry("estimator", base=Estimator)
@@ -52,6 +55,9 @@ REGISTRY.register("overlap_logistic")(one_of(OverlapLogistic, OverlapLogisticRBM
 REGISTRY.register("overlap_power")(one_of(OverlapPower, OverlapPowerRBM))
 REGISTRY.register("contrastive_rws")(ContrastiveRWS)
 REGISTRY.register("gumbolt")(GumBolt)
+REGISTRY.register("vae")(Vae)
+REGISTRY.register("iwae")(Iwae)
+REGISTRY.register("rw+rws")(ReweightedWakeWakeSleep)
 
 get = REGISTRY.get
 names = REGISTRY.names

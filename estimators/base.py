@@ -53,6 +53,11 @@ from torch import nn
 from estibench.models.protocols import SPECIAL, capabilities, refusal
 
 
+#: every latent kind: for estimators that only sample the guide and score its draws (score function,
+#: self-normalised weights), whatever the latents are
+ANY_LATENT = frozenset({"categorical", "bernoulli", "normal"})
+
+
 class IncompatibleError(ValueError):
     """An estimator cannot be used with this model / particle count / setting."""
 

@@ -22,7 +22,7 @@ import torch
 
 from estibench.models.protocols import UNNORMALISED_PRIOR
 
-from .base import Estimate, Estimator, batch_loss, log_partition_term, logmeanexp, sample_guide
+from .base import ANY_LATENT, Estimate, Estimator, batch_loss, log_partition_term, logmeanexp, sample_guide
 
 
 def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,7 @@ def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
 
 
 class Vimco(Estimator):
+    latent_types = ANY_LATENT
     display_name = "VIMCO"
     cost_hint = 1.5
     min_particles = 2

@@ -13,10 +13,11 @@ code's θ-first order is not reproduced).
 """
 import torch
 
-from .base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
+from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, wake_theta
 
 
 class WakeWake(Estimator):
+    latent_types = ANY_LATENT
     display_name = "WW"
     guide_target = "inclusive_kl"
     unbiased = False

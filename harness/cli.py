@@ -91,7 +91,7 @@ def parse_value(text: str):
 
 
 _OPEN, _CLOSE = "([{", ")]}"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.]*)?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-+]*(?::[A-Za-z_][A-Za-z0-9_.]*)?")  # "+": the RWS code's rw+rws
 _OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -1,4 +1,5 @@
-"""Exact ground truth by enumerating the latent states.
+"""Exact ground truth by enumerating the latent states (or, for a model that declares
+CLOSED_FORM_GAUSSIAN, from its closed forms: log p(x), the ELBO and the inclusive KL).
 
 Everything here is computed in float64 on a copy of the model, for models whose
 ``latent.enumerable`` is true.  Shapes follow :mod:`models.latents`: x is ``[R, B, *obs]``,
@@ -21,7 +22,7 @@ from typing import Callable, Dict
 
 import torch
 
-from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
+from estibench.models.protocols import CLOSED_FORM_GAUSSIAN, UNNORMALISED_PRIOR, capabilities
 
 #: exact objectives per data point: name -> f(model, x, num_particles) -> [R, B]
 OBJECTIVES: Dict[str, Callable] = {}
@@ -61,8 +62,15 @@ def enumerate_joint(model, x: torch.Tensor):
     return log_p, q.log_prob(z)
 
 
+def closed_form(model) -> bool:
+    """Whether the model gives its ground truth in closed form (CLOSED_FORM_GAUSSIAN) instead of by enumeration."""
+    return CLOSED_FORM_GAUSSIAN in capabilities(model)
+
+
 def log_marginal(model, x):
     """Exact log p_θ(x), ``[R, B]``."""
+    if closed_form(model):
+        return model.log_marginal_exact(x)
     log_p, _ = enumerate_joint(model, x)
     return torch.logsumexp(log_p, 0)
 
@@ -100,14 +108,28 @@ def expected_log_sum(log_q: torch.Tensor, log_w: torch.Tensor, num_particles: in
 
 @register_objective("iwae")
 def iwae_bound(model, x, num_particles):
-    """ELBO_IS^K (RWS Eq. 1) per data point, ``[R, B]``; K = 1 is the ELBO."""
+    """ELBO_IS^K (RWS Eq. 1) per data point, ``[R, B]``; K = 1 is the ELBO (closed form for a
+    CLOSED_FORM_GAUSSIAN model, which has none for K > 1)."""
+    if closed_form(model):
+        if int(num_particles) != 1:
+            raise ValueError(f"{type(model).__name__} has the ELBO in closed form but not ELBO_IS^K for K = "
+                             f"{num_particles} > 1")
+        return model.elbo_exact(x)
     log_p, log_q = enumerate_joint(model, x)
     return expected_log_sum(log_q, log_p - log_q, num_particles) - math.log(num_particles)
+
+
+@register_objective("elbo")
+def elbo(model, x, num_particles=None):
+    """The ELBO (ELBO_IS^1) per data point whatever K, ``[R, B]``: the target of K-sample ELBO averages."""
+    return iwae_bound(model, x, 1)
 
 
 @register_objective("inclusive_kl")
 def negative_inclusive_kl(model, x, num_particles=None):
     """−KL(p_θ(z|x) ‖ q_φ(z|x)) per data point (the wake-φ objective, RWS Eq. 4), ``[R, B]``."""
+    if closed_form(model):
+        return model.negative_inclusive_kl_exact(x)
     log_p, log_q = enumerate_joint(model, x)
     log_post = log_p - torch.logsumexp(log_p, 0, keepdim=True)
     post = log_post.exp()

@@ -5,7 +5,8 @@ below.  The contract tests in ``tests/test_contracts.py`` run over every registe
 """
 from .base import LatentVariableModel
 from .gmm import GMM
-from .latents import BernoulliLatent, CategoricalLatent, LatentSpace
+from .latents import BernoulliLatent, CategoricalLatent, LatentSpace, NormalLatent
+from .linear_gaussian import LinearGaussian
 from .registry import Registry, UnknownNameError
 from .rbm_vae import RBMVAE, TinyRBMVAE
 from .sbn import SigmoidBeliefNet, TinySigmoidBeliefNet
@@ -16,9 +17,10 @@ REGISTRY.register("sbn")(SigmoidBeliefNet)
 REGISTRY.register("sbn_tiny")(TinySigmoidBeliefNet)
 REGISTRY.register("rbm_vae")(RBMVAE)
 REGISTRY.register("rbm_vae_tiny")(TinyRBMVAE)
+REGISTRY.register("linear_gaussian")(LinearGaussian)
 
 get = REGISTRY.get
 names = REGISTRY.names
 
 __all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "LatentSpace", "CategoricalLatent",
-           "BernoulliLatent", "Registry", "UnknownNameError"]
+           "BernoulliLatent", "NormalLatent", "LinearGaussian", "Registry", "UnknownNameError"]

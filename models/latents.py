@@ -16,10 +16,10 @@ import itertools
 import math
 
 import torch
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from .distributions import Categorical
-from .protocols import BERNOULLI, CATEGORICAL
+from .protocols import BERNOULLI, CATEGORICAL, NORMAL
 
 #: Enumeration is refused beyond this many states (exact results would not fit in memory).
 MAX_ENUMERABLE_STATES = 2 ** 20
@@ -90,3 +90,24 @@ class BernoulliLatent(LatentSpace):
     def uniform(self, batch_shape, device=None) -> Distribution:
         probs = torch.full((*batch_shape, self.num_bits), 0.5, device=device)
         return Independent(Bernoulli(probs=probs, validate_args=False), 1)
+
+
+class NormalLatent(LatentSpace):
+    """A vector of ``dim`` real-valued variables.  Not enumerable.  It has no uniform distribution; its
+    ``uniform`` (the defensive component of δ-WW) is the broad N(0, ``defensive_scale``² I), wider than the
+    standard-normal priors of the continuous models."""
+
+    kind = "normal"
+    capability = NORMAL
+
+    def __init__(self, dim: int, defensive_scale: float = 3.0):
+        self.dim = int(dim)
+        self.event_shape = (self.dim,)
+        self.defensive_scale = float(defensive_scale)
+
+    def enumerate(self, device=None, dtype=None) -> torch.Tensor:
+        raise ValueError("normal latents cannot be enumerated (closed forms stand in: CLOSED_FORM_GAUSSIAN)")
+
+    def uniform(self, batch_shape, device=None) -> Distribution:
+        loc = torch.zeros(*batch_shape, self.dim, device=device)
+        return Independent(Normal(loc, torch.full_like(loc, self.defensive_scale), validate_args=False), 1)

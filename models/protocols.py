@@ -12,6 +12,7 @@ The protocols
 -------------
 :data:`CATEGORICAL`        one categorical variable, stored as an integer index (``latent.num_categories``)
 :data:`BERNOULLI`          a vector of binary variables in {0, 1} (``latent.num_bits``)
+:data:`NORMAL`             a vector of real-valued variables (``latent.dim``) with a Gaussian guide
 :data:`ENUMERABLE`         ``enumerate_latents()``: every latent state, for exact results
 :data:`RELAXED_LOG_JOINT`  ``relaxed_log_joint(x, z̃)``: log p_θ(x, z̃) at a relaxed latent (simplex or [0, 1])
 :data:`RELAXED_LOG_JOINT_MASS`  ``relaxed_log_joint_mass(x, z̃)``: the categorical relaxation that averages
@@ -43,6 +44,9 @@ The protocols
     over z = [z₁, z₂]; not −F(z) with hidden units summed out), so at independent means m it equals
     E[log p*(z)] under factorial Bernoullis with those means: DVAE++'s analytic cross-entropy (§5).
 :data:`REPARAMETERISED`    continuous latents with ``guide_rsample(x, K)`` returning (z, log q) differentiable in φ.
+:data:`CLOSED_FORM_GAUSSIAN` exact ground truth in closed form for a continuous model (the role enumeration plays
+    for discrete ones): ``log_marginal_exact(x)``, ``elbo_exact(x)`` and ``negative_inclusive_kl_exact(x)``,
+    each ``[R, B]`` and differentiable in θ and φ (``harness.exact`` dispatches on it).
 
 The layered helpers (the Bernoulli log-mass and the ancestral pass through the guide's layers) live
 here, next to the protocol, once.
@@ -74,6 +78,7 @@ class Capability:
 
 CATEGORICAL = Capability("categorical latent", ("latent",), "one categorical variable (integer index)")
 BERNOULLI = Capability("bernoulli latent", ("latent",), "a vector of binary variables in {0, 1}")
+NORMAL = Capability("normal latent", ("latent",), "a vector of real-valued variables (Gaussian guides)")
 ENUMERABLE = Capability("enumerable latents", ("enumerate_latents",), "every latent state can be listed")
 RELAXED_LOG_JOINT = Capability("relaxed log joint", ("relaxed_log_joint",),
                                "log p_θ(x, z̃) at a relaxed latent")
@@ -92,12 +97,15 @@ RELAXED_BOLTZMANN = Capability("relaxed Boltzmann-prior interface",
                               "the guide's groups, the decoder and the unnormalised prior at relaxed latents")
 MULTILINEAR_ENERGY = Capability("multilinear energy", ("log_prior_unnormalised",),
                                 "log p*(z) affine in every bit, so its mean under factorial q is log p* at the means")
+CLOSED_FORM_GAUSSIAN = Capability("closed-form Gaussian ground truth",
+                                  ("log_marginal_exact", "elbo_exact", "negative_inclusive_kl_exact"),
+                                  "exact log p(x), ELBO and −KL(p(z|x) ‖ q(z|x)) in closed form")
 REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsample",),
                              "z = g_φ(ε, x) differentiable in φ")
 
 #: every protocol, for documentation and the ``estibench check`` table
-ALL = (CATEGORICAL, BERNOULLI, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
-       UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED)
+ALL = (CATEGORICAL, BERNOULLI, NORMAL, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
+       UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, CLOSED_FORM_GAUSSIAN)
 #: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
 SPECIAL = (UNNORMALISED_PRIOR,)
 
