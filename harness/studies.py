@@ -199,6 +199,17 @@ class SBNTask:
         return rows_from(metrics, model.seeds, iteration)
 
 
+class VAETask(SBNTask):
+    """The continuous-latent VAE of the RWS paper (``004_…`` §4.2; Burda et al.'s model, ``gaussian_vae``) on
+    stochastically binarised digits: the batches and metrics of :class:`SBNTask` (training batches re-sampled
+    per batch; valid/test binarised once with ``test_seed``): the many-particle IWAE estimate of the test log
+    marginal (``final_particles``; the paper: 5,000), KL(q ‖ p_θ(z|x)) as that estimate minus the ELBO
+    (``kl_posterior``), active units (Burda et al. §5.2), the φ-gradient variance at frozen parameters and along
+    training, and the normalised weights' ESS and resampling entropy.  The metrics:
+
+    """
+
+
 RBM_DEFAULTS = {**SBN_DEFAULTS, "raise_points": 20, "raise_particles": 10, "raise_chains": 1,
                 # the RBM-prior paper's two-stage pretraining (harness/pretrain.py): 0 steps = none
                 "pretrain_ae_steps": 0, "pretrain_cd_steps": 0, "pretrain_pcd_steps": 0, "pretrain_rbm_lr": 0.05,
@@ -338,6 +349,9 @@ SBNTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "g
                               "kl_posterior", "peak_memory_mb", "test_log_px_exact", "exact_grad/variance",
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias",
                               "exact_grad/norm"]) + "\n"
+VAETask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "grad_logvar_ema", "active_units",
+                              "ess[K=k]", "resampling_entropy[K=k]", "train_objective", "sec_per_iter",
+                              "test_ll[K=k]", "valid_ll[K=k]", "test_elbo", "kl_posterior", "peak_memory_mb"]) + "\n"
 RBMTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "grad_logvar_ema", "active_units",
                               "ess[K=k]", "resampling_entropy[K=k]",
                               "train_objective", "sec_per_iter", "test_ll[K=k]", "valid_ll[K=k]", "test_elbo",

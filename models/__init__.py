@@ -6,6 +6,7 @@ below.  The contract tests in ``tests/test_contracts.py`` run over every registe
 from .base import LatentVariableModel
 from .gmm import GMM
 from .latents import BernoulliLatent, CategoricalLatent, LatentSpace, NormalLatent
+from .gaussian_vae import GaussianVAE
 from .linear_gaussian import LinearGaussian
 from .registry import Registry, UnknownNameError
 from .rbm_vae import RBMVAE, TinyRBMVAE
@@ -18,9 +19,10 @@ REGISTRY.register("sbn_tiny")(TinySigmoidBeliefNet)
 REGISTRY.register("rbm_vae")(RBMVAE)
 REGISTRY.register("rbm_vae_tiny")(TinyRBMVAE)
 REGISTRY.register("linear_gaussian")(LinearGaussian)
+REGISTRY.register("gaussian_vae")(GaussianVAE)
 
 get = REGISTRY.get
 names = REGISTRY.names
 
 __all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "LatentSpace", "CategoricalLatent",
-           "BernoulliLatent", "NormalLatent", "LinearGaussian", "Registry", "UnknownNameError"]
+           "BernoulliLatent", "NormalLatent", "LinearGaussian", "GaussianVAE", "Registry", "UnknownNameError"]

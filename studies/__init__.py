@@ -67,6 +67,7 @@ REGISTRY = Registry("study", group="estibench.studies")
 REGISTRY.register("gmm")(_lazy("estibench.studies.gmm:STUDY"))
 REGISTRY.register("sbn")(_lazy("estibench.studies.sbn:STUDY"))
 REGISTRY.register("rbm")(_lazy("estibench.studies.rbm:STUDY"))
+REGISTRY.register("vae")(_lazy("estibench.studies.vae:STUDY"))
 
 _CACHE: Dict[str, Study] = {}
 
