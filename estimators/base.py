@@ -14,7 +14,7 @@ for its own parameters (baselines, control variates, temperatures).
   (RELAX minimises the variance of the φ-gradient) override it.
 * ``guide_target`` names the exact objective whose φ-gradient the estimator estimates
   ("iwae": ELBO_IS^K of RWS Eq. 1, "inclusive_kl": −KL(p_θ(z|x) ‖ q_φ(z|x)) on the data of
-  RWS Eq. 4); θ is always trained with the wake-θ / IWAE gradient, so ``generative_target``
+  RWS Eq. 4, "elbo": the ELBO whatever K, for K-sample ELBO averages); θ is always trained with the wake-θ / IWAE gradient, so ``generative_target``
   is "iwae" unless said otherwise.  ``unbiased`` says whether E[estimate] equals that exact
   gradient; the statistical tests check it.
 * ``latent_types`` (the latent kinds it supports), ``min_particles``, ``needs`` (the model
@@ -269,6 +269,20 @@ def sample_guide(model, x: torch.Tensor, num_particles: int):
     q = model.guide(x)
     z = q.sample((num_particles,))
     return z, q.log_prob(z), model.log_joint(x, z)
+
+
+def wake_phi(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Σ_k w̃_k log q(z_k|x) with the normalised weights held constant: its φ-gradient is the wake-φ estimate
+    of RWS Eq. 5, ``[R, B]``."""
+    weights = torch.softmax((log_p - log_q).detach(), dim=0)
+    return (weights * log_q).sum(0)
+
+
+def sleep_phi(model, n: int) -> torch.Tensor:
+    """log q_φ(z|x) at n draws (z, x) ~ p_θ per replicate, ``[R, n]``: its φ-gradient is the sleep-φ estimate
+    of RWS Eq. 3."""
+    z_sleep, x_sleep = model.sample(n)
+    return model.guide(x_sleep).log_prob(z_sleep)
 
 
 def wake_theta(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

@@ -20,11 +20,10 @@ estimate is biased (self-normalised weights, and the sleep phase targets KL(p â€
 model's own data), so ``unbiased = False``.  It needs an unnormalised prior (for a directed prior it
 would be WW plus a WS sleep phase).
 """
-import torch
 
 from estibench.models.protocols import UNNORMALISED_PRIOR
 
-from .base import Estimate, Estimator, batch_loss, log_partition_term, sample_guide, wake_theta
+from .base import Estimate, Estimator, batch_loss, log_partition_term, sample_guide, wake_phi, wake_theta
 
 
 class ContrastiveRWS(Estimator):
@@ -39,11 +38,9 @@ class ContrastiveRWS(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = wake_theta(log_p, log_q)
-        weights = torch.softmax((log_p - log_q).detach(), dim=0)
-        wake_phi = (weights * log_q).sum(0)
         negatives = model.negative_samples()  # [M, R, D], from the RBM's chains (exact when enumerable)
         log_z = log_partition_term(model, negatives)
         x_sleep = model.sample_observations(negatives)  # [R, M, *obs]
         sleep = model.guide(x_sleep).log_prob(negatives.transpose(0, 1).to(log_q.dtype))
-        loss = batch_loss(bound - log_z.unsqueeze(-1)) + batch_loss(wake_phi) + batch_loss(sleep)
+        loss = batch_loss(bound - log_z.unsqueeze(-1)) + batch_loss(wake_phi(log_p, log_q)) + batch_loss(sleep)
         return Estimate(loss, bound.detach().mean(-1) - log_z.detach())

@@ -11,9 +11,7 @@ This file: exactly the sum, with N = B·K sleep samples per replicate (as ``ws``
 of two estimates of different objectives (the data's and the model's inclusive KL); ``guide_target`` says
 "inclusive_kl" (the wake part's), and it is biased for it (``unbiased = False``).
 """
-import torch
-
-from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, wake_theta
+from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, sleep_phi, wake_phi, wake_theta
 
 
 class ReweightedWakeWakeSleep(Estimator):
@@ -26,8 +24,5 @@ class ReweightedWakeWakeSleep(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = wake_theta(log_p, log_q)
-        weights = torch.softmax((log_p - log_q).detach(), dim=0)
-        wake_phi = (weights * log_q).sum(0)
-        z_sleep, x_sleep = model.sample(x.shape[1] * num_particles)
-        sleep = model.guide(x_sleep).log_prob(z_sleep)
-        return Estimate(batch_loss(bound) + batch_loss(wake_phi) + batch_loss(sleep), bound.detach().mean(-1))
+        loss = batch_loss(bound) + batch_loss(wake_phi(log_p, log_q)) + batch_loss(sleep_phi(model, x.shape[1] * num_particles))
+        return Estimate(loss, bound.detach().mean(-1))

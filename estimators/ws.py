@@ -14,7 +14,7 @@ This file: N = B·K samples per replicate (batch × K); ``guide_target = "inclus
 objective of Eq. 4, against which the sleep gradient is biased).  Deviation from the reference code:
 θ and φ are updated simultaneously from one step; with lr 1e-3 the two differ by one Adam step.
 """
-from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, wake_theta
+from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, sleep_phi, wake_theta
 
 
 class WakeSleep(Estimator):
@@ -27,7 +27,5 @@ class WakeSleep(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = wake_theta(log_p, log_q)
-        z_sleep, x_sleep = model.sample(x.shape[1] * num_particles)
-        sleep = model.guide(x_sleep).log_prob(z_sleep)
-        loss = batch_loss(bound) + batch_loss(sleep)
+        loss = batch_loss(bound) + batch_loss(sleep_phi(model, x.shape[1] * num_particles))
         return Estimate(loss, bound.detach().mean(-1))

@@ -11,9 +11,7 @@ This file: θ's wake-θ gradient comes from the same particles as φ's.  No devi
 (θ and φ step together; separate Adams are equivalent because Adam is elementwise; the reference
 code's θ-first order is not reproduced).
 """
-import torch
-
-from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, wake_theta
+from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, wake_phi, wake_theta
 
 
 class WakeWake(Estimator):
@@ -25,6 +23,4 @@ class WakeWake(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = wake_theta(log_p, log_q)
-        weights = torch.softmax((log_p - log_q).detach(), dim=0)
-        wake_phi = (weights * log_q).sum(0)
-        return Estimate(batch_loss(bound) + batch_loss(wake_phi), bound.detach().mean(-1))
+        return Estimate(batch_loss(bound) + batch_loss(wake_phi(log_p, log_q)), bound.detach().mean(-1))

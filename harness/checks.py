@@ -29,6 +29,7 @@ from scipy.stats import norm
 
 from estibench import estimators, models
 from estibench.estimators.base import IncompatibleError
+from estibench.models.protocols import CLOSED_FORM_GAUSSIAN, capabilities
 
 from .gradients import exact_gradient, gradient_draws, gradient_samples
 
@@ -122,7 +123,9 @@ MAX_FIXTURE_STATES = 4096
 def fixtures() -> Dict[str, Fixture]:
     """:data:`FIXTURES` plus one for every other registered model (a model of your own registered in
     ``models/__init__.py``) whose default latent space is enumerable and small: its own defaults,
-    data sampled from it (seed 0, 3 points), K ∈ {1, 2}, 2,000 draws."""
+    data sampled from it (seed 0, 3 points), K ∈ {1, 2}, 2,000 draws; and for one whose ground truth is in
+    closed form (CLOSED_FORM_GAUSSIAN, e.g. ``linear_gaussian``) the same at K = 1 (ELBO_IS^K has no
+    closed form beyond it)."""
     from .runner import build_model
     out = dict(FIXTURES)
     for name in models.names():
@@ -135,6 +138,8 @@ def fixtures() -> Dict[str, Fixture]:
             continue
         if probe.latent.num_states <= MAX_FIXTURE_STATES:
             out[name] = Fixture(make, (lambda m: lambda: sample_data(m, 3, 0))(make), (1, 2), 2000)
+        elif CLOSED_FORM_GAUSSIAN in capabilities(probe):  # closed forms stand in for enumeration, at K = 1
+            out[name] = Fixture(make, (lambda m: lambda: sample_data(m, 3, 0))(make), (1,), 2000)
     return out
 
 

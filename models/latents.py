@@ -106,7 +106,7 @@ class NormalLatent(LatentSpace):
         self.defensive_scale = float(defensive_scale)
 
     def enumerate(self, device=None, dtype=None) -> torch.Tensor:
-        raise ValueError("normal latents cannot be enumerated (closed forms stand in: CLOSED_FORM_GAUSSIAN)")
+        raise ValueError("normal latents have too many states to enumerate (closed forms stand in: CLOSED_FORM_GAUSSIAN)")
 
     def uniform(self, batch_shape, device=None) -> Distribution:
         loc = torch.zeros(*batch_shape, self.dim, device=device)

@@ -14,6 +14,7 @@ D coordinates, ``tests/stats.unbiased_test``).  Fixtures (model, data, particle 
 * ``tiny_layered``     the same with the layered Bernoulli interface; K = 3, n = 4000
 * ``sbn_tiny-linear1`` the enumerable SBN, 4 bits (16 states), 3 points (seed 0); K ∈ {1, 2}, n = 2000
 * ``sbn_tiny-linear2`` two layers of 4 bits (256 states); K ∈ {1, 2}, n = 2000
+* every registered model with closed-form ground truth (``linear_gaussian``): K = 1, n = 2000
 
 Estimators with own parameters are also tested at randomised own parameters
 (``tests/test_own_parameters.py``).  An estimator below its ``min_particles`` skips that K.
@@ -23,6 +24,7 @@ import pytest
 from estibench import estimators
 from estibench.estimators.base import IncompatibleError
 from estibench.harness.checks import fixtures, sample_data
+from estibench.models.protocols import CLOSED_FORM_GAUSSIAN, capabilities
 from stats import draws, unbiased_test
 from tiny_models import TinyBernoulli, TinyLayered
 
@@ -39,7 +41,7 @@ FIXTURES.update({
 
 def accepts(name, make, K):
     model = make((0,))
-    if not model.latent.enumerable:
+    if not (model.latent.enumerable or CLOSED_FORM_GAUSSIAN in capabilities(model)):
         return False
     try:
         estimators.get(name).check(model, K)
