@@ -24,6 +24,8 @@ different binarisations are not comparable:
 * ``omniglot-bern5``: Burda's ``chardata.mat`` binarised once with seed 5 as in the REBAR code;
   last 1,345 shuffled training images as validation.
 * ``caltech101-silhouettes``: Marlin's split 1, binary as published.
+* ``multi-mnist5k-s<seed>`` / ``multi-mnist-s<seed>``: 0–2 digits on a 50×50 canvas for Attend-Infer-Repeat,
+  generated from the name (:mod:`estibench.data.multimnist`); ``ds.targets[split]`` holds counts and boxes.
 
 Models never load data: the harness asks :func:`statistics` for what a model declares it needs
 (``data_statistics``, e.g. the training mean for an SBN's input centring) and passes it in.  Synthetic

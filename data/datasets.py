@@ -21,6 +21,10 @@ name                        source and binarisation                             
                             code does: ``RandomState(5)``, train then test, pixel = 1
                             iff uniform < grey; train shuffled by ``RandomState(123)``,
                             last 1,345 as validation
+``multi-mnist5k-s<seed>``   0–2 of those digits on a 50x50 canvas (Attend-Infer-      4,000/500/500
+                            Repeat; :mod:`estibench.data.multimnist`), generated
+                            from the name; ``multi-mnist-s<seed>`` from LeCun's
+                            MNIST (60,000/10,000/10,000); stochastically binarised
 ``caltech101-silhouettes``  Marlin's split 1, binary as published (pixel values kept;  4,100/2,264/2,307
                             images transposed upright, see :mod:`estibench.data.formats`)
 ==========================  =======================================================  ==================
@@ -77,17 +81,22 @@ def names() -> List[str]:
 
 
 def check_name(name: str) -> str:
+    from . import multimnist
+    if multimnist.parse(name) is not None:  # multi-mnist5k-s<seed>, multi-mnist-s<seed>: generated from the name
+        return name
     if name not in _NAMES:
         close = difflib.get_close_matches(str(name), _NAMES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownDatasetError(f"unknown dataset {name!r}{hint} (known: {', '.join(_NAMES)})")
+        raise UnknownDatasetError(f"unknown dataset {name!r}{hint} (known: {', '.join(_NAMES)}; and "
+                                  "multi-mnist5k-s<seed>, multi-mnist-s<seed> for Attend-Infer-Repeat)")
     return name
 
 
 # --------------------------------------------------------------------------- the dataset object
 
 class BinaryImageData:
-    """Three splits of flattened 28x28 images as float32 CPU tensors [N, 784].
+    """Three splits of flattened images (28x28 unless ``image_shape`` says otherwise) as float32 CPU
+    tensors [N, H·W].
 
     Values are 0/1, except for a dynamic dataset (``dynamic=True``), whose values are grey
     levels in [0, 1] that :meth:`binarise` turns into Bernoulli samples (per batch, by the
@@ -98,11 +107,14 @@ class BinaryImageData:
     image_shape: Tuple[int, int] = IMAGE_SHAPE
 
     def __init__(self, name: str, train: torch.Tensor, valid: torch.Tensor, test: torch.Tensor,
-                 dynamic: bool, description: str):
+                 dynamic: bool, description: str, image_shape: Tuple[int, int] = IMAGE_SHAPE,
+                 targets: Optional[dict] = None):
         self.name = name
         self.train, self.valid, self.test = train, valid, test
         self.dynamic = bool(dynamic)
-        self.image_shape = IMAGE_SHAPE
+        self.image_shape = tuple(image_shape)
+        #: per split, what generated each image (multi-MNIST: ``counts`` and ``boxes``); empty otherwise
+        self.targets = dict(targets or {})
         self.train_mean = train.mean(dim=0)
         self._description = description
 
@@ -378,9 +390,16 @@ def _arrays(name: str, folder: str) -> Tuple[Arrays, str]:
     return _LOADERS[name](Path(folder))
 
 
+@functools.lru_cache(maxsize=None)
+def _multimnist(parsed: Tuple[str, int], cache_dir: Optional[str]):
+    from . import multimnist
+    return multimnist.build(*parsed, cache_dir=cache_dir)
+
+
 def clear_memory_cache() -> None:
     """Forget datasets loaded in this process (the on-disk cache is kept)."""
     _arrays.cache_clear()
+    _multimnist.cache_clear()
 
 
 def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = False) -> BinaryImageData:
@@ -390,6 +409,13 @@ def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = Fa
     raises :class:`DatasetMissingError` at once, unless ``download=True``, which fetches them.
     """
     check_name(name)
+    from . import multimnist
+    parsed = multimnist.parse(name)
+    if parsed is not None:
+        splits, description = _multimnist(parsed, None if cache_dir is None else str(cache_dir))
+        images, targets = multimnist.tensors(splits)
+        return BinaryImageData(name, *images, dynamic=True, description=description,
+                               image_shape=(multimnist.CANVAS, multimnist.CANVAS), targets=targets)
     folder = dataset_dir(name, cache_dir)
     if name not in EMBEDDED:
         require_files(name, cache_dir, download=download)
