@@ -84,13 +84,29 @@ def leftovers(folder):
 # --------------------------------------------------------------------------- names, table
 
 def test_names_and_sources_table():
-    assert estidata.names() == ["mnist5k-bern0", "mnist-static", "mnist-dynamic",
+    assert estidata.names() == ["mnist5k-bern0", "mnist5k-dynamic", "mnist-static", "mnist-dynamic",
                                 "omniglot-bern5", "caltech101-silhouettes"]
     for name in estidata.names():
         assert estidata.SOURCES[name], name
         for filename, url, digest in estidata.SOURCES[name]:
             assert url.startswith(("http://", "https://")) and url.endswith(filename)
             assert digest is None or (len(digest) == 64 and int(digest, 16) >= 0)
+
+
+def test_the_dynamic_embedded_set_holds_the_same_digits_in_the_same_split():
+    """mnist5k-dynamic is mnist5k-bern0 before its binarisation: the same images in the same order (the
+    binarised pixels differ from the grey levels by their Bernoulli noise only: mean |difference| far
+    below that of a shuffled pairing), grey levels in [0, 1], re-binarised per batch."""
+    static, dynamic = estidata.load("mnist5k-bern0"), estidata.load("mnist5k-dynamic")
+    assert dynamic.dynamic and not static.dynamic and dynamic.train.shape == static.train.shape
+    assert 0.0 <= float(dynamic.train.min()) and float(dynamic.train.max()) <= 1.0
+    for split in ("train", "valid", "test"):
+        a, b = getattr(static, split), getattr(dynamic, split)
+        paired = float((a - b).abs().mean())
+        shuffled = float((a - b.roll(1, 0)).abs().mean())
+        assert paired < 0.5 * shuffled, (split, paired, shuffled)
+    x = estidata.load("mnist5k-dynamic").binarise(dynamic.train[:10], generator=torch.Generator().manual_seed(0))
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_unknown_name_suggests_close_names():
