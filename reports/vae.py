@@ -112,7 +112,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
                    "printed beside ours for reference.  `python run_all.py --suite vae --preset paper` restores "
                    "its settings for a GPU run.", name="budget"),
            Section("Fig. 2 layout", "figure", lambda path: figure_fig2(table, path), name="fig2",
-                   caption="left: validation IWAE bound (K = eval_particles) along training, per training K, median "
+                   caption="left: validation IWAE bound (K = eval_particles) along training, per training K, mean "
                            "over seeds with the min–max band; right: final test log evidence (many-particle IWAE) "
                            "and KL(q ‖ p_θ(z|x)) = that estimate − ELBO against K, mean ± std over seeds")]
     summary = summary_by_k(table)
