@@ -9,9 +9,10 @@ runs, on every model fixture below whose declared capabilities it accepts:
   the guide's dimension;
 * **replicate independence**: replicate 0's gradients and objective do not change when replicate
   1's parameters do (same noise);
-* for an estimator that declares ``unbiased = True``, on every enumerable fixture, the
+* for an estimator that declares ``unbiased = True``, on every enumerable fixture (and every
+  closed-form one, CLOSED_FORM_GAUSSIAN, at K = 1), the
   **exact-gradient test**: n φ-gradient estimates at one parameter point (every replicate built
-  from seed 3) against the exact gradient of its target objective by enumeration, coordinate by
+  from seed 3) against the exact gradient of its target objective by enumeration (or closed form), coordinate by
   coordinate, |mean − exact| < Φ⁻¹(1 − α/2D)·se (Bonferroni over the D coordinates; α is the
   whole-vector false-alarm rate, default 1e-3; global seed 0).
 
@@ -229,7 +230,8 @@ def run_checks(name: str, options: Optional[dict] = None, fixtures: Optional[Dic
                 except Exception as err:  # a broken estimator is a failed check, not a crash
                     why = f"raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 results.append(Result(fixture_name, K, check, why is None, detail=why or ""))
-            if probe.unbiased and fixture.make((0,)).latent.enumerable:
+            built = fixture.make((0,))
+            if probe.unbiased and (built.latent.enumerable or CLOSED_FORM_GAUSSIAN in capabilities(built)):
                 torch.manual_seed(seed)
                 draws_n = int(n or fixture.draws)
                 try:
