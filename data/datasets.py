@@ -448,10 +448,16 @@ _STATISTICS: dict = {}
 def statistics(name: str, downsample: int = 1, cache_dir=None) -> dict:
     """The training statistics a model may declare it needs (``data_statistics``), computed once per
     (dataset, resolution): ``train_mean`` = the mean training image ``[pixels]`` (grey levels for a
-    dynamically binarised set), after ``downsample``×``downsample`` max-pooling when > 1."""
+    dynamically binarised set), after ``downsample``×``downsample`` max-pooling when > 1; ``image_shape`` (height,
+    width) at that resolution; ``max_count`` = the most objects in a training image for a set that records counts
+    (multi-MNIST), else None."""
     key = (name, int(downsample), None if cache_dir is None else str(cache_dir))
     if key not in _STATISTICS:
         data = load(name, cache_dir=cache_dir)
-        train = data.train if int(downsample) == 1 else globals()["downsample"](data.train, int(downsample))
-        _STATISTICS[key] = {"train_mean": train.mean(0)}
+        train = (data.train if int(downsample) == 1
+                 else globals()["downsample"](data.train, int(downsample), data.image_shape))
+        counts = data.targets.get("train", {}).get("counts")
+        side = tuple(d // int(downsample) for d in data.image_shape)
+        _STATISTICS[key] = {"train_mean": train.mean(0), "image_shape": side,
+                            "max_count": None if counts is None else int(counts.max())}
     return dict(_STATISTICS[key])

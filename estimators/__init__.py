@@ -14,7 +14,7 @@ from .dww import DefensiveWakeWake
 from .rebar import Rebar
 from .reinforce import Reinforce
 from .relax import RelaxBernoulli, RelaxCategorical
-from .vimco import Vimco
+from .vimco import Vimco, VimcoStructured
 from .ws import WakeSleep
 from .ww import WakeWake
 from .arm import Arm
@@ -36,7 +36,7 @@ from .smoothed_rbm import OverlapExpRBM, OverlapLogisticRBM, OverlapPowerRBM, Sp
 
 REGISTRY = Registry("estimator", base=Estimator)
 REGISTRY.register("reinforce")(Reinforce)
-REGISTRY.register("vimco")(Vimco)
+REGISTRY.register("vimco")(one_of(Vimco, VimcoStructured))
 REGISTRY.register("relax")(one_of(RelaxCategorical, RelaxBernoulli))
 REGISTRY.register("rebar")(Rebar)
 REGISTRY.register("concrete")(one_of(ConcreteCategorical, ConcreteBernoulli))

@@ -20,11 +20,11 @@ import math
 
 import torch
 
-from .base import ANY_LATENT, Estimate, Estimator, IncompatibleError, batch_loss, wake_theta
+from .base import SAMPLED_LATENTS, Estimate, Estimator, IncompatibleError, batch_loss, wake_theta
 
 
 class DefensiveWakeWake(Estimator):
-    latent_types = ANY_LATENT
+    latent_types = SAMPLED_LATENTS
     display_name = "δ-WW"
     guide_target = "inclusive_kl"
     unbiased = False

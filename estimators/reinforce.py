@@ -10,11 +10,11 @@ itself is not otherwise checked against released code.
 
 This file: the paper's estimator.  No deviation from the paper.
 """
-from .base import ANY_LATENT, Estimate, Estimator, batch_loss, logmeanexp, sample_guide
+from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, logmeanexp, sample_guide
 
 
 class Reinforce(Estimator):
-    latent_types = ANY_LATENT
+    latent_types = SAMPLED_LATENTS
     display_name = "REINFORCE"
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)

@@ -11,12 +11,12 @@ This file: exactly the sum, with N = B·K sleep samples per replicate (as ``ws``
 of two estimates of different objectives (the data's and the model's inclusive KL); ``guide_target`` says
 "inclusive_kl" (the wake part's), and it is biased for it (``unbiased = False``).
 """
-from .base import ANY_LATENT, Estimate, Estimator, batch_loss, sample_guide, sleep_phi, wake_phi, wake_theta
+from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide, sleep_phi, wake_phi, wake_theta
 
 
 class ReweightedWakeWakeSleep(Estimator):
     display_name = "RW+RWS"
-    latent_types = ANY_LATENT
+    latent_types = SAMPLED_LATENTS
     guide_target = "inclusive_kl"
     unbiased = False
     cost_hint = 2.5

@@ -49,6 +49,14 @@ METRIC_DEFINITIONS: Dict[str, str] = {
                  "training",
     "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
     "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
+    # AIR study (AIRTask; docs/air.md)
+    "count_accuracy": "fraction of count_particles (default 10) guide draws per image whose number of steps equals the "
+                      "image's true number of digits, averaged over the first eval_points validation images (the ws_air "
+                      "code's count accuracy), along training",
+    "prior_step_prob": "s, the step-count prior's probability of one more step at that iteration (annealed, models/air.py)",
+    "test_count_accuracy": "count_accuracy on the test images at the end of training",
+    "count_confusion[true=i,inferred=j]": "among the test images with i digits, the fraction of count_particles guide "
+                                          "draws that take j steps (rows sum to 1; Pyro's AIR count confusion matrix)",
     # RBM study (RBMTask): log Z of the RBM prior; every log-likelihood above is normalised by log_z
     "log_z": "the log Z every log-likelihood of the cell is normalised by: exact (enumeration) on an enumerable "
              "prior (rbm_vae_tiny), else the forward-AIS estimate (the model's ais_chains × ais_steps, base-rate "

@@ -234,6 +234,7 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         try:
             for it in iterator:
                 estimator.set_progress((it - 1) / max(1, n - 1))
+                model.set_progress((it - 1) / max(1, n - 1))
                 x = task.train_batch()
                 model_grads, own_grads, objective = estimator.gradients(model, x, cell.particles)
                 grads = model_grads + own_grads

@@ -3,9 +3,10 @@
 Adding a model: one module implementing :class:`models.base.LatentVariableModel` plus one line
 below.  The contract tests in ``tests/test_contracts.py`` run over every registered name.
 """
+from .air import AIR
 from .base import LatentVariableModel
 from .gmm import GMM
-from .latents import BernoulliLatent, CategoricalLatent, LatentSpace, NormalLatent
+from .latents import BernoulliLatent, CategoricalLatent, LatentSpace, NormalLatent, StructuredLatent
 from .gaussian_vae import GaussianVAE
 from .linear_gaussian import LinearGaussian
 from .registry import Registry, UnknownNameError
@@ -20,9 +21,10 @@ REGISTRY.register("rbm_vae")(RBMVAE)
 REGISTRY.register("rbm_vae_tiny")(TinyRBMVAE)
 REGISTRY.register("linear_gaussian")(LinearGaussian)
 REGISTRY.register("gaussian_vae")(GaussianVAE)
+REGISTRY.register("air")(AIR)
 
 get = REGISTRY.get
 names = REGISTRY.names
 
 __all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "LatentSpace", "CategoricalLatent",
-           "BernoulliLatent", "NormalLatent", "LinearGaussian", "GaussianVAE", "Registry", "UnknownNameError"]
+           "BernoulliLatent", "NormalLatent", "StructuredLatent", "AIR", "LinearGaussian", "GaussianVAE", "Registry", "UnknownNameError"]

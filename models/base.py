@@ -18,6 +18,8 @@ Required
 ``generative_parameters()``    θ, in ``parameters()`` order
 ``guide_parameters()``         φ, in ``parameters()`` order; θ and φ partition ``parameters()``
 ``enumerate_latents()``        every latent state ``[S, *event]`` (enumerable latents only)
+``set_progress(fraction)``     the training progress in [0, 1] before every step (a no-op unless the model
+                               anneals something of its own)
 
 Capabilities
 ------------
@@ -102,6 +104,10 @@ class LatentVariableModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def sample(self, n: int):
         """(z, x) ~ p_θ, ``[R, n, *event]`` and ``[R, n, *obs]``."""
+
+    def set_progress(self, fraction: float) -> None:
+        """The training progress in [0, 1], from the harness before every step (schedules of the model itself,
+        e.g. AIR's annealed step-count prior); nothing by default."""
 
     def parameter_group(self, which: str) -> List[nn.Parameter]:
         if which == "guide":

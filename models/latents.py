@@ -19,7 +19,7 @@ import torch
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from .distributions import Categorical
-from .protocols import BERNOULLI, CATEGORICAL, NORMAL
+from .protocols import BERNOULLI, CATEGORICAL, NORMAL, STRUCTURED
 
 #: Enumeration is refused beyond this many states (exact results would not fit in memory).
 MAX_ENUMERABLE_STATES = 2 ** 20
@@ -111,3 +111,26 @@ class NormalLatent(LatentSpace):
     def uniform(self, batch_shape, device=None) -> Distribution:
         loc = torch.zeros(*batch_shape, self.dim, device=device)
         return Independent(Normal(loc, torch.full_like(loc, self.defensive_scale), validate_args=False), 1)
+
+
+class StructuredLatent(LatentSpace):
+    """A sequence of discrete and continuous choices stored flat as ``dim`` numbers (e.g. AIR: per step a
+    presence bit, a where and a what vector; the model's docstring gives the layout).  Not enumerable.  Its
+    ``uniform`` (the defensive component of δ-WW) is the model's own broad distribution over the same layout,
+    ``defensive(batch_shape, device)`` (a Distribution with event shape ``[dim]``)."""
+
+    kind = "structured"
+    capability = STRUCTURED
+
+    def __init__(self, dim: int, defensive=None):
+        self.dim = int(dim)
+        self.event_shape = (self.dim,)
+        self.defensive = defensive
+
+    def enumerate(self, device=None, dtype=None) -> torch.Tensor:
+        raise ValueError("structured latents have too many states to enumerate")
+
+    def uniform(self, batch_shape, device=None) -> Distribution:
+        if self.defensive is None:
+            raise ValueError("this structured latent space has no defensive distribution")
+        return self.defensive(batch_shape, device)

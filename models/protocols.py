@@ -13,6 +13,8 @@ The protocols
 :data:`CATEGORICAL`        one categorical variable, stored as an integer index (``latent.num_categories``)
 :data:`BERNOULLI`          a vector of binary variables in {0, 1} (``latent.num_bits``)
 :data:`NORMAL`             a vector of real-valued variables (``latent.dim``) with a Gaussian guide
+:data:`STRUCTURED`         a sequence of discrete and continuous choices (AIR's step count and per-step where / what),
+                           stored flat (``latent.dim`` numbers per particle; the model's docstring gives the layout)
 :data:`ENUMERABLE`         ``enumerate_latents()``: every latent state, for exact results
 :data:`RELAXED_LOG_JOINT`  ``relaxed_log_joint(x, z̃)``: log p_θ(x, z̃) at a relaxed latent (simplex or [0, 1])
 :data:`RELAXED_LOG_JOINT_MASS`  ``relaxed_log_joint_mass(x, z̃)``: the categorical relaxation that averages
@@ -44,6 +46,11 @@ The protocols
     over z = [z₁, z₂]; not −F(z) with hidden units summed out), so at independent means m it equals
     E[log p*(z)] under factorial Bernoullis with those means: DVAE++'s analytic cross-entropy (§5).
 :data:`REPARAMETERISED`    continuous latents with ``guide_rsample(x, K)`` returning (z, log q) differentiable in φ.
+:data:`STRUCTURED_RSAMPLE`  ``guide_rsample_structured(x, K)`` for structured latents: (z, log q of the discrete
+    choices, log q of the continuous ones), each ``[K, R, B]`` but z; the continuous choices reparameterised (differentiable
+    in φ, and every later choice's distribution computed from them), the discrete ones sampled (their log q
+    differentiable in φ through its parameters, including the path through earlier continuous choices), so
+    Σ ∇ log q_disc · signal + ∇(pathwise) is the score-function-plus-reparameterisation gradient (VIMCO on AIR).
 :data:`CLOSED_FORM_GAUSSIAN` exact ground truth in closed form for a continuous model (the role enumeration plays
     for discrete ones): ``log_marginal_exact(x)``, ``elbo_exact(x)`` and ``negative_inclusive_kl_exact(x)``,
     each ``[R, B]`` and differentiable in θ and φ (``harness.exact`` dispatches on it).
@@ -79,6 +86,7 @@ class Capability:
 CATEGORICAL = Capability("categorical latent", ("latent",), "one categorical variable (integer index)")
 BERNOULLI = Capability("bernoulli latent", ("latent",), "a vector of binary variables in {0, 1}")
 NORMAL = Capability("normal latent", ("latent",), "a vector of real-valued variables (Gaussian guides)")
+STRUCTURED = Capability("structured latent", ("latent",), "a sequence of discrete and continuous choices, stored flat")
 ENUMERABLE = Capability("enumerable latents", ("enumerate_latents",), "every latent state can be listed")
 RELAXED_LOG_JOINT = Capability("relaxed log joint", ("relaxed_log_joint",),
                                "log p_θ(x, z̃) at a relaxed latent")
@@ -103,9 +111,12 @@ CLOSED_FORM_GAUSSIAN = Capability("closed-form Gaussian ground truth",
 REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsample",),
                              "z = g_φ(ε, x) differentiable in φ")
 
+STRUCTURED_RSAMPLE = Capability("structured reparameterised sampling", ("guide_rsample_structured",),
+                                "continuous choices reparameterised, discrete ones scored, log q split by kind")
+
 #: every protocol, for documentation and the ``estibench check`` table
-ALL = (CATEGORICAL, BERNOULLI, NORMAL, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
-       UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, CLOSED_FORM_GAUSSIAN)
+ALL = (CATEGORICAL, BERNOULLI, NORMAL, STRUCTURED, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
+       UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, STRUCTURED_RSAMPLE, CLOSED_FORM_GAUSSIAN)
 #: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
 SPECIAL = (UNNORMALISED_PRIOR,)
 

@@ -386,6 +386,89 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: the particle budgets of the resampled-proposal table (Bachman & Precup's q_p^K)
+RESAMPLED_KS = (1, 2, 5, 10, 20, 50, 100, 1000)
+
+
+def resampled_proposal_distances(table: pd.DataFrame, cells: pd.DataFrame = None, Ks=RESAMPLED_KS) -> pd.DataFrame:
+    """How much the particle budget corrects each trained guide (Bachman & Precup ``002_…`` §3, §5.3): per cell,
+    seed and snapshot x of the last iteration (``guide_pmf[x=v,z=c]``, ``prior_pmf[z=c]``), the exact PMF of the
+    resampled proposal q_p^K (draw K from q_φ(·|x), resample one by the normalised weights;
+    :func:`estibench.harness.metrics.resampled_proposal`) and its distance ‖q_p^K − p_θ(·|x)‖₂ to the model's own
+    exact posterior (the distribution q_p^K tends to as K → ∞), p_θ(x, c) = p_θ(c) N(x; μ_c, σ²) with the cell's
+    GMM means and σ.  Columns: label, training K, K (the resampling budget), distance (mean over seeds and x),
+    n (seeds × x)."""
+    import json
+    import torch
+    from estibench.harness.metrics import resampled_proposal
+    from estibench.models.gmm import GMM
+    rows = table[table.metric.str.contains("_pmf\\[")]
+    if rows.empty:
+        return pd.DataFrame(columns=["label", "particles", "K", "distance", "n"])
+    last = rows[rows.iteration == rows.groupby("key").iteration.transform("max")]
+    parts = last.metric.str.extract(PMF)
+    last = last.assign(kind=parts[0].values, x=parts[1].fillna("prior").values, z=parts[2].astype(int).values)
+    options = {}
+    if cells is not None and "model_options" in cells.columns:
+        options = {k: json.loads(v) if isinstance(v, str) and v else {} for k, v in zip(cells.key, cells.model_options)}
+    guides = last[last.kind == "guide_pmf"].pivot_table(index=["key", "label", "particles", "seed", "x"], columns="z",
+                                                         values="value")
+    priors = last[last.kind == "prior_pmf"].pivot_table(index=["key", "seed"], columns="z", values="value")
+    out = []
+    models = {}
+    for key, keyed in guides.groupby(level="key"):
+        opts = {k: v for k, v in options.get(key, {}).items() if k in ("num_clusters", "mean_spacing", "std")}
+        spec = json.dumps(opts, sort_keys=True)
+        model = models.setdefault(spec, GMM(**opts))
+        index = keyed.index.to_frame(index=False)
+        q = torch.tensor(keyed.to_numpy(), dtype=torch.float64)  # an underflowed q(c) = 0 is never proposed
+        prior = torch.tensor(priors.loc[list(zip(index.key, index.seed))].to_numpy(), dtype=torch.float64)
+        x = torch.tensor(index.x.astype(float).to_numpy())
+        log_joint = prior.log() + model.log_likelihood_table(x.float()).double()
+        posterior = torch.softmax(log_joint, -1)
+        for K in Ks:
+            distance = (resampled_proposal(q.log(), log_joint, K) - posterior).norm(dim=-1)
+            out += [(l, int(k), int(K), float(d), sd, xv)
+                    for l, k, sd, xv, d in zip(index.label, index.particles, index.seed, index.x, distance)]
+    frame = pd.DataFrame(out, columns=["label", "particles", "K", "distance", "seed", "x"])
+    return (frame.groupby(["label", "particles", "K"]).distance.agg(["mean", "count"]).reset_index()
+            .rename(columns={"mean": "distance", "count": "n"}))
+
+
+def resampled_proposal_table(distances: pd.DataFrame) -> pd.DataFrame:
+    """The distances as a table: one row per estimator and training K, one column per resampling budget K."""
+    if distances.empty:
+        return pd.DataFrame()
+    wide = distances.pivot_table(index=["label", "particles"], columns="K", values="distance").round(4)
+    wide.columns = [f"K = {k}" for k in wide.columns]
+    wide = wide.reset_index().rename(columns={"label": "estimator", "particles": "trained at K"})
+    order = {l: i for i, l in enumerate(_ordered(wide.estimator.unique()))}
+    return wide.sort_values(["trained at K", "estimator"], key=lambda c: c.map(order) if c.name == "estimator" else c)
+
+
+def figure_resampled(distances: pd.DataFrame, path: str) -> str:
+    """‖q_p^K − p_θ(·|x)‖₂ against the resampling budget K, one panel per training K, one line per estimator."""
+    train_ks = sorted(distances.particles.unique())
+    labels = _ordered(distances.label.unique())
+    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
+    fig, axes = plt.subplots(1, len(train_ks), figsize=(3.0 * len(train_ks), 2.8), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], train_ks):
+        for label in labels:
+            c = distances[(distances.particles == k) & (distances.label == label)].sort_values("K")
+            if not c.empty:
+                ax.plot(c.K, c.distance, marker="o", ms=3, color=palette[label], label=_pretty(label))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("resampling budget K")
+        ax.set_title(f"guide trained at K = {k}", fontsize=9)
+    axes[0][0].set_ylabel("‖q_p^K − p_θ(z|x)‖₂")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
     """The GMM report's parts, in order: Run, Fig 4, Fig 5 (smallest and largest K), the
     exact-gradient table, the final-iteration summary and the paper's findings.  Figures are
@@ -421,6 +504,16 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                                caption=f"RWS Fig 5, K = {K}, seed {seed}: per estimator the start, middle and end of "
                                        "training; first row p_θ(z), the others q_φ(z|x) for a few x; square areas ∝ "
                                        "probability.", name=f"fig5_gmm_hinton_K{K}"))
+    distances = resampled_proposal_distances(table, cells)
+    if not distances.empty:
+        caption = ("Bachman & Precup (§3, §5.3): the resampled proposal q_p^K draws K particles from the trained guide "
+                   "and resamples one by the normalised weights; its exact PMF (harness.metrics.resampled_proposal) "
+                   "against the model's exact posterior p_θ(z|x), at the snapshot points x of the last iteration, mean "
+                   "over seeds and points.  K = 1 is the guide itself.")
+        out += [Section("Resampled proposal q_p^K against K", "figure", lambda path: figure_resampled(distances, path),
+                        caption=caption, name="resampled_proposal"),
+                Section("Resampled proposal: distance to the posterior", "table", resampled_proposal_table(distances),
+                        caption=caption, name="resampled_proposal_table")]
     out += [
         Section("φ-gradient against the exact gradient", "table", exact_gradient_table(table, marks=marks),
                 caption=f"{tb.ci_label()}.  " + EXACT_CAPTION + note, name="exact_gradient"),

@@ -68,6 +68,7 @@ REGISTRY.register("gmm")(_lazy("estibench.studies.gmm:STUDY"))
 REGISTRY.register("sbn")(_lazy("estibench.studies.sbn:STUDY"))
 REGISTRY.register("rbm")(_lazy("estibench.studies.rbm:STUDY"))
 REGISTRY.register("vae")(_lazy("estibench.studies.vae:STUDY"))
+REGISTRY.register("air")(_lazy("estibench.studies.air:STUDY"))
 
 _CACHE: Dict[str, Study] = {}
 

@@ -9,7 +9,7 @@ from estibench import models
 from estibench.estimators.base import IncompatibleError
 from estibench.harness import build_model, exact_gradient, gradient_samples
 from estibench.models.registry import UnknownNameError
-from tiny_models import PartialLayered, TinyBernoulli, TinyLayered
+from tiny_models import PartialLayered, TinyBernoulli, TinyLayered, TinyStructured
 
 R, B, K = 2, 5, 3
 
@@ -20,6 +20,7 @@ def all_models():
     out.append(("sbn_tiny-linear2", build_model("sbn_tiny", seeds=tuple(range(R)), arch="linear2", latent_bits=4)))
     out.append(("tiny_bernoulli", TinyBernoulli(seeds=tuple(range(R)))))
     out.append(("tiny_layered", TinyLayered(seeds=tuple(range(R)))))
+    out.append(("tiny_structured", TinyStructured(seeds=tuple(range(R)))))
     return out
 
 

@@ -106,3 +106,58 @@ def test_multi_particle_cells_log_them_and_single_particle_cells_do_not(tmp_path
     assert not table[table.particles == 1].metric.str.startswith("ess[").any()
     ess = k2[k2.metric == "ess[K=2]"].value
     assert ((ess >= 1) & (ess <= 2)).all() and len(ess) == 3  # iterations 0, 2, 4
+
+
+def test_the_resampled_proposal_is_exact():
+    """Bachman & Precup's q_p^K (draw K from q, resample one by the normalised weights): the closed form of
+    harness.metrics.resampled_proposal against the enumeration of every K-tuple (C = 4 categories, K = 2, 3, 5,
+    three random (q, p) pairs from torch seed 0, float64): within 1e-12; K = 1 is q; it sums to one; it tends to the
+    posterior as K grows; a category q never proposes keeps mass 0."""
+    import itertools
+    from estibench.harness.metrics import resampled_proposal
+    gen = torch.Generator().manual_seed(0)
+    C = 4
+    for _ in range(3):
+        log_q = torch.log_softmax(3 * torch.randn(C, generator=gen, dtype=torch.float64), -1)
+        log_p = 4 * torch.randn(C, generator=gen, dtype=torch.float64)
+        q, w = log_q.exp(), (log_p - log_q).exp()
+        torch.testing.assert_close(resampled_proposal(log_q, log_p, 1), q, rtol=0, atol=1e-15)
+        for K in (2, 3, 5):
+            brute = torch.zeros(C, dtype=torch.float64)
+            for draws in itertools.product(range(C), repeat=K):
+                chosen = list(draws)
+                mass, weights = q[chosen].prod(), w[chosen]
+                for j, c in enumerate(draws):
+                    brute[c] += mass * weights[j] / weights.sum()
+            exact = resampled_proposal(log_q, log_p, K)
+            torch.testing.assert_close(exact, brute, rtol=0, atol=1e-12)
+        posterior = torch.softmax(log_p, -1)
+        far = resampled_proposal(log_q, log_p, 10 ** 7)  # the bias falls like E_q[w²] / K (up to 1,700 here)
+        assert (far - posterior).abs().max() < 1e-3 < (q - posterior).abs().max()
+    log_q = torch.tensor([0.0, -math.inf, 0.0], dtype=torch.float64)
+    pmf = resampled_proposal(log_q, torch.zeros(3, dtype=torch.float64), 50)
+    assert pmf[1] == 0 and abs(float(pmf.sum()) - 1) < 1e-12
+
+
+def test_the_gmm_report_measures_how_far_resampling_corrects_each_guide():
+    """reports.gmm.resampled_proposal_distances on a table with two cells: a guide equal to the model's posterior
+    (distance 0 at every K) and a uniform guide (distance falling with K, and at K = 1 the guide's own distance)."""
+    from estibench.models.gmm import GMM
+    from estibench.reports.gmm import resampled_proposal_distances, resampled_proposal_table
+    model = GMM()
+    prior = torch.softmax(torch.linspace(0, 1, 20), -1).double()
+    rows = []
+    for x in (20.0, 70.0):
+        posterior = torch.softmax(prior.log() + model.log_likelihood_table(torch.tensor([x])).double()[0], -1)
+        for key, guide in (("good", posterior), ("flat", torch.full((20,), 0.05, dtype=torch.float64))):
+            rows += [dict(key=key, label=key, particles=2, seed=0, iteration=10, metric=f"guide_pmf[x={x:g},z={c}]",
+                          value=float(v)) for c, v in enumerate(guide)]
+    for key in ("good", "flat"):
+        rows += [dict(key=key, label=key, particles=2, seed=0, iteration=10, metric=f"prior_pmf[z={c}]",
+                      value=float(v)) for c, v in enumerate(prior)]
+    d = resampled_proposal_distances(pd.DataFrame(rows)).set_index(["label", "K"]).distance
+    assert d["good"].max() < 1e-7
+    flat = d["flat"].sort_index()
+    assert flat.is_monotonic_decreasing and flat.iloc[0] > 0.3 and flat.iloc[-1] < 0.01
+    assert list(resampled_proposal_table(resampled_proposal_distances(pd.DataFrame(rows))).columns[:3]) == [
+        "estimator", "trained at K", "K = 1"]
