@@ -12,7 +12,8 @@ evaluates the mixture proposal's density q_{φ,δ} at the q-sample rather than a
 This file: the paper's w̃_k, q_{φ,δ} evaluated at the mixture sample (not the reference code's
 q-sample); option ``delta``, default 0.2 (paper).  Uniform is the latent space's uniform distribution
 (uniform over C categories; Bernoulli(½) per bit); real-valued latents have none, and their defensive
-component is the broad N(0, 3² I) of ``models.latents.NormalLatent`` (our choice, stated).  θ gets the ordinary wake-θ gradient from K
+component is the broad N(0, 3² I) of ``models.latents.NormalLatent`` (our choice, stated); structured latents bring their
+model's own (AIR: a uniform step count with N(0, 3² I) where and what, ``models/air.py``).  θ gets the ordinary wake-θ gradient from K
 particles of q_φ (the mixture draws reuse those particles, replacing each by a uniform draw with
 probability δ).  Biased, like WW, with a bias that falls as K grows.
 """

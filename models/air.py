@@ -143,7 +143,7 @@ class DefensiveAIR(Distribution):
     def log_prob(self, z):
         z = z.reshape(*z.shape[:-1], self.steps, 1 + WHERE + self.what)
         pres = z[..., 0]
-        dens = torch.distributions.Normal(0.0, self.scale).log_prob(z[..., 1:]).sum(-1)
+        dens = torch.distributions.Normal(0.0, self.scale, validate_args=False).log_prob(z[..., 1:]).sum(-1)
         return -math.log(self.steps + 1) + (pres * dens).sum(-1)
 
 
@@ -284,7 +284,8 @@ class AIR(LatentVariableModel):
             else:
                 pres = torch.bernoulli(torch.sigmoid(logit.detach())) * alive
             log_d = log_d + alive * (pres * logit - F.softplus(logit))  # log Bern(pres_t) while still running
-            q_where = torch.distributions.Normal(where_loc.expand(P, R, B, WHERE), where_scale.expand(P, R, B, WHERE))
+            q_where = torch.distributions.Normal(where_loc.expand(P, R, B, WHERE), where_scale.expand(P, R, B, WHERE),
+                                                 validate_args=False)
             if mode == "score":
                 where = where_in[:, :, :, t]
             elif mode == "rsample":
@@ -294,7 +295,7 @@ class AIR(LatentVariableModel):
             glimpses = extract(flat_images, where.reshape(P * R * B, WHERE), self.glimpse).reshape(P, R, B, -1)
             what_params = apply_stacked(self.what_net, glimpses)
             what_loc, what_scale = what_params[..., :d], F.softplus(what_params[..., d:]) + 1e-4
-            q_what = torch.distributions.Normal(what_loc, what_scale)
+            q_what = torch.distributions.Normal(what_loc, what_scale, validate_args=False)
             if mode == "score":
                 what = what_in[:, :, :, t]
             elif mode == "rsample":
@@ -333,7 +334,7 @@ class AIR(LatentVariableModel):
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         pres, where, what = self.unpack(z)
-        normal = torch.distributions.Normal(torch.zeros((), dtype=z.dtype, device=z.device), 1.0)
+        normal = torch.distributions.Normal(torch.zeros((), dtype=z.dtype, device=z.device), 1.0, validate_args=False)
         dens = normal.log_prob(where).sum(-1) + normal.log_prob(what).sum(-1)
         n = pres.sum(-1)
         return geometric_log_prior(n, self.success, self.steps).to(z.dtype) + (pres * dens).sum(-1)

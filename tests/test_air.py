@@ -134,3 +134,29 @@ def test_the_tiny_suite_runs_every_estimator_and_reports(tmp_path):
     artifacts = Store(out).artifacts()
     boxes = [json.loads(bytes(d).decode()) for d in artifacts[artifacts.name == "boxes"].data]
     assert len(boxes) == 5 and all(len(b) == 3 and {"inferred", "true", "true_count"} <= set(b[0]) for b in boxes)
+
+
+@pytest.mark.parametrize("name", ["ww", "vimco"])
+def test_a_training_step_never_reads_a_tensor_back_to_the_host(air, name, monkeypatch):
+    """CUDA-free check that AIR's training step (the estimator's gradients, the model's schedule) has no host
+    synchronisation: every Tensor method that copies a value to Python (item, tolist, cpu, numpy, bool/int/float
+    conversion) is counted while it runs: none is called.  (It caught torch.distributions' argument validation,
+    which reads a tensor back per distribution; the model builds its distributions with validate_args=False.)
+    Adam's step is left out: its step counters are host tensors by design (torch's non-capturable Adam), so reading
+    them does not wait for the device."""
+    est = estimators.get(name).bind(air)
+    x = batch(air)
+    calls = []
+    for method in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *a, _original=original, _method=method, **k):
+            calls.append(_method)
+            return _original(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    air.set_progress(0.3)
+    est.set_progress(0.3)
+    grads, _, _ = est.gradients(air, x, 3)
+    monkeypatch.undo()
+    air.set_progress(0.0)
+    assert calls == [], sorted(set(calls))
