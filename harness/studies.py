@@ -158,17 +158,24 @@ class SBNTask:
     def observe(self, grads) -> None:
         self.trajectory.update([grads[i] for i in self.phi_index])
 
-    def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
+    @torch.no_grad()
+    def evaluation_metrics(self, model) -> Dict[str, torch.Tensor]:
+        """The metrics of every evaluation that need no gradient (a subclass's own set replaces them)."""
         o = self.options
-        with torch.no_grad():
-            metrics = {
-                "valid_ll": iwae_log_likelihood(model, self.valid, int(o["eval_particles"])).mean(-1),
-                "train_elbo": torch.stack([iwae_log_likelihood(model, self.train_eval, 1)
-                                           for _ in range(int(o["elbo_samples"]))]).mean(0).mean(-1),
-                "active_units": active_units(model, self.test),
-            }
-            if self.cell.particles > 1:  # the normalised weights of the cell's own K (002_… Eq. 23)
-                metrics.update(normalised_weight_diagnostics(model, self.valid, self.cell.particles))
+        metrics = {
+            "valid_ll": iwae_log_likelihood(model, self.valid, int(o["eval_particles"])).mean(-1),
+            "train_elbo": torch.stack([iwae_log_likelihood(model, self.train_eval, 1)
+                                       for _ in range(int(o["elbo_samples"]))]).mean(0).mean(-1),
+            "active_units": active_units(model, self.test),
+        }
+        if self.cell.particles > 1:  # the normalised weights of the cell's own K (002_… Eq. 23)
+            metrics.update(normalised_weight_diagnostics(model, self.valid, self.cell.particles))
+        return metrics
+
+    def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
+        """:meth:`evaluation_metrics`, then the φ-gradient variance at frozen parameters and along training."""
+        o = self.options
+        metrics = self.evaluation_metrics(model)
         draws = gradient_draws(model, estimator, self.grad_batch, self.cell.particles, int(o["grad_samples"]),
                                which="guide")
         metrics["grad_logvar_frozen"] = log_mean_variance(draws.var(0, unbiased=True))
@@ -255,26 +262,18 @@ class AIRTask(SBNTask):
         inferred = self.inferred_counts(model, x, int(self.options["count_particles"]))
         return (inferred == counts).to(model.dtype).mean(0).mean(-1)
 
-    def evaluate(self, model, estimator, iteration: int, extra=None) -> List[tuple]:
+    @torch.no_grad()
+    def evaluation_metrics(self, model) -> Dict[str, torch.Tensor]:
         o = self.options
-        R = model.replicates
-        with torch.no_grad():
-            metrics = {
-                "valid_ll": iwae_log_likelihood(model, self.valid, int(o["eval_particles"]), particle_chunk=20,
-                                                point_chunk=50).mean(-1),
-                "count_accuracy": self.count_accuracy(model, self.valid, self.valid_counts),
-                "prior_step_prob": torch.full((R,), float(model.success), dtype=model.dtype),
-            }
-            if self.cell.particles > 1:
-                metrics.update(normalised_weight_diagnostics(model, self.valid, self.cell.particles))
-        draws = gradient_draws(model, estimator, self.grad_batch, self.cell.particles, int(o["grad_samples"]),
-                               which="guide")
-        metrics["grad_logvar_frozen"] = log_mean_variance(draws.var(0, unbiased=True))
-        if self.trajectory.steps > 0 and iteration > 0:
-            metrics["grad_logvar_ema"] = self.trajectory.log_variance()
-        if extra:
-            metrics.update(extra)
-        return rows_from(metrics, model.seeds, iteration)
+        metrics = {
+            "valid_ll": iwae_log_likelihood(model, self.valid, int(o["eval_particles"]), particle_chunk=20,
+                                            point_chunk=50).mean(-1),
+            "count_accuracy": self.count_accuracy(model, self.valid, self.valid_counts),
+            "prior_step_prob": torch.full((model.replicates,), float(model.success), dtype=model.dtype),
+        }
+        if self.cell.particles > 1:
+            metrics.update(normalised_weight_diagnostics(model, self.valid, self.cell.particles))
+        return metrics
 
     def final_evaluate(self, model, estimator, iteration: int) -> List[tuple]:
         o = self.options

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import tables as tb
 from .site import Section, generic_sections
-from .vae import _largest, final_by_k
+from .vae import _largest, curves_and_k_figure, final_by_k
 
 from estibench.harness.studies import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
 from estibench.studies.air import STUDY  # noqa: E402
@@ -27,43 +27,7 @@ def _labels(table: pd.DataFrame) -> List[str]:
 def figure_fig1(table: pd.DataFrame, path: str) -> str:
     """RWS Fig. 1's layout: (left) the validation bound along training, one panel per K; (right) the final test
     log evidence and KL(q ‖ p) against K, one line per estimator (mean ± std over seeds)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    curves = table[table.metric == "valid_ll"]
-    ks = sorted(int(k) for k in curves.particles.unique())
-    labels = _labels(table)
-    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
-    evidence = _largest(table, "test_ll[K=")
-    fig, axes = plt.subplots(1, len(ks) + 2, figsize=(3.2 * (len(ks) + 2), 3.0), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        for label in labels:
-            c = curves[(curves.label == label) & (curves.particles == k)]
-            if c.empty:
-                continue
-            g = c.groupby("iteration").value
-            ax.plot(g.mean().index, g.mean().values, color=palette[label], label=label)
-            ax.fill_between(g.mean().index, g.min().values, g.max().values, color=palette[label], alpha=0.2)
-        ax.set_title(f"K = {k}", fontsize=9)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("validation IWAE bound (nats)")
-    for ax, metric, name in ((axes[0][-2], evidence, "test log evidence"),
-                             (axes[0][-1], "kl_posterior", "KL(q ‖ p(z|x))")):
-        f = final_by_k(table, metric)
-        for label in labels:
-            c = f[f.label == label].sort_values("particles")
-            if not c.empty:
-                ax.errorbar(c.particles, c["mean"], yerr=c["std"].fillna(0), color=palette[label], marker="o",
-                            label=label, capsize=2)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("K")
-        ax.set_title(f"{name} ({metric})" if metric else name, fontsize=9)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return curves_and_k_figure(table, path, STUDY.order)
 
 
 def _fmt(mean: float, std: float, digits: int = 2) -> str:

@@ -32,13 +32,20 @@ def final_by_k(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 def figure_fig2(table: pd.DataFrame, path: str) -> str:
     """RWS Fig. 2's layout: (left) validation bound along training, one panel per K; (right) the final test
     log evidence and KL(q ‖ p) against K, one line per estimator (mean ± std over seeds)."""
+    return curves_and_k_figure(table, path, STUDY.order)
+
+
+def curves_and_k_figure(table: pd.DataFrame, path: str, order) -> str:
+    """The RWS figures' layout (Fig. 1, Fig. 2): the validation bound along training, one panel per K; then the
+    final test log evidence (the largest test_ll[K=k]) and kl_posterior against K, one line per estimator in
+    ``order`` (mean ± std over seeds)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
     curves = table[table.metric == "valid_ll"]
     ks = sorted(int(k) for k in curves.particles.unique())
-    labels = [l for l in STUDY.order if l in set(table.label)] + sorted(set(table.label) - set(STUDY.order))
+    labels = [l for l in order if l in set(table.label)] + sorted(set(table.label) - set(order))
     palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
     evidence, kl = _largest(table, "test_ll[K="), "kl_posterior"
     fig, axes = plt.subplots(1, len(ks) + 2, figsize=(3.2 * (len(ks) + 2), 3.0), squeeze=False)
