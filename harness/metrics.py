@@ -159,8 +159,7 @@ def exact_gradient_errors(model, estimator, x, num_particles, num_samples) -> Di
             "exact_grad/rel_bias": bias_sq.clamp(min=0).sqrt() / exact.norm(dim=-1).clamp(min=1e-30)}
 
 
-def resampled_proposal(log_q: torch.Tensor, log_p: torch.Tensor, num_particles: int, per_unit: int = 4
-                       ) -> torch.Tensor:
+def resampled_proposal(log_q: torch.Tensor, log_p: torch.Tensor, num_particles, per_unit: int = 4) -> torch.Tensor:
     """The exact PMF of Bachman & Precup's resampled proposal q_p^K (``002_…`` §3, §5.3; sampling-importance-
     resampling): draw z_1 … z_K ~ q, return z_j with probability w_j / Σ_k w_k, w = p(x, z) / q(z | x).  Over C
     categories, ``log_q`` and ``log_p`` ``[..., C]`` (log q(c|x) and log p(x, c) up to a constant in c), it is
@@ -169,26 +168,33 @@ def resampled_proposal(log_q: torch.Tensor, log_p: torch.Tensor, num_particles: 
     (independence of the K − 1 other draws).  The integral is evaluated in float64 by the trapezoidal rule in
     s = log t, ``per_unit`` nodes per unit of s, from −max log w − 40 (below it the integrand, ≈ e^s, adds e^{−40} of
     the result) to −min log w + log 60 (above it everything decays like e^{−t w_min} < e^{−60}); the integrand is
-    smooth, so the rule converges geometrically (the tests check it against enumeration of every K-tuple to 1e-9).  K = 1 gives q; as K → ∞ it tends to p(c | x) on q's support (a category with q(c) = 0 keeps 0).  Returns
-    ``[..., C]``, float64."""
+    smooth, so the rule converges geometrically (the tests check it against enumeration of every K-tuple to 1e-12).
+    K = 1 gives q; as K → ∞ it tends to p(c | x) on q's support (a category with q(c) = 0 keeps 0).
+    ``num_particles``: one K (returns ``[..., C]``) or a sequence of them (returns ``[len, ..., C]``, sharing the
+    grid, e^{−t w} and M(t) between them), float64."""
+    many = not isinstance(num_particles, (int, float))
+    Ks = [int(k) for k in (num_particles if many else [num_particles])]
+    if min(Ks) < 1:
+        raise ValueError(f"the resampled proposal needs K ≥ 1, got {min(Ks)}")
     log_q = torch.log_softmax(log_q.double(), -1)
     absent = torch.isneginf(log_q)  # q(c) = 0: never proposed, so never resampled
     log_w = torch.where(absent, torch.zeros_like(log_q), log_p.double() - log_q)
     log_w = log_w - torch.logsumexp(log_w + log_q, -1, keepdim=True)  # scale: E_q[w] = 1 (the ratio is scale-free)
     finite = log_w[~absent]
-    K = int(num_particles)
-    if K < 1:
-        raise ValueError(f"the resampled proposal needs K ≥ 1, got {K}")
-    if K == 1:
-        return log_q.exp()
     lo, hi = -float(finite.max()) - 40.0, -float(finite.min()) + math.log(60.0)
     s = torch.linspace(lo, hi, max(2, int((hi - lo) * per_unit) + 1), dtype=torch.float64, device=log_q.device)
     t = s.exp().view(-1, *([1] * log_q.dim()))  # [N, 1, ..., 1]
-    w = log_w.exp().unsqueeze(0)  # [1, ..., C]
-    log_m = torch.logsumexp(log_q.unsqueeze(0) - t * w, -1, keepdim=True)  # log M(t)  [N, ..., 1]
-    log_integrand = -t * w + (K - 1) * log_m + s.view_as(t)  # dt = t ds
+    tw = t * log_w.exp().unsqueeze(0)  # [N, ..., C]
+    log_m = torch.logsumexp(log_q.unsqueeze(0) - tw, -1, keepdim=True)  # log M(t)  [N, ..., 1]
     ds = float(s[1] - s[0])
     weights = torch.full_like(s, ds)
     weights[0] = weights[-1] = ds / 2
-    integral = torch.logsumexp(log_integrand + weights.log().view_as(t), 0)  # [..., C]
-    return torch.where(absent, torch.zeros_like(log_q), (math.log(K) + log_q + log_w + integral).exp())
+    base = s.view_as(t) + weights.log().view_as(t) - tw  # dt = t ds, and the trapezoid's weights
+    out = []
+    for K in Ks:
+        if K == 1:
+            out.append(log_q.exp())
+            continue
+        integral = torch.logsumexp(base + (K - 1) * log_m, 0)  # [..., C]
+        out.append(torch.where(absent, torch.zeros_like(log_q), (math.log(K) + log_q + log_w + integral).exp()))
+    return torch.stack(out) if many else out[0]

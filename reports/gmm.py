@@ -414,22 +414,21 @@ def resampled_proposal_distances(table: pd.DataFrame, cells: pd.DataFrame = None
     guides = last[last.kind == "guide_pmf"].pivot_table(index=["key", "label", "particles", "seed", "x"], columns="z",
                                                          values="value")
     priors = last[last.kind == "prior_pmf"].pivot_table(index=["key", "seed"], columns="z", values="value")
-    out = []
-    models = {}
-    for key, keyed in guides.groupby(level="key"):
-        opts = {k: v for k, v in options.get(key, {}).items() if k in ("num_clusters", "mean_spacing", "std")}
-        spec = json.dumps(opts, sort_keys=True)
-        model = models.setdefault(spec, GMM(**opts))
-        index = keyed.index.to_frame(index=False)
-        q = torch.tensor(keyed.to_numpy(), dtype=torch.float64)  # an underflowed q(c) = 0 is never proposed
-        prior = torch.tensor(priors.loc[list(zip(index.key, index.seed))].to_numpy(), dtype=torch.float64)
-        x = torch.tensor(index.x.astype(float).to_numpy())
-        log_joint = prior.log() + model.log_likelihood_table(x.float()).double()
-        posterior = torch.softmax(log_joint, -1)
-        for K in Ks:
-            distance = (resampled_proposal(q.log(), log_joint, K) - posterior).norm(dim=-1)
-            out += [(l, int(k), int(K), float(d), sd, xv)
-                    for l, k, sd, xv, d in zip(index.label, index.particles, index.seed, index.x, distance)]
+    index = guides.index.to_frame(index=False)
+    specs = [json.dumps({k: v for k, v in options.get(key, {}).items() if k in ("num_clusters", "mean_spacing", "std")},
+                        sort_keys=True) for key in index.key]
+    models = {spec: GMM(**json.loads(spec)) for spec in set(specs)}
+    x = torch.tensor(index.x.astype(float).to_numpy())
+    log_lik = torch.stack([models[spec].log_likelihood_table(x[i:i + 1].float())[0].double()
+                           for i, spec in enumerate(specs)])
+    q = torch.tensor(guides.to_numpy(), dtype=torch.float64)  # an underflowed q(c) = 0 is never proposed
+    prior = torch.tensor(priors.loc[list(zip(index.key, index.seed))].to_numpy(), dtype=torch.float64)
+    log_joint = prior.log() + log_lik
+    posterior = torch.softmax(log_joint, -1)
+    distances = (resampled_proposal(q.log(), log_joint, list(Ks)) - posterior).norm(dim=-1)  # [len(Ks), rows]
+    out = [(l, int(k), int(K), float(d), sd, xv)
+           for j, K in enumerate(Ks)
+           for l, k, sd, xv, d in zip(index.label, index.particles, index.seed, index.x, distances[j])]
     frame = pd.DataFrame(out, columns=["label", "particles", "K", "distance", "seed", "x"])
     return (frame.groupby(["label", "particles", "K"]).distance.agg(["mean", "count"]).reset_index()
             .rename(columns={"mean": "distance", "count": "n"}))

@@ -72,9 +72,12 @@ def test_prior_samples_follow_the_step_count_prior(air):
     assert float(((observed - expected) ** 2 / expected).sum()) < 16.3
 
 
-def test_the_guides_passes_agree(air):
+@pytest.mark.parametrize("rnn_input", ["image", "image+latents"])
+def test_the_guides_passes_agree(rnn_input):
     """The teacher-forced log q of the guide's samples equals the log q the reparameterised pass computed while
-    drawing them (discrete and continuous parts), and absent steps are stored as zeros."""
+    drawing them (discrete and continuous parts), and absent steps are stored as zeros; for the ws_air RNN input
+    (the image) and Eslami et al.'s (the image and the previous step's latents)."""
+    air = build_model("air", seeds=(0, 1), rnn_input=rnn_input)
     torch.manual_seed(1)
     x = batch(air)
     z, log_d, log_c = air.guide_rsample_structured(x, 3)
