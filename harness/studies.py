@@ -354,10 +354,10 @@ class RBMTask(SBNTask):
 
     """
 
+    defaults = RBM_DEFAULTS
+
     def __init__(self, model, cell):
-        cell_options = dict(cell.study_options)
         super().__init__(model, cell)
-        self.options = {**RBM_DEFAULTS, **cell_options}
         #: a directed model in the study (DVAE++ Table 2's directed-prior columns) is evaluated as SBNTask does
         self.boltzmann = UNNORMALISED_PRIOR in capabilities(model)
         self.pretrained = {}
