@@ -9,10 +9,11 @@ Conventions
 * SBN: ``linear1`` (784–200 linear sigmoid belief net) on the embedded ``mnist5k-bern0`` data
   (loaded from its disk cache; about 0.1 s), R = 1 seed, batch 24 drawn uniformly from the
   training images per step, as ``harness.studies.SBNTask`` does.
-* One training step = what ``harness.runner.train_cell`` does per iteration minus its
-  bookkeeping: fresh batch, ``estimator.gradients`` (θ, φ and the estimator's own parameters),
-  ``p.grad = g``, one Adam step (``make_optimiser``, own parameters at the estimator's
-  learning-rate multiplier).  ``benchmarks/sbn_step.py`` also times the runner itself.
+* One training step = ``harness.runner.TrainingStep``, the very object ``train_cell`` calls per iteration:
+  schedules, fresh batch, ``estimator.gradients`` (θ, φ and the estimator's own parameters), the
+  per-replicate finiteness bookkeeping, ``p.grad = g``, one Adam step (``make_optimiser``, own
+  parameters at the estimator's learning-rate multiplier).  ``benchmarks/sbn_step.py`` also times
+  ``train_cell`` itself (with the task's trajectory hook and the evaluations' bookkeeping).
 * Every estimator in ``estimators.names()`` is included; pairs whose ``check(model, K)`` raises
   ``IncompatibleError`` are skipped (asv: ``NotImplementedError`` in ``setup``).
 """
@@ -33,7 +34,7 @@ import torch  # noqa: E402
 
 from estibench import estimators  # noqa: E402
 from estibench import models  # noqa: E402
-from estibench.harness.runner import make_optimiser  # noqa: E402
+from estibench.harness.runner import TrainingStep, make_optimiser  # noqa: E402
 
 GMM_SEEDS = tuple(range(10))
 GMM_BATCH = 100
@@ -127,21 +128,29 @@ def bind(name, model, K):
     return est
 
 
-class Trainer:
-    """The runner's per-iteration work (see the module docstring), as one callable."""
+class _Batches:
+    """A task that only supplies training batches (``TrainingStep`` asks nothing else of it)."""
 
-    def __init__(self, model, est, batch, K, lr=1e-3):
+    def __init__(self, batch):
+        self.train_batch = batch
+
+
+class Trainer:
+    """The runner's per-iteration work (``harness.runner.TrainingStep``, see the module docstring), as one
+    callable; ``compile`` is the runner's ``--compile`` mode."""
+
+    def __init__(self, model, est, batch, K, lr=1e-3, compile="off"):
         self.model, self.est, self.batch, self.K = model, est, batch, K
         own = list(est.parameters())
         self.params = list(model.parameters()) + own
         self.opt = make_optimiser(list(model.parameters()), lr, own, getattr(est, "own_lr_multiplier", 1.0))
+        # a long nominal budget: the schedules stay at their start, as a benchmark's few hundred steps would
+        self.step = TrainingStep(model, est, _Batches(batch), K, 10 ** 9, self.opt, self.params, compile=compile)
+        self.it = 0
 
     def __call__(self):
-        x = self.batch()
-        grads, own, _ = self.est.gradients(self.model, x, self.K)
-        for p, g in zip(self.params, grads + own):
-            p.grad = g
-        self.opt.step()
+        self.it += 1
+        self.step(self.it)
 
 
 def mean_variance(draws: torch.Tensor) -> float:

@@ -6,7 +6,7 @@ tidy table compared value by value with the first one's (same cell keys).
 Runs (8 small GMM cells each, ``run_all.py`` as a user would): the reference (``--jobs 1 --threads 1``),
 the same command again, ``--jobs 2``, and ``--threads 2``.  For each it prints how many values differ
 from the reference and the largest relative difference, over every metric except the timings
-(:data:`TIMINGS`, which differ from run to run by nature).
+(:data:`TIMINGS`: time and memory, which differ from run to run by nature).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 SWEEP = ["--estimators", "ws,ww,vimco,reinforce", "--particles", "2,5", "--seeds", "2", "--iterations", "400",
          "--eval-every", "100", "--device", "cpu", "--no-report"]
 #: metrics that measure time, left out of the comparison
-TIMINGS = ("sec_per_iter",)
+TIMINGS = ("sec_per_iter", "peak_memory_mb")  # harness.definitions.MEASUREMENTS (this script also runs old checkouts)
 RUNS = {"reference (--jobs 1 --threads 1)": [], "same command again": [], "--jobs 2": ["--jobs", "2"],
         "--threads 2": ["--threads", "2"]}
 

@@ -110,6 +110,9 @@ class Estimator(nn.Module, abc.ABC):
     generative_target: str = "iwae"
     unbiased: bool = True
     own_lr_multiplier: float = 1.0
+    #: True when :meth:`gradients` differentiates the estimate itself (a variance objective for the estimator's
+    #: own parameters: REBAR, RELAX); ``--compile`` then leaves the estimator eager (harness.runner)
+    second_order: bool = False
     bound_replicates = None
 
     @property
@@ -245,7 +248,8 @@ def one_of(*implementations) -> type:
         "handles": frozenset().union(*(i.handles for i in implementations)),  # what some implementation handles
         "guide_target": first.guide_target, "generative_target": first.generative_target,
         "unbiased": first.unbiased, "min_particles": min(i.min_particles for i in implementations),
-        "variants": first.variants, "display_name": first.display_name, "cost_hint": first.cost_hint})
+        "variants": first.variants, "display_name": first.display_name, "cost_hint": first.cost_hint,
+        "second_order": any(i.second_order for i in implementations)})
     return family
 
 

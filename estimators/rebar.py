@@ -393,6 +393,7 @@ class Rebar(Estimator):
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
     own_lr_multiplier = 10.0
+    second_order = True  # η and λ follow ∇‖ĝ_φ‖²
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, learn: bool = True, variant: str = "paper",
                  noise=None, relaxation=None, layerwise=None, baseline=None, eta_param=None, theta_cv=None,

@@ -74,6 +74,7 @@ def gumbel_pair(log_probs: torch.Tensor, num_particles: int):
 class RelaxOptions(Estimator):  # the options of ``relax``, shared by both implementations
     display_name = "RELAX"
     cost_hint = 6.0
+    second_order = True  # ρ (and λ, η) follow ∇‖ĝ_φ‖²
     variants = ("paper", "relax_code")
 
     def __init__(self, hidden=(16, 16), temperature: float = 0.5, eta: float = 1.0, learn: bool = True,

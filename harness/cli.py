@@ -18,7 +18,7 @@ import torch
 from estibench import estimators
 from estibench.models.registry import Registry, UnknownNameError
 
-from .runner import CONFIG_VERSION, Cell, resolve_device
+from .runner import COMPILE_MODES, CONFIG_VERSION, Cell, compile_refusal, resolve_device
 from .store import Store, StoreError
 from estibench import studies as study_registry
 from .sweep import BACKENDS, check_backend, plan, run_sweep
@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
     p.add_argument("--out", help="output folder for the store, metrics.csv, report.md and figures "
                                  "(default: results/SUITE)")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile the training step's surrogate (default: off; 'reduce-overhead' adds CUDA "
+                        "graphs on a GPU); estimators with second-order gradients (REBAR, RELAX) run eagerly; a "
+                        "compiled cell is a different cell in the store")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel through joblib (default: 1)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per worker (default: 1; the GMM's tensors are too small to share)")
@@ -293,10 +297,11 @@ def make_cells(args) -> List[Cell]:
                        model_options={**part.get("model_options", {}), **variant, **model_options},
                        estimator_options=options, batch_size=batch_size, lr=lr,
                        eval_every=min(eval_every, iterations), study_options=dict(part.get("study_options", {})),
-                       device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset_name)
+                       device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset_name,
+                       compile=getattr(args, "compile", "off"))
                   for variant in variants for name, options in specs for k in particles]
     # refuse unknown names, incompatible pairs and missing data before any work starts
-    probes = {}
+    probes, eager_under_compile = {}, set()
     for cell in cells:
         try:
             ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
@@ -305,6 +310,9 @@ def make_cells(args) -> List[Cell]:
                 probes[ident] = build_model(cell.model, seeds=(0,), **cell.model_options)
             est = estimators.get(cell.estimator, **cell.estimator_options)
             est.check(probes[ident], cell.particles)
+            if cell.compile != "off" and compile_refusal(est, cell.compile):
+                cell.compile = "off"  # the same computation as an eager cell (its key says so)
+                eager_under_compile.add(cell.label())
             from .runner import make_optimiser
             make_optimiser([torch.zeros(1, requires_grad=True)], cell.lr, options=cell.optimiser)
         except (UnknownNameError, ValueError) as err:
@@ -316,6 +324,9 @@ def make_cells(args) -> List[Cell]:
         except (ArithmeticError, LookupError, AttributeError, OSError) as err:  # a setting the code cannot use
             raise UsageError(f"{cell.label()} / model options {cell.model_options}: cannot build with these "
                              f"settings ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if eager_under_compile:
+        print(f"{prog()}: note: --compile leaves {', '.join(sorted(eager_under_compile))} eager (second-order "
+              f"gradients)", file=sys.stderr)
     return cells
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
+#: metrics that measure how a cell ran (time, memory), not what it computed: they differ between two runs of the
+#: same cell and are left out wherever two runs' numbers are compared
+MEASUREMENTS = ("sec_per_iter", "peak_memory_mb")
+
 METRIC_DEFINITIONS: Dict[str, str] = {
     "model_error": "‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3)",
     "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over the M fixed test points (option test_points, "
@@ -91,7 +95,9 @@ METRIC_DEFINITIONS: Dict[str, str] = {
                        "(REBAR's plot; docs/conventions.md, convention 2)",
     "grad_logvar_ema_undebiased": "the same without the bias correction (zero-started EMAs, low by about "
                                   "1 − 0.999ⁿ plus a mean² term): cells stored before the correction; not plotted",
-    "peak_memory_mb": "peak memory of the worker process: CUDA max allocated on a GPU, peak RSS on the CPU (MiB)",
+    "peak_memory_mb": "peak memory while the cell ran, recorded by the runner for every cell at its last iteration: "
+                      "CUDA max allocated on a GPU; on the CPU the worker process's peak resident set size, reset "
+                      "when the cell starts (Linux /proc/self/clear_refs; elsewhere the process's peak so far) (MiB)",
     "diverged_at": "the first iteration at which this seed's loss or gradients were NaN/inf",
 }
 

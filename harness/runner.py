@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from torch.distributions import Distribution
 
 from estibench import estimators
 from estibench import models
@@ -87,6 +88,10 @@ class Cell:
     #: the suite preset these settings came from (recorded beside the cell, like the device, not part of
     #: its identity: two presets with the same settings are the same computation); "" when none
     preset: str = ""
+    #: ``torch.compile`` mode of the training step's surrogate (:data:`COMPILE_MODES`; "off": eager).  Part of
+    #: the cell's identity when on (compiled kernels round differently), absent when off so that eager cells
+    #: keep their keys
+    compile: str = "off"
 
     def config(self) -> dict:
         cfg = dataclasses.asdict(self)
@@ -94,6 +99,8 @@ class Cell:
         cfg.pop("preset")  # the settings are in the identity; the preset's name is recorded beside them
         if not cfg["optimiser"]:  # absent when default, so existing cells keep their keys
             cfg.pop("optimiser")
+        if cfg["compile"] == "off":  # likewise
+            cfg.pop("compile")
         cfg["seeds"] = list(self.seeds)
         cfg["config_version"] = CONFIG_VERSION
         version = numerics_version(self.study, self.estimator)
@@ -156,11 +163,92 @@ def make_optimiser(params, lr: float, own_params=(), own_lr_multiplier: float = 
     own_decay = options.pop("own_weight_decay", options.get("weight_decay", 0.0))
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
+    # foreach: one multi-tensor kernel per Adam operation instead of one per parameter tensor (bit-identical
+    # to the per-tensor loop, benchmarks/same_numbers.py; torch's default on the CPU is the loop)
+    options.setdefault("foreach", True)
     if not own_params or (own_lr_multiplier == 1.0 and own_decay == options.get("weight_decay", 0.0)):
         return torch.optim.Adam(list(params) + own_params, lr=lr, **options)
     groups = [{"params": list(params)},
               {"params": own_params, "lr": lr * own_lr_multiplier, "weight_decay": own_decay}]
     return torch.optim.Adam(groups, lr=lr, **options)
+
+
+#: the modes of ``--compile`` ("off": eager; the others are ``torch.compile`` modes; "reduce-overhead" adds CUDA
+#: graphs on a GPU)
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+def compile_refusal(estimator, mode: str) -> Optional[str]:
+    """Why ``estimator``'s training step cannot be compiled in ``mode`` (None: it can)."""
+    if mode not in COMPILE_MODES:
+        return f"unknown compile mode {mode!r}; choose {', '.join(COMPILE_MODES)}"
+    if mode != "off" and estimator.second_order:
+        return (f"estimator {estimator.name!r} differentiates its own gradient estimate (second order), which "
+                f"torch.compile's autograd does not support; it runs eagerly")
+    return None
+
+
+def compile_surrogate(estimator, mode: str) -> None:
+    """Replace ``estimator.surrogate`` (on this instance) by its ``torch.compile`` form.
+
+    Inductor is told to draw random numbers through eager torch's generator (``fallback_random``), so a
+    compiled cell consumes the same random stream as the eager one and differs from it only by the rounding
+    of fused kernels (tests/test_speed.py checks the agreement).  θ/φ gradients come from the compiled
+    graph's own backward (AOTAutograd)."""
+    import torch._inductor.config as inductor_config
+    inductor_config.fallback_random = True
+    estimator.surrogate = torch.compile(estimator.surrogate, mode=None if mode == "default" else mode,
+                                        dynamic=False)
+
+
+class TrainingStep:
+    """One training iteration of a cell, the runner's loop body as one object (benchmarks time this very
+    step): the schedules' progress, a training batch from the task, the estimator's gradients, per-replicate
+    finiteness bookkeeping, the task's optional ``observe`` hook (trajectory statistics), one Adam step.
+
+    Nothing in it reads a tensor back to the host (tests/test_speed.py counts): the first non-finite
+    iteration of each replicate is kept on the device (``first_bad``, −1 while finite) and the training
+    objective summed there (``objective_sum``), both read by the runner only at evaluations."""
+
+    def __init__(self, model, estimator, task, particles: int, iterations: int, optimiser, params,
+                 compile: str = "off"):
+        self.model, self.estimator, self.task, self.particles = model, estimator, task, particles
+        self.optimiser, self.params = optimiser, list(params)
+        self.span = max(1, iterations - 1)
+        self.R = model.replicates
+        self.observe = getattr(task, "observe", None)  # optional per-step hook (trajectory statistics)
+        self.first_bad = torch.full((self.R,), -1, dtype=torch.long, device=model.device)
+        self.objective_sum = torch.zeros(self.R, device=model.device)
+        if compile != "off" and compile_refusal(estimator, compile) is None:
+            compile_surrogate(estimator, compile)
+
+    def __call__(self, it: int) -> None:
+        # torch.distributions checks its arguments by default, and a check reads a tensor back to the host (a
+        # device synchronisation); classes that build an inner distribution (ExpRelaxedCategorical,
+        # OneHotCategorical) do not pass their own validate_args=False on, so the step turns the default off
+        validate = Distribution._validate_args
+        Distribution.set_default_validate_args(False)
+        try:
+            self._step(it)
+        finally:
+            Distribution.set_default_validate_args(validate)
+
+    def _step(self, it: int) -> None:
+        progress = (it - 1) / self.span
+        self.estimator.set_progress(progress)
+        self.model.set_progress(progress)
+        x = self.task.train_batch()
+        model_grads, own_grads, objective = self.estimator.gradients(self.model, x, self.particles)
+        grads = model_grads + own_grads
+        objective = objective.detach()
+        bad = _nonfinite_per_replicate(objective, grads, self.R)
+        self.first_bad.masked_fill_(bad & (self.first_bad < 0), it)
+        if self.observe is not None:
+            self.observe(model_grads)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.optimiser.step()
+        self.objective_sum += objective
 
 
 def machine_description() -> str:
@@ -189,15 +277,45 @@ class Diverged(Exception):
         self.iteration = iteration
 
 
-def _finite_per_replicate(objective: torch.Tensor, grads: List[torch.Tensor], R: int) -> torch.Tensor:
-    ok = torch.isfinite(objective)
-    for g in grads:
-        ok = ok & torch.isfinite(g.reshape(R, -1).sum(1))
-    return ok
+def _nonfinite_per_replicate(objective: torch.Tensor, grads: List[torch.Tensor], R: int) -> torch.Tensor:
+    """``[R]``: True where replicate r's objective or any of its gradient entries is not finite (a non-finite
+    entry makes its tensor's per-replicate sum non-finite; one stack and one test for all tensors)."""
+    sums = torch.stack([objective, *(g.reshape(R, -1).sum(1) for g in grads)])
+    return ~torch.isfinite(sums).all(0)
 
 
 def _params_finite(params) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a new peak-memory window for :func:`peak_memory_mb`; False where the platform cannot (the CPU off
+    Linux: the process's peak so far is what it can report)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:  # "5": reset the peak RSS (VmHWM), Linux ≥ 4.0
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """MiB: CUDA max allocated since :func:`reset_peak_memory` on a GPU; on the CPU the peak RSS (VmHWM) since
+    then, or the process's ``ru_maxrss`` where /proc is absent."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def _finite_rows(rows):
@@ -209,6 +327,7 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
     device = resolve_device(cell.device)
     started = time.perf_counter()
     fork = [device] if device.type == "cuda" else []
+    reset_peak_memory(device)
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(cell.rng_seed())
         model, estimator = build(cell, device)
@@ -220,9 +339,9 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         rows: List[Tuple[int, int, str, float]] = []
         rows += task.evaluate(model, estimator, 0)
         rows += task.final_evaluate(model, estimator, 0)
-        observe = getattr(task, "observe", None)  # optional per-step hook (trajectory statistics)
-        objective_sum = torch.zeros(R, device=device)
-        first_bad = torch.full((R,), -1, dtype=torch.long, device=device)
+        step = TrainingStep(model, estimator, task, cell.particles, cell.iterations, optimiser, params,
+                            compile=cell.compile)
+        first_bad = step.first_bad
         n = cell.iterations
         train_time, window_start, window = 0.0, time.perf_counter(), 0
         iterator = range(1, n + 1)
@@ -233,19 +352,7 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         it = 0
         try:
             for it in iterator:
-                estimator.set_progress((it - 1) / max(1, n - 1))
-                model.set_progress((it - 1) / max(1, n - 1))
-                x = task.train_batch()
-                model_grads, own_grads, objective = estimator.gradients(model, x, cell.particles)
-                grads = model_grads + own_grads
-                ok = _finite_per_replicate(objective.detach(), grads, R)
-                first_bad = torch.where((first_bad < 0) & ~ok, torch.full_like(first_bad, it), first_bad)
-                if observe is not None:
-                    observe(model_grads)
-                for p, g in zip(params, grads):
-                    p.grad = g
-                optimiser.step()
-                objective_sum += objective.detach()
+                step(it)
                 window += 1
                 if it % cell.eval_every == 0 or it == n:
                     if device.type == "cuda":
@@ -255,13 +362,15 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
                     if bool((first_bad >= 0).any()):
                         raise Diverged(int(first_bad[first_bad >= 0].min()))
                     extra = {"sec_per_iter": torch.full((R,), elapsed / window),
-                             "train_objective": objective_sum / window}
+                             "train_objective": step.objective_sum / window}
                     rows += task.evaluate(model, estimator, it, extra)
-                    objective_sum.zero_()
+                    step.objective_sum.zero_()
                     window, window_start = 0, time.perf_counter()
             rows += task.final_evaluate(model, estimator, n)
             produce = getattr(task, "final_artifacts", None)  # optional task hook, after every metric
             artifacts = produce(model) if produce is not None else None
+            peak = peak_memory_mb(device)
+            rows += [(seed, n, "peak_memory_mb", peak) for seed in model.seeds]
         except Diverged as err:
             return _diverged(cell, rows, started, train_time, it, device, err.iteration, first_bad, model.seeds)
         except Exception:

@@ -18,7 +18,7 @@ whether it ``finished``, was ``interrupted`` or ``failed``).  :meth:`Store.table
 row of done and diverged cells as one tidy pandas table (columns :data:`TABLE_COLUMNS`: study, model,
 estimator, label, particles, seed, iteration, metric, value, the cell's key and every setting of the
 cell — model name and options, dataset, estimator options, iterations, evaluation interval, batch
-size, lr, optimiser, study options, preset, configuration and numerics versions).  The torch thread
+size, lr, optimiser, study options, preset, configuration and numerics versions, compile mode).  The torch thread
 count a cell ran with is recorded beside it (``threads``), not in its identity.
 
 Reliability (each guarantee has a test in ``tests/test_reliability.py``)
@@ -60,7 +60,7 @@ import pandas as pd
 from estibench import files
 from estibench.files import pid_alive
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 FILENAME = "results.sqlite"
 #: seconds one SQLite call waits for a lock before the retry loop takes over
 BUSY_TIMEOUT_S = 5.0
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS cells (
     finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1,
     model_name TEXT, dataset TEXT, model_options TEXT, estimator_options TEXT, iterations INTEGER,
     eval_every INTEGER, batch_size INTEGER, lr REAL, optimiser TEXT, study_options TEXT, preset TEXT,
-    config_version INTEGER, numerics_version INTEGER, threads INTEGER
+    config_version INTEGER, numerics_version INTEGER, threads INTEGER, compile TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS claims (
 SETTING_TYPES = {"model_name": "TEXT", "dataset": "TEXT", "model_options": "TEXT", "estimator_options": "TEXT",
                  "iterations": "INTEGER", "eval_every": "INTEGER", "batch_size": "INTEGER", "lr": "REAL",
                  "optimiser": "TEXT", "study_options": "TEXT", "preset": "TEXT", "config_version": "INTEGER",
-                 "numerics_version": "INTEGER"}
+                 "numerics_version": "INTEGER", "compile": "TEXT"}
 SETTING_COLUMNS = tuple(SETTING_TYPES)
 #: the tidy table's columns, in order
 TABLE_COLUMNS = ("study", "model", "estimator", "label", "particles", "seed", "iteration", "metric", "value",
@@ -144,7 +144,8 @@ def settings_of(config: dict, preset: Optional[str] = None) -> dict:
             "optimiser": _json_setting(config.get("optimiser")),
             "study_options": _json_setting(config.get("study_options")),
             "preset": preset, "config_version": _maybe(int, config.get("config_version")),
-            "numerics_version": int(config.get("numerics_version", 1))}
+            "numerics_version": int(config.get("numerics_version", 1)),
+            "compile": str(config.get("compile", "off"))}
 
 
 def _identity(config: dict) -> str:
@@ -276,7 +277,7 @@ class Store:
             raise StoreError(f"{self.path} is an SQLite file but not an estibench results store")
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         version = int(row[0]) if row else None
-        if version not in (1, 2, 3, 4, 5, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, 5, 6, SCHEMA_VERSION):
             raise StoreError(f"{self.path} was written by store schema {version}, this is {SCHEMA_VERSION}")
         return version
 
@@ -331,6 +332,8 @@ class Store:
         if version <= 4:
             self._upgrade_from_4(conn)
         # 5 → 6 is additive: the ``artifacts`` table, created whole by ``_create``
+        if version <= 6:
+            self._upgrade_from_6(conn)
         conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @staticmethod
@@ -429,6 +432,15 @@ class Store:
             for column in columns:
                 if have and column.split()[0] not in have:  # (a missing table is created whole)
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+    @staticmethod
+    def _upgrade_from_6(conn):
+        """Schema 6 → 7 is additive: the ``compile`` setting column (``--compile``: the torch.compile mode of
+        the training step, part of a compiled cell's key); every older cell ran eagerly: 'off'."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+        if have and "compile" not in have:
+            conn.execute("ALTER TABLE cells ADD COLUMN compile TEXT")
+        conn.execute("UPDATE cells SET compile = 'off' WHERE compile IS NULL")
 
     def close(self):
         self._close_quietly()

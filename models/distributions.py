@@ -25,7 +25,9 @@ class Categorical(_TorchCategorical):
     def sample(self, sample_shape=torch.Size()):
         sample_shape = torch.Size(sample_shape)
         with torch.no_grad():
-            cdf = self.probs.cumsum(-1)
+            cdf = self.__dict__.get("_cdf")
+            if cdf is None:  # computed once per distribution object (its probabilities do not change)
+                cdf = self._cdf = self.probs.cumsum(-1)
             n = sample_shape.numel()
             u = torch.rand(*self.batch_shape, n, 1, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:].unsqueeze(-1)
             # index of the first CDF entry above u = number of entries at or below it

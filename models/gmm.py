@@ -154,8 +154,13 @@ class GMM(LatentVariableModel):
 
     @torch.no_grad()
     def sample(self, n: int):
-        prior = Categorical(logits=self.prior_logits().unsqueeze(-2).expand(self.replicates, n, self.num_clusters),
-                            validate_args=False)
-        z = prior.sample()
+        # the prior for n draws, rebuilt only when θ changed (its version counter) or n did: a frozen model (the
+        # true model drawing every training batch) builds it once; the draws are the same either way
+        ident = (n, self.theta._version, self.theta.data_ptr(), self.theta.device, self.theta.dtype)
+        cached = self.__dict__.get("_prior_cache")
+        if cached is None or cached[0] != ident:
+            logits = self.prior_logits().unsqueeze(-2).expand(self.replicates, n, self.num_clusters)
+            cached = self.__dict__["_prior_cache"] = (ident, Categorical(logits=logits, validate_args=False))
+        z = cached[1].sample()
         x = self.means[z] + self.std * torch.randn(z.shape, device=z.device, dtype=self.dtype)
         return z, x
