@@ -34,3 +34,17 @@ class Categorical(_TorchCategorical):
             idx = (cdf.unsqueeze(-2) <= u).sum(-1).clamp_(max=self._num_events - 1)
             idx = idx.movedim(-1, 0).reshape(*sample_shape, *self.batch_shape)
         return idx
+
+    def sample_along(self, n: int) -> torch.Tensor:
+        """For batch shape ``[..., 1]``: n draws along that last batch dim, ``[..., n]``; the same uniforms in the
+        same order, hence the same draws, as ``sample()`` of this distribution expanded to batch ``[..., n]``."""
+        if self.batch_shape[-1:] != torch.Size([1]):
+            raise ValueError(f"sample_along needs a batch shape ending in 1, got {tuple(self.batch_shape)}")
+        with torch.no_grad():
+            cdf = self.__dict__.get("_cdf")
+            if cdf is None:
+                cdf = self._cdf = self.probs.cumsum(-1)  # [..., 1, C]
+            u = torch.rand(*self.batch_shape[:-1], n, 1, 1, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:].unsqueeze(-1)
+            idx = (cdf.unsqueeze(-2) <= u).sum(-1).clamp_(max=self._num_events - 1)  # [..., n, 1]
+        return idx.squeeze(-1)
+

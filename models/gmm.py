@@ -154,13 +154,15 @@ class GMM(LatentVariableModel):
 
     @torch.no_grad()
     def sample(self, n: int):
-        # the prior for n draws, rebuilt only when θ changed (its version counter) or n did: a frozen model (the
-        # true model drawing every training batch) builds it once; the draws are the same either way
-        ident = (n, self.theta._version, self.theta.data_ptr(), self.theta.device, self.theta.dtype)
+        # one prior row per replicate, [R, 1, C], drawn n times: the same uniforms in the same order as a prior
+        # expanded to [R, n, C] (which normalised and summed R·n identical rows), so the same draws.  Rebuilt only
+        # when θ changed (its version counter): a frozen model (the true model drawing every training batch)
+        # builds it once
+        ident = (self.theta._version, self.theta.data_ptr(), self.theta.device, self.theta.dtype)
         cached = self.__dict__.get("_prior_cache")
         if cached is None or cached[0] != ident:
-            logits = self.prior_logits().unsqueeze(-2).expand(self.replicates, n, self.num_clusters)
-            cached = self.__dict__["_prior_cache"] = (ident, Categorical(logits=logits, validate_args=False))
-        z = cached[1].sample()
+            cached = self.__dict__["_prior_cache"] = (
+                ident, Categorical(logits=self.prior_logits().unsqueeze(-2), validate_args=False))
+        z = cached[1].sample_along(n)
         x = self.means[z] + self.std * torch.randn(z.shape, device=z.device, dtype=self.dtype)
         return z, x
