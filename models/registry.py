@@ -69,6 +69,15 @@ def _signature(factory) -> Optional[inspect.Signature]:
         return None
 
 
+def _init_owner(cls) -> str:
+    """The module of the class in ``cls``'s MRO that defines the ``__init__`` it runs.  By owner, not by
+    the function's name: once ``torch.compile`` has run, ``nn.Module.__init__`` is a dynamo wrapper."""
+    for klass in getattr(cls, "__mro__", ()):
+        if "__init__" in vars(klass):
+            return klass.__module__
+    return ""
+
+
 def _kind_of(default, annotation) -> Optional[str]:
     """What an option takes, from its default value (else its annotation's text)."""
     if isinstance(default, bool):
@@ -114,9 +123,8 @@ def check_options(factory, options: dict, who: str) -> None:
     if signature is None:
         return
     params = signature.parameters
-    init = getattr(getattr(factory, "implementations", (factory,))[0], "__init__", None)
-    if getattr(init, "__qualname__", "").startswith("Module."):  # torch's own __init__: the class takes no options
-        params = {}
+    if _init_owner(getattr(factory, "implementations", (factory,))[0]).startswith("torch."):
+        params = {}  # torch's own __init__ (nn.Module's, or the wrapper torch.compile installs on it): no options
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for name, value in options.items():
         param = params.get(name)

@@ -157,3 +157,14 @@ def test_a_compiled_step_is_the_eager_step_up_to_rounding():
     for a, b in zip(out["off"][1], out["default"][1]):  # relative to each tensor's norm: the score-function terms
         # multiply the bound (about −800 here) by ∇ log q, so its rounding moves near-zero entries relatively more
         assert float((a - b).norm()) <= 1e-5 * float(a.norm()) + 1e-6, (float((a - b).norm()), float(a.norm()))
+
+
+def test_unknown_options_are_still_refused_after_torch_compile_has_run():
+    """torch.compile replaces ``nn.Module.__init__`` by a wrapper of its own; the option check must still see
+    that an estimator without an ``__init__`` of its own takes no options (once it did not, and the factory's
+    raw TypeError reached the user)."""
+    torch.compile(lambda x: x * 2)(torch.ones(3))
+    with pytest.raises(TypeError, match="has no option 'delta'"):
+        estimators.REGISTRY.get("ww", delta=0.1)
+    with pytest.raises(TypeError, match="has no option 'bogus'"):
+        estimators.REGISTRY.get("rebar", bogus=1)
