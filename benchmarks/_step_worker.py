@@ -7,7 +7,8 @@ checkout on sys.path runs it (the GMM study's task for the batches; ``harness.ru
 checkout has it, else the loop body of its ``train_cell``, rebuilt below line for line), one torch thread, and
 runs 10 warm-up steps, answering ``ok``; ``run N`` runs N steps of
 the cell set up last and answers the seconds taken; ``eval`` times one evaluation of the GMM study's task
-(``harness.studies.GMMTask.evaluate``) and answers its seconds; ``quit`` ends.
+(``harness.studies.GMMTask.evaluate``) and answers its seconds; ``where`` answers the file of the
+``harness.runner`` it imported (the driver checks each worker runs its own checkout); ``quit`` ends.
 """
 import sys
 import time
@@ -38,7 +39,15 @@ def old_step(runner, model, estimator, task, K, optimiser, params):
     return step
 
 
+def use_checkout_on_sys_path():
+    """Import estibench from the checkout on ``PYTHONPATH`` only: setuptools' editable finder (a ``sys.meta_path``
+    entry) answers any ``estibench.*`` name the checkout lacks with the installed checkout's module, so an old
+    revision missing a module would silently run today's code instead of failing."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+
+
 def main():
+    use_checkout_on_sys_path()
     import torch
     torch.set_num_threads(1)
     from estibench.harness import runner
@@ -79,6 +88,8 @@ def main():
             start = time.perf_counter()
             task.evaluate(model, est, 1000)
             print(time.perf_counter() - start, flush=True)
+        elif words[0] == "where":
+            print(runner.__file__, flush=True)
         elif words[0] == "quit":
             return
 

@@ -110,6 +110,10 @@ def main(argv=None):
     load_before = load_average()
     started = time.perf_counter()
     workers = {"before": Worker(old_tree), "after": Worker(ROOT)}
+    for tree, w in ((old_tree, workers["before"]), (ROOT, workers["after"])):
+        where = w.ask("where")  # each worker must run its own checkout's code
+        if not os.path.realpath(where).startswith(os.path.realpath(tree) + os.sep):
+            raise RuntimeError(f"a worker for {tree} imported {where}")
     committed = committed_cells()
     rows, projected = [], []
     try:

@@ -9,7 +9,10 @@ out.  Used for issue 9: 12 cells (4 GMM, 5 SBN, 3 enumerable SBN) bit-identical 
 of metrics that only B has (a new metric) are listed, not counted as a difference; every row of A must be
 in B with the same value.
 """
-import json, sys
+import json, os, sys
+if os.environ.get("PYTHONPATH"):  # the checkout on PYTHONPATH only: an editable install's sys.meta_path finder would
+    # answer any estibench.* name that checkout lacks with the installed checkout's module
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
 try:  # the old layout first (PYTHONPATH=<old checkout>)
     from harness.runner import Cell, train_cell
     from harness.studies import TASKS

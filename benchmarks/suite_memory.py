@@ -31,10 +31,13 @@ from estibench.harness.studies import TASKS  # noqa: E402
 LIMIT_MB = 4000 * 1e6 / 2 ** 20  # 4 GB in MiB
 
 
-def heaviest(cells):
-    """Per (study, model, model options): the cell of largest K, then largest cost hint."""
+def heaviest(cells, only=None):
+    """Per (study, model, model options): the cell of largest K, then largest cost hint (among ``only``'s
+    estimators if given)."""
     best = {}
     for cell in cells:
+        if only and cell.estimator not in only:
+            continue
         ident = (cell.study, cell.model, str(sorted(cell.model_options.items())))
         score = (cell.particles, estimators.get(cell.estimator).cost_hint)
         if ident not in best or score > best[ident][0]:
@@ -45,6 +48,7 @@ def heaviest(cells):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suites", default="gmm,sbn,rbm,vae,air")
+    p.add_argument("--estimators", help="comma-separated: choose each part's cell among these estimators only")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "suite_memory.md"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -53,7 +57,7 @@ def main(argv=None):
     rows = []
     for suite in args.suites.split(","):
         cells = make_cells(parser().parse_args(["--suite", suite, "--device", "cpu"]))
-        for cell in heaviest(cells):
+        for cell in heaviest(cells, args.estimators.split(",") if args.estimators else None):
             cell = dataclasses.replace(cell, iterations=2, eval_every=2)
             t0 = time.perf_counter()
             result = train_cell(cell, TASKS[cell.study])

@@ -169,3 +169,26 @@ def test_batched_draws_have_the_loops_distribution(kind, name, K):
     assert batched.shape == loop.shape
     ok, detail = _same_distribution(loop, batched)
     assert ok, detail
+
+
+# -- before/after workers ---------------------------------------------------------------------------------
+def test_a_before_worker_runs_its_own_checkout(tmp_path):
+    """``benchmarks/gmm_budget.py`` times an older revision in a worker started with that worktree on
+    ``PYTHONPATH``: its ``harness.runner`` must be that worktree's file, not this checkout's (which an editable
+    install's import finder or a stray ``sys.path`` entry would hand it, and the table would compare a revision
+    with itself)."""
+    if _head() is None:
+        pytest.skip("needs a git checkout")
+    tree = tmp_path / "tree"
+    made = subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    try:
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "_step_worker.py")], cwd=str(tree),
+                              env={**os.environ, "PYTHONPATH": str(tree)}, input="where\nquit\n",
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        where = os.path.realpath(proc.stdout.strip())
+        assert where.startswith(os.path.realpath(str(tree)) + os.sep), where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True, timeout=60)
