@@ -202,6 +202,20 @@ def header(command: str, extra: str = "", load_before: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def command_line(script: str, argv=None) -> str:
+    """The command that produced a record: ``python benchmarks/SCRIPT ARGS`` (``argv`` default: this process's)."""
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python", f"benchmarks/{os.path.basename(script)}", *args])
+
+
+def write_record(text: str, out: str) -> None:
+    """Print a Markdown record and write it to ``out`` (``"-"``: print only)."""
+    print(text)
+    if out != "-":
+        with open(out, "w") as fh:
+            fh.write(text)
+
+
 def markdown(rows, columns, floatfmt=".2f") -> str:
     import pandas as pd
     return pd.DataFrame(rows, columns=columns).to_markdown(index=False, floatfmt=floatfmt) + "\n"

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import (Trainer, bind, gmm_batcher, gmm_model, header, load_average, markdown,  # noqa: E402
                                sbn_batcher, sbn_model)
 
@@ -78,15 +79,12 @@ def main(argv=None):
             print(rows[-1], flush=True)
     columns = ["model", "estimator", "K", "eager ms/step", "compiled ms/step", "speed-up", "compile s",
                "break-even steps"]
-    command = "python benchmarks/compile_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"torch.compile(mode=None, dynamic=False) of the estimator's surrogate, inductor's CPU backend, "
              f"fallback_random; {args.rounds} rounds of {args.block}-step blocks, eager and compiled alternating; "
              f"GMM R = 10, batch 100; SBN linear1 R = 1, batch 24.  Whole run: {time.perf_counter() - started:.0f} s.")
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":

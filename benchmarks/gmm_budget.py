@@ -35,6 +35,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import header, load_average, markdown  # noqa: E402
 
 ESTIMATORS = ("ws", "ww", "dww", "reinforce", "vimco", "concrete", "relax")
@@ -141,7 +142,7 @@ def main(argv=None):
     committed_total = sum(r[-1] for r in rows if r[-1] == r[-1])
     columns = ["estimator", "K", f"before ({args.before}) ms/step", "after ms/step", "speed-up", "evaluation ms",
                "projected cell s", "committed study ms/step", "committed study cell s"]
-    command = "python benchmarks/gmm_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"Paper budget: {len(names)} estimators × K ∈ {{{', '.join(map(str, particles))}}}, R = {R} seeds per "
              f"cell, {ITERATIONS:,} iterations, {EVALUATIONS} evaluations.  Step times: {args.rounds} rounds of "
              f"{args.block}-step blocks per cell, before and after alternating, one torch thread each.  Whole run: "
@@ -150,11 +151,8 @@ def main(argv=None):
              f"final evaluations left out): {total / 60:.0f} min** (target ≤ 30 min; {sum(projected) / 60:.0f} "
              f"worker-minutes).  The committed study's cells took {committed_total / 60:.0f} worker-minutes in "
              f"all (their `wall_s`, measured on a loaded machine in an earlier session).")
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
+    write_record(text, args.out)
     return 0
 
 

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import (GMM_PARTICLES, bind, compatible, gmm_model, gmm_test_points, header,  # noqa: E402
                                load_average, markdown, mean_variance, sbn_fixed_batch, sbn_model)
 from estibench.harness.gradients import auto_chunk, gradient_draws, gradient_draws_batched  # noqa: E402
@@ -96,17 +97,14 @@ def main(argv=None):
         summary.append(f"{model_name}: speed-up median {statistics.median(ratios):.1f}×, "
                        f"range {min(ratios):.1f}–{max(ratios):.1f}×, ≥ 5× in {sum(x >= 5 for x in ratios)} "
                        f"of {len(ratios)} cases")
-    command = "python benchmarks/gradient_draws_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"{args.draws} φ-gradient draws at frozen parameters, R = 1, one torch thread.  Loop = "
              f"`gradient_draws` ({args.draws} plain backward passes of the estimator's surrogate); batched = "
              f"`gradient_draws_batched` with the automatic chunk (replicated parameters ≤ 2^21 elements and "
              f"chunk·R·B·K ≤ 2^17 per pass).  Target: batched ≥ 5× faster.  Whole run: "
              f"{time.perf_counter() - started:.0f} s.\n\n" + "  \n".join(summary))
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns, floatfmt=".3g")
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns, floatfmt=".3g")
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":

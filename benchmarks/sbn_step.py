@@ -56,6 +56,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import (SBN_BATCH, Trainer, bind, compatible, header, load_average, markdown,  # noqa: E402
                                sbn_batcher, sbn_data, sbn_model)
 # HandReinforce lives in handwritten_sbn.py and stays importable from here
@@ -269,7 +270,7 @@ def main(argv=None):
         verdict += (f"  Harness step ÷ own hand-written loop within target (≤ {OWN_TARGET['reinforce']:g}× for "
                     f"reinforce, ≤ {OWN_TARGET_DEFAULT:g}× for the others): **{met_count} of {len(own_hand)}**"
                     + (f"; not met: {', '.join(not_met)}" if not_met else "") + ".")
-    command = "python benchmarks/sbn_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"Linear SBN (784–200–784), batch 24 of mnist5k-bern0, K = 1, R = 1, CPU, one torch thread, Adam "
              f"lr 1e-3.  {WARMUP} warm-up steps each, then {rounds} rounds in which every contender runs "
              f"a block of {BLOCK} steps right after a block of {BLOCK} hand-written REINFORCE steps and, where "
@@ -279,7 +280,7 @@ def main(argv=None):
              f"{RUNNER_STEPS} iterations per estimator, each beside {RUNNER_STEPS} hand-written steps; the "
              f"ratio is the median over rounds.  Whole run: "
              f"{time.perf_counter() - started:.0f} s.\n\n{verdict}")
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
     if profiles:
         text += (f"\n### Profiles of the {len(profiles)} slowest harness steps\n\n"
                  + "torch.profiler over 20 steps (self time of ATen operators against the step's wall time: the "
@@ -289,10 +290,7 @@ def main(argv=None):
                    "(interpreter overhead; cProfile inflates it) and the time inside the autograd backward call "
                    "(C++ engine and the backward kernels).\n\n"
                  + markdown(prof_rows, prof_cols) + "\n" + prof_text + "\n")
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import header, load_average, markdown, sbn_data  # noqa: E402
 from benchmarks.handwritten_sbn import HANDWRITTEN  # noqa: E402
 from benchmarks.sbn_step import RunnerBlock, block, harness_trainer  # noqa: E402
@@ -181,17 +182,14 @@ def main(argv=None):
     columns = ["estimator", "estibench step (ms)"] + (["estibench runner (ms)"] if runners else []) + [
         "Storchastic step (ms)", "speed-up (Storchastic ÷ estibench step)", "min", "max", f"≥ {TARGET}×",
         "Storchastic finite", "hand-written step (ms)", "Storchastic ÷ hand-written"]
-    command = "python benchmarks/storchastic_sbn.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     methods = "\n".join(f"* {n}: `{desc}`" for n, desc in worker.info["methods"].items())
     extra = (f"Storchastic {worker.info['storchastic']} with torch {worker.info['torch']} in `{args.venv}` "
              f"({worker.info['threads']} thread); {args.rounds} rounds of {args.block}-step blocks, interleaved "
              f"(see the script's docstring).  Whole run: {time.perf_counter() - started:.0f} s.\n\n"
              f"Storchastic methods:\n\n{methods}\n")
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":

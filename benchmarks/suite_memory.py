@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import header, load_average, markdown  # noqa: E402
 from estibench import estimators  # noqa: E402
 from estibench.harness.cli import make_cells, parser  # noqa: E402
@@ -66,15 +67,12 @@ def main(argv=None):
                          "yes" if peak <= LIMIT_MB else "no", time.perf_counter() - t0])
             print(rows[-1], flush=True)
     columns = ["suite", "model", "estimator", "K", "seeds", "peak MiB", "≤ 4 GB", "seconds"]
-    command = "python benchmarks/suite_memory.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"Each cell trained for 2 iterations with its suite's default evaluation settings, one after another "
              f"in one process (the runner resets the peak at each cell's start).  4 GB = {LIMIT_MB:.0f} MiB.  "
              f"Whole run: {time.perf_counter() - started:.0f} s.")
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":

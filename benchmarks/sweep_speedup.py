@@ -25,6 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import header, load_average, markdown  # noqa: E402
 
 
@@ -79,17 +80,14 @@ def main(argv=None):
     one, two = statistics.median(results[1]), statistics.median(results[2])
     table = markdown(rows, ["--jobs", "wall s", "CPU s (all processes)", "cores used (CPU ÷ wall)",
                             "load average at start (1/5/15 min)", "run_all.py's summary"], floatfmt=".1f")
-    command = "python benchmarks/sweep_speedup.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"{cells} GMM cells: estimators {args.estimators} × K ∈ {{{args.particles}}}, {args.seeds} seeds "
              f"stacked per cell, {args.iterations} iterations, one evaluation at the end (plus the runner's "
              f"evaluations at iteration 0), `python run_all.py … --jobs N --threads 1 --no-report` into a "
              f"fresh folder.\n\n**Speed-up of --jobs 2 over --jobs 1: {one / two:.2f}×** "
              f"(median wall {one:.1f} s against {two:.1f} s; target ≥ 1.7×).")
-    text = header(command.strip(), extra, load_before) + "\n" + table
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + table
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":

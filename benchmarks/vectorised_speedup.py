@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import (GMM_PARTICLES, Trainer, bind, compatible, gmm_batcher, gmm_model,  # noqa: E402
                                header, load_average, markdown)
 
@@ -90,17 +91,14 @@ def main(argv=None):
     columns = ["estimator", "K", "single run ms/it"]
     for R in replicates:
         columns += [f"R={R} ms/it (cell)", f"R={R} ms/it per replicate", f"R={R} speed-up"]
-    command = "python benchmarks/vectorised_speedup.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     extra = (f"GMM cell (batch 100, fresh batch each step), the runner's step (gradients + Adam), one torch "
              f"thread; {WARMUP} warm-up steps per trainer, then {args.iterations // BLOCK} rounds of a {BLOCK}-step "
              f"block of each R ∈ {{1, {', '.join(map(str, replicates))}}}; ms/it = median block ÷ {BLOCK}.  "
              f"Speed-up per replicate = median over rounds of single block ÷ (cell block ÷ R).  Whole run: "
              f"{time.perf_counter() - started:.0f} s.")
-    text = header(command.strip(), extra, load_before) + "\n" + markdown(rows, columns)
-    print(text)
-    if args.out != "-":
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
+    write_record(text, args.out)
 
 
 if __name__ == "__main__":
