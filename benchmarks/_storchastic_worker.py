@@ -69,19 +69,17 @@ METHODS = {
               '(start 1.0) and one scalar η (start 1.0))',
               lambda: REBAR("z", n_samples=1)),
     # the example's "relax": Storchastic's RELAX without the REBAR part, c = η·c_phi(z) at the relaxed z only
-    # (less work per step than estibench's relax, whose control variate also evaluates f at the relaxed and
-    # conditional samples, as RELAX Eq. 8 / the authors' code do)
+    # (less work per step than estibench's Bernoulli relax, whose control variate c(z) = η·f̃(σ_λ(z)) + r_ρ(z)
+    # also evaluates the relaxed objective at the relaxed and conditional samples: estimators/relax.py)
     "relax": (f'storch.method.RELAX("z", n_samples=1, in_dim=({LATENTS},)) (the example\'s "relax", rebar=False: '
               f'control variate η·c_phi(z) only, c_phi = storch.method.relax.Baseline: Linear({LATENTS}, 50)–ReLU–'
               f'Linear(50, 1); learned temperature and scalar η, start 1.0)',
               lambda: RELAX("z", n_samples=1, in_dim=(LATENTS,))),
-    # the example's "relax_rebar" (REBAR's relaxed-cost control variate plus c_phi): not in the default set, it
-    # fails in storchastic 0.3.7 at any batch > 1.  With in_dim=(200,) as in the example, Baseline reshapes by
+    # not offered: the example's "relax_rebar" (RELAX(..., rebar=True), REBAR's relaxed-cost control variate plus
+    # c_phi) raises in storchastic 0.3.7 at batch 24.  With in_dim=(200,) as in the example, Baseline reshapes by
     # ``x.plate_dims``, which the plain tensor it gets inside ``compute_REBAR_cvs`` (a ``@storch.deterministic``
     # function) lacks (AttributeError); with in_dim=200, the plate-aligning assignment
     # ``c_phi_relaxed[_index1] = _c_phi_relaxed`` gets a [24, 24] tensor for a [1, 24, 1] slot (RuntimeError).
-    "relax_rebar": (f'storch.method.RELAX("z", n_samples=1, in_dim={LATENTS}, rebar=True)',
-                    lambda: RELAX("z", n_samples=1, in_dim=LATENTS, rebar=True)),
 }
 
 

@@ -119,6 +119,8 @@ def main(argv=None):
     p.add_argument("--no-runner", action="store_true", help="skip the train_cell column")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "storchastic_sbn.md"))
     args = p.parse_args(argv)
+    if args.rounds < 1 or args.block < 1:
+        p.error("--rounds and --block must be at least 1")
     names = args.estimators.split(",")
     unknown = [n for n in names if n not in BOTH]
     if unknown:
