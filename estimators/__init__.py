@@ -30,8 +30,19 @@ from .overlap_power import OverlapPower
 from .contrastive_rws import ContrastiveRWS
 from .gumbolt import GumBolt
 from .iwae import Iwae
+from .rloo import Rloo
+from .arms import Arms
+from .double_cv import DoubleCV
+from .rodeo import Rodeo
 from .rw_rws import ReweightedWakeWakeSleep
 from .vae import Vae
+from .indecater import Indecater
+from .unordered_set import UnorderedSet
+from .categorical_disarm import CategoricalDisarm
+from .gumbel_rao import GumbelRao
+from .zgr import ZgrBernoulli, ZgrCategorical
+from .gst import Gst
+from .reinmax import ReinMax
 from .smoothed_rbm import OverlapExpRBM, OverlapLogisticRBM, OverlapPowerRBM, SpikeExpRBM
 
 REGISTRY = Registry("estimator", base=Estimator)
@@ -58,6 +69,17 @@ REGISTRY.register("gumbolt")(GumBolt)
 REGISTRY.register("vae")(Vae)
 REGISTRY.register("iwae")(Iwae)
 REGISTRY.register("rw+rws")(ReweightedWakeWakeSleep)
+REGISTRY.register("gumbel_rao")(GumbelRao)
+REGISTRY.register("zgr")(one_of(ZgrCategorical, ZgrBernoulli))
+REGISTRY.register("gst")(Gst)
+REGISTRY.register("reinmax")(ReinMax)
+REGISTRY.register("indecater")(Indecater)
+REGISTRY.register("unordered_set")(UnorderedSet)
+REGISTRY.register("categorical_disarm")(CategoricalDisarm)
+REGISTRY.register("rloo")(Rloo)
+REGISTRY.register("arms")(Arms)
+REGISTRY.register("double_cv")(DoubleCV)
+REGISTRY.register("rodeo")(Rodeo)
 
 get = REGISTRY.get
 names = REGISTRY.names

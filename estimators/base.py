@@ -55,7 +55,7 @@ from estibench.models.protocols import SPECIAL, capabilities, refusal
 
 #: every latent kind: for estimators that only sample the guide and score its draws (score function,
 #: self-normalised weights), whatever the latents are
-ANY_LATENT = frozenset({"categorical", "bernoulli", "normal"})
+ANY_LATENT = frozenset({"categorical", "multicategorical", "bernoulli", "normal"})
 #: ANY_LATENT and structured latents (AIR: the guide samples a sequence of discrete and continuous choices and
 #: scores it): for the estimators that only need z ~ q_φ(·|x), log q_φ(z|x) and log p_θ(x, z)
 SAMPLED_LATENTS = ANY_LATENT | {"structured"}

@@ -77,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
     for flag, (option, text) in GRID_FLAGS.items():
         p.add_argument(flag, dest=option, help=text)
     p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
+    p.add_argument("--basket", help="gradient basket: comma-separated estimators (with options in brackets) whose "
+                                    "φ-gradient variance, and bias where exact, is measured at every evaluation "
+                                    "along each cell's own training trajectory, or 'all' (every compatible "
+                                    "registered estimator); a basket cell is a different cell in the store")
+    p.add_argument("--basket-samples", type=int, help="gradient draws per basket estimator and evaluation "
+                                                      "(default: the study's gradient draws)")
     p.add_argument("--force", action="store_true", help="recompute cells already in the store")
     p.add_argument("--dry-run", action="store_true", help="list the cells and what is already done; run nothing")
     p.add_argument("--backend", default="loky", choices=BACKENDS,
@@ -270,6 +276,24 @@ def make_cells(args) -> List[Cell]:
         raise UsageError("--backend dask needs --scheduler ADDRESS of a running dask.distributed scheduler")
     flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option, args.suite)
              for flag, (option, _) in GRID_FLAGS.items()}
+    basket = {}
+    if getattr(args, "basket", None):
+        from .basket import parse_members
+        from .runner import option_label
+        spec = split_top(args.basket, "--basket")
+        if [t.strip() for t in spec] == ["all"]:
+            basket["basket"] = ("all",)
+        else:
+            try:
+                basket["basket"] = tuple(option_label(n, o) for n, o in parse_members(spec))
+            except (UnknownNameError, ValueError, TypeError) as err:
+                raise UsageError(f"--basket: {str(err).splitlines()[0]}") from None
+    if getattr(args, "basket_samples", None) is not None:
+        if args.basket_samples < 2:
+            raise UsageError(f"--basket-samples must be at least 2 (a variance needs two draws), got {args.basket_samples}")
+        if not basket:
+            raise UsageError("--basket-samples needs --basket")
+        basket["basket_samples"] = int(args.basket_samples)
     user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
     part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
     cells = []
@@ -296,7 +320,8 @@ def make_cells(args) -> List[Cell]:
                        seeds=tuple(range(seeds)), iterations=iterations,
                        model_options={**part.get("model_options", {}), **variant, **model_options},
                        estimator_options=options, batch_size=batch_size, lr=lr,
-                       eval_every=min(eval_every, iterations), study_options=dict(part.get("study_options", {})),
+                       eval_every=min(eval_every, iterations),
+                       study_options={**part.get("study_options", {}), **basket},
                        device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset_name,
                        compile=getattr(args, "compile", "off"))
                   for variant in variants for name, options in specs for k in particles]
@@ -467,6 +492,9 @@ def _main(argv, state: dict) -> int:
         return report_main(argv[1:])
     if argv[:1] == ["check"]:
         return check_main(argv[1:])
+    if argv[:1] == ["screen"]:
+        from .screen import main as screen_main
+        return screen_main(argv[1:])
     if argv[:1] == ["fetch-data"]:
         from estibench import data as estidata
         return estidata.main(argv[1:])

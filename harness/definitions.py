@@ -98,11 +98,30 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "peak_memory_mb": "peak memory while the cell ran, recorded by the runner for every cell at its last iteration: "
                       "CUDA max allocated on a GPU; on the CPU the worker process's peak resident set size, reset "
                       "when the cell starts (Linux /proc/self/clear_refs; elsewhere the process's peak so far) (MiB)",
+    # the gradient basket (harness/basket.py; study option ``basket``)
+    "basket_logvar[e=label]": "log of the mean over φ-parameters of Var(ĝ_d) of estimator e over basket_samples draws "
+                              "at the cell's (reference estimator's) parameters on the gradient batch, at every "
+                              "evaluation; e's own parameters as first bound (untrained)",
+    "basket_bias_sq[e=label]": "‖mean ĝ − g*‖² − Σ_d Var(ĝ_d)/N of estimator e at the same parameters, g* the exact "
+                               "φ-gradient of e's target objective (enumerable models)",
+    "basket_rel_bias[e=label]": "√max(basket_bias_sq, 0) / ‖g*‖ of estimator e (enumerable models)",
     "diverged_at": "the first iteration at which this seed's loss or gradients were NaN/inf",
 }
 
 
-_BRACKET = re.compile(r"^(?P<base>[^\[]+)\[(?P<args>[^\]]*)\]$")
+_BRACKET = re.compile(r"^(?P<base>[^\[]+)\[(?P<args>.*)\]$")
+
+
+def _top_level(args: str) -> List[str]:
+    """``e=gst[gap=1.0,x=2],k=3`` → ["e=gst[gap=1.0,x=2]", "k=3"]: commas inside brackets (an estimator label with
+    options as a value) do not split."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(args):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(args[start:i])
+            start = i + 1
+    return parts + [args[start:]]
 
 
 def _shape(name: str) -> Optional[Tuple[str, Tuple[str, ...]]]:
@@ -110,7 +129,7 @@ def _shape(name: str) -> Optional[Tuple[str, Tuple[str, ...]]]:
     m = _BRACKET.match(name)
     if not m:
         return None
-    keys = tuple(part.partition("=")[0].strip() for part in m["args"].split(","))
+    keys = tuple(part.partition("=")[0].strip() for part in _top_level(m["args"]))
     return m["base"], keys
 
 

@@ -10,7 +10,7 @@ from typing import Dict
 
 import torch
 
-from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
+from estibench.models.protocols import FACTORIAL_CATEGORICAL, UNNORMALISED_PRIOR, capabilities
 
 from .exact import exact_objective_gradient
 from .gradients import gradient_draws
@@ -72,7 +72,12 @@ def active_units(model, x: torch.Tensor, threshold: float = 0.01, samples: int =
     """``[R]`` number of active latent units over all layers.  E_q[z_u | x] is exact for the first
     layer (σ of its logits); for a higher layer l it is the mean of σ(guide_layer(l, z_{l−1})) over
     ``samples`` ancestral draws of the layers below (Monte Carlo noise of that mean has variance
-    ≤ 1/(4·samples) = 0.0025, under the 0.01 threshold)."""
+    ≤ 1/(4·samples) = 0.0025, under the 0.01 threshold).  For a factorial categorical guide
+    (FACTORIAL_CATEGORICAL) a unit is one categorical variable z_d, active when Σ_c Cov_x(q(z_d = c | x)) (the
+    trace of the covariance of E_q[onehot(z_d) | x]) exceeds the threshold."""
+    if FACTORIAL_CATEGORICAL in capabilities(model):
+        probs = torch.softmax(model.guide_logits(x), -1)  # [R, B, D, C]
+        return (probs.var(1, unbiased=True).sum(-1) > threshold).sum(-1).to(torch.float32)
     q = model.guide(x)
     layers = getattr(model, "layer_sizes", None)
     if layers is None or len(layers) == 1:

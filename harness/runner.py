@@ -119,7 +119,12 @@ class Cell:
         return option_label(self.model, self.model_options)
 
     def rng_seed(self) -> int:
-        return int(self.key()[:12], 16)
+        """From the key of the cell without its gradient basket (``harness/basket.py``): the basket measures along
+        the trajectory without changing it, so a cell with a basket trains exactly as the same cell without."""
+        options = {k: v for k, v in self.study_options.items() if k not in ("basket", "basket_samples")}
+        if options == self.study_options:
+            return int(self.key()[:12], 16)
+        return dataclasses.replace(self, study_options=options).rng_seed()
 
 
 def build_model(name: str, seeds=(0,), **options):

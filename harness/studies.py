@@ -14,6 +14,7 @@ import torch
 
 from estibench.models.protocols import UNNORMALISED_PRIOR, bernoulli_log_mass, capabilities
 
+from .basket import evaluate_basket
 from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
 from .definitions import described
 from .gradients import gradient_draws
@@ -77,6 +78,7 @@ class GMMTask:
         draws = gradient_draws(model, estimator, self.x_test, self.cell.particles,
                                self.options["grad_std_samples"], which="guide")
         metrics.update(gradient_std(draws, self.leading))
+        metrics.update(evaluate_basket(self, model, estimator, self.x_test, int(self.options["grad_std_samples"])))
         if extra:
             metrics.update(extra)
         rows = rows_from(metrics, seeds, iteration)
@@ -180,6 +182,7 @@ class SBNTask:
         metrics["grad_logvar_frozen"] = log_mean_variance(draws.var(0, unbiased=True))
         if self.trajectory.steps > 0 and iteration > 0:
             metrics["grad_logvar_ema"] = self.trajectory.log_variance()
+        metrics.update(evaluate_basket(self, model, estimator, self.grad_batch, int(o["grad_samples"])))
         if extra:
             metrics.update(extra)
         return rows_from(metrics, model.seeds, iteration)

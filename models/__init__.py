@@ -12,11 +12,14 @@ from .linear_gaussian import LinearGaussian
 from .registry import Registry, UnknownNameError
 from .rbm_vae import RBMVAE, TinyRBMVAE
 from .sbn import SigmoidBeliefNet, TinySigmoidBeliefNet
+from .categorical_sbn import CategoricalSBN, TinyCategoricalSBN
 
 REGISTRY = Registry("model", base=LatentVariableModel)
 REGISTRY.register("gmm")(GMM)
 REGISTRY.register("sbn")(SigmoidBeliefNet)
 REGISTRY.register("sbn_tiny")(TinySigmoidBeliefNet)
+REGISTRY.register("sbn_categorical")(CategoricalSBN)
+REGISTRY.register("sbn_categorical_tiny")(TinyCategoricalSBN)
 REGISTRY.register("rbm_vae")(RBMVAE)
 REGISTRY.register("rbm_vae_tiny")(TinyRBMVAE)
 REGISTRY.register("linear_gaussian")(LinearGaussian)
@@ -26,5 +29,6 @@ REGISTRY.register("air")(AIR)
 get = REGISTRY.get
 names = REGISTRY.names
 
-__all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "LatentSpace", "CategoricalLatent",
+__all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "CategoricalSBN",
+           "TinyCategoricalSBN", "LatentSpace", "CategoricalLatent",
            "BernoulliLatent", "NormalLatent", "StructuredLatent", "AIR", "LinearGaussian", "GaussianVAE", "Registry", "UnknownNameError"]

@@ -29,6 +29,13 @@ Relaxations of the joint at a relaxed one-hot z̃ (for the Concrete estimator):
     ``relaxed_log_joint_mass``  a mixture of log-densities, Σ_c z̃_c (log softmax(sθ)_c + log N(x; μ_c,
                                 σ²)) (this project's first variant; not the paper's, kept as the
                                 Concrete option ``relaxation=mass``).
+
+The factorial categorical interface (``models/protocols.py`` FACTORIAL_CATEGORICAL; D = 1 variable of C
+states, for the estimators that work on one-hot codes): ``guide_logits(x)`` are the guide's logits
+``[R, B, 1, C]`` and ``log_joint_onehot(x, y)`` = log N(x; Σ_c y_c μ_c, σ²) + Σ_c y_c log softmax(sθ)_c,
+exact at a one-hot y; away from one-hot the likelihood is the interpolated-mean one of the RWS code's
+relaxation (as a decoder fed the one-hot code would compute it) and the prior is linear in y (its log-mass),
+so the straight-through estimators get a pathwise derivative through both.
 """
 from __future__ import annotations
 
@@ -42,14 +49,14 @@ from torch.distributions import Normal, OneHotCategorical
 from .distributions import Categorical
 
 from .base import LatentVariableModel
-from .protocols import RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS
+from .protocols import FACTORIAL_CATEGORICAL, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS
 from .latents import CategoricalLatent
 from .nn import StackedMLP
 
 
 class GMM(LatentVariableModel):
     obs_shape = ()
-    provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS)
+    provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL)
     #: fresh batches from the paper's true model (synthetic: mixture weights ∝ c + 5)
     default_dataset = "gmm-true-model"
     studies = ("gmm",)
@@ -151,6 +158,19 @@ class GMM(LatentVariableModel):
         """Σ_c z̃_c log p_θ(x, z = c) at relaxed one-hot z̃ (the mixture of log-densities, module docstring)."""
         lik = (z_soft * self.log_likelihood_table(x)).sum(-1)
         return lik + (z_soft * self.prior_logits().unsqueeze(-2)).sum(-1)
+
+    # -- factorial categorical interface (module docstring) --------------------------------------
+    @property
+    def categorical_shape(self):
+        return (1, self.num_clusters)
+
+    def guide_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.guide_net(x.unsqueeze(-1)).unsqueeze(-2)
+
+    def log_joint_onehot(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y = y.squeeze(-2)
+        lik = Normal((y * self.means).sum(-1), self.std, validate_args=False).log_prob(x)
+        return lik + (y * self.prior_logits().unsqueeze(-2)).sum(-1)
 
     @torch.no_grad()
     def sample(self, n: int):

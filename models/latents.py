@@ -19,7 +19,7 @@ import torch
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from .distributions import Categorical
-from .protocols import BERNOULLI, CATEGORICAL, NORMAL, STRUCTURED
+from .protocols import BERNOULLI, CATEGORICAL, MULTICATEGORICAL, NORMAL, STRUCTURED
 
 #: Enumeration is refused beyond this many states (exact results would not fit in memory).
 MAX_ENUMERABLE_STATES = 2 ** 20
@@ -90,6 +90,33 @@ class BernoulliLatent(LatentSpace):
     def uniform(self, batch_shape, device=None) -> Distribution:
         probs = torch.full((*batch_shape, self.num_bits), 0.5, device=device)
         return Independent(Bernoulli(probs=probs, validate_args=False), 1)
+
+
+class MultiCategoricalLatent(LatentSpace):
+    """A vector of ``num_vars`` categorical variables of ``num_categories`` states each, stored as integer
+    indices (``[*, num_vars]``, int64)."""
+
+    kind = "multicategorical"
+    capability = MULTICATEGORICAL
+
+    def __init__(self, num_vars: int, num_categories: int):
+        self.num_vars, self.num_categories = int(num_vars), int(num_categories)
+        self.event_shape = (self.num_vars,)
+
+    @property
+    def num_states(self) -> float:
+        return float(self.num_categories) ** self.num_vars
+
+    def enumerate(self, device=None, dtype=None) -> torch.Tensor:
+        if not self.enumerable:
+            raise ValueError(f"{self.num_vars} categorical latents of {self.num_categories} states have too many "
+                             f"states to enumerate")
+        states = list(itertools.product(range(self.num_categories), repeat=self.num_vars))
+        return torch.tensor(states, device=device, dtype=torch.long)
+
+    def uniform(self, batch_shape, device=None) -> Distribution:
+        logits = torch.zeros(*batch_shape, self.num_vars, self.num_categories, device=device)
+        return Independent(Categorical(logits=logits, validate_args=False), 1)
 
 
 class NormalLatent(LatentSpace):

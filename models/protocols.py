@@ -12,6 +12,8 @@ The protocols
 -------------
 :data:`CATEGORICAL`        one categorical variable, stored as an integer index (``latent.num_categories``)
 :data:`BERNOULLI`          a vector of binary variables in {0, 1} (``latent.num_bits``)
+:data:`MULTICATEGORICAL`   a vector of D categorical variables of C states each, stored as integer indices ``[*, D]``
+                           (``latent.num_vars``, ``latent.num_categories``)
 :data:`NORMAL`             a vector of real-valued variables (``latent.dim``) with a Gaussian guide
 :data:`STRUCTURED`         a sequence of discrete and continuous choices (AIR's step count and per-step where / what),
                            stored flat (``latent.dim`` numbers per particle; the model's docstring gives the layout)
@@ -19,6 +21,14 @@ The protocols
 :data:`RELAXED_LOG_JOINT`  ``relaxed_log_joint(x, z̃)``: log p_θ(x, z̃) at a relaxed latent (simplex or [0, 1])
 :data:`RELAXED_LOG_JOINT_MASS`  ``relaxed_log_joint_mass(x, z̃)``: the categorical relaxation that averages
                            log-masses (Σ_c z̃_c log p_c), for ``concrete[relaxation=mass]``
+:data:`FACTORIAL_CATEGORICAL` a guide that factorises over D categorical variables of C states, for the estimators
+    that work on one-hot codes (categorical DisARM, IndeCateR, unordered sets, Gumbel-Rao, GST, ReinMax, ZGR):
+    ``categorical_shape``       (D, C)
+    ``guide_logits(x)``         the logits of q(z_d | x), ``[R, B, D, C]`` (normalised or not)
+    ``log_joint_onehot(x, y)``  log p_θ(x, z) at the one-hot code y of z, ``[*particles, R, B]`` for y
+                                ``[*particles, R, B, D, C]``; exact at one-hot y and differentiable in y (the
+                                straight-through estimators' backward pass goes through it; the model's docstring
+                                says how it extends to non-one-hot y)
 :data:`LAYERED_BERNOULLI`  the layered interface of sigmoid belief networks (layer 0 is nearest x):
     ``layer_sizes``            stochastic layer sizes; z = cat(z₀, z₁, …)
     ``guide_layer(l, h)``      logits of q(z_l | h): h = x for l = 0, else z_{l−1}
@@ -85,6 +95,11 @@ class Capability:
 
 CATEGORICAL = Capability("categorical latent", ("latent",), "one categorical variable (integer index)")
 BERNOULLI = Capability("bernoulli latent", ("latent",), "a vector of binary variables in {0, 1}")
+MULTICATEGORICAL = Capability("multicategorical latent", ("latent",),
+                              "a vector of categorical variables (integer indices)")
+FACTORIAL_CATEGORICAL = Capability("factorial categorical interface",
+                                   ("categorical_shape", "guide_logits", "log_joint_onehot"),
+                                   "a guide factorised over D categoricals; log p_θ(x, z) at one-hot codes")
 NORMAL = Capability("normal latent", ("latent",), "a vector of real-valued variables (Gaussian guides)")
 STRUCTURED = Capability("structured latent", ("latent",), "a sequence of discrete and continuous choices, stored flat")
 ENUMERABLE = Capability("enumerable latents", ("enumerate_latents",), "every latent state can be listed")
@@ -115,8 +130,8 @@ STRUCTURED_RSAMPLE = Capability("structured reparameterised sampling", ("guide_r
                                 "continuous choices reparameterised, discrete ones scored, log q split by kind")
 
 #: every protocol, for documentation and the ``estibench check`` table
-ALL = (CATEGORICAL, BERNOULLI, NORMAL, STRUCTURED, ENUMERABLE, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, LAYERED_BERNOULLI,
-       UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, STRUCTURED_RSAMPLE, CLOSED_FORM_GAUSSIAN)
+ALL = (CATEGORICAL, BERNOULLI, MULTICATEGORICAL, NORMAL, STRUCTURED, ENUMERABLE, RELAXED_LOG_JOINT,
+       RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL, LAYERED_BERNOULLI, UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, STRUCTURED_RSAMPLE, CLOSED_FORM_GAUSSIAN)
 #: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
 SPECIAL = (UNNORMALISED_PRIOR,)
 

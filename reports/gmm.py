@@ -527,6 +527,8 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                     + ["Medians over seeds.  Only K values that every estimator in the table has finished are "
                        "compared."]), name="findings"),
     ]
+    from . import basket
+    out += basket.sections(table)
     return out
 
 

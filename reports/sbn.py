@@ -257,4 +257,6 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                             "K = 1).  The statistical tests in tests/ use thousands of draws; 100 draws do not "
                             "resolve the bias of the high-variance unbiased estimators.", name="sbn_tiny_exact_grad"),
         ]
+    from . import basket
+    out += basket.sections(table)
     return out

@@ -437,6 +437,8 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 main { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.6rem 3rem; background: #fff; min-height: 100vh; }
 nav.top { font-size: 0.9rem; margin-bottom: 0.6rem; color: #5b6570; }
 nav.top a { margin-right: 0.8rem; }
+img.thumb { float: right; margin: 0 0 0.8rem 1rem; border: 1px solid #d8dde2; max-width: 40%; height: auto; }
+h3[id^="leaderboard-"] { clear: both; }
 h1 { font-size: 1.6rem; margin: 0.4rem 0 0.6rem; }
 h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #dde1e5; padding-bottom: 0.2rem; }
 a { color: #0b5cad; }
@@ -791,8 +793,10 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
                     f"{html.escape(counts_text(c))}"
                     + (f": {md_inline(descriptions[study])}" if descriptions.get(study) else "")
                     + f' (<a href="{folders[study]}/report.md">Markdown</a>)</li>')
+    boards_html, boards_md = _leaderboards(root, table, studies, folders)
     body = (f"<h1>{html.escape(title)}</h1>\n"
             + (f'<div class="note">{md_block(note)}</div>\n' if note else "")
+            + boards_html
             + "<h2>Studies</h2>\n" + (f"<ul>{''.join(rows)}</ul>" if rows else "<p>No cells in the store.</p>")
             + f"\n<p>Bootstrap aggregates are labelled <em>{html.escape(tb.ci_label())}</em>: "
               "percentile intervals of the mean over seeds; where the paper reports medians and quartiles the "
@@ -801,7 +805,7 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
             + sections_html(summary + defs_section, links))
     _write(os.path.join(root, "index.html"), page_html(title, body))
 
-    md = [f"# {title}", ""] + ([note, ""] if note else []) + ["## Studies", ""]
+    md = [f"# {title}", ""] + ([note, ""] if note else []) + boards_md + ["## Studies", ""]
     md += [f"- [{s}]({folders[s]}/report.md) ([HTML]({folders[s]}/index.html)) — {counts_text(_study_rows(cells, s))}"
            + (f": {descriptions[s]}" if descriptions.get(s) else "") for s in studies] + [""]
     md += sections_markdown(summary, 2, "", links)
@@ -810,6 +814,32 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
         md += study_md[study]
     md += sections_markdown(defs_section, 2, "", links)
     _write(os.path.join(root, "report.md"), "\n".join(md) + "\n")
+
+
+def _leaderboards(root: str, table: pd.DataFrame, studies: Sequence[str], folders: Dict[str, str]):
+    """(HTML, Markdown lines) of the index's opening: per study with a headline metric (``Study.headline``), its
+    ranked table (``reports/leaderboard.py``) and a thumbnail of its main figure, linked to the study's page."""
+    from . import leaderboard as lb
+    parts, md = [], []
+    for study in studies:
+        frame = lb.leaderboard(table, study)
+        if frame is None or frame.empty:
+            continue
+        head = lb.headline_of(study)
+        folder = folders[study]
+        thumb = ""
+        if head.figure and os.path.exists(os.path.join(root, folder, f"{head.figure}.png")):
+            src = f"{folder}/{head.figure}.png"
+            thumb = (f'<a href="{folder}/index.html"><img class="thumb" src="{html.escape(src)}" '
+                     f'alt="{html.escape(study)}: main figure" width="320"></a>')
+        parts.append(f'<h3 id="leaderboard-{html.escape(slug(study))}"><a href="{folder}/index.html">'
+                     f"{html.escape(study)}</a>: {html.escape(head.metric)}</h3>\n" + thumb
+                     + _frame_html(frame) + f'<p class="caption">{md_inline(lb.caption(study))}</p>')
+        md += [f"### {study}: {head.metric}", ""] + ([f"![{study}]({folder}/{head.figure}.png)", ""] if thumb else [])
+        md += [_md_frame(frame), "", lb.caption(study), ""]
+    if not parts:
+        return "", []
+    return ("<h2>Leaderboards</h2>\n" + "\n".join(parts) + "\n"), ["## Leaderboards", ""] + md
 
 
 def _write(path: str, text: str) -> None:

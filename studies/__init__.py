@@ -16,7 +16,7 @@ the dependencies point one way (studies → harness, reports).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from estibench.models.registry import Registry, UnknownNameError, import_path
 
@@ -27,6 +27,20 @@ class Published:
 
     source: str
     values: Dict
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one metric a study's leaderboard ranks by (the site's index opens with it): its final value per seed,
+    mean and interval over seeds, per model and K.  ``figure``: the name of the page section whose figure the
+    index shows as a thumbnail; ``published``: ``module:function(model_name, model_options, label)`` returning the
+    published value to print beside ours (text, or None where there is none)."""
+
+    metric: str
+    higher_is_better: bool = True
+    figure: str = ""
+    published: str = ""
     note: str = ""
 
 
@@ -51,6 +65,8 @@ class Study:
     metrics: Tuple[str, ...] = ()
     #: definitions of metrics this study records beyond the built-in ones (``harness/definitions.py``)
     definitions: Dict[str, str] = field(default_factory=dict)
+    #: the metric its leaderboard on the site's index ranks by (none: no leaderboard)
+    headline: Optional[Headline] = None
 
     def task_class(self) -> type:
         return import_path(self.task)

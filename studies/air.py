@@ -8,7 +8,7 @@ Task ``harness/studies.py`` :class:`AIRTask`; report page ``reports/air.py`` (Fi
 log evidence against K, KL against K; reconstructions with the inferred boxes; count accuracy and its confusion
 matrix; the seed-to-seed failures counted).
 """
-from estibench.studies import Study
+from estibench.studies import Headline, Study
 
 AIR_ESTIMATORS = ("ww", "vimco")
 
@@ -25,6 +25,7 @@ PAPER_PRESET = dict(
 )
 
 STUDY = Study(
+    headline=Headline("test_count_accuracy", figure="fig1"),
     name="air",
     description="Attend-Infer-Repeat on multi-MNIST (RWS §4.1, Fig. 1): WW against VIMCO over K",
     task="estibench.harness.studies:AIRTask",

@@ -5,11 +5,13 @@ Data: fresh batches from the paper's true model (synthetic; ``models/gmm.py``); 
 sources in ``docs/gmm.md``.  The paper reports figures only; its findings are checked against our
 table by the report page (``reports/gmm.py``, ``findings``).
 """
-from estibench.studies import Published, Study
+from estibench.studies import Headline, Published, Study
 
 ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
 
 STUDY = Study(
+    headline=Headline("inference_error", higher_is_better=False, figure="fig4_gmm_training",
+                      note="the RWS paper plots it (Fig. 4) and prints no number"),
     name="gmm",
     description="The 20-cluster GMM of RWS §4.3: model and inference errors and φ-gradient std against K",
     task="estibench.harness.studies:GMMTask",

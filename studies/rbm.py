@@ -11,7 +11,7 @@ weights and the persistent-chain negative phase (the RBM-prior paper's App. A), 
 RBM-prior paper's own model (ELU networks, 200 + 400 RBM) with and without its two-stage pretraining
 (``harness/pretrain.py``; Table 1's ablation).  The report page is ``reports/rbm.py``.
 """
-from estibench.studies import Published, Study
+from estibench.studies import Headline, Published, Study
 
 #: single-sample relaxations (DVAE++ Table 2 trains ELBOs, K = 1)
 RBM_SMOOTHED = ("overlap_exp", "spike_exp", "gumbolt")
@@ -98,6 +98,7 @@ PAPER_PRESET = dict(
 )
 
 STUDY = Study(
+    headline=Headline("test_ll[K=100]"),
     name="rbm",
     description="VAEs with RBM priors (DVAE++ §7.2 / the RBM-prior paper's Table 1)",
     task="estibench.harness.studies:RBMTask",

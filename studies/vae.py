@@ -6,7 +6,7 @@ against reweighted wake-wake (and the RWS code's rw+rws, wake- and sleep-φ toge
 Task ``harness/studies.py`` :class:`VAETask`; report page ``reports/vae.py`` (Fig. 2's layout: training
 curves, final log evidence against K, KL against K; Table 1: active units with the published numbers).
 """
-from estibench.studies import Published, Study
+from estibench.studies import Headline, Published, Study
 
 VAE_ESTIMATORS = ("iwae", "ww", "rw+rws")
 
@@ -30,6 +30,7 @@ PAPER_PRESET = dict(
 )
 
 STUDY = Study(
+    headline=Headline("test_ll[K=1000]", figure="fig2"),
     name="vae",
     description="The continuous-latent VAE of the RWS paper (§4.2, Fig. 2, Table 1)",
     task="estibench.harness.studies:VAETask",

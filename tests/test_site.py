@@ -162,6 +162,34 @@ def test_index_links_every_study_page(built):
     assert os.path.exists(os.path.join(folder, "report.md"))
 
 
+def test_index_opens_with_the_leaderboards(built):
+    """The answer first: per study with a headline metric (Study.headline; gmm: inference_error, lower is better)
+    its ranked table — final value per seed, mean and bootstrap interval over seeds — and a thumbnail of its main
+    figure; the study list and the run metadata below.  The toy study declares no headline: no leaderboard."""
+    from estibench.reports.leaderboard import leaderboard
+    folder, index, table, cells = built
+    text = read(index)
+    assert text.index("<h2>Leaderboards</h2>") < text.index("<h2>Studies</h2>") < text.index("<h2>Run summary</h2>")
+    assert 'src="gmm/fig4_gmm_training.png"' in text and 'id="leaderboard-toy"' not in text
+    board = leaderboard(table, "gmm")
+    assert list(board.columns) == ["model", "K", "rank", "estimator", "seeds", "inference_error"]
+    # ranks follow the final inference error's mean over seeds (lower first), computed here from the rows
+    final = table[(table.metric == "inference_error")]
+    final = final[final.iteration == final.groupby("label").iteration.transform("max")]
+    expected = final.groupby("label").value.mean().sort_values().index.tolist()
+    assert board.sort_values("rank").estimator.tolist() == expected
+    assert board.seeds.tolist() == [3] * len(board)
+    md = read(os.path.join(folder, "report.md"))
+    assert md.index("## Leaderboards") < md.index("## Studies")
+
+
+def test_the_sbn_leaderboard_prints_the_published_value_beside_ours():
+    from estibench.studies.sbn import published_test_ll
+    assert published_test_ll("sbn", {"arch": "nonlinear"}, "rebar[variant=rebar_code]") == "-100.69 ± 0.08"
+    assert published_test_ll("sbn", {"arch": "linear2"}, "rebar[variant=rebar_code]") is None  # not in Table 1
+    assert published_test_ll("sbn_tiny", {"arch": "linear1"}, "nvil") is None
+
+
 def test_every_metric_has_its_definition_shown(built):
     folder, index, table, _ = built
     text = html.unescape(read(index))
@@ -350,6 +378,11 @@ def test_pages_render_in_a_headless_browser(built, tmp_path):
                 "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
             assert all(done and width > 0 for _, done, width in images), (page, images)
             assert driver.find_element("tag name", "h1").text
+            if os.path.abspath(page) == os.path.abspath(os.path.join(folder, "index.html")):
+                # the index opens with the answer: the first section is the leaderboards, a table and a thumbnail
+                assert driver.find_element("tag name", "h2").text == "Leaderboards"
+                assert driver.find_element("css selector", "h3[id^='leaderboard-'] + a img.thumb, "
+                                                           "h3[id^='leaderboard-'] ~ table").is_displayed()
             severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert not severe, (page, severe)
     finally:

@@ -1,0 +1,115 @@
+"""The gradient basket's figure and table (``harness/basket.py``): every basket estimator's φ-gradient variance
+along the one training trajectory of each cell's (reference) estimator.  Pure functions of the tidy table;
+a page without basket metrics gets no section."""
+from __future__ import annotations
+
+import re
+from typing import List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from . import tables as tb  # noqa: E402
+from .site import Section  # noqa: E402
+
+_MEMBER = re.compile(r"^basket_(?P<what>logvar|bias_sq|rel_bias)\[e=(?P<member>.*)\]$")
+
+
+def basket_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The basket metrics with columns ``what`` (logvar, bias_sq, rel_bias) and ``member`` (the estimator's label)."""
+    t = table[table.metric.str.startswith("basket_")]
+    if t.empty:
+        return t.assign(what=[], member=[])
+    parts = t.metric.str.extract(_MEMBER)
+    return t.assign(what=parts["what"], member=parts["member"]).dropna(subset=["member"])
+
+
+def _panels(rows: pd.DataFrame):
+    return list(rows.groupby(["model", "label", "particles"], sort=True))
+
+
+def figure_basket(table: pd.DataFrame, path: str) -> str:
+    """One panel per cell (model, reference estimator, K): log mean variance against iteration, one line per basket
+    estimator (median over seeds), the reference drawn thick."""
+    rows = basket_rows(table)
+    rows = rows[rows.what == "logvar"]
+    panels = _panels(rows)
+    n = max(1, len(panels))
+    cols = min(3, n)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.6 * cols, 3.4 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    members = sorted(rows.member.unique())
+    palette = dict(zip(members, sns.color_palette("tab20", len(members))))
+    for ax, ((model, ref, K), sub) in zip(axes.flat, panels):
+        med = sub.groupby(["member", "iteration"]).value.median().reset_index()
+        for member, line in med.groupby("member"):
+            ax.plot(line.iteration, line.value, color=palette[member], linewidth=2.4 if member == ref else 1.0,
+                    label=member)
+        ax.set_title(f"{model}\nreference {ref}, K = {K}", fontsize=8)
+        ax.set_xlabel("iteration of the reference's training", fontsize=8)
+        ax.set_ylabel("log mean Var(ĝ_φ)", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=palette[m], label=m) for m in members]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(members)), frameon=False, fontsize=7)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def basket_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and basket estimator: the log mean variance averaged over the evaluations (mean and bootstrap
+    interval over seeds), its difference from the reference's (negative: lower variance than the reference at the
+    same parameters), and the relative bias averaged the same way where the model is enumerable."""
+    from estibench import estimators
+    rows = basket_rows(table)
+    if rows.empty:
+        return pd.DataFrame()
+    per_seed = rows.groupby(["model", "label", "particles", "member", "what", "seed"]).value.mean().reset_index()
+    out = []
+    for (model, ref, K), sub in per_seed.groupby(["model", "label", "particles"]):
+        logvar = sub[sub.what == "logvar"]
+        ref_by_seed = logvar[logvar.member == ref].set_index("seed").value
+        for member, m in logvar.groupby("member"):
+            mean, lo, hi = tb.bootstrap_ci(m.value)
+            delta = m.set_index("seed").value - ref_by_seed.reindex(m.seed).to_numpy()
+            bias = sub[(sub.what == "rel_bias") & (sub.member == member)].value
+            name = tb.estimator_of(member)
+            try:
+                est = estimators.get(name)
+                unbiased = "yes" if est.unbiased else "no"
+            except Exception:  # noqa: BLE001 - an estimator no longer registered still has its stored numbers
+                unbiased = "?"
+            out.append({"model": model, "reference": ref, "K": K, "estimator": member,
+                        "unbiased (declared)": unbiased,
+                        "log mean Var (mean over evaluations)": tb.format_ci(mean, lo, hi),
+                        "Δ vs reference": "" if member == ref else f"{np.nanmean(delta):+.2f}",
+                        "relative bias": f"{bias.mean():.3g}" if len(bias) else "not enumerable", "_sort": mean})
+    frame = pd.DataFrame(out).sort_values(["model", "reference", "K", "_sort"]).drop(columns="_sort")
+    return frame.reset_index(drop=True)
+
+
+def sections(table: pd.DataFrame) -> List[Section]:
+    rows = basket_rows(table)
+    if rows.empty:
+        return []
+    return [
+        Section("Gradient basket: variance along one trajectory", "figure", lambda path: figure_basket(table, path),
+                caption="Every basket estimator's φ-gradient log mean variance at the parameters the cell's own "
+                        "(reference, thick line) estimator reached; median over seeds.  Differences between lines "
+                        "come from the estimators, not from where their training wandered (the DisARM/RODEO code's "
+                        "gradient basket).", name="fig_basket"),
+        Section("Gradient basket: table", "table", basket_table(table),
+                caption=f"log mean Var averaged over the evaluations, mean and {tb.ci_label()} over seeds; Δ: mean "
+                        "over seeds of the difference from the reference's at the same parameters; relative bias: "
+                        "√bias²/‖g*‖ against the exact gradient of each estimator's own target, averaged (enumerable "
+                        "models).  Estimators with own parameters (baselines, control variates) are measured as first "
+                        "bound, untrained.", name="basket_table"),
+    ]
