@@ -70,3 +70,40 @@ class SBNVariance:
     def track_grad_var_phi(self, estimator, K):
         torch.manual_seed(TRACK_SEED)
         return mean_variance(gradient_draws(self.model, self.est, self.x, K, VARIANCE_DRAWS))
+
+
+def categorical_model(train_mean=None):
+    """The categorical SBN (20 × 10-way latents, linear; ``models/categorical_sbn.py``) on the same data."""
+    from estibench import models
+    if train_mean is None:
+        from benchmarks.common import sbn_data
+        train_mean = sbn_data().train_mean
+    return models.get("sbn_categorical", seeds=(0,), arch="linear", train_mean=train_mean)
+
+
+CATEGORICAL_PARTICLES = (1, 2)
+CATEGORICAL_ESTIMATORS = compatible(categorical_model(train_mean=torch.full((784,), 0.13)),
+                                    particles=CATEGORICAL_PARTICLES)
+
+
+class CategoricalSBNStep:
+    """One training step on the categorical SBN, batch 24, R = 1: every estimator that accepts its 20 × 10-way
+    latents (IndeCateR at K = 1 costs D·C = 200 evaluations of f)."""
+    params = (CATEGORICAL_ESTIMATORS, list(CATEGORICAL_PARTICLES))
+    param_names = ["estimator", "K"]
+    timeout = 120
+
+    def setup(self, estimator, K):
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        self.model = categorical_model()
+        self.est = bind(estimator, self.model, K)
+        self.step = Trainer(self.model, self.est, sbn_batcher(self.model), K)
+        self.step()
+
+    def time_step(self, estimator, K):
+        self.step()
+
+    def peakmem_step(self, estimator, K):
+        for _ in range(3):
+            self.step()

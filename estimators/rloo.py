@@ -5,13 +5,13 @@ The paper: Kool et al., "Buy 4 REINFORCE samples, get a baseline for free!", ICL
 K − 1 samples' values,
     ĝ = (1/K) Σ_k (f(z_k) − (1/(K−1)) Σ_{j≠k} f(z_j)) ∇_φ log q_φ(z_k)
       = (1/(K−1)) Σ_k (f(z_k) − f̄) ∇_φ log q_φ(z_k),     f̄ = (1/K) Σ_j f(z_j)
-(equation number not verified).  Each baseline is independent of the sample it multiplies, so the
-estimator is unbiased for ∇ E_q[f] for every K ≥ 2.  It is the baseline of the estimators that followed
-(double control variates, RODEO, ARMS, DisARM's and IndeCateR's experiments), where f is the ELBO's
-integrand.
+(Eq. number not verified: the paper's text was not available here).  Each baseline is independent of
+the sample it multiplies, so the estimator is unbiased for ∇ E_q[f] for every K ≥ 2.  It is the baseline
+of the estimators that followed (double control variates, RODEO, ARMS, DisARM's and IndeCateR's
+experiments), where f is the ELBO's integrand.
 
-The reference code: the leave-one-out baseline as the later papers' code has it (``reinforce_loo`` in
-the DisARM / RODEO repositories); not otherwise checked against released code.
+The reference code: not checked against released code (the later papers' repositories have it as a
+baseline estimator; this file was written from the formula above).
 
 This file: f(z) = log p_θ(x, z) − log q_φ(z|x), the ELBO's integrand, so the target is the ELBO
 whatever K (``guide_target = generative_target = "elbo"``): φ gets the estimator above plus the direct

@@ -44,9 +44,19 @@ class ScreenError(ValueError):
     """Bad input to ``screen`` (one line, exit status 2)."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from .cli import prog
-    p = argparse.ArgumentParser(prog=f"{prog()} screen", description=__doc__.splitlines()[0])
+    p = _OneLineParser(prog=f"{prog()} screen", description=(
+        "Which estimator should I use for this model?  Every compatible estimator's φ-gradient variance, time per "
+        "draw, work-normalised variance and (enumerable models) bias, at the initial parameters and along a short "
+        "training run; a ranked table, a recommendation and what could not be measured."))
     p.add_argument("--model", required=True, help="a registered model name or package.module:Class")
     p.add_argument("--model-options", help="model options NAME=VALUE,... (default: the model's defaults)")
     p.add_argument("--estimators", default="all", help="comma-separated estimators (with options in brackets) or "

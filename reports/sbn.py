@@ -29,7 +29,7 @@ from . import tables as tb  # noqa: E402
 from .definitions import variant_rows  # noqa: E402
 from .site import Section, cell_marks, diverged_note  # noqa: E402
 
-ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear"}
+ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear", "linear": "linear"}
 from estibench.studies.sbn import STUDY  # noqa: E402  (this page's study: its estimators' order)
 
 ORDER = [*STUDY.order[:STUDY.order.index("overlap_exp") + 1], "overlap_exp[elbo=marginal]",
@@ -250,13 +250,37 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                     caption="sbn_tiny (8 latent bits, 7×7 max-pooled images): exact log p(x) by enumerating the "
                             "2^bits states, against the IWAE estimate and the ELBO; mean ± std over seeds.",
                     name="sbn_tiny_exact_ll"),
-            Section("Enumerable SBN: φ-gradient against the exact gradient", "table", exact_table(table),
+            Section("Enumerable SBN: φ-gradient against the exact gradient", "table",
+                    exact_table(table[table.model_name.eq("sbn_tiny")]),
                     caption="Mean over seeds of bias² (‖mean ĝ − g*‖² − variance/N), variance (Σ_d Var ĝ_d), MSE and "
                             "relative bias, from N = 100 draws on 8 fixed training images, at initialisation and "
                             "after training; g* is the exact gradient of the IWAE bound at the cell's K (ELBO at "
                             "K = 1).  The statistical tests in tests/ use thousands of draws; 100 draws do not "
                             "resolve the bias of the high-variance unbiased estimators.", name="sbn_tiny_exact_grad"),
         ]
+    if table.model_name.eq("sbn_categorical").any():
+        out.append(Section("Categorical SBN (20 × 10-way latents): all metrics at the end of training", "table",
+                           summary(table[table.model_name.eq("sbn_categorical")],
+                                   ["test_ll[K=100]", "test_ll[K=1000]", "test_elbo", "kl_posterior", "train_elbo",
+                                    "active_units", "grad_logvar_ema", "grad_logvar_frozen", "sec_per_iter"]),
+                           caption="models/categorical_sbn.py: 20 categorical latents of 10 states (the size of the "
+                                   "categorical DisARM / CARMS experiments), linear or nonlinear encoder and decoder; "
+                                   "mean ± std over seeds at the last evaluation; K = 2 rows (two evaluations of f "
+                                   "per sample pair) and IndeCateR's K = 1 row (D·C = 200 evaluations) are not "
+                                   "comparable in cost: sec_per_iter says what each costs.",
+                           name="sbn_categorical_summary"))
+    if table.model_name.eq("sbn_categorical_tiny").any():
+        tiny = table[table.model_name.eq("sbn_categorical_tiny")]
+        out += [Section("Enumerable categorical SBN: exact log-likelihood", "table",
+                        summary(tiny, ["test_log_px_exact", "test_ll[K=100]", "test_elbo", "kl_posterior"]),
+                        caption="sbn_categorical_tiny (3 categorical latents of 3 states, 7×7 images): exact log p(x) "
+                                "by enumerating the 27 states; mean ± std over seeds.",
+                        name="sbn_categorical_tiny_exact_ll"),
+                Section("Enumerable categorical SBN: φ-gradient against the exact gradient", "table", exact_table(tiny),
+                        caption="As the binary table above: mean over seeds of bias², variance, MSE and relative bias "
+                                "from 100 draws on 8 training images, against the exact gradient of each estimator's "
+                                "own target (the ELBO for every estimator here but VIMCO-like ones).",
+                        name="sbn_categorical_tiny_exact_grad")]
     from . import basket
     out += basket.sections(table)
     return out

@@ -10,9 +10,17 @@ from estibench.studies import Headline, Published, Study
 
 #: single-sample estimators (DVAE++ Table 1 and the RELAX table are single-sample, K = 1)
 SBN_SINGLE = ("reinforce", "nvil", "muprop", "rebar", "relax", "arm", "disarm", "concrete", "straight_through",
-              "gumbel_st", "spike_exp", "overlap_exp", "overlap_logistic", "overlap_power")
+              "gumbel_st", "zgr", "spike_exp", "overlap_exp", "overlap_logistic", "overlap_power")
 #: multi-sample estimators, run at K = 5 (a separate table: not comparable with K = 1)
 SBN_MULTI = ("vimco", "ws", "ww", "dww")
+#: the estimators of the DisARM / ARMS / RODEO line at K = 2 (two evaluations of f, the RODEO code's setting);
+#: one stochastic layer (ARMS, double CV and RODEO refuse the two-layer SBN), DisARM beside them at the same K
+SBN_PAIRED = ("rloo", "disarm", "arms", "double_cv", "rodeo")
+SBN_PAIRED_ARCHS = ("linear1", "nonlinear")
+#: estimators for the categorical SBN (20 × 10-way latents, models/categorical_sbn.py) at K = 2; IndeCateR, which
+#: costs D·C evaluations per sample, at K = 1 (its own table rows)
+SBN_CATEGORICAL = ("reinforce", "rloo", "categorical_disarm", "unordered_set", "gumbel_rao", "zgr", "gst", "reinmax")
+SBN_CATEGORICAL_ONE = ("indecater",)
 SBN_ARCHS = ("linear1", "linear2", "nonlinear")
 
 #: optimiser / budget presets of the SBN suites (docs/sbn.md)
@@ -28,6 +36,12 @@ SBN_PRESETS = {
                                       "overlap_logistic": {"beta_start": 5.0, "beta_end": 12.0}}),
     # DisARM code: batch 50, Adam 1e-4 (deviation: its prior logits' SGD at 1e-2 is not reproduced)
     "disarm": dict(batch_size=50, lr=1e-4),
+    # the DisARM / ARMS / RODEO setting as the RODEO code runs it (thjashin/rodeo experiment_launcher_singlelayer.py:
+    # batch 100, Adam 1e-3 for the decoder, encoder and control variates, K = 2, 200 latents, dynamically binarised
+    # MNIST, linear and nonlinear encoders); deviations: our prior logits are learned (its prior_lr is 0), the
+    # embedded mnist5k-dynamic subset stands in for full MNIST, and the budget is the suite's (its is 1M steps)
+    "rodeo": dict(batch_size=100, lr=1e-3,
+                  model_grid={"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-dynamic",)}),
     # the full published budget (needs the full datasets, `run_all.py fetch-data`, and a GPU)
     "paper": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)}, iterations=2_000_000,
                   eval_every=10_000, seeds=5, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist-static", "omniglot-bern5")},
@@ -90,7 +104,8 @@ STUDY = Study(
     grid_flags={"--dataset": ("dataset", "comma-separated datasets for suites with image models, e.g. "
                                          "mnist5k-bern0 (see `run_all.py fetch-data --help`)"),
                 "--arch": ("arch", "comma-separated architectures for SBN suites: linear1, linear2, nonlinear")},
-    order=SBN_SINGLE + SBN_MULTI,
+    order=SBN_SINGLE + SBN_MULTI + tuple(e for e in SBN_PAIRED + SBN_CATEGORICAL + SBN_CATEGORICAL_ONE
+                                          if e not in SBN_SINGLE + SBN_MULTI),
     published={
         "dvaepp_table1": Published("DVAE++ (Vahdat et al. 2018), Table 1: test log-likelihood, 100 importance "
                                    "samples, mean ± std over 5 runs, 2,000,000 steps", DVAEPP_TABLE1),
@@ -108,6 +123,17 @@ STUDY = Study(
         # the enumerable variant: exact log p(x) and the exact-gradient table (§5 of the issue)
         {**SBN_TINY, "estimators": SBN_SINGLE, "particles": (1,)},
         {**SBN_TINY, "estimators": SBN_MULTI, "particles": (5,)},
+        # the estimators published after the seed papers (issue 14)
+        {"estimators": SBN_PAIRED, "particles": (2,),
+         "model_grid": {"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-bern0",)}},
+        {**SBN_TINY, "estimators": SBN_PAIRED, "particles": (2,),
+         "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)}},
+        {"model": "sbn_categorical", "estimators": SBN_CATEGORICAL, "particles": (2,),
+         "model_grid": {"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}},
+        {"model": "sbn_categorical", "estimators": SBN_CATEGORICAL_ONE, "particles": (1,),
+         "model_grid": {"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}},
+        {**SBN_TINY, "model": "sbn_categorical_tiny", "estimators": SBN_CATEGORICAL + SBN_CATEGORICAL_ONE,
+         "particles": (2,), "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)}},
     ],
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
                 "docs/sbn.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "

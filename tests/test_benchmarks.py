@@ -64,9 +64,14 @@ def test_asv_runs_one_benchmark(tmp_path):
     for name in ("bench_gmm.GMMStep.time_step", "bench_gmm.GMMStep.peakmem_step",
                  "bench_gmm.GMMVariance.time_gradient_draws", "bench_gmm.GMMVariance.track_grad_var_phi",
                  "bench_sbn.SBNStep.time_step", "bench_sbn.SBNStep.peakmem_step",
-                 "bench_sbn.SBNVariance.time_gradient_draws", "bench_sbn.SBNVariance.track_grad_var_phi"):
+                 "bench_sbn.SBNVariance.time_gradient_draws", "bench_sbn.SBNVariance.track_grad_var_phi",
+                 "bench_sbn.CategoricalSBNStep.time_step"):
         assert name in discovered, f"{name} missing from asv's discovery: {sorted(discovered)}"
     assert "reinforce" in str(discovered["bench_sbn.SBNStep.time_step"]["params"])
+    for name in ("rloo", "arms", "double_cv", "rodeo", "zgr"):  # every new estimator's step is benchmarked
+        assert repr(name) in str(discovered["bench_sbn.SBNStep.time_step"]["params"]), name
+    for name in ("indecater", "categorical_disarm", "unordered_set", "gumbel_rao", "gst", "reinmax"):
+        assert repr(name) in str(discovered["bench_sbn.CategoricalSBNStep.time_step"]["params"]), name
     files = [f for f in (tmp_path / "results" / "pytest").iterdir() if f.name != "machine.json"]
     assert len(files) == 1
     result = json.load(open(files[0]))["results"]["bench_gmm.GMMStep.time_step"]

@@ -96,7 +96,14 @@ def test_theta_gradient_is_the_unbiased_wake_theta_gradient(name, rng):
 
 
 
-@pytest.mark.parametrize("name", [n for n in BIASED if n in CATEGORICAL])
+#: biased estimators that are exact in expectation when the ELBO's integrand is quadratic in the one-hot code, as
+#: the GMM's ``log_joint_onehot`` is (a Gaussian at the interpolated mean): ZGR = ½(ST + DARN) (Shekhovtsov 2023) and
+#: ReinMax at τ = 1, which equals it draw by draw.  Their bias is shown on a cubic integrand in
+#: tests/test_st_estimators.py instead.
+EXACT_ON_QUADRATIC = {"zgr", "reinmax"}
+
+
+@pytest.mark.parametrize("name", [n for n in BIASED if n in CATEGORICAL and n not in EXACT_ON_QUADRATIC])
 def test_biased_estimators_show_a_measured_bias(name, rng):
     """The same test rejects every biased estimator (so the test has power): seed 0, n = 2000, K = 2."""
     d, exact = draws(gmm, name, gmm_data(), 2, 2000)

@@ -47,8 +47,14 @@ def test_screen_says_what_it_could_not_measure_on_a_model_of_your_own(capsys):
     (["--model", "sbn_tiny", "--estimators", "iwae"], "no estimator fits"),
     (["--model", "sbn_tiny", "--reference", "iwae"], "--reference"),
     (["--model", "nowhere.module:Model"], "cannot import"),
+    (["--model", "sbn_tiny", "--draws", "many"], "invalid int value"),
+    ([], "required: --model"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
-    assert main(["screen"] + argv) == 2
+    try:
+        code = main(["screen"] + argv)
+    except SystemExit as stop:  # argparse's own errors (a value of the wrong type, a missing flag)
+        code = stop.code
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err

@@ -82,4 +82,4 @@ def test_which_estimators_take_structured_latents():
             assert "\n" not in str(err) and "structured latents" in str(err), str(err)
             continue
         accepted.add(name)
-    assert accepted == {"reinforce", "vimco", "ws", "ww", "dww", "rw+rws"}
+    assert accepted == {"reinforce", "rloo", "vimco", "ws", "ww", "dww", "rw+rws"}
