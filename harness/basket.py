@@ -40,22 +40,6 @@ def parse_members(spec: Sequence[str]) -> List[Tuple[str, dict]]:
     return out
 
 
-def evaluate_basket(task, model, estimator, x: torch.Tensor, default_samples: int) -> Dict[str, torch.Tensor]:
-    """The basket metrics of a task whose study options name a basket (none otherwise).  The members are built
-    at the first evaluation; the draws run on a forked random stream, so the reference's training trajectory
-    is the one the same cell without a basket follows."""
-    spec = tuple(task.options.get("basket") or ())
-    if not spec:
-        return {}
-    cell = task.cell
-    if getattr(task, "_basket", None) is None:
-        task._basket, task.basket_skipped = members(spec, model, cell.particles, estimator, cell.label())
-    samples = int(task.options.get("basket_samples") or default_samples)
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        return basket_metrics(model, task._basket, x, cell.particles, samples, model.latent.enumerable)
-
-
 def members(spec: Sequence[str], model, num_particles: int, reference, ref_label: str
             ) -> Tuple[Dict[str, object], Dict[str, str]]:
     """(label → bound estimator, label → why it was left out) for the basket ``spec`` on this model and K; the

@@ -218,7 +218,6 @@ def measure(model, x, label, est, K: int, draws: int, B: int, enumerable: bool, 
 def ranked(frame):
     """One row per estimator: median over points of work×var (and of its interval ends), variance, sec/draw,
     relative bias, the points it led among the unbiased ones; ordered by median work×var."""
-    import pandas as pd
     unbiased = frame[frame.unbiased]
     leaders = unbiased.loc[unbiased.groupby("point").work_var.idxmin()].estimator.value_counts() if len(unbiased) else {}
     agg = frame.groupby("estimator").agg(

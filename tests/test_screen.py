@@ -1,6 +1,5 @@
 """``estibench screen``: a ranked table with intervals, a recommendation line stating its evidence, the caveats it
 could not measure, and one-line refusals (exit status 2) before any work for bad input."""
-import os
 
 import pandas as pd
 import pytest
