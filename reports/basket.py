@@ -29,6 +29,12 @@ def basket_rows(table: pd.DataFrame) -> pd.DataFrame:
     return t.assign(what=parts["what"], member=parts["member"]).dropna(subset=["member"])
 
 
+def _member_of(label: str) -> str:
+    """The basket member name of a cell's label: the label without the settings suffix the reports add to tell
+    cells apart (``rloo {study_options.basket=...}`` → ``rloo``)."""
+    return str(label).split(" {")[0]
+
+
 def _panels(rows: pd.DataFrame):
     return list(rows.groupby(["model", "label", "particles"], sort=True))
 
@@ -49,9 +55,10 @@ def figure_basket(table: pd.DataFrame, path: str) -> str:
     for ax, ((model, ref, K), sub) in zip(axes.flat, panels):
         med = sub.groupby(["member", "iteration"]).value.median().reset_index()
         for member, line in med.groupby("member"):
-            ax.plot(line.iteration, line.value, color=palette[member], linewidth=2.4 if member == ref else 1.0,
+            ax.plot(line.iteration, line.value, color=palette[member],
+                    linewidth=2.4 if member == _member_of(ref) else 1.0,
                     label=member)
-        ax.set_title(f"{model}\nreference {ref}, K = {K}", fontsize=8)
+        ax.set_title(f"{model}\nreference {_member_of(ref)}, K = {K}", fontsize=8)
         ax.set_xlabel("iteration of the reference's training", fontsize=8)
         ax.set_ylabel("log mean Var(ĝ_φ)", fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
@@ -76,6 +83,7 @@ def basket_table(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (model, ref, K), sub in per_seed.groupby(["model", "label", "particles"]):
         logvar = sub[sub.what == "logvar"]
+        ref = _member_of(ref)
         ref_by_seed = logvar[logvar.member == ref].set_index("seed").value
         for member, m in logvar.groupby("member"):
             mean, lo, hi = tb.bootstrap_ci(m.value)

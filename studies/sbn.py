@@ -49,6 +49,9 @@ SBN_PRESETS = {
                                  "eval_points": 1000, "test_points": None}),
 }
 
+#: the sbn suite's study options (every part without its own)
+SBN_STUDY_OPTIONS = {"eval_points": 200, "test_points": 200, "final_particles": (100, 1000), "valid_final_particles": (100,)}
+
 SBN_TINY = {"model": "sbn_tiny", "iterations": 200, "eval_every": 100, "seeds": 3,
             "model_grid": {"arch": ("linear1", "linear2"), "dataset": ("mnist5k-bern0",)},
             "study_options": {"final_particles": (100,), "grad_samples": 10, "eval_points": 200, "test_points": 200}}
@@ -116,7 +119,7 @@ STUDY = Study(
     model="sbn", estimators=SBN_SINGLE, particles=(1,), seeds=5, iterations=1000, eval_every=250,
     batch_size=24, lr=1e-3, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist5k-bern0",)},
     presets=SBN_PRESETS, default_preset="rebar",
-    study_options={"eval_points": 200, "test_points": 200, "final_particles": (100, 1000), "valid_final_particles": (100,)},
+    study_options=SBN_STUDY_OPTIONS,
     parts=[
         {},  # every single-sample estimator at K = 1 on every architecture
         {"estimators": SBN_MULTI, "particles": (5,)},
@@ -134,6 +137,13 @@ STUDY = Study(
          "model_grid": {"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}},
         {**SBN_TINY, "model": "sbn_categorical_tiny", "estimators": SBN_CATEGORICAL + SBN_CATEGORICAL_ONE,
          "particles": (2,), "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)}},
+        # the gradient basket (harness/basket.py): along RLOO's K = 2 trajectory, every compatible estimator's
+        # φ-gradient variance at the same parameters (and its bias on the enumerable model)
+        {"estimators": ("rloo",), "particles": (2,), "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
+         "study_options": {**SBN_STUDY_OPTIONS, "basket": ("all",), "basket_samples": 20}},
+        {**SBN_TINY, "estimators": ("rloo",), "particles": (2,),
+         "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
+         "study_options": {**SBN_TINY["study_options"], "basket": ("all",), "basket_samples": 50}},
     ],
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
                 "docs/sbn.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
