@@ -29,6 +29,7 @@ extra term Σ_r mean_{b,d} ĝ_a² (its gradient reaches α only; at the logits' 
 so no second-order pass); own learning rate ×1.  Deviation: one stochastic layer only (the paper's
 setting); a model with several layers is refused.  Unbiased.
 """
+import abc
 import torch
 from torch import nn
 
@@ -74,9 +75,9 @@ class SingleLayerControlVariate(Estimator):
         if self.bound_replicates is None:
             raise IncompatibleError(f"estimator {self.name!r} must be bound to a model first (bind(model))")
 
+    @abc.abstractmethod
     def logit_gradient(self, a, z, f, g):
-        """ĝ_a ``[R, B, D]`` (differentiable in the own parameters only)."""
-        raise NotImplementedError
+        """ĝ_a ``[R, B, D]`` (differentiable in the own parameters only); each estimator of the family defines it."""
 
     def surrogate(self, model, x, num_particles):
         self.require_bound()
