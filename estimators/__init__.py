@@ -39,6 +39,7 @@ from .vae import Vae
 from .indecater import Indecater
 from .unordered_set import UnorderedSet
 from .categorical_disarm import CategoricalDisarm
+from .carms import Carms
 from .gumbel_rao import GumbelRao
 from .zgr import ZgrBernoulli, ZgrCategorical
 from .gst import Gst
@@ -76,6 +77,7 @@ REGISTRY.register("reinmax")(ReinMax)
 REGISTRY.register("indecater")(Indecater)
 REGISTRY.register("unordered_set")(UnorderedSet)
 REGISTRY.register("categorical_disarm")(CategoricalDisarm)
+REGISTRY.register("carms")(Carms)
 REGISTRY.register("rloo")(Rloo)
 REGISTRY.register("arms")(Arms)
 REGISTRY.register("double_cv")(DoubleCV)

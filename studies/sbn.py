@@ -19,7 +19,7 @@ SBN_PAIRED = ("rloo", "disarm", "arms", "double_cv", "rodeo")
 SBN_PAIRED_ARCHS = ("linear1", "nonlinear")
 #: estimators for the categorical SBN (20 × 10-way latents, models/categorical_sbn.py) at K = 2; IndeCateR, which
 #: costs D·C evaluations per sample, at K = 1 (its own table rows)
-SBN_CATEGORICAL = ("reinforce", "rloo", "categorical_disarm", "unordered_set", "gumbel_rao", "zgr", "gst", "reinmax")
+SBN_CATEGORICAL = ("reinforce", "rloo", "categorical_disarm", "carms", "unordered_set", "gumbel_rao", "zgr", "gst", "reinmax")
 SBN_CATEGORICAL_ONE = ("indecater",)
 SBN_ARCHS = ("linear1", "linear2", "nonlinear")
 

@@ -1,5 +1,5 @@
-"""Specific checks of the factorial-categorical estimators IndeCateR, categorical DisARM and the unordered set
-estimator (their exact-gradient checks on ``gmm`` and ``sbn_categorical_tiny`` are in tests/test_unbiased.py).
+"""Specific checks of the factorial-categorical estimators IndeCateR, categorical DisARM, CARMS and the unordered
+set estimator (their exact-gradient checks on ``gmm`` and ``sbn_categorical_tiny`` are in tests/test_unbiased.py).
 
 Statistical tests state their seed, draw count and false-alarm rate; the whole file runs in well under a
 minute on two CPUs."""
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from estibench import estimators
 from estibench.estimators.base import Estimate, Estimator, IncompatibleError, batch_loss
+from estibench.estimators.carms import carms_sample, orders, pair_pmf, pair_ratio
 from estibench.estimators.categorical_disarm import antithetic_pair, log_pair_weight, stick_breaking_logits
 from estibench.estimators.onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, log_probs, onehot_sample
 from estibench.estimators.unordered_set import log_set_ratios, stochastic_beam_search
@@ -218,3 +219,76 @@ def test_unordered_set_with_the_whole_space_is_exact():
     d, exact = draws(fx.make, "unordered_set", fx.data(), 27, 4)
     tol = 1e-4 * float(exact.abs().max())
     assert torch.allclose(d, exact.expand_as(d), rtol=1e-3, atol=tol), (d - exact).abs().max()
+
+
+# -- CARMS -------------------------------------------------------------------------------------------------
+def test_carms_orders_put_every_pair_at_the_ends_once():
+    """Π: C(C − 1)/2 permutations of the C categories, each unordered pair {a < b} exactly once as (first, last)."""
+    for C in (2, 3, 5, 10):
+        pi = orders(C)
+        assert pi.shape == (C * (C - 1) // 2, C)
+        assert bool((torch.sort(pi, -1).values == torch.arange(C)).all())
+        ends = sorted(zip(pi[:, 0].tolist(), pi[:, -1].tolist()))
+        assert ends == list(itertools.combinations(range(C), 2))
+
+
+def test_carms_pair_pmf_has_marginals_q_and_matches_the_sampler():
+    """Q: rows and columns sum to q (1e-9), positive off the diagonal; the sampler's ordered pairs (draws 1 and 2
+    of K) follow Q (χ² over the 25 cells, those expected below 5 pooled; n = 20,000 per K, torch seed 2,
+    α = FAMILY_ALPHA / 9: 3 rows × K ∈ {2, 3, 6}); each draw is marginally q (implied by the pair cells' sums)."""
+    n, C = 20000, 5
+    gen = torch.Generator().manual_seed(2)
+    q = torch.softmax(torch.randn(3, C, generator=gen, dtype=torch.float64) * torch.tensor([[0.5], [2.0], [4.0]]), -1)
+    torch.manual_seed(2)
+    for K in (2, 3, 6):
+        table = pair_pmf(q, K)
+        assert torch.allclose(table.sum(-1), q, atol=1e-9) and torch.allclose(table.sum(-2), q, atol=1e-9)
+        assert float((table + torch.eye(C, dtype=table.dtype)).min()) > 0
+        z = carms_sample(q.expand(n, 3, C), K)                               # [K, n, 3]
+        for row in range(3):
+            counts = torch.bincount(z[0, :, row] * C + z[1, :, row], minlength=C * C).double()
+            probs = table[row].reshape(-1)
+            impossible = probs < 1e-12                                         # e.g. (i, i) for small q_i at K = 2
+            assert float(counts[impossible].sum()) == 0, (K, row)
+            probs, counts = probs[~impossible], counts[~impossible]
+            order = torch.argsort(probs)                                       # pool the smallest cells up to
+            m = int((torch.cumsum(probs[order] * n, 0) < 5).sum()) + 1          # an expected count of 5
+            if m > 1:
+                pool, rest = order[:m], order[m:]
+                probs = torch.cat([probs[rest], probs[pool].sum().reshape(1)])
+                counts = torch.cat([counts[rest], counts[pool].sum().reshape(1)])
+            assert chi_square_ok(counts, probs, FAMILY_ALPHA / 9), (K, row, counts, probs * n)
+
+
+def _carms_expectation(q, f, K, variant):
+    """E[ĝ] for one variable (D = 1) by summing over the ordered pairs (i, j) with their probability Q(i, j):
+    Σ_{i,j} Q(i, j) r(i, j) (f(i) − f(j)) (e_i − q), r as the estimator computes it."""
+    C = q.shape[-1]
+    i, j = torch.meshgrid(torch.arange(C), torch.arange(C), indexing="ij")
+    z = torch.stack([i.reshape(-1), j.reshape(-1)])                           # [2, C²] the pairs as K = 2 "draws"
+    table = pair_pmf(q, K).reshape(-1)
+    # the ratio for pair (i, j) from pair_ratio on a batch of C² variables holding those pairs as draws 1 and 2;
+    # K enters only through Q, so the batch of two draws is filled up to K with copies of draw 2
+    zz = torch.cat([z, z[1:].expand(K - 2, -1)]) if K > 2 else z
+    r = pair_ratio(q.expand(C * C, C), zz, K, variant)[0, 1]                  # [C²]
+    score = F.one_hot(z[0], C).double() - q
+    return ((table * r * (f[z[0]] - f[z[1]]))[:, None] * score).sum(0)
+
+
+def test_carms_exact_ratio_is_unbiased_and_the_code_ratio_is_not():
+    """Exact, not statistical: with one variable, the estimator's expectation Σ Q r (f(i) − f(j))(e_i − q) equals
+    ∇_η E_q f = Σ_i q_i f_i (e_i − q) to 1e-9 with the exact ratio, for peaked and flat q and K ∈ {2, 3, 5}; the
+    reference code's smoothed, clipped ratio (``carms_code``) is not: off by more than 0.05 % of the gradient's
+    norm at every one of these points (measured 0.12–1.3 %, largest at K = 2)."""
+    gen = torch.Generator().manual_seed(3)
+    C = 6
+    for scale in (0.5, 3.0):
+        q = torch.softmax(torch.randn(C, generator=gen, dtype=torch.float64) * scale, -1)
+        f = torch.randn(C, generator=gen, dtype=torch.float64) * 5
+        exact = (q * f)[:, None] * (torch.eye(C, dtype=torch.float64) - q)
+        exact = exact.sum(0)
+        for K in (2, 3, 5):
+            got = _carms_expectation(q, f, K, "exact")
+            assert torch.allclose(got, exact, atol=1e-9), (scale, K, got, exact)
+            code = _carms_expectation(q, f, K, "carms_code")
+            assert float((code - exact).norm()) > 5e-4 * float(exact.norm()), (scale, K, code, exact)
