@@ -39,9 +39,11 @@ SBN_PRESETS = {
     # the DisARM / ARMS / RODEO setting as the RODEO code runs it (thjashin/rodeo experiment_launcher_singlelayer.py:
     # batch 100, Adam 1e-3 for the decoder, encoder and control variates, K = 2, 200 latents, dynamically binarised
     # MNIST, linear and nonlinear encoders); deviations: our prior logits are learned (its prior_lr is 0), the
-    # embedded mnist5k-dynamic subset stands in for full MNIST, and the budget is the suite's (its is 1M steps)
+    # embedded mnist5k-dynamic subset stands in for full MNIST, and the budget is the suite's (its is 1M steps).
+    # Its cells: that paper line's estimators (SBN_PAIRED) at K = 2, nothing else (its own parts)
     "rodeo": dict(batch_size=100, lr=1e-3,
-                  model_grid={"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-dynamic",)}),
+                  model_grid={"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-dynamic",)},
+                  parts=[{"estimators": SBN_PAIRED, "particles": (2,)}]),
     # the full published budget (needs the full datasets, `run_all.py fetch-data`, and a GPU)
     "paper": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)}, iterations=2_000_000,
                   eval_every=10_000, seeds=5, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist-static", "omniglot-bern5")},

@@ -78,3 +78,15 @@ def test_a_new_study_is_one_module_and_one_registry_line(tmp_path):
     assert set(table.study) == {"toy"} and set(table.label) == {"ww", "vimco"}
     page = open(os.path.join(out, "toy", "report.md")).read()
     assert "2 estimators measured here" in page
+
+
+def test_the_rodeo_preset_runs_that_papers_setting_and_only_its_estimators():
+    """``--suite sbn --preset rodeo``: the DisARM / ARMS / RODEO line's estimators at K = 2 on the dynamically
+    binarised digits, linear1 and nonlinear, batch 100, Adam 1e-3 (studies/sbn.py; docs/sbn.md)."""
+    from estibench.harness.cli import make_cells, parser
+    from estibench.studies.sbn import SBN_PAIRED
+    cells = make_cells(parser().parse_args(["--suite", "sbn", "--preset", "rodeo"]))
+    assert sorted((c.estimator, c.model_options["arch"]) for c in cells) == sorted(
+        (e, a) for e in SBN_PAIRED for a in ("linear1", "nonlinear"))
+    assert {(c.model, c.model_options["dataset"], c.particles, c.batch_size, c.lr, c.preset) for c in cells} == {
+        ("sbn", "mnist5k-dynamic", 2, 100, 1e-3, "rodeo")}
