@@ -146,6 +146,13 @@ STUDY = Study(
         {**SBN_TINY, "estimators": ("rloo",), "particles": (2,),
          "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
          "study_options": {**SBN_TINY["study_options"], "basket": ("all",), "basket_samples": 50}},
+        # ... and on the categorical SBN and its enumerable variant: every categorical estimator along RLOO's K = 2 path
+        {"model": "sbn_categorical", "estimators": ("rloo",), "particles": (2,),
+         "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)},
+         "study_options": {**SBN_STUDY_OPTIONS, "basket": ("all",), "basket_samples": 20}},
+        {**SBN_TINY, "model": "sbn_categorical_tiny", "estimators": ("rloo",), "particles": (2,),
+         "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)},
+         "study_options": {**SBN_TINY["study_options"], "basket": ("all",), "basket_samples": 50}},
     ],
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
                 "docs/sbn.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
