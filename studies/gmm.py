@@ -16,10 +16,10 @@ NEW_ESTIMATORS = ("rloo", "indecater", "categorical_disarm", "carms", "unordered
 #: ZGR for the straight-through family
 NEW_PAPER_BUDGET = ("rloo", "indecater", "categorical_disarm", "zgr")
 #: at K = 2 only: GST and ReinMax, straight-through estimators like ZGR (the same backward per particle), whose
-#: K-dependence ZGR's rows show; the unordered set estimator, whose cost grows as K² (25 min per cell at K = 2,
-#: 71 at K = 5, 29 h at K = 20).  Left out for their cost at C = 20 (``benchmarks/gmm_new_estimators.md``): CARMS
-#: (C(C − 1)/2 orders × K² pair boxes per point and step: 3 h per cell at K = 2) and Gumbel-Rao (M = 100
-#: conditional draws per particle: 4.6 h at K = 2); run them with --estimators.
+#: K-dependence ZGR's rows show; the unordered set estimator, whose cost grows as K² (27 min per cell at K = 2,
+#: 77 at K = 5, 32 h at K = 20).  Left out for their cost at C = 20 (``benchmarks/gmm_new_estimators.md``): CARMS
+#: (C(C − 1)/2 orders × K² pair boxes per point and step: 3.8 h per cell at K = 2) and Gumbel-Rao (M = 100
+#: conditional draws per particle: 3.7 h at K = 2); run them with --estimators.
 NEW_K2_ONLY = ("gst", "reinmax", "unordered_set")
 
 STUDY = Study(
