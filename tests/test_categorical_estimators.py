@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from estibench import estimators
 from estibench.estimators.base import Estimate, Estimator, IncompatibleError, batch_loss
-from estibench.estimators.carms import carms_sample, orders, pair_pmf, pair_ratio
+from estibench.estimators.carms import carms_sample, orders, pair_pmf, pair_ratio, sampled_pair_pmf
 from estibench.estimators.categorical_disarm import antithetic_pair, log_pair_weight, stick_breaking_logits
 from estibench.estimators.onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, log_probs, onehot_sample
 from estibench.estimators.unordered_set import log_set_ratios, stochastic_beam_search
@@ -292,3 +292,18 @@ def test_carms_exact_ratio_is_unbiased_and_the_code_ratio_is_not():
             assert torch.allclose(got, exact, atol=1e-9), (scale, K, got, exact)
             code = _carms_expectation(q, f, K, "carms_code")
             assert float((code - exact).norm()) > 5e-4 * float(exact.norm()), (scale, K, code, exact)
+
+
+def test_carms_ratio_is_the_same_from_the_table_and_from_the_sampled_pairs():
+    """``pair_ratio`` reads Q from the C × C table when K > C and from the sampled pairs otherwise: both give
+    q(z_k) q(z_j) / Q(z_k, z_j) off the equal pairs (1e-12), 0 on them (C = 3, K = 5, torch seed 4)."""
+    torch.manual_seed(4)
+    q = torch.softmax(torch.randn(7, 2, 3, dtype=torch.float64) * 2, -1)
+    K = 5
+    z = carms_sample(q, K)
+    table_path = pair_ratio(q, z, K)                                          # K > C: the table
+    qz = q[None].expand(K, *q.shape).gather(-1, z[..., None])[..., 0]
+    direct = qz[:, None] * qz[None] / sampled_pair_pmf(q, z, K)
+    same = z[:, None] == z[None]
+    assert bool((table_path[same] == 0).all())
+    assert torch.allclose(table_path[~same], direct[~same], rtol=1e-12, atol=0)
