@@ -50,13 +50,27 @@ from .binary import log_mass, uniform_like
 VARIANTS = ("paper", "arms_code")
 
 
+def dirichlet_log_uniforms(u: torch.Tensor) -> torch.Tensor:
+    """log u_k ``[K, *]`` of K mutually antithetic U(0, 1) from K i.i.d. uniforms ``u`` ∈ [0, 1) (dim 0): the
+    Dirichlet copula, d = e/Σe with e_k = −log(1 − u_k) ~ Exp(1), u_k = (1 − d_k)^{K−1} (d_k ~ Beta(1, K − 1)).
+    Shared with CARMS (``estimators/carms.py``)."""
+    K = u.shape[0]
+    e = -torch.log1p(-u)  # Exp(1), finite
+    d = e / e.sum(0, keepdim=True)
+    return (K - 1) * torch.log1p(-d)
+
+
+def dirichlet_bivariate_cdf(s_root: torch.Tensor, t_root: torch.Tensor, num_particles: int) -> torch.Tensor:
+    """P(u_k ≤ s, u_j ≤ t), k ≠ j, under the Dirichlet copula of K samples, from s^{1/(K−1)} and t^{1/(K−1)}:
+    max(s^{1/(K−1)} + t^{1/(K−1)} − 1, 0)^{K−1}.  Shared with CARMS."""
+    return torch.clamp(s_root + t_root - 1.0, min=0.0).pow(num_particles - 1)
+
+
 def dirichlet_copula_logits(a: torch.Tensor, num_particles: int) -> torch.Tensor:
     """ε ``[K, *a.shape]`` such that z = 1[ε < a] are K mutually antithetic Bern(σ(a)) samples (the Dirichlet
     copula above, flipped where a ≥ 0); each ε_k is standard logistic, drawn on a's device."""
     K = int(num_particles)
-    e = -torch.log1p(-uniform_like(a.detach().expand(K, *a.shape)))  # Exp(1), finite (uniform ∈ [0, 1))
-    d = e / e.sum(0, keepdim=True)
-    log_u = (K - 1) * torch.log1p(-d)  # log u_k, u_k = (1 − d_k)^{K−1} ~ U(0, 1)
+    log_u = dirichlet_log_uniforms(uniform_like(a.detach().expand(K, *a.shape)))  # log u_k, u_k ~ U(0, 1)
     eps = log_u - torch.log(-torch.expm1(log_u))  # logit u_k
     return torch.where(a.detach() < 0, eps, -eps)
 
@@ -69,12 +83,14 @@ def debias_factor(a: torch.Tensor, num_particles: int, variant: str = "paper") -
         p = torch.sigmoid(a)
 
         def bivariate(t):
-            return torch.clamp(2 * t.pow(1.0 / (K - 1)) - 1, min=0).pow(K - 1)
+            root = t.pow(1.0 / (K - 1))
+            return dirichlet_bivariate_cdf(root, root, K)
 
         joint = torch.where(p < 0.5, bivariate(p), 2 * p - 1 + bivariate(1 - p))
         return p * (1 - p) / (p - joint + 1e-6)
     log_m = torch.nn.functional.logsigmoid(-a.abs())  # m = min(p, 1 − p)
-    B = torch.clamp(2 * torch.exp(log_m / (K - 1)) - 1, min=0).pow(K - 1)
+    root = torch.exp(log_m / (K - 1))
+    B = dirichlet_bivariate_cdf(root, root, K)
     ratio = B / torch.exp(log_m).clamp_min(torch.finfo(a.dtype).tiny)  # B(m)/m; B = 0 wherever m is tiny
     return torch.sigmoid(a.abs()) / (1 - ratio)
 

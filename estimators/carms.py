@@ -48,6 +48,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .arms import dirichlet_bivariate_cdf, dirichlet_log_uniforms
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
 from .onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, log_probs
 
@@ -70,17 +71,9 @@ def orders(num_categories: int) -> torch.Tensor:
 
 
 def copula_uniforms(shape, num_particles: int, like: torch.Tensor) -> torch.Tensor:
-    """K mutually antithetic U(0, 1) ``[K, *shape]`` from the Dirichlet copula (u_k = (1 − d_k)^{K−1})."""
-    K = int(num_particles)
-    u0 = torch.rand((K, *shape), dtype=like.dtype, device=like.device)
-    e = -torch.log1p(-u0)                                             # Exp(1), finite
-    d = e / e.sum(0, keepdim=True)
-    return torch.exp((K - 1) * torch.log1p(-d))
-
-
-def bivariate_cdf(s: torch.Tensor, t: torch.Tensor, num_particles: int) -> torch.Tensor:
-    """P(u_k ≤ s, u_j ≤ t) for two of the K Dirichlet-copula uniforms, given s^{1/(K−1)} and t^{1/(K−1)}."""
-    return torch.clamp(s + t - 1.0, min=0.0).pow(num_particles - 1)
+    """K mutually antithetic U(0, 1) ``[K, *shape]`` from the Dirichlet copula (ARMS's, ``estimators/arms.py``)."""
+    u0 = torch.rand((int(num_particles), *shape), dtype=like.dtype, device=like.device)
+    return torch.exp(dirichlet_log_uniforms(u0))
 
 
 def interval_ends(q: torch.Tensor):
@@ -96,8 +89,8 @@ def interval_ends(q: torch.Tensor):
 
 def _box(lo_i, hi_i, lo_j, hi_j, K):
     """P(u_k ∈ (s_i, t_i], u_j ∈ (s_j, t_j]) from the (K − 1)-th roots of the interval ends."""
-    return (bivariate_cdf(hi_i, hi_j, K) - bivariate_cdf(lo_i, hi_j, K) - bivariate_cdf(hi_i, lo_j, K)
-            + bivariate_cdf(lo_i, lo_j, K))
+    cdf = dirichlet_bivariate_cdf
+    return cdf(hi_i, hi_j, K) - cdf(lo_i, hi_j, K) - cdf(hi_i, lo_j, K) + cdf(lo_i, lo_j, K)
 
 
 def _roots(q: torch.Tensor, K: int):
