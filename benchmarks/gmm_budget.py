@@ -13,7 +13,8 @@ rounds per cell; ms/step = median block ÷ block size, speed-up = median over ro
 evaluation of the study's task is timed once per cell on this checkout.
 
 Projection (not a run): a cell's time = 100,000 × its step + 101 evaluations; the suite's wall clock on two
-workers = the longest-first schedule of those times onto two cores (the sweep starts the costliest cells first).
+workers = those times started in the sweep's own order (``harness.sweep.dispatch_order``: K groups in turn, the
+costliest cells of a group first), each on the first of two cores to come free.
 Start-up, the final evaluation and the report are left out, so the real run takes somewhat longer.  The
 committed study (``published/gmm``) records the real per-cell times of its run beside the projection.
 Writes ``gmm_budget.md`` next to this script unless ``--out``.
@@ -66,10 +67,16 @@ class Worker:
         self.proc.wait(timeout=30)
 
 
-def schedule(times, workers: int = 2) -> float:
-    """Wall clock of the longest-first schedule of ``times`` onto ``workers``."""
+def schedule(cells, workers: int = 2) -> float:
+    """Wall clock of starting ``cells`` [(estimator, K, seconds)] in the sweep's order, each on the first of
+    ``workers`` to come free."""
+    from estibench.harness.runner import Cell
+    from estibench.harness.sweep import dispatch_order
+    built = [(Cell(study="gmm", model="gmm", estimator=e, particles=k, seeds=(0,),
+                   iterations=ITERATIONS), t) for e, k, t in cells]
+    seconds = {id(c): t for c, t in built}
     loads = [0.0] * workers
-    for t in sorted(times, reverse=True):
+    for t in (seconds[id(c)] for c in dispatch_order([c for c, _ in built])):
         heapq.heapreplace(loads, loads[0] + t)
     return max(loads)
 
@@ -130,7 +137,7 @@ def main(argv=None):
                 before, after = (statistics.median(blocks[k]) for k in ("before", "after"))
                 ratio = statistics.median(b / a for b, a in zip(blocks["before"], blocks["after"]))
                 cell_s = ITERATIONS * after + EVALUATIONS * evaluation
-                projected.append(cell_s)
+                projected.append((name, K, cell_s))
                 wall, spi = committed.get((name, K), (float("nan"), float("nan")))
                 rows.append([name, K, 1e3 * before, 1e3 * after, ratio, 1e3 * evaluation, cell_s, 1e3 * spi, wall])
                 print(rows[-1], flush=True)
@@ -147,8 +154,8 @@ def main(argv=None):
              f"cell, {ITERATIONS:,} iterations, {EVALUATIONS} evaluations.  Step times: {args.rounds} rounds of "
              f"{args.block}-step blocks per cell, before and after alternating, one torch thread each.  Whole run: "
              f"{time.perf_counter() - started:.0f} s.\n\n"
-             f"**Projected wall clock of `run_all.py --suite gmm --jobs 2` (longest-first on 2 cores, start-up and "
-             f"final evaluations left out): {total / 60:.0f} min** (target ≤ 30 min; {sum(projected) / 60:.0f} "
+             f"**Projected wall clock of `run_all.py --suite gmm --jobs 2` (the sweep's order on 2 cores, start-up and "
+             f"final evaluations left out): {total / 60:.0f} min** (target ≤ 30 min; {sum(t for _, _, t in projected) / 60:.0f} "
              f"worker-minutes).  The committed study's cells took {committed_total / 60:.0f} worker-minutes in "
              f"all (their `wall_s`, measured on a loaded machine in an earlier session).")
     text = header(command, extra, load_before) + "\n" + markdown(rows, columns)

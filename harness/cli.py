@@ -21,7 +21,7 @@ from estibench.models.registry import Registry, UnknownNameError
 from .runner import COMPILE_MODES, CONFIG_VERSION, Cell, compile_refusal, resolve_device
 from .store import Store, StoreError
 from estibench import studies as study_registry
-from .sweep import BACKENDS, check_backend, plan, run_sweep
+from .sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
 
 #: every study's suites (``estibench.studies``): suite name → grid
 SUITES = study_registry.suites()
@@ -526,10 +526,7 @@ def _main(argv, state: dict) -> int:
     state["cells"] = cells
     finished = set() if args.force else store.done_keys()
     n_todo = sum(c.key() not in finished for c in cells)
-    # K groups in the order given (so an interrupted sweep leaves whole columns), longest cells first
-    order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
-    cells.sort(key=lambda c: (order[c.particles], -estimators.REGISTRY.factory(c.estimator).cost_hint
-                              * (c.particles + 2)))
+    cells[:] = dispatch_order(cells)
     print(f"{len(cells)} cells, {len(cells) - n_todo} already done, {n_todo} to run -> {out}", flush=True)
     started = time.time()
     try:

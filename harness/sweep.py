@@ -263,6 +263,16 @@ def describe_status(row) -> str:
     return status
 
 
+def dispatch_order(cells: List[Cell]) -> List[Cell]:
+    """The order a sweep starts its cells in: K groups in the order the cells first give them (so an
+    interrupted sweep leaves whole columns), and within a group the costliest first by the estimators'
+    ``cost_hint`` × (K + 2), so the group's long cells do not start last."""
+    from estibench import estimators
+    order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
+    return sorted(cells, key=lambda c: (order[c.particles],
+                                        -estimators.REGISTRY.factory(c.estimator).cost_hint * (c.particles + 2)))
+
+
 def plan(cells: List[Cell], folder: str) -> List[tuple]:
     """[(cell, status text)] without creating or changing anything (for ``--dry-run``): the store is
     opened read-only, an older schema is read through an in-memory upgrade."""

@@ -264,3 +264,18 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path):
     write_schema_1_store(path, {"config_version": CONFIG_VERSION})
     store = Store(str(tmp_path))
     assert store.done_keys() == {"k"} and len(store.table()) == 1 and "attempts" in store.cells().columns
+
+
+def test_dispatch_order_keeps_k_groups_and_starts_each_groups_costliest_cells_first():
+    """``harness.sweep.dispatch_order`` (what the CLI runs and ``benchmarks/gmm_budget.py`` projects): K groups in
+    the order the cells first give them, inside a group by the estimators' declared ``cost_hint`` × (K + 2),
+    highest first; the relative order of equal costs is kept."""
+    from estibench.harness.sweep import dispatch_order
+    names = ["ww", "relax", "reinforce", "concrete"]
+    cells = [Cell(study="gmm", model="gmm", estimator=e, particles=k, seeds=(0,), iterations=1)
+             for k in (5, 2) for e in names]
+    got = [(c.particles, c.estimator) for c in dispatch_order(cells)]
+    hint = {e: estimators.REGISTRY.factory(e).cost_hint for e in names}
+    want = [(k, e) for k in (5, 2) for e in sorted(names, key=lambda e: -hint[e])]
+    assert got == want
+    assert got[0] == (5, "relax") and hint["relax"] > max(hint[e] for e in names if e != "relax")
