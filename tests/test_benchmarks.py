@@ -15,6 +15,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -197,3 +198,23 @@ def test_a_before_worker_runs_its_own_checkout(tmp_path):
         assert where.startswith(os.path.realpath(str(tree)) + os.sep), where
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True, timeout=60)
+
+
+# -- the prepared device check ------------------------------------------------------------------------------
+def test_device_check_runs_every_part_on_the_cpu(tmp_path):
+    """``benchmarks/device_check.py`` is what a session lent a GPU runs once, with no time to debug it there: every
+    part it can run without CUDA (GMM cells through ``train_cell``, SBN steps, AIS, ``--compile``) runs here on the
+    CPU against the CPU, tiny, and writes its record; bad input exits with status 2 before any work."""
+    sys.path.insert(0, ROOT)
+    from benchmarks import device_check
+    out = tmp_path / "device.md"
+    assert device_check.main(["--device", "cpu", "--iterations", "3", "--particles", "2", "--rounds", "1",
+                              "--estimators", "reinforce", "--ais", "20x3", "--out", str(out)]) == 0
+    text = out.read_text()
+    for section in ("### GMM at a reduced budget", "### SBN training step", "### AIS throughput",
+                    "### `--compile` against eager"):
+        assert section in text, section
+    assert re.search(r"^\| reinforce +\| +2 \|", text, re.M) and "Host synchronisation" not in text  # sync: CUDA only
+    assert device_check.main(["--parts", "gmm,warp", "--out", str(tmp_path / "x.md")]) == 2
+    assert device_check.main(["--device", "cpu", "--ais", "many", "--out", str(tmp_path / "x.md")]) == 2
+    assert not (tmp_path / "x.md").exists()
