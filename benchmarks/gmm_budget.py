@@ -157,7 +157,7 @@ def main(argv=None):
              f"**Projected wall clock of `run_all.py --suite gmm --jobs 2` (the sweep's order on 2 cores, start-up and "
              f"final evaluations left out): {total / 60:.0f} min** (target ≤ 30 min; {sum(t for _, _, t in projected) / 60:.0f} "
              f"worker-minutes).  The committed study's cells took {committed_total / 60:.0f} worker-minutes in "
-             f"all (their `wall_s`, measured on a loaded machine in an earlier session).")
+             f"all (their recorded `wall_s`: `benchmarks/gmm_full_run.md` says when and how they ran).")
     text = header(command, extra, load_before) + "\n" + markdown(rows, columns)
     write_record(text, args.out)
     return 0

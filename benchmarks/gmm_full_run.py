@@ -136,8 +136,7 @@ def main(argv=None):
     text = header(command_line(__file__, argv), extra, load_before) + "\n" + markdown(rows, columns) + (
         "\nms/iteration: the runner's `sec_per_iter` (training steps only); not training: the share of the cell's wall "
         "clock outside the training steps (101 evaluations with their gradient draws, the final evaluation, set-up); "
-        "start: minutes after the run's first cell started.  The committed cells' wall clock was measured on a machine shared with other work in earlier "
-        "sessions.\n")
+        "start: minutes after the run's first cell started; committed: the same cell (key) in the `--committed` store.\n")
     write_record(text, args.out)
     return 0
 
