@@ -72,11 +72,11 @@ def schedule(cells, workers: int = 2) -> float:
     ``workers`` to come free."""
     from estibench.harness.runner import Cell
     from estibench.harness.sweep import dispatch_order
-    built = [(Cell(study="gmm", model="gmm", estimator=e, particles=k, seeds=(0,),
-                   iterations=ITERATIONS), t) for e, k, t in cells]
-    seconds = {id(c): t for c, t in built}
+    seconds = {(e, k): t for e, k, t in cells}
+    order = dispatch_order([Cell(study="gmm", model="gmm", estimator=e, particles=k, seeds=(0,), iterations=ITERATIONS)
+                            for e, k, _ in cells])
     loads = [0.0] * workers
-    for t in (seconds[id(c)] for c in dispatch_order([c for c, _ in built])):
+    for t in (seconds[c.estimator, c.particles] for c in order):
         heapq.heapreplace(loads, loads[0] + t)
     return max(loads)
 
