@@ -9,6 +9,13 @@ runs, on every model fixture below whose declared capabilities it accepts:
   the guide's dimension;
 * **replicate independence**: replicate 0's gradients and objective do not change when replicate
   1's parameters do (same noise);
+* **state under measurement**: after one training call (``gradients(model, x, K)``), three gradient
+  draws at frozen parameters (``gradients(..., with_own=False)``, what every evaluation, the gradient
+  basket and ``screen`` call) leave every parameter, buffer and plain attribute of the estimator as
+  it was (:mod:`harness.measurement`).  An estimator that updates a running statistic (an EMA
+  baseline) inside ``surrogate`` fails it: its measured variance would be that of an estimator whose
+  state moves while it is measured.  The harness restores such state after every measurement anyway;
+  update it in ``gradients`` when ``with_own`` is true (``examples/ema_baseline.py``);
 * for an estimator that declares ``unbiased = True``, on every enumerable fixture (and every
   closed-form one, CLOSED_FORM_GAUSSIAN, at K = 1), the
   **exact-gradient test**: n φ-gradient estimates at one parameter point (every replicate built
@@ -203,6 +210,25 @@ def independence(name: str, options: dict, model, x, K: int) -> Optional[str]:
     return None
 
 
+def measurement_state(name: str, options: dict, model, x, K: int) -> Optional[str]:
+    """None when gradient draws at frozen parameters leave the estimator's state as it was; else which state
+    changed.  One training call first, so state an estimator creates when it first trains exists."""
+    from .measurement import changed_state
+    est = estimators.get(name, **options).bind(model)
+    est.gradients(model, x, K)
+
+    def measure():
+        for _ in range(3):
+            est.gradients(model, x, K, with_own=False)
+
+    changed = changed_state(est, measure)
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        return (f"3 gradient draws at frozen parameters (gradients(..., with_own=False)) changed its state: {shown}; "
+                f"update running statistics only when with_own is true")
+    return None
+
+
 def run_checks(name: str, options: Optional[dict] = None, fixtures: Optional[Dict[str, Fixture]] = None,
                n: Optional[int] = None, alpha: float = FAMILY_ALPHA, seed: int = 0) -> List[Result]:
     """Every check on every fixture the estimator accepts (see the module docstring).  Raises
@@ -223,7 +249,8 @@ def run_checks(name: str, options: Optional[dict] = None, fixtures: Optional[Dic
             with torch.random.fork_rng():
                 torch.manual_seed(1)
                 x2 = model.sample(5)[1]
-            for check, fn in (("contract", contract), ("replicate independence", independence)):
+            for check, fn in (("contract", contract), ("replicate independence", independence),
+                              ("state under measurement", measurement_state)):
                 torch.manual_seed(seed)
                 try:
                     why = fn(name, options, copy.deepcopy(model), x2, K)

@@ -3,6 +3,11 @@
 Both return the gradient of the objective being *maximised*, averaged over the B data points
 of each replicate, flattened over the chosen parameter group in ``parameters()`` order (all
 replicates, replicate-major within each parameter tensor).
+
+Draws at frozen parameters are measurements: they call ``estimator.gradients(..., with_own=False)``
+and afterwards restore the model's and the estimator's state (every parameter, buffer and plain
+attribute, :class:`harness.measurement.Snapshot`), whatever the estimator did to it; they draw from
+the caller's random stream (the runner gives each evaluation a stream of its own).
 """
 from __future__ import annotations
 
@@ -21,13 +26,32 @@ def _draw(model, estimator, x, num_particles, index):
     return [grads[i].detach() for i in index]
 
 
+def _restoring(model, estimator):
+    """Snapshots of the model (its declared measurement caches excepted) and the estimator, restored on exit."""
+    import contextlib
+
+    from .measurement import Snapshot
+
+    @contextlib.contextmanager
+    def block():
+        snaps = [Snapshot(model, model.measurement_caches), Snapshot(estimator)]
+        try:
+            yield
+        finally:
+            for snap in snaps:
+                snap.restore()
+    return block()
+
+
 def gradient_draws(model, estimator, x, num_particles, num_samples, which="guide") -> torch.Tensor:
-    """``[num_samples, R, D_r]``: independent estimates per replicate (ascent direction)."""
+    """``[num_samples, R, D_r]``: independent estimates per replicate (ascent direction); the model's and the
+    estimator's state are as they were afterwards."""
     estimator.prepare(model, num_particles)
     index = _group_indices(model, which)
     R = model.replicates
-    return torch.stack([torch.cat([g.reshape(R, -1) for g in _draw(model, estimator, x, num_particles, index)], 1)
-                        for _ in range(int(num_samples))]).neg()
+    with _restoring(model, estimator):
+        return torch.stack([torch.cat([g.reshape(R, -1) for g in _draw(model, estimator, x, num_particles, index)],
+                                      1) for _ in range(int(num_samples))]).neg()
 
 
 def gradient_samples(model, estimator, x, num_particles, num_samples, which="guide") -> torch.Tensor:
@@ -35,8 +59,9 @@ def gradient_samples(model, estimator, x, num_particles, num_samples, which="gui
     "generative") at frozen parameters, in the same layout as :func:`exact_gradient`."""
     estimator.prepare(model, num_particles)
     index = _group_indices(model, which)
-    return torch.stack([torch.cat([g.reshape(-1) for g in _draw(model, estimator, x, num_particles, index)])
-                        for _ in range(int(num_samples))]).neg()
+    with _restoring(model, estimator):
+        return torch.stack([torch.cat([g.reshape(-1) for g in _draw(model, estimator, x, num_particles, index)])
+                            for _ in range(int(num_samples))]).neg()
 
 
 def exact_gradient(model, estimator, x, num_particles, which="guide") -> torch.Tensor:

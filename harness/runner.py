@@ -4,6 +4,9 @@ Replicate r of a cell is initialised from seed r exactly as a single run with th
 replicates' losses are summed and one Adam steps them all, which (Adam being elementwise, and
 no term coupling replicates) is R independent runs.  The training noise comes from one torch
 RNG seeded from the cell's configuration hash, so the same cell reproduces the same numbers.
+Measurement (every evaluation, the final metrics and artifacts) runs on streams of its own and leaves the
+model's and estimator's state as it was (``harness/measurement.py``), so the training stream, and with it
+the trajectory, does not depend on how often the cell is measured.
 """
 from __future__ import annotations
 
@@ -26,25 +29,61 @@ from estibench import models
 #: bump when a change alters the numbers of every cell; part of every cell's key
 CONFIG_VERSION = 1
 
-#: per-(study, estimator) numerics versions, for a change that alters only some cells' numbers:
-#: part of those cells' keys (absent at version 1, so every other cell keeps its key and stays
-#: cached).  A stored cell whose configuration differs only by this version is marked
+@dataclass(frozen=True)
+class NumericsChange:
+    """A change of the code that alters the numbers of some cells: those of ``study`` and ``estimator`` ("*":
+    every study / estimator).  ``invalidates``: a cell computed before it is wrong (e.g. a bias fixed) and is left
+    out of every table until rerun (``stale``); otherwise it stays valid under its own version and is recomputed
+    only when its suite is run again into its folder."""
+
+    study: str
+    estimator: str
+    what: str
+    invalidates: bool = True
+
+    def applies(self, study: str, estimator: str) -> bool:
+        return self.study in ("*", study) and self.estimator in ("*", estimator)
+
+
+#: every numerics change, oldest first.  A cell's numerics version is 1 + the number of changes that apply to its
+#: (study, estimator); it is part of the cell's key from version 2 on (absent at version 1, so the cells no change
+#: touched keep their keys).  A stored cell whose configuration differs only by its version is marked
 #: ``superseded`` when its successor is written (kept in the store, left out of tables).
-NUMERICS_VERSIONS = {
-    # 2: categorical RELAX draws the conditional Gumbels from fresh noise (the reused noise was biased)
-    ("gmm", "relax"): 2,
-    # 2: the GMM Concrete scores the reference code's relaxed densities (option relaxation=mass: the old ones)
-    ("gmm", "concrete"): 2,
-    # 2: NVIL's default is the REBAR code's variant; REBAR and RELAX gained their reference codes'
-    # variants (the rebar preset runs them).  The debiased trajectory variance changes one metric of
-    # every SBN cell: stores written before it have it renamed grad_logvar_ema_undebiased
-    # (harness.store schema 3) instead of rerunning every cell.
-    ("sbn", "nvil"): 2, ("sbn", "rebar"): 2, ("sbn", "relax"): 2,
-}
+NUMERICS_CHANGES: Tuple[NumericsChange, ...] = (
+    NumericsChange("gmm", "relax", "categorical RELAX draws the conditional Gumbels from fresh noise (the reused "
+                                   "noise was biased)"),
+    NumericsChange("gmm", "concrete", "the GMM's Concrete scores the reference code's relaxed densities (option "
+                                      "relaxation=mass: the old ones)"),
+    # NVIL's default became the REBAR code's variant; REBAR and RELAX gained their reference codes' variants (the
+    # rebar preset runs them).  The debiased trajectory variance changed one metric of every SBN cell: stores
+    # written before it have it renamed grad_logvar_ema_undebiased (harness.store schema 3) instead of a rerun.
+    NumericsChange("sbn", "nvil", "NVIL's default is the REBAR code's variant"),
+    NumericsChange("sbn", "rebar", "REBAR's reference-code variants (the rebar preset runs rebar_code)"),
+    NumericsChange("sbn", "relax", "RELAX's reference-code variants (the rebar preset runs relax_code)"),
+    NumericsChange("*", "*", "measurement (every evaluation, the gradient basket, the final metrics) draws from its "
+                             "own random stream, forked from the cell's seed, and leaves the model's and estimator's "
+                             "state as it was (harness/measurement.py): a cell's trajectory no longer depends on "
+                             "--eval-every; earlier cells stay valid under their version",
+                   invalidates=False),
+)
+
+
+def numerics_history(study: str, estimator: str) -> List[Tuple[int, NumericsChange]]:
+    """(version, change) for every change that applies to (study, estimator), oldest first: version v is the
+    numbers after the change."""
+    changes = [c for c in NUMERICS_CHANGES if c.applies(study, estimator)]
+    return [(i + 2, c) for i, c in enumerate(changes)]
 
 
 def numerics_version(study: str, estimator: str) -> int:
-    return NUMERICS_VERSIONS.get((study, estimator), NUMERICS_VERSIONS.get((study, "*"), 1))
+    """The numerics version this code computes for (study, estimator) cells."""
+    return 1 + len(numerics_history(study, estimator))
+
+
+def numerics_stale(study: str, estimator: str, version: int) -> bool:
+    """Whether a stored cell of numerics ``version`` is wrong under this code: a later change that applies to it
+    ``invalidates`` earlier cells."""
+    return any(v > int(version) and c.invalidates for v, c in numerics_history(study, estimator))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -119,12 +158,15 @@ class Cell:
         return option_label(self.model, self.model_options)
 
     def rng_seed(self) -> int:
-        """From the key of the cell without its gradient basket (``harness/basket.py``): the basket measures along
-        the trajectory without changing it, so a cell with a basket trains exactly as the same cell without."""
-        options = {k: v for k, v in self.study_options.items() if k not in ("basket", "basket_samples")}
-        if options == self.study_options:
-            return int(self.key()[:12], 16)
-        return dataclasses.replace(self, study_options=options).rng_seed()
+        """The training stream's seed: a hash of the cell's configuration without the settings that only measure it
+        (``eval_every`` and the gradient basket's options, :data:`harness.measurement.MEASUREMENT_OPTIONS`), so
+        the same cell measured more or less often, or with a basket, trains exactly the same trajectory."""
+        from .measurement import MEASUREMENT_OPTIONS
+        cfg = self.config()
+        cfg.pop("eval_every")
+        cfg["study_options"] = {k: v for k, v in cfg["study_options"].items() if k not in MEASUREMENT_OPTIONS}
+        blob = json.dumps(cfg, sort_keys=True, default=str)
+        return int(hashlib.sha256(("training " + blob).encode()).hexdigest()[:12], 16)
 
 
 def build_model(name: str, seeds=(0,), **options):
@@ -331,6 +373,20 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+class _Measurement:
+    """``with measured(what, iteration):`` runs a task's measurement as :func:`harness.measurement.frozen` does: the
+    model's and estimator's state restored afterwards (the model's declared ``measurement_caches`` kept) and the
+    draws on a stream of their own, seeded from the cell's seed, ``what`` and the iteration.  The training stream
+    is therefore the same whatever ``eval_every`` is, and so is the trajectory (tests/test_measurement.py)."""
+
+    def __init__(self, cell: Cell, model, estimator):
+        self.base, self.model, self.estimator = cell.rng_seed(), model, estimator
+
+    def __call__(self, what: str, iteration: int):
+        from .measurement import frozen, measurement_seed
+        return frozen(self.model, self.estimator, seed=measurement_seed(self.base, what, iteration))
+
+
 def _finite_rows(rows):
     return [r for r in rows if math.isfinite(r[3])]
 
@@ -350,8 +406,11 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
         params = params + own
         R = model.replicates
         rows: List[Tuple[int, int, str, float]] = []
-        rows += task.evaluate(model, estimator, 0)
-        rows += task.final_evaluate(model, estimator, 0)
+        measured = _Measurement(cell, model, estimator)
+        with measured("evaluate", 0):
+            rows += task.evaluate(model, estimator, 0)
+        with measured("final", 0):
+            rows += task.final_evaluate(model, estimator, 0)
         step = TrainingStep(model, estimator, task, cell.particles, cell.iterations, optimiser, params,
                             compile=cell.compile)
         first_bad = step.first_bad
@@ -376,12 +435,15 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
                         raise Diverged(int(first_bad[first_bad >= 0].min()))
                     extra = {"sec_per_iter": torch.full((R,), elapsed / window),
                              "train_objective": step.objective_sum / window}
-                    rows += task.evaluate(model, estimator, it, extra)
+                    with measured("evaluate", it):
+                        rows += task.evaluate(model, estimator, it, extra)
                     step.objective_sum.zero_()
                     window, window_start = 0, time.perf_counter()
-            rows += task.final_evaluate(model, estimator, n)
+            with measured("final", n):
+                rows += task.final_evaluate(model, estimator, n)
             produce = getattr(task, "final_artifacts", None)  # optional task hook, after every metric
-            artifacts = produce(model) if produce is not None else None
+            with measured("artifacts", n):
+                artifacts = produce(model) if produce is not None else None
             peak = peak_memory_mb(device)
             rows += [(seed, n, "peak_memory_mb", peak) for seed in model.seeds]
         except Diverged as err:

@@ -9,7 +9,7 @@ A cell's ``status`` is
                 rows are the metrics recorded up to the last finite evaluation; a rerun skips it;
 * ``failed``    it raised: ``error`` holds the traceback, it has no rows, and a rerun retries it;
 * ``superseded`` a cell of the same configuration written by a newer numerics version
-                (``harness.runner.NUMERICS_VERSIONS``) replaced it: its rows are kept, but
+                (``harness.runner.NUMERICS_CHANGES``) replaced it: its rows are kept, but
                 :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
 
 ``artifacts`` holds small binary results a task made at the end of a cell (name, MIME type, bytes; e.g.
@@ -617,15 +617,16 @@ class Store:
 
     def stale_keys(self) -> set:
         """Finished cells written by an older numerics version than this code's for their (study,
-        estimator) (``harness.runner.NUMERICS_VERSIONS``) and not yet superseded: left out of
+        estimator) that a later change invalidates (``harness.runner.NUMERICS_CHANGES``,
+        ``numerics_stale``) and not yet superseded: left out of
         :meth:`table` so that a partly rerun store never pools two numerics; ``cells()`` marks them."""
-        from .runner import numerics_version
+        from .runner import numerics_stale
         out = set()
         with self.lock:
             rows = self.conn.execute(
                 "SELECT key, study, estimator, config FROM cells WHERE status IN ('done', 'diverged')").fetchall()
         for key, study, estimator, cfg in rows:
-            if int(json.loads(cfg).get("numerics_version", 1)) < numerics_version(study, estimator):
+            if numerics_stale(study, estimator, int(json.loads(cfg).get("numerics_version", 1))):
                 out.add(key)
         return out
 

@@ -57,6 +57,10 @@ class LatentVariableModel(nn.Module, abc.ABC):
     #: the studies whose training task can train this model (``harness/studies.py``); a model of your
     #: own states it (or inherits it from the model it extends)
     studies: tuple = ()
+    #: buffers (qualified names) holding estimates that measurement refreshes and that no gradient reads (the
+    #: RBM-prior VAE's AIS estimate of log Z): kept after a measurement; every other parameter, buffer and
+    #: plain attribute is restored (``harness/measurement.py``)
+    measurement_caches: tuple = ()
 
     def __init__(self, seeds: Sequence[int] = (0,)):
         super().__init__()

@@ -103,6 +103,9 @@ class RBMVAE(LatentVariableModel):
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
     studies = ("rbm",)
+    #: the AIS estimate of log Z, refreshed by the RBM study before each evaluation: read by objective values
+    #: (``log_partition_term``'s value), never by a gradient, so measurement keeps it (harness/measurement.py)
+    measurement_caches = ("log_z",)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", groups: int = 1,
                  dataset: str = "mnist5k-bern0", latent_bits: int = 200, hidden: int = 200, downsample: int = 1,

@@ -268,3 +268,15 @@ def test_families_register_one_implementation_per_latent_kind():
     estimators.get("concrete").check(WithoutMass(), 2)
     with pytest.raises(IncompatibleError, match="log-mass average"):
         estimators.get("concrete", relaxation="mass").check(WithoutMass(), 2)
+
+
+@pytest.mark.parametrize("est_name,options,model_name,model", REPLICATE_CASES,
+                         ids=[f"{e}{opts or ''}-{n}" for e, opts, n, _ in REPLICATE_CASES])
+def test_state_unchanged_under_measurement(est_name, options, model_name, model, rng):
+    """Every estimator (each variant and extra option set) on every model it accepts: after one training call,
+    three gradient draws at frozen parameters (``with_own=False``) leave its parameters, buffers and plain
+    attributes as they were (``harness/checks.py measurement_state``, also behind ``estibench check``)."""
+    import copy
+
+    from estibench.harness.checks import measurement_state
+    assert measurement_state(est_name, options, copy.deepcopy(model), data_for(model), K) is None

@@ -15,14 +15,14 @@ def write(store, c, value):
 
 
 def test_versions_stale_and_superseded(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {})
+    monkeypatch.setattr(runner, "NUMERICS_CHANGES", ())
     store = Store(str(tmp_path))
     old_relax, old_ws = cell("relax"), cell("ws")
     k_relax, k_ws = old_relax.key(), old_ws.key()
     write(store, old_relax, 1.0)
     write(store, old_ws, 2.0)
     assert "numerics_version" not in old_relax.config()
-    monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {("gmm", "relax"): 2})
+    monkeypatch.setattr(runner, "NUMERICS_CHANGES", (runner.NumericsChange("gmm", "relax", "a bias fixed"),))
     new_relax = cell("relax")
     assert new_relax.config()["numerics_version"] == 2 and new_relax.key() != k_relax
     assert cell("ws").key() == k_ws  # unchanged cells keep their keys (stay cached)
@@ -36,8 +36,37 @@ def test_versions_stale_and_superseded(tmp_path, monkeypatch):
     assert sorted(t.value) == [2.0, 3.0]
     assert k_relax not in set(store.cells().key) and k_relax in set(store.cells(include_superseded=True).key)
     # a study-wide bump ("*") applies to every estimator of that study only
-    monkeypatch.setattr(runner, "NUMERICS_VERSIONS", {("sbn", "*"): 2})
+    monkeypatch.setattr(runner, "NUMERICS_CHANGES", (runner.NumericsChange("sbn", "*", "x"),))
     assert runner.numerics_version("sbn", "nvil") == 2 and runner.numerics_version("gmm", "nvil") == 1
+
+
+def test_a_change_that_does_not_invalidate_keeps_old_cells_in_the_tables(tmp_path, monkeypatch):
+    """A numerics change with ``invalidates=False`` (the measurement stream) gives new keys, but the cells of the
+    older version stay valid: not stale, in the table, until a successor supersedes them."""
+    monkeypatch.setattr(runner, "NUMERICS_CHANGES", ())
+    store = Store(str(tmp_path))
+    old = cell("ws")
+    old_key = old.key()
+    write(store, old, 1.0)
+    monkeypatch.setattr(runner, "NUMERICS_CHANGES", (runner.NumericsChange("*", "*", "stream", invalidates=False),))
+    new = cell("ws")
+    new_key = new.key()
+    assert new_key != old_key and new.config()["numerics_version"] == 2
+    assert store.stale_keys() == set() and list(store.table().value) == [1.0]
+    write(store, new, 2.0)
+    assert list(store.table().value) == [2.0]
+    # a later invalidating change makes the older version stale (the oldest is superseded already)
+    monkeypatch.setattr(runner, "NUMERICS_CHANGES", (runner.NumericsChange("*", "*", "stream", invalidates=False),
+                                                     runner.NumericsChange("gmm", "ws", "a bias fixed")))
+    assert runner.numerics_version("gmm", "ws") == 3 and store.stale_keys() == {new_key}
+
+
+def test_the_current_versions():
+    """Every cell moved to a new version with the measurement stream; the older per-estimator changes add up."""
+    assert runner.numerics_version("gmm", "reinforce") == 2 and runner.numerics_version("gmm", "relax") == 3
+    assert runner.numerics_version("sbn", "nvil") == 3 and runner.numerics_version("rbm", "ws") == 2
+    assert not runner.numerics_stale("gmm", "reinforce", 1) and runner.numerics_stale("gmm", "relax", 1)
+    assert not runner.numerics_stale("gmm", "relax", 2)
 
 
 def test_schema_2_stores_keep_their_undebiased_trajectory_variance_under_another_name(tmp_path):
