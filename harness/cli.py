@@ -544,6 +544,11 @@ def _main(argv, state: dict) -> int:
     print(f"ran {n_todo - other} cells in {elapsed:.1f} s ({counts['done']} done, {counts['diverged']} diverged, "
           f"{counts['failed']} failed" + (f"; {other} computed by another run on this folder" if other else "")
           + f"); tidy table: {csv}")
+    if counts["failed"]:  # each printed one line as it failed; say where the whole traceback is
+        command = "python run_all.py" if prog() == "run_all.py" else prog()
+        print(f"{counts['failed']} failed cell(s), retried by the next run; full tracebacks: 'Failed cells' on "
+              f"{os.path.join(out, 'index.html')} ({command} report --out {out} writes it), or the error "
+              f"column of the cells table in {os.path.join(out, 'results.sqlite')}", flush=True)
     if not args.no_report:
         from estibench import reports
         descriptions = study_descriptions(args.suite)

@@ -263,14 +263,198 @@ def describe_status(row) -> str:
     return status
 
 
+def _step_cost(cell: Cell) -> float:
+    """The estimator's declared ``cost_hint`` × (K + 2): the relative cost of one training step per data point."""
+    from estibench import estimators
+    return estimators.REGISTRY.factory(cell.estimator).cost_hint * (cell.particles + 2)
+
+
 def dispatch_order(cells: List[Cell]) -> List[Cell]:
     """The order a sweep starts its cells in: K groups in the order the cells first give them (so an
     interrupted sweep leaves whole columns), and within a group the costliest first by the estimators'
     ``cost_hint`` × (K + 2), so the group's long cells do not start last."""
-    from estibench import estimators
     order = {k: i for i, k in enumerate(dict.fromkeys(c.particles for c in cells))}
-    return sorted(cells, key=lambda c: (order[c.particles],
-                                        -estimators.REGISTRY.factory(c.estimator).cost_hint * (c.particles + 2)))
+    return sorted(cells, key=lambda c: (order[c.particles], -_step_cost(c)))
+
+
+def estimated_work(cell: Cell) -> float:
+    """A cell's estimated work in arbitrary units, for the log-mode ETA: the cost model of
+    :func:`dispatch_order` (``cost_hint`` × (K + 2)) × iterations × seeds × batch size.  Rough (evaluations,
+    the model's own cost and the machine are left out); only ratios between the cells of one sweep matter."""
+    try:
+        step = _step_cost(cell)
+    except Exception:  # noqa: BLE001 - an unknown estimator fails in its cell, not in the progress line
+        step = cell.particles + 2
+    return step * max(cell.iterations, 1) * max(len(cell.seeds), 1) * max(cell.batch_size, 1)
+
+
+#: environment variable: seconds between log-mode progress lines ("off": none)
+PROGRESS_ENV = "ESTIBENCH_PROGRESS_S"
+PROGRESS_EVERY_S = 30.0
+
+
+def progress_interval(environ=None) -> Optional[float]:
+    """Seconds between log-mode progress lines, from ``ESTIBENCH_PROGRESS_S`` (default 30; "off": none)."""
+    text = (os.environ if environ is None else environ).get(PROGRESS_ENV, "").strip()
+    if not text:
+        return PROGRESS_EVERY_S
+    if text.lower() in ("off", "none", "no"):
+        return None
+    try:
+        value = float(text)
+        if value >= 0 and value != float("inf"):
+            return value
+    except ValueError:
+        pass
+    import warnings
+    warnings.warn(f"{PROGRESS_ENV}={text!r} is not a number of seconds ≥ 0 or 'off'; "
+                  f"using {PROGRESS_EVERY_S:g} s", stacklevel=2)
+    return PROGRESS_EVERY_S
+
+
+def say(line: str, file=None) -> None:
+    """Print one line at once (flushed, so a log shows it), without tearing a tqdm bar on the terminal."""
+    from tqdm import tqdm
+    file = sys.stdout if file is None else file
+    with tqdm.external_write_mode(file=file):
+        print(line, file=file, flush=True)
+
+
+def error_summary(error: Optional[str]) -> str:
+    """The exception line of a recorded traceback (the last exception's type and message, on one line)."""
+    lines = [l for l in (error or "").rstrip().splitlines() if l.strip()]
+    if not lines:
+        return "(no traceback recorded)"
+    start = len(lines) - 1
+    while start > 0 and not lines[start - 1].startswith((" ", "\t", "Traceback ")):
+        start -= 1  # a message of several lines: back to the line that names the exception
+    text = " ".join(l.strip() for l in lines[start:])
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def failed_cell_line(result: CellResult) -> str:
+    cell = result.cell
+    return (f"cell failed: {cell.model_label()} {cell.label()} K={cell.particles} seeds={len(cell.seeds)}: "
+            f"{error_summary(result.error)}")
+
+
+class LogProgress:
+    """Plain progress lines for a log (stdout not a terminal: ``nohup``, SLURM, ``> log``), where tqdm's bars
+    are off.  A line is printed when a cell finishes and, from a background thread, while none does, but
+    never two within ``every`` seconds of each other (by ``clock``); the first comes ``every`` seconds
+    after the start.  It gives cells finished / cells this run computes, the share of estimated work
+    (:func:`estimated_work`) finished, the time elapsed and ETA = elapsed × remaining work / finished work.
+    Cells in flight (the oldest ``slots`` cells dispatched and not yet back) count as half done; a failed
+    cell leaves the work (it stopped early, at an unknown point), a diverged one counts up to its diverging
+    iteration; "ETA unknown" until some work has finished."""
+
+    def __init__(self, cells: List[Cell], every: float, slots: Optional[int] = None, file=None,
+                 clock: Optional[Callable[[], float]] = None):
+        self.every, self.slots, self.file = every, slots, file
+        self.clock = clock or time.monotonic
+        self.work = {c.key(): estimated_work(c) for c in cells}
+        self.total_work = sum(self.work.values())
+        self.cells = len(self.work)
+        self.finished = self.failed = 0
+        self.done_work = 0.0
+        self.running: dict = {}  # key -> work, in the order dispatched
+        self.lock = threading.Lock()
+        self.started = self.last = self.clock()
+        self.stop = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+
+    # -- events ------------------------------------------------------------------------------------
+    def dispatched(self, cell: Cell) -> None:
+        with self.lock:
+            self.running.pop(cell.key(), None)
+            self.running[cell.key()] = self.work.get(cell.key(), 0.0)
+
+    def restarted(self) -> None:
+        """The worker pool was restarted: nothing is in flight until cells are dispatched again."""
+        with self.lock:
+            self.running.clear()
+
+    def taken_by_other_run(self, cell: Cell) -> None:
+        """Another run on the folder finished the cell: it is no longer this run's work."""
+        with self.lock:
+            self.running.pop(cell.key(), None)
+            work = self.work.pop(cell.key(), None)
+            if work is not None:
+                self.total_work -= work
+                self.cells -= 1
+
+    def cell_finished(self, result: CellResult) -> None:
+        key = result.cell.key()
+        with self.lock:
+            self.running.pop(key, None)
+            work = self.work.get(key, 0.0)
+            self.finished += 1
+            if result.status == "failed":
+                self.failed += 1
+                credit = 0.0
+            elif result.status == "diverged" and result.diverged_at:
+                credit = work * min(1.0, result.diverged_at / max(result.cell.iterations, 1))
+            else:
+                credit = work
+            self.total_work -= work - credit  # what it did not do is not left to do either
+            self.done_work += credit
+        self.tick()
+
+    # -- output ------------------------------------------------------------------------------------
+    def line(self, at: Optional[float] = None) -> str:
+        from tqdm import tqdm
+        with self.lock:
+            at = self.clock() if at is None else at
+            elapsed = max(0.0, at - self.started)
+            running = list(self.running.values())
+            if self.slots is not None:
+                running = running[:self.slots]
+            credited = self.done_work + sum(running) / 2
+            remaining = max(0.0, self.total_work - credited)
+            share = self.done_work / self.total_work if self.total_work > 0 else 1.0
+            failed = f" ({self.failed} failed)" if self.failed else ""
+            text = (f"progress: {self.finished}/{self.cells} cells finished{failed}, "
+                    f"{100 * share:.0f}% of estimated work, " + (f"{len(running)} running, " if running else "")
+                    + f"elapsed {tqdm.format_interval(elapsed)}, ")
+            if self.done_work > 0:
+                text += f"ETA {tqdm.format_interval(elapsed * remaining / credited)}"
+            else:
+                text += "ETA unknown (no cell finished yet)"
+        return text
+
+    def tick(self) -> bool:
+        """Print a line if ``every`` seconds have passed since the last one (or the start)."""
+        at = self.clock()
+        with self.lock:
+            if at - self.last < self.every:
+                return False
+            self.last = at
+        say(self.line(at), self.file)
+        return True
+
+    def _beat(self) -> None:
+        while not self.stop.wait(max(0.5, self.every / 4)):
+            self.tick()
+
+    def __enter__(self):
+        if self.every > 0:  # 0: a line per finished cell, no heartbeat
+            self.thread = threading.Thread(target=self._beat, name="estibench-progress", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+def log_mode(file=None) -> bool:
+    """Whether ``file`` (stdout) is not a terminal, so that tqdm's bars stay off and plain lines are wanted."""
+    file = sys.stdout if file is None else file
+    try:
+        return not file.isatty()
+    except (AttributeError, ValueError):
+        return True
 
 
 def plan(cells: List[Cell], folder: str) -> List[tuple]:
@@ -322,7 +506,7 @@ class _Leases:
 def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[int] = 1,
               backend: str = "loky", address: Optional[str] = None, force: bool = False,
               progress: bool = True, command: str = "", worker_restarts: int = 2,
-              lease_s: float = LEASE_S, poll_s: float = 2.0) -> dict:
+              lease_s: float = LEASE_S, poll_s: float = 2.0, log_every: Optional[float] = None) -> dict:
     """Run every cell not yet finished (all of them with ``force``); returns counts by status
     (``done``, ``diverged``, ``failed`` computed here; ``skipped`` finished before; ``by_other_run``
     finished meanwhile by another run on the same folder).
@@ -332,7 +516,12 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
     ``poll_s``) until that run has stored it, or takes it over if its claim lapses.  If a worker process
     dies (killed for memory, a segfault) the pool is restarted for the cells not yet stored, at most
     ``worker_restarts`` times; then the error propagates (rerun to resume).  On Ctrl-C or SIGTERM
-    (:class:`Interrupted`) or any error, the run row records how it ended and the claims are released."""
+    (:class:`Interrupted`) or any error, the run row records how it ended and the claims are released.
+
+    With ``progress``: tqdm bars where stderr is a terminal (as before), and where stdout is not one (a log),
+    a plain :class:`LogProgress` line at most every ``log_every`` seconds (default: from
+    :func:`progress_interval`, i.e. ``ESTIBENCH_PROGRESS_S`` or 30 s).  A failed cell prints one line
+    (model, estimator, K, the exception line of its traceback) as it is stored, progress or not."""
     finished = set() if force else store.done_keys()
     todo = [c for c in cells if c.key() not in finished]
     started_at = now()
@@ -346,14 +535,22 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
     remaining = {c.key(): c for c in todo}
     unwritten: List[CellResult] = []
     waiting: dict = {}
+    if log_every is None:
+        log_every = progress_interval()  # None when "off"
+    log = LogProgress(todo, log_every, slots=jobs if backend == "loky" else None) \
+        if progress and log_every is not None and log_mode() else None
 
     def admit(cell: Cell) -> bool:
         holder = store.claim(cell.key(), owner, lease_s, finished_since=started_at if force else None)
         if holder is None:
             waiting.pop(cell.key(), None)
+            if log is not None:
+                log.dispatched(cell)
             return True
         if holder == "finished":
             counts["by_other_run"] += 1
+            if log is not None:
+                log.taken_by_other_run(cell)
             remaining.pop(cell.key(), None)
             waiting.pop(cell.key(), None)
         else:
@@ -367,6 +564,10 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
                              diverged_at=result.diverged_at, threads=result.threads, artifacts=result.artifacts)
         counts[result.status] += 1
         remaining.pop(result.cell.key(), None)
+        if result.status == "failed":
+            say(failed_cell_line(result))
+        if log is not None:
+            log.cell_finished(result)
 
     def flush(final: bool = False) -> None:
         while unwritten:
@@ -380,7 +581,7 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
 
     status = "failed"
     try:
-        with _Leases(store, owner, lease_s):
+        with _Leases(store, owner, lease_s), (log or contextlib.nullcontext()):
             restarts, announced = 0, False
             while remaining:
                 ran_before = sum(counts[s] for s in ("done", "diverged", "failed"))
@@ -398,6 +599,8 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
                             or restarts == worker_restarts:
                         raise
                     restarts += 1
+                    if log is not None:
+                        log.restarted()
                     print(f"warning: a worker process died ({type(err).__name__}); finished cells are stored, "
                           f"restarting the pool for the {len(remaining)} remaining cells", flush=True)
                     continue
