@@ -10,7 +10,7 @@ import importlib
 
 from .definitions import METRIC_DEFINITIONS
 from .site import STUDY_PAGES, Section, build_site, generic_sections
-from .tables import bootstrap_ci, bootstrap_groups
+from .tables import mean_ci, mean_ci_groups
 
 _PAGES = ("gmm", "sbn")
 
@@ -24,4 +24,4 @@ def __getattr__(name):
 
 
 __all__ = ["build_site", "STUDY_PAGES", "Section", "generic_sections", "write_report", "METRIC_DEFINITIONS",
-           "bootstrap_ci", "bootstrap_groups"]
+           "mean_ci", "mean_ci_groups"]

@@ -50,29 +50,29 @@ def figure_basket(table: pd.DataFrame, path: str) -> str:
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.6 * cols, 3.4 * ((n + cols - 1) // cols)),
                              squeeze=False)
+    from . import plotstyle as ps
+    from .site import short_models
     members = sorted(rows.member.unique())
-    palette = dict(zip(members, sns.color_palette("tab20", len(members))))
+    styles = ps.line_styles(members)  # one (colour, line style) per estimator, the legend outside the panels
+    models = short_models(rows.model.unique())
     for ax, ((model, ref, K), sub) in zip(axes.flat, panels):
         med = sub.groupby(["member", "iteration"]).value.median().reset_index()
         for member, line in med.groupby("member"):
-            ax.plot(line.iteration, line.value, color=palette[member],
-                    linewidth=2.4 if member == _member_of(ref) else 1.0,
-                    label=member)
-        ax.set_title(f"{model}\nreference {_member_of(ref)}, K = {K}", fontsize=8)
+            ax.plot(line.iteration, line.value, linewidth=2.4 if member == _member_of(ref) else 1.0,
+                    label=tb.pretty_label(member), **styles[member])
+        ax.set_title(f"{models.get(model, model)}\nreference {tb.pretty_label(_member_of(ref))}, K = {K}", fontsize=8)
         ax.set_xlabel("iteration of the reference's training", fontsize=8)
         ax.set_ylabel("log mean Var(ĝ_φ)", fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], color=palette[m], label=m) for m in members]
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(members)), frameon=False, fontsize=7)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    handles = [plt.Line2D([], [], label=tb.pretty_label(m), **styles[m]) for m in members]
+    ps.legend_outside(fig, handles, [h.get_label() for h in handles], fontsize=8)
+    fig.tight_layout()
+    return ps.save(fig, path, dpi=90)
 
 
 def basket_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per cell and basket estimator: the log mean variance averaged over the evaluations (mean and bootstrap
+    """Per cell and basket estimator: the log mean variance averaged over the evaluations (mean and Student-t
     interval over seeds), its difference from the reference's (negative: lower variance than the reference at the
     same parameters), and the relative bias averaged the same way where the model is enumerable."""
     from estibench import estimators
@@ -86,7 +86,7 @@ def basket_table(table: pd.DataFrame) -> pd.DataFrame:
         ref = _member_of(ref)
         ref_by_seed = logvar[logvar.member == ref].set_index("seed").value
         for member, m in logvar.groupby("member"):
-            mean, lo, hi = tb.bootstrap_ci(m.value)
+            mean, lo, hi = tb.mean_ci(m.value)
             delta = m.set_index("seed").value - ref_by_seed.reindex(m.seed).to_numpy()
             bias = sub[(sub.what == "rel_bias") & (sub.member == member)].value
             name = tb.estimator_of(member)
@@ -96,6 +96,7 @@ def basket_table(table: pd.DataFrame) -> pd.DataFrame:
             except Exception:  # noqa: BLE001 - an estimator no longer registered still has its stored numbers
                 unbiased = "?"
             out.append({"model": model, "reference": ref, "K": K, "estimator": member,
+                        "n seeds": int(np.isfinite(m.value.to_numpy(dtype=float)).sum()),
                         "unbiased (declared)": unbiased,
                         "log mean Var (mean over evaluations)": tb.format_ci(mean, lo, hi),
                         "Δ vs reference": "" if member == ref else f"{np.nanmean(delta):+.2f}",
@@ -115,7 +116,7 @@ def sections(table: pd.DataFrame) -> List[Section]:
                         "come from the estimators, not from where their training wandered (the DisARM/RODEO code's "
                         "gradient basket).", name="fig_basket"),
         Section("Gradient basket: table", "table", basket_table(table),
-                caption=f"log mean Var averaged over the evaluations, mean and {tb.ci_label()} over seeds; Δ: mean "
+                caption=f"log mean Var averaged over the evaluations: {tb.ci_label()}; Δ: mean "
                         "over seeds of the difference from the reference's at the same parameters; relative bias: "
                         "√bias²/‖g*‖ against the exact gradient of each estimator's own target, averaged (enumerable "
                         "models).  Estimators with own parameters (baselines, control variates) are measured as first "

@@ -1,6 +1,12 @@
-"""The site index's leaderboards: per study, its headline metric (``Study.headline``) ranked per model and K —
-the final value of each seed, mean and percentile-bootstrap interval over seeds, the published value beside ours
-where the study names one.  Pure functions of the tidy table."""
+"""The site index's leaderboards: per study, its headline metric (``Study.headline``) per model and K — the final
+value of each seed; their mean and 95 % Student-t interval (``tables.mean_ci_groups``); a rank that separates only
+what the seeds separate (``tables.separated_ranks``: pairwise Welch t-tests, Holm-corrected, family-wise
+α = 0.05; estimators the seeds do not separate share a rank); estimators by their display names
+(``tables.pretty_label``, as the figures name them); and, where the study names one, the published value with the
+budget behind it (steps, data, source) beside ours and our own budget.  Pure functions of the tidy table.
+
+One statistic per page: the leaderboard's centre is the mean over seeds, as in every final-iteration summary
+(the GMM page's included), because the interval and the rank test are both about means."""
 from __future__ import annotations
 
 import json
@@ -19,8 +25,21 @@ def headline_of(study: str):
         return None
 
 
+def _budget(rows: pd.DataFrame) -> str:
+    """Our budget of one cell's rows: its training steps and data set (from the table's columns)."""
+    parts = []
+    if "iterations" in rows.columns and rows.iterations.notna().any():
+        parts.append(f"{int(rows.iterations.dropna().iloc[0]):,} steps")
+    if "dataset" in rows.columns and rows.dataset.notna().any():
+        parts.append(str(rows.dataset.dropna().iloc[0]))
+    return ", ".join(parts)
+
+
 def leaderboard(table: pd.DataFrame, study: str) -> Optional[pd.DataFrame]:
-    """The ranked table of ``study`` (None without a headline or without rows of its metric)."""
+    """The ranked table of ``study`` (None without a headline or without rows of its metric): columns model, K,
+    rank (:func:`tables.separated_ranks`; missing for an estimator with one seed), estimator (display name),
+    seeds (n), the metric (``mean [lo, hi]``), and with a published lookup: published, published budget (steps,
+    data, source), our budget.  Rows per (model, K) by rank, then by mean."""
     head = headline_of(study)
     if head is None:
         return None
@@ -28,19 +47,27 @@ def leaderboard(table: pd.DataFrame, study: str) -> Optional[pd.DataFrame]:
         table[table.metric == head.metric]
     if t.empty:
         return None
+    tb.learn_estimators(t)
     last = t.groupby(["model", "label", "particles", "seed"]).iteration.transform("max")
     final = t[t.iteration == last]
-    agg = tb.bootstrap_groups(final, ["model", "label", "particles"])
+    agg = tb.mean_ci_groups(final, ["model", "label", "particles"])
     lookup = None
     if head.published:
         from estibench.models.registry import import_path
         lookup = import_path(head.published)
     settings = final.drop_duplicates(["model"]).set_index("model")
+    sign = -1.0 if head.higher_is_better else 1.0
     rows = []
     for (model, K), sub in agg.groupby(["model", "particles"], sort=True):
-        sub = sub.sort_values("mean", ascending=not head.higher_is_better)
-        for rank, r in enumerate(sub.itertuples(index=False), 1):
-            row = {"model": model, "K": int(K), "rank": rank, "estimator": r.label, "seeds": int(r.n),
+        group = final[(final.model == model) & (final.particles == K)]
+        values = {label: g.value.to_numpy(dtype=float) for label, g in group.groupby("label")}
+        ranks = tb.separated_ranks(values, higher_is_better=head.higher_is_better)
+        sub = sub.assign(rank=sub.label.map(ranks))
+        sub = sub.assign(_unranked=sub["rank"].isna(), _by=sign * sub["mean"])
+        sub = sub.sort_values(["_unranked", "rank", "_by", "label"], na_position="last")
+        for r in sub.itertuples(index=False):
+            row = {"model": model, "K": int(K), "rank": None if pd.isna(r.rank) else int(r.rank),
+                   "estimator": tb.pretty_label(r.label), "seeds": int(r.n),
                    head.metric: tb.format_ci(r.mean, r.lo, r.hi, digits=4)}
             if lookup is not None:
                 name = settings.at[model, "model_name"] if "model_name" in settings.columns else model.split("[")[0]
@@ -48,12 +75,20 @@ def leaderboard(table: pd.DataFrame, study: str) -> Optional[pd.DataFrame]:
                 options = json.loads(raw) if isinstance(raw, str) and raw else {}
                 value = lookup(name, options, r.label)
                 row["published"] = "" if value is None else str(value)
+                row["published budget"] = "" if value is None else getattr(value, "budget", "")
+                row["our budget"] = _budget(group[group.label == r.label])
             rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["rank"] = frame["rank"].astype("Int64")
+    return frame
 
 
-def caption(study: str) -> str:
+def caption(study: str, frame: Optional[pd.DataFrame] = None) -> str:
+    """What the leaderboard shows: the metric and direction, the interval's method and n (``frame``'s seeds
+    column), what a rank means, the study's note."""
     head = headline_of(study)
     better = "higher" if head.higher_is_better else "lower"
-    return (f"{head.metric} at the end of training ({better} is better), mean and {tb.ci_label()} over seeds, ranked "
-            f"per model and K" + (f"; {head.note}" if head.note else "") + ".")
+    n = frame["seeds"] if frame is not None and len(frame) else None
+    return (f"{head.metric} at the end of training ({better} is better): {tb.ci_label(n, column='seeds')}.  "
+            f"Ranked per model and K: {tb.rank_caption()}."
+            + (f"  {head.note[0].upper()}{head.note[1:]}." if head.note else ""))

@@ -22,12 +22,45 @@ from estibench.models.registry import Registry, UnknownNameError, import_path
 
 
 @dataclass(frozen=True)
+class PublishedValue:
+    """One published number with the budget behind it, as data (a leaderboard prints both on the row):
+    ``value`` as the source prints it, ``source`` (short: paper and table), ``steps`` (training steps) and
+    ``data`` (training data)."""
+
+    value: str
+    source: str = ""
+    steps: Optional[int] = None
+    data: str = ""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @property
+    def budget(self) -> str:
+        """``DVAE++ Table 1: 2,000,000 steps, static MNIST …``: where the number comes from, what it cost."""
+        text = ", ".join(([f"{self.steps:,} steps"] if self.steps else []) + ([self.data] if self.data else []))
+        return f"{self.source}: {text}" if text and self.source else (text or self.source)
+
+
+@dataclass(frozen=True)
 class Published:
-    """Published numbers as data: ``values[(data, architecture)][estimator label]`` with their source."""
+    """Published numbers as data: ``values[(data, architecture)][estimator label]`` with their source and, where
+    the source states them, the budget behind them (``steps``, training ``data``; ``short``: the source's short
+    name, e.g. "DVAE++ Table 1")."""
 
     source: str
     values: Dict
     note: str = ""
+    steps: Optional[int] = None
+    data: str = ""
+    short: str = ""
+
+    def lookup(self, key, label: str) -> Optional[PublishedValue]:
+        """The published value of ``label`` under ``key`` with this table's budget (None where there is none)."""
+        value = self.values.get(key, {}).get(label)
+        if value is None:
+            return None
+        return PublishedValue(str(value), self.short or self.source, self.steps, self.data)
 
 
 @dataclass(frozen=True)
@@ -35,7 +68,8 @@ class Headline:
     """The one metric a study's leaderboard ranks by (the site's index opens with it): its final value per seed,
     mean and interval over seeds, per model and K.  ``figure``: the name of the page section whose figure the
     index shows as a thumbnail; ``published``: ``module:function(model_name, model_options, label)`` returning the
-    published value to print beside ours (text, or None where there is none)."""
+    published value to print beside ours (a :class:`PublishedValue`, whose budget the row prints too; plain text
+    is printed without one; None where there is none)."""
 
     metric: str
     higher_is_better: bool = True
@@ -114,4 +148,4 @@ def suites() -> Dict[str, dict]:
     return out
 
 
-__all__ = ["Study", "Published", "REGISTRY", "get", "names", "suites"]
+__all__ = ["Study", "Published", "PublishedValue", "REGISTRY", "get", "names", "suites"]

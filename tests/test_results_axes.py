@@ -54,7 +54,7 @@ def test_every_setting_is_a_column_of_both_tables(tmp_path):
         assert (row.iterations, row.eval_every, row.batch_size, row.lr) == (10, 5, 24, 1e-3)
         assert json.loads(row.optimiser) == {"betas": [0.9, 0.99999]}
         assert json.loads(row.model_options) == {"arch": "linear2"} and json.loads(row.estimator_options) == {}
-        assert row.config_version == 1 and row.numerics_version == 2  # sbn nvil is at numerics version 2
+        assert row.config_version == 1 and row.numerics_version == 3  # sbn nvil: its variant change and the measurement stream
     assert set(SETTING_COLUMNS) <= set(cells.columns)
     assert cell(preset="other").key() == c.key()  # the preset's name is recorded, not part of the identity
 

@@ -2,7 +2,8 @@
 and failed cells of two studies and one recorded run; its pages, run summary, definitions,
 exported tables, well-formedness, self-containment (no network), and — where Chromium and
 chromedriver are installed — that every page renders in a headless browser with all images
-loaded and no console errors.  Also the bootstrap aggregation (reports.tables)."""
+loaded and no console errors.  Also the interval text and LaTeX export (reports.tables; the intervals and
+ranks themselves: tests/test_intervals.py)."""
 import glob
 import html
 import inspect
@@ -164,7 +165,7 @@ def test_index_links_every_study_page(built):
 
 def test_index_opens_with_the_leaderboards(built):
     """The answer first: per study with a headline metric (Study.headline; gmm: inference_error, lower is better)
-    its ranked table — final value per seed, mean and bootstrap interval over seeds — and a thumbnail of its main
+    its ranked table — final value per seed, mean and Student-t interval over seeds — and a thumbnail of its main
     figure; the study list and the run metadata below.  The toy study declares no headline: no leaderboard."""
     from estibench.reports.leaderboard import leaderboard
     folder, index, table, cells = built
@@ -173,11 +174,15 @@ def test_index_opens_with_the_leaderboards(built):
     assert 'src="gmm/fig4_gmm_training.png"' in text and 'id="leaderboard-toy"' not in text
     board = leaderboard(table, "gmm")
     assert list(board.columns) == ["model", "K", "rank", "estimator", "seeds", "inference_error"]
-    # ranks follow the final inference error's mean over seeds (lower first), computed here from the rows
+    # ranks separate only what the seeds separate (tables.separated_ranks on the final rows, computed here);
+    # rows by rank, then by mean (lower first); estimators by display name, as the figures name them
     final = table[(table.metric == "inference_error")]
     final = final[final.iteration == final.groupby("label").iteration.transform("max")]
-    expected = final.groupby("label").value.mean().sort_values().index.tolist()
-    assert board.sort_values("rank").estimator.tolist() == expected
+    means = final.groupby("label").value.mean()
+    ranks = tb.separated_ranks({l: g.value for l, g in final.groupby("label")}, higher_is_better=False)
+    expected = sorted(means.index, key=lambda l: (ranks[l], means[l]))
+    assert board.estimator.tolist() == [tb.pretty_label(l) for l in expected] and "WW" in board.estimator.tolist()
+    assert board["rank"].tolist() == [ranks[l] for l in expected]
     assert board.seeds.tolist() == [3] * len(board)
     md = read(os.path.join(folder, "report.md"))
     assert md.index("## Leaderboards") < md.index("## Studies")
@@ -185,7 +190,9 @@ def test_index_opens_with_the_leaderboards(built):
 
 def test_the_sbn_leaderboard_prints_the_published_value_beside_ours():
     from estibench.studies.sbn import published_test_ll
-    assert published_test_ll("sbn", {"arch": "nonlinear"}, "rebar[variant=rebar_code]") == "-100.69 ± 0.08"
+    value = published_test_ll("sbn", {"arch": "nonlinear"}, "rebar[variant=rebar_code]")
+    assert str(value) == "-100.69 ± 0.08" and value.steps == 2_000_000 and "MNIST" in value.data  # with its budget
+    assert value.budget == "DVAE++ Table 1: 2,000,000 steps, static MNIST (50,000 training images)"
     assert published_test_ll("sbn", {"arch": "linear2"}, "rebar[variant=rebar_code]") is None  # not in Table 1
     assert published_test_ll("sbn_tiny", {"arch": "linear1"}, "nvil") is None
 
@@ -226,15 +233,18 @@ def test_aggregates_are_labelled(built):
     folder, _, _, _ = built
     gmm = read(os.path.join(folder, "gmm", "index.html"))
     toy = read(os.path.join(folder, "toy", "index.html"))
-    label = "mean [95% bootstrap CI], n seeds, B = 2000 resamples, seed 0"
-    assert label in toy and "n seeds" in toy  # generic page: final-iteration mean [CI]
-    assert label in gmm  # exact-gradient table
-    assert "median [IQR: 25 %, 75 %]" in gmm and "median and interquartile range" in gmm  # Fig 4, summary
+    label = "mean [95% Student-t interval for the mean] over seeds"  # method and n wherever printed
+    assert label + ", n = the <code>n seeds</code> column" in toy  # generic page: final-iteration mean [CI]
+    assert label + ", n = 3 seeds" in gmm  # exact-gradient table
+    assert label + ", n = the <code>n seeds</code> column" in gmm  # summary: the leaderboard's statistic
+    assert "median and interquartile range" in gmm  # Fig 4: the paper's median, described as such
     final = pd.read_csv(os.path.join(folder, "toy", "tables", "final_summary.csv"))
     assert list(final.columns[:3]) == ["estimator", "K", "n seeds"] and final["n seeds"].tolist() == [3]
-    # the toy cell's final log_px over seeds 0, 1, 2 is -4 + 0.1 s: mean -3.9, inside its interval
+    # the toy cell's final log_px over seeds 0, 1, 2 is -4 + 0.1 s: mean -3.9, s = 0.1, ± t(0.975; 2) 0.1/√3
     m, lo, hi = map(float, re.match(r"(\S+) \[(\S+), (\S+)\]", final.loc[0, "log_px"]).groups())
-    assert m == pytest.approx(-3.9) and lo <= m <= hi and lo >= -4 and hi <= -3.8
+    half = 4.303 * 0.1 / np.sqrt(3)
+    assert m == pytest.approx(-3.9)
+    assert lo == pytest.approx(-3.9 - half, abs=2e-3) and hi == pytest.approx(-3.9 + half, abs=2e-3)
 
 
 def test_tables_export_as_csv_and_latex(built):
@@ -319,29 +329,10 @@ def test_write_report_keeps_its_content_and_figure_names(built, tmp_path):
     assert reports.gmm.DEFINITIONS.startswith("| metric | definition |")
 
 
-# -- bootstrap -------------------------------------------------------------------------------------
-def test_bootstrap_interval_covers_the_mean_and_is_reproducible():
-    values = np.random.default_rng(3).normal(2.0, 1.0, size=10)
-    m, lo, hi = tb.bootstrap_ci(values)
-    assert m == pytest.approx(values.mean()) and lo < m < hi
-    assert (m, lo, hi) == tb.bootstrap_ci(values)  # fixed seed: the same interval
-    assert (lo, hi) != tb.bootstrap_ci(values, seed=1)[1:]
-    # roughly the normal-theory width ±1.96 s/√n (percentile bootstrap is a bit narrower for n = 10)
-    assert 0.6 < (hi - lo) / (2 * 1.96 * values.std(ddof=1) / np.sqrt(10)) < 1.2
-    assert tb.bootstrap_ci([1.5, np.nan, 1.5, 1.5]) == (1.5, 1.5, 1.5)  # constant: zero width, NaN dropped
-    assert np.isnan(tb.bootstrap_ci([np.nan])[0])
-
-
-def test_grouped_bootstrap_matches_the_single_interval_and_constant_groups_are_exact():
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"g": ["a"] * 5 + ["b"] * 5 + ["c"] * 3, "value": list(rng.normal(size=5)) + [0.1] * 5
-                          + list(rng.normal(size=3))})
-    agg = tb.bootstrap_groups(frame, ["g"]).set_index("g")
-    for g in "ac":
-        assert tuple(agg.loc[g, ["mean", "lo", "hi"]]) == pytest.approx(tb.bootstrap_ci(frame.value[frame.g == g]))
-    assert agg.loc["b", "lo"] == agg.loc["b", "hi"] == agg.loc["b", "mean"] == 0.1
-    assert agg.n.tolist() == [5, 5, 3]
+# -- table text (the intervals themselves: tests/test_intervals.py) -----------------------------------
+def test_interval_text_and_latex_export():
     assert tb.format_ci(1.23456, 1.0, 1.5) == "1.23 [1, 1.5]"
+    assert tb.format_ci(1.23456, np.nan, np.nan) == "1.23 [no interval]"  # one seed
     tex = tb.to_latex(pd.DataFrame({"a_b": ["x%"], "K": [2]}), caption="25 % of `it`")
     assert "\\begin{tabular}" in tex and "a\\_b" in tex and "25 \\% of it" in tex
 
