@@ -35,6 +35,7 @@ from .binary import chain, direct_term, log_mass, logit, uniform_like
 
 
 class Arm(Estimator):
+    display_name = "ARM"
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
 

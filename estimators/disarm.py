@@ -23,6 +23,8 @@ from .arm import Arm
 
 
 class DisArm(Arm):
+    display_name = "DisARM"
+
     def pair_weight(self, u, a, b, b_anti, f_base, f_anti):
         differ = (b != b_anti).to(a.dtype)
         sign = 1.0 - 2.0 * b_anti

@@ -25,6 +25,7 @@ from .binary import check_temperatures, logit, relaxed_bound, uniform_like
 
 
 class GumbelStraightThrough(Estimator):
+    display_name = "Gumbel-ST"
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
     unbiased = False

@@ -166,6 +166,7 @@ class SmoothedBound(Estimator):
 
 
 class OverlapExp(SmoothedBound):
+    display_name = "overlapping exp."
     smoothing = smoothings.OverlapExp()
     reference_beta = 12.0
     default_elbo = "joint"

@@ -19,6 +19,7 @@ from .overlap_exp import SmoothedBound
 
 
 class OverlapLogistic(SmoothedBound):
+    display_name = "overlapping logistic"
     smoothing = smoothings.OverlapLogistic()
     reference_beta = 12.0
     default_elbo = "joint"

@@ -27,6 +27,7 @@ from .overlap_exp import SmoothedBound
 
 
 class OverlapPower(SmoothedBound):
+    display_name = "power-function"
     smoothing = smoothings.OverlapPower()
     reference_beta = 40.0
     default_elbo = "marginal"

@@ -37,6 +37,7 @@ from .overlap_exp import SmoothedBound
 
 
 class SpikeExp(SmoothedBound):
+    display_name = "spike-and-exp"
     smoothing = smoothings.SpikeExp()
     reference_beta = 5.0
     default_elbo = "joint"

@@ -31,6 +31,7 @@ def straight_through_sample(l, a):
 
 
 class StraightThrough(Estimator):
+    display_name = "ST"
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
     unbiased = False
