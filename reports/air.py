@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import tables as tb
-from .site import Section, generic_sections
+from .site import ESTIMATORS_CAPTION, Section, estimators_table, generic_sections
 from .vae import _largest, curves_and_k_figure, final_by_k
 
 from estibench.harness.studies import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
@@ -25,8 +25,8 @@ def _labels(table: pd.DataFrame) -> List[str]:
 
 
 def figure_fig1(table: pd.DataFrame, path: str) -> str:
-    """RWS Fig. 1's layout: (left) the validation bound along training, one panel per K; (right) the final test
-    log evidence and KL(q ‖ p) against K, one line per estimator (mean ± std over seeds)."""
+    """RWS Fig. 1's layout: (top row) the validation bound along training, one panel per K; (bottom row) the final
+    test log evidence and KL(q ‖ p) against K, one line per estimator (mean ± std over seeds)."""
     return curves_and_k_figure(table, path, STUDY.order)
 
 
@@ -121,7 +121,8 @@ def reconstruction_grid(found: List[tuple], path: str, per_row: int = 6) -> str:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if i == 0:
-                    ax.set_ylabel(f"{label} K={k}\n{'data' if key == 'true' else 'recon.'}", fontsize=7)
+                    ax.set_ylabel(f"{tb.display_name(label)} K={k}\n{'data' if key == 'true' else 'recon.'}",
+                                  fontsize=7)
                 if r == 1:
                     ax.set_xlabel(f"{len(boxes[i]['inferred'])} found / {boxes[i]['true_count']}", fontsize=7)
     fig.tight_layout()
@@ -141,9 +142,11 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                    "test log evidence with 5,000 particles, so at this budget neither its numbers nor its ranking "
                    "are expected to reproduce.  `python run_all.py --suite air --preset paper` restores its settings "
                    "for a GPU run.", name="budget"),
+           Section("Estimators", "table", estimators_table(table, _labels(table)), caption=ESTIMATORS_CAPTION,
+                   name="variants"),
            Section("Fig. 1 layout", "figure", lambda path: figure_fig1(table, path), name="fig1",
-                   caption="left: validation IWAE bound (K = eval_particles) along training, per training K, mean "
-                           "over seeds with the min–max band; right: final test log evidence (many-particle IWAE) "
+                   caption="top row: validation IWAE bound (K = eval_particles) along training, per training K, mean "
+                           "over seeds with the min–max band; bottom row: final test log evidence (many-particle IWAE) "
                            "and KL(q ‖ p_θ(z|x)) = that estimate − ELBO against K, mean ± std over seeds")]
     summary = summary_by_k(table)
     if not summary.empty:

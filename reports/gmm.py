@@ -5,14 +5,15 @@ value) and of the cells table; nothing is recomputed.
 
 :func:`sections` lists the report's parts (``reports.site.Section``); the static site's GMM page
 (``reports.build_site``) and :func:`write_report`'s Markdown are both rendered from it.  Fig 4
-and the final-iteration summary keep the paper's median and interquartile range; the
-exact-gradient table gives means over seeds with 95 % bootstrap intervals (``reports.tables``).
+keeps the paper's median and interquartile range (descriptive); the final-iteration summary and the
+exact-gradient table give means over seeds with 95 % Student-t intervals (``reports.tables``), the
+statistic of the site's leaderboard.
 """
 from __future__ import annotations
 
 import os
 import re
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import matplotlib
 
@@ -23,8 +24,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
-from .definitions import markdown_table, variant_rows  # noqa: E402
-from .site import (Section, cell_marks, diverged_note, materialise, sections_markdown,  # noqa: E402
+from .definitions import markdown_table  # noqa: E402
+from .site import (ESTIMATORS_CAPTION, Section, cell_marks, diverged_note, estimators_table,  # noqa: E402
+                   materialise, sections_markdown,
                    write_text_atomic)
 
 from estibench.studies.gmm import ESTIMATORS as PAPER_ESTIMATORS  # noqa: E402  (RWS §4.3's seven)
@@ -55,23 +57,24 @@ def final_iteration(table: pd.DataFrame) -> pd.DataFrame:
     return table[table.iteration == last]
 
 
-def quartiles(frame: pd.DataFrame, by) -> pd.DataFrame:
-    g = frame.groupby(by).value
-    return pd.DataFrame({"median": g.median(), "q25": g.quantile(0.25), "q75": g.quantile(0.75)})
-
-
 SUMMARY_METRICS = ["model_error", "inference_error", "grad_std_phi", "log_px", "kl_qp", "kl_pq", "sec_per_iter"]
 
 
 def summary_table(table: pd.DataFrame, marks=None) -> pd.DataFrame:
-    """Final-iteration median [25 %, 75 %] over seeds (the paper's statistic) per (estimator, K);
-    ``marks[(label, K)]`` is appended to the estimator's name (e.g. † for a diverged cell)."""
+    """Final-iteration mean [95 % Student-t interval] over seeds per (estimator, K), with the number of seeds
+    (``tables.mean_ci_groups``; caption ``tables.ci_label``).  The mean, not the median of Fig 4: one statistic
+    per page with the site's leaderboard of this study's headline metric (inference_error), whose interval and
+    rank test are about means; the paper prints no table to compare a median with.  ``marks[(label, K)]`` is
+    appended to the estimator's name (e.g. † for a diverged cell)."""
     metrics = SUMMARY_METRICS
     final = final_iteration(table)
     final = final[final.metric.isin(metrics)]
-    q = quartiles(final, ["label", "particles", "metric"])
-    cell = q.apply(lambda r: tb.format_iqr(r["median"], r.q25, r.q75), axis=1).unstack("metric")
-    cell = cell[[m for m in metrics if m in cell.columns]]
+    keys = ["label", "particles", "metric"]
+    agg = tb.mean_ci_groups(final, keys).set_index(keys)
+    text = pd.Series([tb.format_ci(m, l, h) for m, l, h in zip(agg["mean"], agg["lo"], agg["hi"])], index=agg.index)
+    cell = text.unstack("metric")
+    cell = cell[[m for m in metrics if m in cell.columns]].fillna("–")
+    cell.insert(0, "n seeds", agg.n.groupby(level=["label", "particles"]).max().reindex(cell.index).astype(int))
     return _flat(cell, final.label.unique(), marks)
 
 
@@ -90,7 +93,7 @@ def _flat(frame: pd.DataFrame, labels, marks=None) -> pd.DataFrame:
 
 def exact_gradient_table(table: pd.DataFrame, n_draws: int = 100, stat: str = "mean", marks=None) -> pd.DataFrame:
     """φ-gradient bias², variance, MSE and relative bias against the exact gradient, initial and
-    final, per (estimator, K).  ``stat="mean"``: mean [95 % bootstrap CI] over seeds
+    final, per (estimator, K).  ``stat="mean"``: mean [95 % Student-t interval] over seeds
     (``reports.tables``); ``stat="median"``: the median over seeds.  ``bias_sq/(var/N)`` is the
     ratio of the two aggregates (bias² in units of its noise floor variance/N)."""
     rows = table[table.metric.str.startswith("exact_grad/")].copy()
@@ -104,7 +107,7 @@ def exact_gradient_table(table: pd.DataFrame, n_draws: int = 100, stat: str = "m
         point = rows.groupby(keys).value.median()
         text = point.map(lambda v: f"{v:.3g}" if np.isfinite(v) else "–")
     elif stat == "mean":
-        agg = tb.bootstrap_groups(rows, keys).set_index(keys)
+        agg = tb.mean_ci_groups(rows, keys).set_index(keys)
         point = agg["mean"]
         text = pd.Series([tb.format_ci(m, l, h) for m, l, h in zip(agg["mean"], agg["lo"], agg["hi"])],
                          index=agg.index)
@@ -123,37 +126,55 @@ def exact_gradient_table(table: pd.DataFrame, n_draws: int = 100, stat: str = "m
     return _flat(text, rows.label.unique(), marks)
 
 
+def _groups(labels) -> dict:
+    """label → 0 for the paper's seven estimators, 1 for those published since (line styles: solid, dashed)."""
+    return {l: 0 if tb.estimator_of(l) in PAPER_ESTIMATORS else 1 for l in labels}
+
+
+def median_band(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per iteration: median and 25 % / 75 % quantiles of ``value`` over seeds."""
+    g = frame.groupby("iteration").value
+    return pd.DataFrame({"median": g.median(), "q25": g.quantile(0.25), "q75": g.quantile(0.75)}).reset_index()
+
+
 def figure_curves(table: pd.DataFrame, path: str) -> str:
-    """Fig 4: rows model error / inference error / φ-gradient std; columns K; median and IQR."""
+    """Fig 4: rows model error / inference error / φ-gradient std; columns K; median and IQR over seeds.  Every
+    estimator has its own (colour, line style) (``reports.plotstyle``: the paper's seven solid, those published
+    since dashed); the legend sits to the right of the panels."""
+    from . import plotstyle as ps
     sns.set_theme(style="whitegrid", context="paper")
     Ks = sorted(table.particles.unique())
     labels = _ordered(table.label.unique())
-    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
-    fig, axes = plt.subplots(len(CURVES), len(Ks), figsize=(3.2 * len(Ks), 2.6 * len(CURVES)), squeeze=False,
+    styles = ps.line_styles(labels, _groups(labels))
+    fig, axes = plt.subplots(len(CURVES), len(Ks), figsize=(2.6 * len(Ks), 2.2 * len(CURVES)), squeeze=False,
                              sharex=True, sharey="row")
     for i, (metric, title) in enumerate(CURVES):
         data = table[table.metric == metric]
         for j, K in enumerate(Ks):
             ax = axes[i, j]
             sub = data[data.particles == K]
-            if not sub.empty:
-                sns.lineplot(data=sub, x="iteration", y="value", hue="label", hue_order=labels, palette=palette,
-                             estimator="median", errorbar=("pi", 50), ax=ax, legend=(i == 0 and j == len(Ks) - 1),
-                             linewidth=1.0)
-            ax.set_yscale("log")
-            ax.set_title(f"K = {K}" if i == 0 else "")
-            ax.set_ylabel(title if j == 0 else "")
-            ax.set_xlabel("iteration" if i == len(CURVES) - 1 else "")
-    leg = axes[0, -1].get_legend()
-    if leg is not None:
-        handles, texts = axes[0, -1].get_legend_handles_labels()
-        leg.remove()
-        fig.legend(handles, [_pretty(t) for t in texts], loc="lower center", ncol=min(len(labels), 4), frameon=False)
-    fig.suptitle("GMM training (RWS Fig 4): median and interquartile band over seeds")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+            for label in labels:
+                rows = sub[sub.label == label]
+                if rows.empty:
+                    continue
+                band = median_band(rows)
+                ax.plot(band.iteration, band["median"], lw=1.1, label=_pretty(label), **styles[label])
+                ax.fill_between(band.iteration, band.q25, band.q75, color=styles[label]["color"], alpha=0.12, lw=0)
+            values = data.value[np.isfinite(data.value) & (data.value > 0)]
+            if len(values) and values.max() / values.min() > 10:  # a short run's errors may span less than a decade
+                ax.set_yscale("log")
+            ax.set_title(f"K = {K}" if i == 0 else "", fontsize=10)
+            ax.set_ylabel(title if j == 0 else "", fontsize=9)
+            ax.set_xlabel("iteration" if i == len(CURVES) - 1 else "", fontsize=9)
+            ax.tick_params(labelsize=8)
+            ps.compact_iterations(ax)
+    handles, names = ps.unique_handles(axes.ravel())
+    ps.legend_outside(fig, handles, names, fontsize=9,
+                      title="solid: the paper's seven\ndashed: published since" if len(set(_groups(labels).values())) > 1
+                      else None)
+    fig.suptitle("GMM training (RWS Fig 4): median and interquartile band over seeds", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return ps.save(fig, path, dpi=100)
 
 
 PMF = re.compile(r"^(prior_pmf|guide_pmf)\[(?:x=([^,]+),)?z=(\d+)\]$")
@@ -167,36 +188,44 @@ def hinton_snapshots(table: pd.DataFrame, K: int, seed: int) -> pd.DataFrame:
 
 
 def figure_hinton(table: pd.DataFrame, K: int, path: str, seed: int = 0) -> str:
-    """Fig 5 for one K: per estimator, rows start/middle/end; in each panel the first row is
-    p_θ(z), the others q_φ(z|x) for a few x; square areas ∝ probability (seed ``seed``)."""
+    """Fig 5 for one K: one row per estimator, columns start / middle / end of training; in each panel the first
+    row (black) is p_θ(z), the others (blue) q_φ(z|x) for a few x; square areas ∝ probability (seed ``seed``).
+    Panels are laid out so that the figure is drawn near its natural size on a page (no shrinking of 14 columns)."""
+    from . import plotstyle as ps
     snaps = hinton_snapshots(table, K, seed)
     labels = _ordered(snaps.label.unique())
     iters = sorted(snaps.iteration.unique())
-    fig, axes = plt.subplots(len(iters), len(labels), figsize=(2.3 * len(labels), 1.5 * len(iters)),
+    xs_all = ["prior"] + sorted((v for v in snaps.x.unique() if v != "prior"), key=float)
+    height = 0.22 * len(xs_all) + 0.35
+    fig, axes = plt.subplots(len(labels), len(iters), figsize=(2.5 * len(iters) + 2.2, height * len(labels) + 0.9),
                              squeeze=False)
-    for j, label in enumerate(labels):
-        for i, it in enumerate(iters):
+    for i, label in enumerate(labels):
+        for j, it in enumerate(iters):
             ax = axes[i, j]
             s = snaps[(snaps.label == label) & (snaps.iteration == it)]
-            xs = ["prior"] + sorted((v for v in s.x.unique() if v != "prior"), key=float)
-            for r, xv in enumerate(xs):
+            for r, xv in enumerate(xs_all):
                 row = s[s.x == xv]
-                ax.scatter(row.z, np.full(len(row), -r), s=row.value.clip(lower=0) * 120, marker="s",
+                ax.scatter(row.z, np.full(len(row), -r), s=row.value.clip(lower=0) * 90, marker="s",
                            color="black" if xv == "prior" else "tab:blue", linewidths=0)
             ax.set_xlim(-1, 20)
-            ax.set_ylim(-len(xs) + 0.4, 0.6)
+            ax.set_ylim(-len(xs_all) + 0.4, 0.6)
             ax.set_xticks([])
-            ax.set_yticks(-np.arange(len(xs)))
-            ax.set_yticklabels(["p(z)"] + [f"q(z|{x})" for x in xs[1:]] if j == 0 else [], fontsize=6)
+            ax.set_yticks(-np.arange(len(xs_all)))
+            ax.grid(False)
+            if j == len(iters) - 1:
+                ax.yaxis.tick_right()
+                ax.set_yticklabels(["p(z)"] + [f"q(z|{x})" for x in xs_all[1:]], fontsize=7)
+            else:
+                ax.set_yticklabels([])
+            ax.tick_params(length=0)
             if i == 0:
-                ax.set_title(_pretty(label), fontsize=9)
+                ax.set_title(f"iteration {it:,}", fontsize=9)
             if j == 0:
-                ax.set_ylabel(f"it {it:,}", fontsize=7)
-    fig.suptitle(f"GMM K = {K} (RWS Fig 5): z = 0..19 left to right, seed {seed}; rows start, middle, end")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+                ax.set_ylabel(_pretty(label), fontsize=9, rotation=0, ha="right", va="center")
+    fig.suptitle(f"GMM K = {K} (RWS Fig 5), seed {seed}: z = 0..19 left to right; square area ∝ probability",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=0.3, w_pad=0.4)
+    return ps.save(fig, path, dpi=100)
 
 
 def support_extent(table: pd.DataFrame, label: str, K: int, threshold: float = 0.01) -> float:
@@ -229,11 +258,27 @@ def spearman(xs, ys) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+#: a trend with K is judged over at least this many K values (:func:`trend_Ks`): a rank correlation of two points
+#: is ±1 whatever the data
+MIN_TREND_K = 3
+#: every verdict needs at least this many seeds per cell (its medians are over seeds)
+MIN_SEEDS = 3
+MINIMUM_TEXT = (f"A verdict needs enough points to be one: a trend with K at least {MIN_TREND_K} K values (K = 2 "
+                f"left out when two larger K ran), and every verdict at least {MIN_SEEDS} seeds per cell; "
+                f"otherwise the row reads \"not judged\" and gives the count.")
+
+
+def _K_set(Ks) -> str:
+    return f"K ∈ {{{', '.join(map(str, Ks))}}}" if len(Ks) else "no K"
+
+
 def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
     """The paper's findings (RWS §4.3's text) checked against this table: (finding, what we
     measured, verdict).  Trends with K are judged over :func:`trend_Ks` by the rank correlation ρ
     between K and the median final error over seeds, with every median printed: "improves" needs
-    ρ ≤ −0.5 and a lower value at the largest K than at the smallest; "gets worse" the reverse.
+    ρ ≤ −0.5 and a lower value at the largest K than at the smallest; "gets worse" the reverse;
+    with fewer than :data:`MIN_TREND_K` K values a trend is "not judged (n K values)", and with fewer
+    than :data:`MIN_SEEDS` seeds in a cell every finding is "not judged (n seeds)".
     Statements the paper makes at K = 2 (zero-forcing, support collapse) are judged at K = 2.  The findings
     are about the paper's seven methods, so only their rows are judged (an estimator published later, e.g.
     one run at K = 2 only or one more accurate than WW, neither removes a K nor changes a paper claim)."""
@@ -260,11 +305,14 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
 
     def trend(l, metric):
         vals = [err(l, K, metric) for K in tK]
-        rho = spearman(tK, vals)
-        text = f"{_pretty(l)}: " + ", ".join(f"{v:.3g}" for v in vals) + f" (ρ = {rho:+.2f})"
+        rho = spearman(tK, vals) if len(tK) >= MIN_TREND_K else float("nan")
+        text = f"{_pretty(l)}: " + ", ".join(f"{v:.3g}" for v in vals) + (f" (ρ = {rho:+.2f})"
+                                                                         if len(tK) >= MIN_TREND_K else "")
         return rho, vals, text
 
     def judged(group, metric, sign):
+        if len(tK) < MIN_TREND_K:
+            return "; ".join(trend(l, metric)[2] for l in group), f"not judged ({len(tK)} K values)"
         parts, hits = [], []
         for l in group:
             rho, vals, text = trend(l, metric)
@@ -293,7 +341,7 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
         detail = "; ".join(f"K = {K}: WS {err('ws', K):.3g}, next highest "
                            f"{max(err(l, K) for l in others):.3g}" for K in Ks)
         out.append(("WS is worst at learning the model (final model error, among non-Concrete methods, every K)",
-                    f"{detail}; WS highest at K ∈ {worst}", verdict(len(worst) == len(Ks))))
+                    f"{detail}; WS highest at {_K_set(worst)}", verdict(len(worst) == len(Ks))))
     rivals = [l for l in labels if l not in ("ww", "dww")]
     if "ww" in labels and rivals:
         big = [K for K in Ks if K >= 10] or [k1]
@@ -319,7 +367,7 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
             if c > r and all(c > err(l, K, "inference_error") for l in iw_rivals):
                 bad.append(K)
         v = "reproduced" if len(bad) == len(Ks) else ("not reproduced" if not bad else
-                                                      f"partly: at K ∈ {bad}")
+                                                      f"partly: at {_K_set(bad)}")
         out.append(("Concrete fails (final inference error worse than every other IWAE-based method, every K)",
                     "; ".join(parts), v))
     rw = [l for l in ("ws", "ww") if l in labels]
@@ -331,7 +379,7 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
         detail = "; ".join(f"K = {K}: WS/WW ≤ {max(std[(l, K)] for l in rw):.3g}, IWAE methods ≥ "
                            f"{min(std[(l, K)] for l in iwm):.3g}" for K in have)
         out.append(("WS/WW have lower φ-gradient std than every IWAE method (median over run and seeds)",
-                    f"{detail}; holds at K ∈ {ok_K}", verdict(bool(have) and len(ok_K) == len(have))))
+                    f"{detail}; holds at {_K_set(ok_K)}", verdict(bool(have) and len(ok_K) == len(have))))
     paper = STUDY.published["support_at_K2"].values[("gmm", "K=2")]  # the study's published data
     if k0 == 2 and any(l in labels for l in paper):
         parts, ok = [], True
@@ -342,6 +390,9 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
                 ok &= abs(ext - ref) <= 2
         out.append(("At K = 2 the learned prior's support collapses to about {0..9} (WS), {0..14} (WW), "
                     "{0..17} (VIMCO/REINFORCE)", "; ".join(parts), verdict(ok)))
+    seeds = int(final.groupby(["label", "particles"]).seed.nunique().min())
+    if seeds < MIN_SEEDS:
+        return [(f, m, f"not judged ({seeds} seed{'s' if seeds != 1 else ''})") for f, m, _ in out]
     return out
 
 
@@ -366,6 +417,142 @@ def findings_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(findings(table), columns=FINDING_COLUMNS)
 
 
+# -- the paper-budget reference ------------------------------------------------------------------------
+#: the committed reference: the paper-budget run's findings and final headline values, made from the checkout's
+#: published/gmm by :func:`write_reference` (``python -m estibench.reports.gmm --write-reference``); a test checks
+#: that it matches what published/gmm gives.  An installation without it (a wheel) says so in one line.
+REFERENCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gmm_reference.json")
+REFERENCE_SOURCE = "published/gmm/metrics.csv.gz"
+_FINAL_COLUMNS = ["model", "model_name", "model_options", "estimator", "label", "particles", "seed", "iteration",
+                  "value"]
+
+
+def reference_from(table: pd.DataFrame) -> dict:
+    """The reference of a (paper-budget) tidy table: its budget (seeds, iterations, K, cells), the paper's findings
+    as :func:`findings` judges them, and the final per-seed values of the study's headline metric (from which
+    the leaderboard is computed by the current ``reports.leaderboard``)."""
+    t = table[table.study == "gmm"] if "study" in table.columns else table
+    metric = STUDY.headline.metric
+    rows = t[t.metric == metric]
+    rows = rows[rows.iteration == rows.groupby(["model", "label", "particles", "seed"]).iteration.transform("max")]
+    rows = rows.sort_values(["particles", "label", "seed"])
+    for c in ("model_name", "model_options"):
+        if c not in rows.columns:
+            rows = rows.assign(**{c: None})
+    cells = t.groupby(["label", "particles"])
+    return {"source": REFERENCE_SOURCE, "made_by": "python -m estibench.reports.gmm --write-reference",
+            "metric": metric, "cells": int(cells.ngroups), "estimators": int(t.label.nunique()),
+            "K": sorted(int(k) for k in t.particles.unique()),
+            "seeds": sorted({int(n) for n in cells.seed.nunique()}),
+            "iterations": sorted({int(n) for n in cells.iteration.max()}),
+            "findings": [list(f) for f in findings(t)],
+            "final_columns": _FINAL_COLUMNS,
+            "final": [[(v.item() if hasattr(v, "item") else v) for v in r]
+                      for r in rows[_FINAL_COLUMNS].itertuples(index=False)]}
+
+
+def write_reference(source: str = None, path: str = REFERENCE_PATH) -> str:
+    """(Re)write the committed reference from the checkout's published tidy table (``published/gmm/metrics.csv.gz``)."""
+    import json
+    source = source or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), REFERENCE_SOURCE)
+    data = reference_from(pd.read_csv(source))
+    dump = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
+    lines = [f"{dump(k)}: {dump(v)}," for k, v in data.items() if k not in ("findings", "final")]
+    for k in ("findings", "final"):  # one row a line: a regenerated file's diff shows what changed
+        lines += [f"{dump(k)}: ["] + [f"  {dump(r)}," for r in data[k]]
+        lines[-1] = lines[-1].rstrip(",")
+        lines.append("],")
+    lines[-1] = "]"
+    write_text_atomic(path, "{\n" + "\n".join(lines) + "\n}\n")
+    return path
+
+
+def load_reference(path: Optional[str] = None):
+    """The committed reference (:func:`reference_from`'s dict; ``path`` default :data:`REFERENCE_PATH`), or None
+    where this installation lacks it."""
+    import json
+    path = path or REFERENCE_PATH
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def reference_table(ref: dict) -> pd.DataFrame:
+    """The reference's final headline values as tidy rows (for ``reports.leaderboard.leaderboard``)."""
+    frame = pd.DataFrame(ref["final"], columns=ref["final_columns"])
+    return frame.assign(study="gmm", metric=ref["metric"])
+
+
+def _budget(seeds, iterations) -> str:
+    def one(values, unit):
+        values = sorted(set(int(v) for v in values))
+        return (f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,}–{values[-1]:,}") + f" {unit}"
+    return f"{one(seeds, 'seeds')} × {one(iterations, 'iterations')}"
+
+
+def run_budget(table: pd.DataFrame) -> str:
+    """"3 seeds × 3,000 iterations": this table's seeds and iterations per cell."""
+    cells = table.groupby(["label", "particles"])
+    return _budget(cells.seed.nunique(), cells.iteration.max())
+
+
+def is_short_run(table: pd.DataFrame, ref: dict) -> bool:
+    """Whether this table's run falls short of the reference's budget (fewer iterations or seeds in a cell)."""
+    cells = table.groupby(["label", "particles"])
+    return bool(cells.iteration.max().min() < min(ref["iterations"]) or cells.seed.nunique().min() < min(ref["seeds"]))
+
+
+def reference_text(ref: Optional[dict], table: pd.DataFrame) -> str:
+    """One line saying which is which: the committed paper-budget reference and this run (or that the reference is
+    missing from this installation)."""
+    yours = f"your run ({run_budget(table)}): indicative only"
+    if ref is None:
+        return (f"The paper-budget reference (reports/gmm_reference.json, made from a checkout's published/gmm) is not "
+                f"in this installation, so this site shows {yours}; the project's published/gmm site has the "
+                "paper-budget answer.")
+    return f"**Paper budget** ({reference_budget(ref)}) beside **{yours}**."
+
+
+def reference_budget(ref: dict) -> str:
+    """"committed reference from published/gmm/metrics.csv.gz: 10 seeds × 100,000 iterations, K ∈ {…}, 47 cells"."""
+    return (f"committed reference from {ref['source']}: {_budget(ref['seeds'], ref['iterations'])}, "
+            f"K ∈ {{{', '.join(map(str, ref['K']))}}}, {ref['cells']} cells")
+
+
+def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
+    """For a run short of the paper's budget: the committed paper-budget verdicts and leaderboard, said to be such
+    (empty for a run at the paper's budget; one line where the reference is missing).  ``ref``: the reference
+    (default: :func:`load_reference`)."""
+    from . import leaderboard as lb
+    ref = load_reference() if ref is False else ref
+    table = table[table.study == "gmm"] if "study" in table.columns else table
+    if table.empty:
+        return []
+    if ref is None:
+        return [Section("Paper-budget reference", "text", reference_text(None, table), name="reference")]
+    if not is_short_run(table, ref):
+        return []
+    out = [Section("The paper's findings at the paper's budget (committed reference)", "table",
+                   pd.DataFrame(ref["findings"], columns=FINDING_COLUMNS).rename(
+                       columns={"measured here": "measured at the paper's budget"}),
+                   caption=reference_text(ref, table) + "  These verdicts are the paper-budget answer, judged by this "
+                           "code's findings check (" + MINIMUM_TEXT + ")", name="reference_findings")]
+    board = lb.leaderboard(reference_table(ref), "gmm")
+    if board is not None and not board.empty:
+        board = board[board.K.isin(set(int(k) for k in table.particles.unique()))]
+        if "rank" in board.columns:
+            board = board.assign(rank=[("–" if pd.isna(r) else str(r)) for r in board["rank"]])
+        out.append(Section("Leaderboard at the paper's budget (committed reference)", "table",
+                           board.drop(columns=["model"], errors="ignore"),
+                           caption=f"{ref['metric']} at the end of training, from the reference's final per-seed "
+                                   f"values ({_budget(ref['seeds'], ref['iterations'])}), ranked as the leaderboard "
+                                   f"of your run: {lb.caption('gmm', board)}  K values of your run only.",
+                           name="reference_leaderboard"))
+    return out
+
+
 def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
     """The Markdown bullets of the report's "Run" section (from the GMM cells)."""
     seeds = table.groupby(["label", "particles"]).seed.nunique()
@@ -373,8 +560,8 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
     counts = {s: int((cells.status == s).sum()) for s in ("done", "diverged", "failed")} if len(cells) else {}
     finished = cells[cells.status.isin(["done", "diverged"])] if len(cells) else cells
     lines = [f"- cells: {counts.get('done', 0)} done, {counts.get('diverged', 0)} diverged, "
-             f"{counts.get('failed', 0)} failed ({len(seeds)} estimator × K combinations with rows); seeds per cell: "
-             f"{seeds.min()}–{seeds.max()}; iterations per cell: {iters.min():,}–{iters.max():,}"]
+             f"{counts.get('failed', 0)} failed ({len(seeds)} estimator × K combinations with rows); "
+             f"{_budget(seeds, iters)} per cell"]
     if len(finished) and finished.finished_at.notna().any():
         end = pd.to_datetime(finished.finished_at, utc=True, errors="coerce")
         start = (end - pd.to_timedelta(finished.wall_s, unit="s")).min()
@@ -386,7 +573,7 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
     lines.append("- settings: RWS §4.3 / docs/gmm.md — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
                  "guide 1–16–16–20 tanh, batch 100 fresh points per iteration, Adam 1e-3, Concrete 3 → 0.5 with the RWS "
                  "code's relaxed densities, δ = 0.2, RELAX control variate (1+C)–16–16–1 tanh with conditional "
-                 "Gumbels from fresh noise (see Estimator variants)")
+                 "Gumbels from fresh noise (see Estimators)")
     return "\n".join(lines)
 
 
@@ -451,25 +638,24 @@ def resampled_proposal_table(distances: pd.DataFrame) -> pd.DataFrame:
 
 def figure_resampled(distances: pd.DataFrame, path: str) -> str:
     """‖q_p^K − p_θ(·|x)‖₂ against the resampling budget K, one panel per training K, one line per estimator."""
+    from . import plotstyle as ps
     train_ks = sorted(distances.particles.unique())
     labels = _ordered(distances.label.unique())
-    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
-    fig, axes = plt.subplots(1, len(train_ks), figsize=(3.0 * len(train_ks), 2.8), squeeze=False, sharey=True)
+    styles = ps.line_styles(labels, _groups(labels))
+    fig, axes = plt.subplots(1, len(train_ks), figsize=(2.8 * len(train_ks), 2.8), squeeze=False, sharey=True)
     for ax, k in zip(axes[0], train_ks):
         for label in labels:
             c = distances[(distances.particles == k) & (distances.label == label)].sort_values("K")
             if not c.empty:
-                ax.plot(c.K, c.distance, marker="o", ms=3, color=palette[label], label=_pretty(label))
+                ax.plot(c.K, c.distance, marker="o", ms=3, lw=1.1, label=_pretty(label), **styles[label])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("resampling budget K")
         ax.set_title(f"guide trained at K = {k}", fontsize=9)
     axes[0][0].set_ylabel("‖q_p^K − p_θ(z|x)‖₂")
-    axes[0][0].legend(fontsize=6)
+    ps.legend_outside(fig, *ps.unique_handles(axes[0]))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return ps.save(fig, path, dpi=100)
 
 
 def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
@@ -489,11 +675,15 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
     marks, note = cell_marks(cells), diverged_note(cells)
     note = f"  {note}" if note else ""
     iters = table.groupby(["label", "particles"]).iteration.max()
-    variants = pd.DataFrame(variant_rows(table, _ordered(table.label.unique())), columns=["estimator", "what it computes"])
-    out = [Section("Run", "text", run_text(table, cells), name="run"),
-           Section("Estimator variants", "table", variants,
-                   caption="What the labels that differ from a textbook reading compute (estimators' docstrings give "
-                           "the paper, the reference code and this project's choice).", name="variants"),
+    reference = reference_sections(table)
+    run = run_text(table, cells)
+    if reference:
+        run += ("\n- " + reference_text(load_reference(), table)
+                + ("  The paper-budget verdicts and leaderboard are under [the paper's findings](#reference_findings)."
+                   if len(reference) > 1 else ""))
+    out = [Section("Run", "text", run, name="run"),
+           Section("Estimators", "table", estimators_table(table, _ordered(table.label.unique())),
+                   caption=ESTIMATORS_CAPTION, name="variants"),
            Section("Fig 4: training curves", "figure", lambda path: figure_curves(table, path),
                    caption="RWS Fig 4: median and interquartile range (25 %–75 %) over seeds, the paper's statistic; "
                            "rows model error, inference error, φ-gradient std; columns K." + note,
@@ -504,8 +694,9 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
         for K in sorted({Ks[0], Ks[-1]}):
             out.append(Section(f"Fig 5: Hinton diagrams of p_θ(z) and q_φ(z|x), K = {K}", "figure",
                                lambda path, K=K: figure_hinton(table, K, path, seed=seed),
-                               caption=f"RWS Fig 5, K = {K}, seed {seed}: per estimator the start, middle and end of "
-                                       "training; first row p_θ(z), the others q_φ(z|x) for a few x; square areas ∝ "
+                               caption=f"RWS Fig 5, K = {K}, seed {seed}: one row per estimator, columns the start, "
+                                       "middle and end of training; in each panel the first row (black) is p_θ(z), the "
+                                       "others (blue) q_φ(z|x) for a few x (labelled on the right); square areas ∝ "
                                        "probability.", name=f"fig5_gmm_hinton_K{K}"))
     distances = resampled_proposal_distances(table, cells)
     if not distances.empty:
@@ -519,19 +710,27 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
                         caption=caption, name="resampled_proposal_table")]
     out += [
         Section("φ-gradient against the exact gradient", "table", exact_gradient_table(table, marks=marks),
-                caption=f"{tb.ci_label()}.  " + EXACT_CAPTION + note, name="exact_gradient"),
+                caption=f"{tb.ci_label(table.groupby(['label', 'particles']).seed.nunique(), column=None)}.  "
+                        + EXACT_CAPTION + note, name="exact_gradient"),
         Section("Final-iteration summary", "table", summary_table(table, marks=marks),
-                caption="median [IQR: 25 %, 75 %] over seeds at the last iteration (the paper's statistic)" + note,
+                caption=f"{tb.ci_label()}, at the last iteration: the statistic of the index's leaderboard (Fig 4 "
+                        "draws the paper's median and interquartile range, which describe the seeds' spread)" + note,
                 name="summary"),
-        Section("The paper's findings", "table", findings_table(table),
+    ]
+    out += [r for r in reference if r.kind == "table" and r.name == "reference_findings"]
+    short = iters.max() < 100_000
+    out += [
+        Section("The paper's findings" + (f": your run ({run_budget(table)}): indicative only" if short else ""),
+                "table", findings_table(table),
                 caption=" ".join(
                     ([f"At {iters.max():,} iterations, far below the paper's 100,000, these checks say little: the far "
                       "initialisation puts the prior's mass on small z, so an early prior looks 'collapsed' whatever "
-                      "the method."] if iters.max() < 100_000 else [])
+                      "the method."] if short else [])
                     + ["Medians over seeds.  The paper's findings are about its seven methods: only their rows are "
                        "judged, at the K values all of them have finished (the later estimators' rows are in the "
-                       "summary above)."]), name="findings"),
+                       "summary above).", MINIMUM_TEXT]), name="findings"),
     ]
+    out += [r for r in reference if r.name != "reference_findings"]
     from . import basket
     out += basket.sections(table)
     return out
@@ -555,3 +754,12 @@ def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str 
     path = os.path.join(out, "report.md")
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+if __name__ == "__main__":  # python -m estibench.reports.gmm --write-reference [SOURCE]
+    import sys
+    if len(sys.argv) >= 2 and sys.argv[1] == "--write-reference":
+        print(write_reference(sys.argv[2] if len(sys.argv) > 2 else None))
+    else:
+        print("usage: python -m estibench.reports.gmm --write-reference [published/gmm/metrics.csv.gz]")
+        sys.exit(2)

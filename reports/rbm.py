@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import tables as tb
-from .site import Section, generic_sections
+from .site import ESTIMATORS_CAPTION, Section, estimators_table, generic_sections
 
 import json
 import math
@@ -140,8 +140,8 @@ EXACT_GRAD = ["exact_grad/bias_sq", "exact_grad/rel_bias", "exact_grad/variance"
 
 def exact_gradient_table(table: pd.DataFrame) -> pd.DataFrame:
     """On the enumerable prior (rbm_vae_tiny): per model × estimator, the φ-gradient's bias², relative bias,
-    variance and MSE against the exact gradient including log Z, at the final parameters (mean [95 % CI]
-    over seeds; harness.metrics.exact_gradient_errors)."""
+    variance and MSE against the exact gradient including log Z, at the final parameters (mean [95 % Student-t
+    interval] over seeds; harness.metrics.exact_gradient_errors)."""
     rows = table[table.metric.isin(EXACT_GRAD)]
     if rows.empty:
         return pd.DataFrame()
@@ -161,9 +161,12 @@ def pretraining_table(table: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     wide = rows.pivot_table(index=["model", "label"], columns="metric", values="value", aggfunc="mean")
+    wide = wide[[n for n in names if n in wide.columns]]  # in the order of the stages
+    wide.columns.name = None  # no empty "metric" column on the page
     return wide.rename(columns={"pretrain_ae_first": "reconstruction, first tenth",
                                 "pretrain_ae_last": "reconstruction, last tenth",
-                                "pretrain_ae_binary": "binary codes (fraction)"}).reset_index().round(3)
+                                "pretrain_ae_binary": "binary codes (fraction)"}).reset_index().rename(
+        columns={"label": "estimator"}).round(3)
 
 
 def _final_means(table: pd.DataFrame, metrics) -> pd.DataFrame:
@@ -239,8 +242,8 @@ def prior_images(artifacts: Optional[pd.DataFrame], cells: pd.DataFrame) -> List
             continue
         row = found.loc[cell.key]
         shape = tuple(int(v) for v in row.mime.split("shape=")[1].split("x"))
-        out.append((short_model(cell), cell.estimator + (" [pretrained]" if training(cell.get("study_options")) ==
-                                                          "pretrained" else ""),
+        out.append((short_model(cell), tb.display_name(cell.estimator) + (" [pretrained]" if training(
+                        cell.get("study_options")) == "pretrained" else ""),
                     np.frombuffer(row.data, dtype=np.float16).reshape(shape).astype(np.float32)))
     return out
 
@@ -270,6 +273,11 @@ def prior_grid(images: List[tuple], path: str, per_row: int = 8) -> str:
     return path
 
 
+def _ordered_labels(table: pd.DataFrame) -> List[str]:
+    rank = {e: i for i, e in enumerate(STUDY.order)}
+    return sorted(table.label.unique(), key=lambda l: (rank.get(tb.estimator_of(l), len(rank)), l))
+
+
 def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     if table.empty:
         return [Section("Results", "text", "No finished cells yet.", name="results")]
@@ -282,7 +290,9 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                    "five runs; the RBM-prior paper: K = 50, AIS with 5,000 chains × 100,000 temperatures), so they "
                    "are printed beside ours for reference, not as a comparison at equal budget.  "
                    "`python run_all.py --suite rbm --preset paper` restores the published settings for a GPU run.",
-                   name="budget")]
+                   name="budget"),
+           Section("Estimators", "table", estimators_table(table, _ordered_labels(table)), caption=ESTIMATORS_CAPTION,
+                   name="variants")]
     t2 = dvaepp_table2(table)
     if not t2.empty:
         out.append(Section("DVAE++ Table 2 layout", "table", t2, name="dvaepp_table2",
@@ -331,7 +341,8 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
     grads = exact_gradient_table(table)
     if not grads.empty:
         out.append(Section("Exact-gradient errors (enumerable prior)", "table", grads, name="exact_gradients",
-                           caption="rbm_vae_tiny: every estimator's φ-gradient at its final parameters against the exact "
+                           caption=f"{tb.ci_label()}.  rbm_vae_tiny: every estimator's φ-gradient at its final "
+                                   "parameters against the exact "
                                    "gradient of its target, log Z included (enumeration); the relaxations' bias is "
                                    "the price of their smoothing, the unbiased estimators' bias² sits at the noise floor"))
     check = raise_table(table)

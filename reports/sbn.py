@@ -26,8 +26,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
-from .definitions import variant_rows  # noqa: E402
-from .site import Section, cell_marks, diverged_note  # noqa: E402
+from .site import (ESTIMATORS_CAPTION, Section, cell_marks, diverged_note, estimator_names,  # noqa: E402
+                   estimators_table)
 
 ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear", "linear": "linear"}
 from estibench.studies.sbn import STUDY  # noqa: E402  (this page's study: its estimators' order)
@@ -101,7 +101,7 @@ def paper_table(table: pd.DataFrame, metric: str, published: Dict, source: str, 
                 row.update({l: (values[l] if isinstance(values.get(l), str) else
                                 (f"{values[l]:.2f}" if l in values else "–")) for l in labels})
                 rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).rename(columns=estimator_names(labels))  # estimators by display name
 
 
 def table1(table: pd.DataFrame, marks=None) -> pd.DataFrame:
@@ -159,27 +159,38 @@ def figure_curves(table: pd.DataFrame, path: str, metrics, title: str) -> str:
     """Rows: metrics; columns: architectures; median and interquartile band over seeds."""
     t = with_fields(table[table.model_name.eq("sbn") & table.metric.isin(metrics)])
     archs = [a for a in ARCH_NAMES if a in set(t.arch)]
+    from . import plotstyle as ps
+    from .site import estimator_names
     labels = ordered(t.label.unique())
-    palette = dict(zip(labels, sns.color_palette("tab20", len(labels))))
+    styles, names = ps.line_styles(labels), estimator_names(labels)
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(len(metrics), max(1, len(archs)), figsize=(4.2 * max(1, len(archs)), 3.0 * len(metrics)),
+    fig, axes = plt.subplots(len(metrics), max(1, len(archs)), figsize=(3.6 * max(1, len(archs)), 2.8 * len(metrics)),
                              squeeze=False, sharex=True)
     for i, metric in enumerate(metrics):
         for j, arch in enumerate(archs):
             ax = axes[i, j]
             sub = t[(t.metric == metric) & (t.arch == arch) & (t.iteration > 0)]
-            if not sub.empty:
-                sns.lineplot(data=sub, x="iteration", y="value", hue="label", hue_order=labels, palette=palette,
-                             estimator="median", errorbar=("pi", 50), ax=ax, legend=False, linewidth=1.0)
+            for label in labels:
+                rows = sub[sub.label == label]
+                if rows.empty:
+                    continue
+                g = rows.groupby("iteration").value
+                med = g.median()
+                ax.plot(med.index, med.values, lw=1.0, label=names[label], **styles[label])
+                ax.fill_between(med.index, g.quantile(0.25).values, g.quantile(0.75).values,
+                                color=styles[label]["color"], alpha=0.12, lw=0)
             ax.set_title(ARCH_NAMES[arch] if i == 0 else "", fontsize=9)
             ax.set_ylabel(metric if j == 0 else "", fontsize=8)
-    handles = [plt.Line2D([], [], color=palette[l], label=l) for l in labels]
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(labels)), frameon=False, fontsize=7)
+    handles, shown = ps.unique_handles(axes.ravel())
+    ps.legend_outside(fig, handles, shown, fontsize=8, ncol=1 if len(shown) <= 22 else 2)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.96))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return ps.save(fig, path, dpi=90)
+
+
+def _span(values) -> str:
+    lo, hi = int(values.min()), int(values.max())
+    return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
 
 
 def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
@@ -190,7 +201,7 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
         seeds = sub.groupby(["model", "label"]).seed.nunique()
         lines.append(f"- `{base}`: {sub.groupby(['model', 'label', 'particles']).ngroups} cells with rows, "
                      f"architectures {', '.join(sorted(sub.arch.unique()))}, data {', '.join(sorted(sub.dataset.unique()))}, "
-                     f"{seeds.min()}–{seeds.max()} seeds, {iters.min():,}–{iters.max():,} iterations")
+                     f"{_span(seeds)} seeds, {_span(iters)} iterations")
     if cells is not None and len(cells):
         configs = cells.config.dropna().map(lambda c: __import__("json").loads(c))
         opts = sorted({f"batch {c.get('batch_size')}, lr {c.get('lr')}, optimiser {c.get('optimiser', {}) or 'Adam'}"
@@ -209,10 +220,9 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
     marks = cell_marks(cells, "sbn") if cells is not None else {}
     note = diverged_note(cells, "sbn") if cells is not None else ""
     out = [Section("Run", "text", run_text(table, cells), name="run"),
-           Section("Estimator variants", "table",
-                   pd.DataFrame(variant_rows(table, ordered(table.label.unique())), columns=["estimator", "what it computes"]),
-                   caption="What the labels that differ from a textbook reading compute; the published columns are "
-                           "printed under the label of the variant that produced them.", name="variants")]
+           Section("Estimators", "table", estimators_table(table, ordered(table.label.unique())),
+                   caption=ESTIMATORS_CAPTION + "  The published columns are printed under the estimator (variant) "
+                           "that produced them.", name="variants")]
     if table.model_name.eq("sbn").any():
         out += [
             Section("DVAE++ Table 1: test log-likelihood (100 importance samples)", "table", table1(table, marks),

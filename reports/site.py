@@ -164,19 +164,19 @@ def _plain_metrics(table: pd.DataFrame) -> List[str]:
     return known + sorted(m for m in metrics if m not in known)
 
 
-def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str], *, B: int = tb.B_RESAMPLES,
-                           seed: int = tb.SEED) -> str:
-    """Rows: metrics; columns: K; per label the mean over seeds and its 95 % bootstrap band."""
+def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str]) -> str:
+    """Rows: metrics; columns: K; per label the mean over seeds and its 95 % Student-t band (tb.mean_ci_groups)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from . import plotstyle as ps
+
     Ks = sorted(table.particles.unique())
     labels = sorted(table.label.unique())
-    colours = dict(zip(labels, plt.get_cmap("tab10").colors * (1 + len(labels) // 10)))
-    agg = tb.bootstrap_groups(table[table.metric.isin(metrics)], ["metric", "label", "particles", "iteration"],
-                              B=B, seed=seed)
+    styles, names = ps.line_styles(labels), estimator_names(labels)
+    agg = tb.mean_ci_groups(table[table.metric.isin(metrics)], ["metric", "label", "particles", "iteration"])
     fig, axes = plt.subplots(len(metrics), len(Ks), figsize=(max(3.4 * len(Ks), 6.4), 2.3 * len(metrics) + 0.6),
                              squeeze=False, sharex=True)
     for i, metric in enumerate(metrics):
@@ -189,8 +189,8 @@ def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str
                 d = data[(data.particles == K) & (data.label == label)].sort_values("iteration")
                 if d.empty:
                     continue
-                ax.plot(d.iteration, d["mean"], color=colours[label], lw=1.0, label=_pretty_label(label))
-                ax.fill_between(d.iteration, d.lo, d.hi, color=colours[label], alpha=0.2, lw=0)
+                ax.plot(d.iteration, d["mean"], lw=1.1, label=names[label], **styles[label])
+                ax.fill_between(d.iteration, d.lo, d.hi, color=styles[label]["color"], alpha=0.15, lw=0)
             if spread:
                 ax.set_yscale("log")
             ax.set_title(f"K = {K}" if i == 0 else "", fontsize=9)
@@ -198,23 +198,14 @@ def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str
             ax.tick_params(labelsize=7)
             if i == len(metrics) - 1:
                 ax.set_xlabel("iteration", fontsize=8)
-    handles, names = [], []
-    for ax in axes.ravel():
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    if handles:
-        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), frameon=False, fontsize=8)
-    fig.suptitle(f"mean over seeds and 95% bootstrap band (B = {B}, seed {seed})", fontsize=9)
-    fig.tight_layout(rect=(0, 0.6 / (2.3 * len(metrics) + 0.6), 1, 0.97))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    ps.legend_outside(fig, *ps.unique_handles(axes.ravel()))
+    fig.suptitle("mean over seeds and its 95 % Student-t interval (n = each cell's seeds)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return ps.save(fig, path, dpi=90)
 
 
 def generic_sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
-    """Final-iteration mean [95 % bootstrap CI] per metric × label × K, and learning curves; one pair per
+    """Final-iteration mean [95 % Student-t interval] per metric × label × K, and learning curves; one pair per
     model when the study holds several (two models' numbers never pool)."""
     if table.empty:
         return [Section("Results", "text", "No metric rows: no cell of this study finished.")]
@@ -239,8 +230,8 @@ def _summary_and_curves(table: pd.DataFrame, cells: pd.DataFrame, suffix: str, t
     if metrics:
         out.append(Section(f"Learning curves{suffix}", "figure",
                            lambda path: figure_learning_curves(table, path, metrics),
-                           caption=f"{tb.ci_label()}: the line is the mean over seeds at each evaluation, "
-                                   "the band its 95 % bootstrap interval."
+                           caption="The line is the mean over seeds at each evaluation, the band its 95 % Student-t "
+                                   "interval for the mean; n = each cell's seeds (the summary's `n seeds` column)."
                                    + (f" Not plotted (bracketed families): {', '.join(skipped)}." if skipped else ""),
                            name=f"learning_curves{tag}"))
     return out
@@ -356,6 +347,9 @@ def run_summary_sections(cells: pd.DataFrame, runs: pd.DataFrame) -> List[Sectio
         if machines:
             lines.append(f"- cells ran on: {'; '.join(machines)} (devices: "
                          f"{', '.join(sorted(cells.device.dropna().unique())) or '–'})")
+    if not _live(cells).empty:
+        lines.append("- " + numerics_text(cells))
+        lines += [l for l in provenance_text(cells, runs).splitlines() if "modified tree" in l]
     if not cells.empty:
         lines.append("- every cell: [cells.csv](tables/cells.csv) · [cells.tex](tables/cells.tex); per study on "
                      "its page")
@@ -375,7 +369,7 @@ def run_summary_sections(cells: pd.DataFrame, runs: pd.DataFrame) -> List[Sectio
             for r in failed.itertuples():
                 err = (r.error or "").rstrip() or "(no traceback recorded)"
                 last = err.splitlines()[-1] if err else ""
-                items.append((f"{r.study} / {r.label} K = {int(r.particles)} — {last}  "
+                items.append((f"{r.study} / {_pretty_label(r.label)} K = {int(r.particles)} — {last}  "
                               f"(attempts: {int(r.attempts) if pd.notna(r.attempts) else 1})", err))
             out.append(Section("Failed cells", "details", items,
                                caption="tracebacks recorded by the runner; click to expand", name="failed"))
@@ -437,7 +431,8 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 main { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.6rem 3rem; background: #fff; min-height: 100vh; }
 nav.top { font-size: 0.9rem; margin-bottom: 0.6rem; color: #5b6570; }
 nav.top a { margin-right: 0.8rem; }
-img.thumb { float: right; margin: 0 0 0.8rem 1rem; border: 1px solid #d8dde2; max-width: 40%; height: auto; }
+img.thumb { display: block; width: auto; max-width: 100%; height: auto; margin: 0.3rem 0 0.8rem;
+            border: 1px solid #d8dde2; }  /* the main figure at its own size: a 320-px copy was unreadable */
 h3[id^="leaderboard-"] { clear: both; }
 h1 { font-size: 1.6rem; margin: 0.4rem 0 0.6rem; }
 h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #dde1e5; padding-bottom: 0.2rem; }
@@ -460,7 +455,8 @@ details { margin: 0.4rem 0; border: 1px solid #e7c3c3; border-radius: 4px; paddi
 summary { cursor: pointer; font-family: ui-monospace, monospace; font-size: 0.85rem; }
 .note { background: #fff9e6; border-left: 4px solid #e0b400; padding: 0.4rem 0.8rem; }
 .error { background: #fdecec; border-left: 4px solid #c62828; padding: 0.4rem 0.8rem; }
-ul.toc { columns: 2; font-size: 0.9rem; }
+ul.toc { columns: 2; column-gap: 2rem; font-size: 0.9rem; }
+ul.toc li { break-inside: avoid; overflow-wrap: anywhere; }
 footer { margin-top: 3rem; font-size: 0.8rem; color: #6a737d; }
 """
 
@@ -658,6 +654,343 @@ def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: 
                         name="page_error")]
 
 
+# -- one naming scheme per page -------------------------------------------------------------------
+_MARKS = re.compile(r"(?: [†✗])+$")
+#: table columns that hold estimator labels (shown by display name, settings suffix shortened)
+ESTIMATOR_COLUMNS = ("estimator", "label", "reference")
+
+
+def _split_commas(text: str) -> List[str]:
+    """``text`` split at the commas outside brackets and quotes, each part stripped."""
+    parts, depth, start, quote = [], 0, 0, None
+    for k, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:k].strip())
+            start = k + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def short_models(models) -> Dict[str, str]:
+    """full → short model labels: each keeps the settings that differ among the labels of its model name given
+    (``tables.short_labels``), e.g. ``rbm_vae[ais_chains=200,…,groups=2]`` → ``rbm_vae[groups=2]``."""
+    models = [str(m) for m in dict.fromkeys(models) if isinstance(m, str)]
+    return {full: short for short, full in tb.short_labels(models).items()} if models else {}
+
+
+def short_estimators(labels) -> Dict[str, str]:
+    """full → short estimator labels: the settings suffix that ``tables.separate_settings`` adds to tell cells
+    apart (``vimco {study_options.pretrain_ae_steps=1000, …}``) keeps only the settings that differ among the labels
+    of the same estimator given (none: the suffix goes); the estimator's own options (``[…]``) stay.  Labels that
+    would read alike keep their full form."""
+    labels = [str(l) for l in dict.fromkeys(labels) if isinstance(l, str)]
+    token: Dict[str, str] = {}
+    proxy: Dict[str, str] = {}
+    for label in labels:
+        m = re.match(r"^(.*?) \{(.*)\}$", label)
+        if m:
+            tok = token.setdefault(m.group(1), f"estimator{len(token)}")
+            proxy[label] = f"{tok}[{','.join(_split_commas(m.group(2)))}]"
+    shortened = {f: s for s, f in tb.short_labels(list(proxy.values())).items()} if proxy else {}
+    base = {t: b for b, t in token.items()}
+    out = {}
+    for label in labels:
+        if label not in proxy:
+            out[label] = label
+            continue
+        tok, _, rest = shortened.get(proxy[label], proxy[label]).partition("[")
+        out[label] = base[tok] + (" {" + ", ".join(_split_commas(rest[:-1])) + "}" if rest else "")
+    readers: Dict[str, List[str]] = {}
+    for label, s in out.items():
+        readers.setdefault(s, []).append(label)
+    return {label: (label if len(readers[s]) > 1 else s) for label, s in out.items()}
+
+
+def estimator_names(labels) -> Dict[str, str]:
+    """full label (a † or ✗ mark kept at its end) → what a page prints: the short label (:func:`short_estimators`
+    among ``labels``) with the estimator's display name (``tables.pretty_label``)."""
+    labels = [l for l in dict.fromkeys(labels) if isinstance(l, str)]
+    bare = {l: _MARKS.sub("", l) for l in labels}
+    short = short_estimators(set(bare.values()))
+    return {l: tb.pretty_label(short[bare[l]]) + l[len(bare[l]):] for l in labels}
+
+
+def page_names(sections: Sequence[Section], models: Sequence[str] = ()) -> List[Section]:
+    """One naming scheme per study page: in every table, estimator columns (:data:`ESTIMATOR_COLUMNS`) by display
+    name with the settings suffix shortened within that table (:func:`estimator_names`), and the ``model`` column
+    by the settings that differ within that table (:func:`short_models`); in section titles, ``models``' labels by
+    the settings that differ on the page.  The registry names stay in the estimators table's own column."""
+    page = short_models(models)
+    replace = sorted(((f, s) for f, s in page.items() if f != s), key=lambda fs: -len(fs[0]))
+    out = []
+    for s in sections:
+        title = s.title
+        for full, short in replace:
+            title = title.replace(full, short)
+        payload = s.payload
+        if s.kind == "table" and isinstance(payload, pd.DataFrame) and not payload.empty:
+            payload = payload.copy()
+            if "model" in payload.columns:
+                names = short_models(payload["model"])
+                payload["model"] = [names.get(v, v) if isinstance(v, str) else v for v in payload["model"]]
+            for column in ESTIMATOR_COLUMNS:
+                if column in payload.columns and payload[column].map(lambda v: isinstance(v, str)).all():
+                    names = estimator_names(payload[column])
+                    payload[column] = payload[column].map(names)
+        out.append(dataclasses.replace(s, title=title, payload=payload))
+    return out
+
+
+def models_section(table: pd.DataFrame) -> Optional[Section]:
+    """Every model of the page with each of its settings in a column, under the short name the page uses (None when
+    no model name is shortened)."""
+    if table is None or table.empty or "model" not in table.columns:
+        return None
+    models = list(dict.fromkeys(table.model.dropna().astype(str)))
+    short = short_models(models)
+    if all(s == f for f, s in short.items()):
+        return None
+    rows = []
+    for full in models:
+        name, _, inner = full.partition("[")
+        row = {"model (as named on this page)": short[full], "model name": name}
+        row.update(dict(p.split("=", 1) for p in _split_commas(inner[:-1]) if "=" in p) if inner else {})
+        rows.append(row)
+    frame = pd.DataFrame(rows).fillna("–")
+    return Section("Models on this page", "table", frame, name="models",
+                   caption="each model is named by the settings that differ between the models of its name on this "
+                           "page (a table names them by those that differ within it); here every setting, in full")
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join((text or "").strip().split("\n\n")[0].split())
+    m = re.search(r"(?<=[.!?])\s+(?=[A-Z(])", text)
+    return text[:m.start()] if m else text
+
+
+def estimators_table(table: pd.DataFrame, labels: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One row per estimator on the page: its display name, the registry name to type (``--estimators``; the one
+    place a page prints it) and what it computes (``reports.definitions.ESTIMATOR_VARIANTS`` where the paper, the
+    reference code and this project differ, else the first sentence of its docstring)."""
+    from estibench import estimators
+    labels = list(labels) if labels is not None else list(dict.fromkeys(table.label))
+    typed: Dict[str, str] = {}
+    for label in labels:
+        typed.setdefault(re.sub(r" \{.*\}$", "", str(label)), label)
+    rows = []
+    for name, label in typed.items():
+        variant = dict(defs.variant_rows(table, [label]))
+        text = variant.get(label)
+        if text is None:
+            try:
+                text = _first_sentence(estimators.REGISTRY.factory(tb.estimator_of(label)).__doc__)
+            except KeyError:
+                text = "(not registered in this installation)"
+        rows.append({"estimator": tb.pretty_label(name), "registry name": name,
+                     "what it computes": text})
+    return pd.DataFrame(rows, columns=["estimator", "registry name", "what it computes"])
+
+
+ESTIMATORS_CAPTION = ("The page names each estimator by its display name; its registry name is the one to type "
+                      "(`--estimators NAME`, `check NAME`, `screen`).  Where the paper, its reference code and this project "
+                      "differ, the text says which this label computes (the estimators' docstrings give every "
+                      "formula).")
+
+
+# -- what the store holds: the run's blurb, numerics versions, provenance ----------------------------
+def _live(cells: pd.DataFrame) -> pd.DataFrame:
+    if cells is None or cells.empty:
+        return pd.DataFrame(columns=CELL_COLUMNS)
+    return cells[cells.status != "superseded"] if "status" in cells.columns else cells
+
+
+def _cell_iterations(cells: pd.DataFrame) -> List[Optional[int]]:
+    out = []
+    for it, cfg in zip(cells["iterations"], cells["config"]):
+        if it is None or (isinstance(it, float) and np.isnan(it)):
+            it = _json(cfg, {}).get("iterations")
+        out.append(int(it) if it is not None and not (isinstance(it, float) and np.isnan(it)) else None)
+    return out
+
+
+def _values_text(values: Sequence, unit: str) -> str:
+    """"10 seeds" or "10 seeds (45 cells), 3 seeds (2 cells)"."""
+    counts = pd.Series([v for v in values if v is not None]).value_counts()
+    if counts.empty:
+        return f"? {unit}"
+    def one(v):
+        return f"{_int(v)} {unit[:-1] if int(v) == 1 else unit}"
+    if len(counts) == 1:
+        return one(counts.index[0])
+    return ", ".join(f"{one(v)} ({_cells_n(int(n))})" for v, n in sorted(counts.items(), key=lambda kv: -kv[0]))
+
+
+def run_facts(cells: pd.DataFrame) -> str:
+    """What this store holds for a study, every number read from its cells: cells, estimators, models, K values,
+    seeds and iterations per cell."""
+    c = _live(cells)
+    if c.empty:
+        return "This run: no cells in the store."
+    seeds = [len(_json(s, [])) or None for s in c.seeds]
+    iterations = _cell_iterations(c)
+    Ks = sorted({int(k) for k in c.particles})
+    models = c.model.nunique()
+    n_est = len({re.sub(r" \{.*\}$", "", str(l)) for l in c.label})  # as typed: a settings suffix is no estimator
+    if len(set(seeds)) == 1 and len(set(iterations)) == 1:
+        budget = f"{_values_text(seeds, 'seeds')} × {_values_text(iterations, 'iterations')} per cell"
+    else:
+        budget = (f"seeds per cell: {_values_text(seeds, 'seeds')}; iterations per cell: "
+                  f"{_values_text(iterations, 'iterations')}")
+    return (f"**This run** (read from the store): {_cells_n(len(c))}, {n_est} estimator{'s' if n_est != 1 else ''}"
+            + (f", {models} models" if models > 1 else "") + f", K ∈ {{{', '.join(map(str, Ks))}}}; {budget}.")
+
+
+def study_blurb(study: str, cells: pd.DataFrame, description: str = "") -> str:
+    """The text heading a study: :func:`run_facts` (this run, from the store), then the description it was given:
+    the study's own as it is, a suite's (which states the suite's default budget, not this run's) as "the suite's
+    default"."""
+    facts = run_facts(cells)
+    if not description:
+        return facts
+    try:
+        from estibench import studies
+        own = studies.get(study).description
+    except Exception:  # noqa: BLE001 - an unregistered study has no description of its own
+        own = None
+    if description == own:
+        return f"{description}.  {facts}" if not description.endswith(".") else f"{description}  {facts}"
+    return f"{facts}  The suite's default is: {description.rstrip('.')}."
+
+
+def _current_versions(study: str, estimators: Sequence[str]):
+    """(estimator → the numerics version this code computes, version → what changed (text), changes per estimator)."""
+    try:
+        from estibench.harness import runner
+    except Exception:  # noqa: BLE001
+        return {}, {}
+    current, history = {}, {}
+    for e in estimators:
+        try:
+            current[e] = int(runner.numerics_version(study, e))
+        except Exception:  # noqa: BLE001 - an estimator this process cannot import
+            continue
+        if hasattr(runner, "numerics_history"):
+            history[e] = [(int(v), getattr(c, "what", str(c))) for v, c in runner.numerics_history(study, e)]
+        elif isinstance(getattr(runner, "NUMERICS_CHANGES", None), dict):
+            history[e] = [(int(v), str(t)) for v, t in sorted(runner.NUMERICS_CHANGES.items())
+                          if int(v) <= current[e]]
+    return current, history
+
+
+def numerics_text(cells: pd.DataFrame, study: Optional[str] = None) -> str:
+    """One line: the numerics version(s) the cells were computed under (the cells' ``numerics_version``; absent =
+    1), the version the current code computes for them (``harness.runner.numerics_version``) and what changed
+    since (``harness.runner.numerics_history``)."""
+    c = _live(cells)
+    if c.empty:
+        return ""
+    stored = c.numerics_version.map(lambda v: 1 if v is None or (isinstance(v, float) and np.isnan(v)) else int(v))
+    stored_text = ", ".join(f"{v} ({_cells_n(int(n))})" for v, n in sorted(stored.value_counts().items()))
+    parts = []
+    for s in sorted(c.study.dropna().unique()) if study is None else [study]:
+        rows = c[c.study == s] if "study" in c.columns else c
+        current, history = _current_versions(s, sorted(rows.estimator.dropna().unique()))
+        if not current:
+            continue
+        by_version: Dict[int, List[str]] = {}
+        for e, v in current.items():
+            by_version.setdefault(v, []).append(tb.display_name(e))
+        now = "; ".join(f"{v}" + ("" if len(by_version) == 1 else f" ({', '.join(sorted(es))})")
+                        for v, es in sorted(by_version.items()))
+        changed: Dict[str, set] = {}  # a change's text → the estimators whose stored cells predate it
+        for e, v in zip(rows.estimator, stored[rows.index]):
+            for version, what in history.get(e, []):
+                if version > v:
+                    changed.setdefault(what, set()).add(tb.display_name(e))
+        n_est = len(current)
+        what = "; ".join(f"{t}" + (" [every estimator here]" if len(es) == n_est else f" [{', '.join(sorted(es))}]")
+                         for t, es in sorted(changed.items(), key=lambda te: -len(te[1])))
+        parts.append(("" if study is not None else f"`{s}`: ") + f"the current code computes version {now}"
+                     + (f" (what changed since: {what})" if what else " (no change since)"))
+    return (f"**Numerics:** cells computed under numerics version(s) {stored_text}; " + "; ".join(parts)
+            + ("." if parts else "the current code's versions could not be read."))
+
+
+def cell_runs(cells: pd.DataFrame, runs: pd.DataFrame) -> Dict[str, List[int]]:
+    """cell key → the ids of the runs that may have computed it: those whose span holds the cell's finish time
+    (a run recorded without an end: up to the next run's start).  Cells record no run, so this is by time;
+    an empty list: the cell finished outside every recorded run (merged from another store, or older than the
+    run records)."""
+    out: Dict[str, List[int]] = {}
+    if runs is None or runs.empty:
+        return {k: [] for k in _live(cells).key}
+    r = runs.assign(_start=pd.to_datetime(runs.started_at, utc=True, errors="coerce"),
+                    _end=pd.to_datetime(runs.finished_at, utc=True, errors="coerce")).sort_values("_start")
+    starts = list(r._start)
+    ends = [e if pd.notna(e) else (starts[i + 1] if i + 1 < len(starts) else pd.Timestamp.max.tz_localize("UTC"))
+            for i, e in enumerate(r._end)]
+    for key, finished in zip(_live(cells).key, pd.to_datetime(_live(cells).finished_at, utc=True, errors="coerce")):
+        out[key] = [int(i) for i, a, b in zip(r["id"], starts, ends)
+                    if pd.notna(finished) and pd.notna(a) and a <= finished <= b]
+    return out
+
+
+def _commit(text) -> str:
+    text = str(text) if isinstance(text, str) and text else "not recorded"
+    dirty = text.endswith("+dirty")
+    base = text[:-len("+dirty")] if dirty else text
+    return f"`{base[:10]}{'+dirty' if dirty else ''}`"
+
+
+def provenance_text(cells: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """Markdown lines: which of these cells were computed from a modified (``+dirty``) tree (by run, one line; none:
+    nothing), and each run that computed them with its commit (:func:`cell_runs`)."""
+    c = _live(cells)
+    if c.empty:
+        return ""
+    runs = runs if runs is not None else pd.DataFrame(columns=RUN_COLUMNS)
+    attributed = cell_runs(c, runs)
+    commit = dict(zip(runs["id"].astype(int), runs.git_commit)) if not runs.empty else {}
+    dirty = {i for i, g in commit.items() if isinstance(g, str) and g.endswith("+dirty")}
+    name = {k: f"{tb.pretty_label(l)} K = {int(p)}" for k, l, p in zip(c.key, c.label, c.particles)}
+    order = {k: (l, int(p)) for k, l, p in zip(c.key, c.label, c.particles)}
+    surely = sorted((k for k, ids in attributed.items() if ids and set(ids) <= dirty), key=order.get)
+    maybe = sorted((k for k, ids in attributed.items() if set(ids) & dirty and not set(ids) <= dirty), key=order.get)
+    lines = []
+    if surely or maybe:
+        def listed(keys):
+            shown = [name[k] for k in keys[:12]]
+            return ", ".join(shown) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
+        runs_hit = sorted({i for k in surely + maybe for i in attributed[k] if i in dirty})
+        lines.append("- **Computed from a modified tree** (a `+dirty` commit): "
+                     + (f"{len(surely)} of {_cells_n(len(c))} ({listed(surely)})" if surely else "")
+                     + ("; " if surely and maybe else "")
+                     + (f"{len(maybe)} {'more' if surely else 'of ' + _cells_n(len(c))} may be, having finished "
+                        f"while a dirty and a clean run were both running ({listed(maybe)})" if maybe else "")
+                     + f" — run{'s' if len(runs_hit) > 1 else ''} "
+                     + ", ".join(f"{i} {_commit(commit[i])}" for i in runs_hit)
+                     + ": the code that computed them is not exactly any commit.")
+    per_run: Dict[int, int] = {}
+    for ids in attributed.values():
+        for i in ids:
+            per_run[i] = per_run.get(i, 0) + 1
+    outside = sum(1 for ids in attributed.values() if not ids)
+    if per_run or outside:
+        lines.append("- runs that computed these cells (by finish time) and their commits: "
+                     + "; ".join(f"run {i} {_commit(commit.get(i))} ({_cells_n(n)})" for i, n in sorted(per_run.items()))
+                     + (f"{'; ' if per_run else ''}{_cells_n(outside)} finished outside every recorded run (merged "
+                        "from another store or older than the run records: commit unknown)" if outside else ""))
+    return "\n".join(lines)
+
+
 # -- the site -------------------------------------------------------------------------------------
 def build_site(table: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame, out: str, *,
                descriptions: Optional[Dict[str, str]] = None, note: str = "",
@@ -757,6 +1090,8 @@ def _with_columns(frame: Optional[pd.DataFrame], columns: Sequence[str]) -> pd.D
 def _build(root: str, table, cells, runs, studies, descriptions, note, title, artifacts=None) -> None:
     study_md: Dict[str, List[str]] = {}
     folders = {s: _study_folder(s) for s in studies}
+    # every number in a study's heading is read from its cells; a suite's description is its default
+    descriptions = {s: study_blurb(s, _study_rows(cells, s), descriptions.get(s, "")) for s in studies}
     for study in studies:
         folder = os.path.join(root, folders[study])
         t, c = _study_rows(table, study), _study_rows(cells, study)
@@ -764,17 +1099,20 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
                          caption=f"{counts_text(c)}; † diverged (rows up to its last finite evaluation), "
                                  "✗ failed (no rows; tracebacks on the index page)", name="cells")
         own = _sections_for(study, t, c, folder, _study_artifacts(artifacts, c))
-        body, links = materialise(own + [status, definitions_section(t)], folder)
+        own = page_names(own + [m for m in [models_section(t)] if m is not None], models=list(t.model.unique()))
+        body, links = materialise(own + page_names([status]) + [definitions_section(t)], folder)
         desc = descriptions.get(study, "")
+        prov = "\n".join(l for l in ["- " + numerics_text(c, study) if len(_live(c)) else "",
+                                     provenance_text(c, runs)] if l)
         nav = '<a href="../index.html">← all studies</a>' + "".join(
             f'<a href="../{folders[s]}/index.html">{html.escape(s)}</a>' for s in studies if s != study)
         head = (f"<h1>Study <code>{html.escape(study)}</code></h1>\n"
-                + (md_block(desc) if desc else "")
+                + (md_block(desc) if desc else "") + (md_block(prov) if prov else "")
                 + f"<p>{_cells_n(len(c))}: {html.escape(counts_text(c))}. "
                   f'Markdown version: <a href="report.md">report.md</a>.</p>\n' + _toc(body))
         _write(os.path.join(folder, "index.html"), page_html(f"{title}: {study}", head + sections_html(body, links),
                                                               nav))
-        md = [f"# {title}: study `{study}`", ""] + ([desc, ""] if desc else []) + \
+        md = [f"# {title}: study `{study}`", ""] + ([desc, ""] if desc else []) + ([prov, ""] if prov else []) + \
              [f"{_cells_n(len(c))}: {counts_text(c)}.", ""] + sections_markdown(body, 2, "", links)
         _write(os.path.join(folder, "report.md"), "\n".join(md) + "\n")
         # the combined report.md has the run summary and definitions once, at its top and end
@@ -783,7 +1121,7 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
     if not cells.empty:
         tb.export_table(cells_table(cells, with_study=True), os.path.join(root, "tables"), "cells",
                         caption="Every cell in the store")
-    summary, links = materialise(run_summary_sections(cells, runs), root)
+    summary, links = materialise(page_names(run_summary_sections(cells, runs)), root)
     defs_section, dlinks = materialise([definitions_section(table)], root)
     links.update(dlinks)
     rows = []
@@ -794,18 +1132,19 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
                     + (f": {md_inline(descriptions[study])}" if descriptions.get(study) else "")
                     + f' (<a href="{folders[study]}/report.md">Markdown</a>)</li>')
     boards_html, boards_md = _leaderboards(root, table, studies, folders)
+    refs_html, refs_md = _index_references(root, table, studies)
     body = (f"<h1>{html.escape(title)}</h1>\n"
             + (f'<div class="note">{md_block(note)}</div>\n' if note else "")
-            + boards_html
+            + boards_html + refs_html
             + "<h2>Studies</h2>\n" + (f"<ul>{''.join(rows)}</ul>" if rows else "<p>No cells in the store.</p>")
-            + f"\n<p>Bootstrap aggregates are labelled <em>{html.escape(tb.ci_label())}</em>: "
-              "percentile intervals of the mean over seeds; where the paper reports medians and quartiles the "
-              "table or figure says so. Markdown version of this site: "
+            + f"\n<p>Means over seeds are labelled <em>{html.escape(tb.ci_label())}</em> (reports/tables.py); "
+              "a median with its quartiles describes the seeds' spread, is no interval, and says so. "
+              "Markdown version of this site: "
               '<a href="report.md">report.md</a>.</p>\n'
             + sections_html(summary + defs_section, links))
     _write(os.path.join(root, "index.html"), page_html(title, body))
 
-    md = [f"# {title}", ""] + ([note, ""] if note else []) + boards_md + ["## Studies", ""]
+    md = [f"# {title}", ""] + ([note, ""] if note else []) + boards_md + refs_md + ["## Studies", ""]
     md += [f"- [{s}]({folders[s]}/report.md) ([HTML]({folders[s]}/index.html)) — {counts_text(_study_rows(cells, s))}"
            + (f": {descriptions[s]}" if descriptions.get(s) else "") for s in studies] + [""]
     md += sections_markdown(summary, 2, "", links)
@@ -816,9 +1155,40 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
     _write(os.path.join(root, "report.md"), "\n".join(md) + "\n")
 
 
+def _index_references(root: str, table: pd.DataFrame, studies: Sequence[str]):
+    """(HTML, Markdown lines) shown under the leaderboards for a GMM run short of the paper's budget: the committed
+    paper-budget leaderboard and verdicts (``reports.gmm.reference_sections``), each said to be such, so that the
+    first page of the default study carries the paper-budget answer beside the user's short run."""
+    if "gmm" not in studies:
+        return "", []
+    from . import gmm
+    found = gmm.reference_sections(_study_rows(table, "gmm"))
+    if not found:
+        return "", []
+    found = sorted(found, key=lambda s: s.name != "reference_leaderboard")  # the leaderboard first
+    if len(found) > 1:  # which is which, before the numbers; the findings' measured values are on the GMM page
+        t = _study_rows(table, "gmm")
+        intro = Section("Which is which", "text",
+                        f"The gmm leaderboard above is **your run ({gmm.run_budget(t)}): indicative only**.  Below, "
+                        f"the **paper's budget** ({gmm.reference_budget(gmm.load_reference())}): its leaderboard and "
+                        "the paper's findings judged at that budget (the measured values behind each verdict are on "
+                        f"the [gmm page]({_study_folder('gmm')}/index.html#reference_findings)).",
+                        name="reference_intro")
+        found = [intro] + [dataclasses.replace(s, payload=s.payload.drop(columns=[c for c in s.payload.columns
+                                                                                   if c.startswith("measured")]))
+                           if s.name == "reference_findings" else s for s in found]
+    sections, links = materialise([dataclasses.replace(s, name=f"gmm_{s.name}") for s in found], root)
+    head = "<h2>gmm at the paper's budget (committed reference)</h2>\n" if len(found) > 1 else ""
+    return (head + sections_html(sections, links).replace("<h2>", "<h3>").replace("</h2>", "</h3>") + "\n",
+            (["## gmm at the paper's budget (committed reference)", ""] if head else [])
+            + sections_markdown(sections, 3, "", links))
+
+
 def _leaderboards(root: str, table: pd.DataFrame, studies: Sequence[str], folders: Dict[str, str]):
     """(HTML, Markdown lines) of the index's opening: per study with a headline metric (``Study.headline``), its
-    ranked table (``reports/leaderboard.py``) and a thumbnail of its main figure, linked to the study's page."""
+    ranked table (``reports/leaderboard.py``) and a thumbnail of its main figure, linked to the study's page.  A
+    model is named by the settings that differ within its table (``tables.short_labels``), its full setting in the
+    cell's tooltip and in a small table below; an unranked row (one seed) shows "–"."""
     from . import leaderboard as lb
     parts, md = [], []
     for study in studies:
@@ -832,11 +1202,23 @@ def _leaderboards(root: str, table: pd.DataFrame, studies: Sequence[str], folder
             src = f"{folder}/{head.figure}.png"
             thumb = (f'<a href="{folder}/index.html"><img class="thumb" src="{html.escape(src)}" '
                      f'alt="{html.escape(study)}: main figure" width="320"></a>')
+        full = tb.short_labels(frame.model)  # short → full
+        shown = frame.assign(model=frame.model.map({f: s for s, f in full.items()}),
+                             rank=[("–" if pd.isna(r) else str(r)) for r in frame["rank"]])
+        board = _frame_html(shown)
+        for short, long in full.items():
+            if short != long:
+                board = board.replace(f"<td>{html.escape(short, quote=False)}</td>",
+                                      f'<td title="{html.escape(long)}">{html.escape(short, quote=False)}</td>')
+        key = pd.DataFrame([(s, f) for s, f in full.items() if s != f], columns=["model", "full setting"])
+        key_note = "Models above are named by the settings that differ between them; in full:"
+        text = lb.caption(study, frame)
         parts.append(f'<h3 id="leaderboard-{html.escape(slug(study))}"><a href="{folder}/index.html">'
                      f"{html.escape(study)}</a>: {html.escape(head.metric)}</h3>\n" + thumb
-                     + _frame_html(frame) + f'<p class="caption">{md_inline(lb.caption(study))}</p>')
+                     + board + f'<p class="caption">{md_inline(text)}</p>'
+                     + (f'<p class="caption">{key_note}</p>' + _frame_html(key) if len(key) else ""))
         md += [f"### {study}: {head.metric}", ""] + ([f"![{study}]({folder}/{head.figure}.png)", ""] if thumb else [])
-        md += [_md_frame(frame), "", lb.caption(study), ""]
+        md += [_md_frame(shown), "", text, ""] + ([key_note, "", _md_frame(key), ""] if len(key) else [])
     if not parts:
         return "", []
     return ("<h2>Leaderboards</h2>\n" + "\n".join(parts) + "\n"), ["## Leaderboards", ""] + md

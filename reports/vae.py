@@ -10,7 +10,7 @@ from typing import List
 import pandas as pd
 
 from . import tables as tb
-from .site import Section, generic_sections
+from .site import ESTIMATORS_CAPTION, Section, estimators_table, generic_sections
 
 from estibench.studies.vae import RWS_TABLE1, STUDY  # noqa: E402  (published numbers: the study's data)
 
@@ -42,39 +42,42 @@ def curves_and_k_figure(table: pd.DataFrame, path: str, order) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
+    from . import plotstyle as ps
+    from .site import estimator_names
     curves = table[table.metric == "valid_ll"]
     ks = sorted(int(k) for k in curves.particles.unique())
     labels = [l for l in order if l in set(table.label)] + sorted(set(table.label) - set(order))
-    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
+    styles, names = ps.line_styles(labels), estimator_names(labels)
     evidence, kl = _largest(table, "test_ll[K="), "kl_posterior"
-    fig, axes = plt.subplots(1, len(ks) + 2, figsize=(3.2 * (len(ks) + 2), 3.0), squeeze=False)
+    # two rows (the curves per K; then evidence and KL against K) keep the figure near its natural size on a page
+    cols = max(len(ks), 2)
+    fig, axes = plt.subplots(2, cols, figsize=(3.3 * cols, 5.8), squeeze=False)
+    for ax in axes[1][2:]:
+        ax.axis("off")
     for ax, k in zip(axes[0], ks):
         for label in labels:
             c = curves[(curves.label == label) & (curves.particles == k)]
             if c.empty:
                 continue
             g = c.groupby("iteration").value
-            ax.plot(g.mean().index, g.mean().values, color=palette[label], label=label)
-            ax.fill_between(g.mean().index, g.min().values, g.max().values, color=palette[label], alpha=0.2)
+            ax.plot(g.mean().index, g.mean().values, label=names[label], **styles[label])
+            ax.fill_between(g.mean().index, g.min().values, g.max().values, color=styles[label]["color"], alpha=0.15)
         ax.set_title(f"K = {k}", fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel("validation IWAE bound (nats)")
-    for ax, metric, name in ((axes[0][-2], evidence, "test log evidence"), (axes[0][-1], kl, "KL(q ‖ p(z|x))")):
+    for ax, metric, name in ((axes[1][0], evidence, "test log evidence"), (axes[1][1], kl, "KL(q ‖ p(z|x))")):
         f = final_by_k(table, metric)
         for label in labels:
             c = f[f.label == label].sort_values("particles")
             if not c.empty:
-                ax.errorbar(c.particles, c["mean"], yerr=c["std"].fillna(0), color=palette[label], marker="o",
-                            label=label, capsize=2)
+                ax.errorbar(c.particles, c["mean"], yerr=c["std"].fillna(0), marker="o", label=names[label],
+                            capsize=2, **styles[label])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("K")
         ax.set_title(f"{name} ({metric})" if metric else name, fontsize=9)
-    axes[0][0].legend(fontsize=7)
+    ps.legend_outside(fig, *ps.unique_handles(axes.ravel()))
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return ps.save(fig, path, dpi=90)
 
 
 def summary_by_k(table: pd.DataFrame) -> pd.DataFrame:
@@ -101,11 +104,16 @@ def table1(table: pd.DataFrame) -> pd.DataFrame:
         row = {"K": k}
         for label in ("iwae", "ww"):
             c = f[(f.label == label) & (f.particles == k)]
-            row[f"{label} · estibench"] = (f"{float(c['mean'].iloc[0]):.2f} ± {float(c['std'].fillna(0).iloc[0]):.2f}"
-                                           if not c.empty else "—")
-            row[f"{label} · paper"] = published.get(label, "—")
+            name = tb.display_name(label)
+            row[f"{name} · estibench"] = (f"{float(c['mean'].iloc[0]):.2f} ± {float(c['std'].fillna(0).iloc[0]):.2f}"
+                                          if not c.empty else "—")
+            row[f"{name} · paper"] = published.get(label, "—")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _labels(table: pd.DataFrame) -> List[str]:
+    return [l for l in STUDY.order if l in set(table.label)] + sorted(set(table.label) - set(STUDY.order))
 
 
 def sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
@@ -118,9 +126,11 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
                    "(9.84M iterations) with K up to 128 and 5,000-particle test estimates, so its numbers are "
                    "printed beside ours for reference.  `python run_all.py --suite vae --preset paper` restores "
                    "its settings for a GPU run.", name="budget"),
+           Section("Estimators", "table", estimators_table(table, _labels(table)), caption=ESTIMATORS_CAPTION,
+                   name="variants"),
            Section("Fig. 2 layout", "figure", lambda path: figure_fig2(table, path), name="fig2",
-                   caption="left: validation IWAE bound (K = eval_particles) along training, per training K, mean "
-                           "over seeds with the min–max band; right: final test log evidence (many-particle IWAE) "
+                   caption="top row: validation IWAE bound (K = eval_particles) along training, per training K, mean "
+                           "over seeds with the min–max band; bottom row: final test log evidence (many-particle IWAE) "
                            "and KL(q ‖ p_θ(z|x)) = that estimate − ELBO against K, mean ± std over seeds")]
     summary = summary_by_k(table)
     if not summary.empty:
