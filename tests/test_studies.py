@@ -34,7 +34,7 @@ def test_display_names_orders_and_cost_hints_are_declared_not_tabled():
     code = ("import sys; import estibench.reports.site as s; "
             "assert 'estibench.reports.gmm' not in sys.modules and 'estibench.reports.sbn' not in sys.modules; "
             "from estibench.reports.tables import pretty_label; "
-            "assert pretty_label('dww[delta=0.1]') == 'δ-WW[delta=0.1]' and pretty_label('arm') == 'arm'; "
+            "assert pretty_label('dww[delta=0.1]') == 'δ-WW[delta=0.1]' and pretty_label('arm') == 'ARM' and pretty_label('mypkg.mod:Mine') == 'mypkg.mod:Mine'; "
             "from estibench import estimators; assert estimators.get('relax').cost_hint == 6.0")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
