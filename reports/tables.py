@@ -77,12 +77,17 @@ def mean_ci(values: Iterable[float], *, level: float = LEVEL) -> Tuple[float, fl
 def mean_ci_groups(frame: pd.DataFrame, by: Sequence[str], value: str = "value", *,
                    level: float = LEVEL) -> pd.DataFrame:
     """One row per group of ``by``: columns ``by`` + n, mean, lo, hi (non-finite values dropped; the
-    interval of :func:`mean_ci`)."""
+    interval of :func:`mean_ci`).  The unit is the seed: where ``frame`` has a ``seed`` column that ``by`` does
+    not name, the rows of one seed in a group (a metric recorded twice at the same iteration, e.g. the RBM
+    study's log Z by the last evaluation and by the final metrics) are averaged first, so n counts seeds."""
     by = list(by)
-    data = frame[by + [value]]
+    per_seed = "seed" in frame.columns and "seed" not in by
+    data = frame[by + (["seed"] if per_seed else []) + [value]]
     data = data[np.isfinite(data[value].to_numpy(dtype=float))]
     if data.empty:
         return pd.DataFrame(columns=by + ["n", "mean", "lo", "hi"])
+    if per_seed:
+        data = data.groupby(by + ["seed"], sort=False, dropna=False)[value].mean().reset_index()
     g = data.groupby(by, sort=True)[value]
     out = pd.DataFrame({"n": g.size(), "mean": g.mean(), "sd": g.std(ddof=1),
                         "spread": g.max() - g.min()}).reset_index()

@@ -104,3 +104,14 @@ def test_no_false_separation_beyond_the_stated_rate(m, n, groups):
         ranks = tb.separated_ranks({f"e{i}": x[i] for i in range(m)}, higher_is_better=True)
         false += any(r != 1 for r in ranks.values())
     assert false / groups <= tb.ALPHA + 0.015, f"{false / groups:.1%} of null groups separated"
+
+
+def test_n_counts_seeds_not_rows():
+    """A metric recorded twice for the same seed at the same iteration (the RBM study's log Z, by the last
+    evaluation and by the final metrics) is one value per seed: n = 3 seeds, not 6 rows."""
+    import pandas as pd
+
+    from estibench.reports.tables import mean_ci_groups
+    rows = pd.DataFrame({"label": ["a"] * 6, "seed": [0, 1, 2, 0, 1, 2], "value": [1.0, 2.0, 3.0, 1.2, 2.2, 3.2]})
+    out = mean_ci_groups(rows, ["label"])
+    assert int(out.n.iloc[0]) == 3 and abs(float(out["mean"].iloc[0]) - 2.1) < 1e-12
