@@ -445,7 +445,7 @@ table { border-collapse: collapse; margin: 0.4rem 0; font-size: 0.85rem; }
 th, td { border: 1px solid #d5dae0; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 thead th { background: #eef1f4; }
 tbody tr:nth-child(even) { background: #f8f9fb; }
-table.nowrap td { white-space: nowrap; }
+table.nowrap td, .nw { white-space: nowrap; }
 figure { margin: 0.6rem 0 1rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e6e9ec; }
 figcaption { font-size: 0.85rem; color: #4a535c; margin-top: 0.3rem; }
@@ -511,12 +511,25 @@ def md_block(text: str) -> str:
 
 
 def _frame_html(frame: pd.DataFrame) -> str:
+    """A table; a column whose cells are all short ("0.716 [0.692, 0.744]") keeps each cell on one line, so a long
+    label in another column wraps instead of breaking the numbers."""
     if frame is None or frame.empty:
         return "<p>(no rows)</p>"
-    longest = max((frame[c].astype(str).str.len().max() for c in frame.columns), default=0)
-    # short cells ("0.716 [0.692, 0.744]") stay on one line; tables of prose wrap
-    return frame.to_html(index=False, border=0, na_rep="–", classes="data nowrap" if longest <= 40 else "data",
-                         float_format=lambda v: f"{v:.4g}")
+    shown = frame.copy()
+    for c in shown.columns:
+        text = [("–" if _missing(v) else (f"{v:.4g}" if isinstance(v, float) else str(v))) for v in shown[c]]
+        short = max((len(t) for t in text), default=0) <= 40
+        shown[c] = [(f'<span class="nw">{html.escape(t, quote=False)}</span>' if short
+                     else html.escape(t, quote=False)) for t in text]
+    shown.columns = [html.escape(str(c), quote=False) for c in shown.columns]
+    return shown.to_html(index=False, border=0, escape=False, classes="data")
+
+
+def _missing(v) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def sections_html(sections: Sequence[Section], table_links: Optional[Dict[str, Tuple[str, str]]] = None) -> str:
@@ -1208,8 +1221,8 @@ def _leaderboards(root: str, table: pd.DataFrame, studies: Sequence[str], folder
         board = _frame_html(shown)
         for short, long in full.items():
             if short != long:
-                board = board.replace(f"<td>{html.escape(short, quote=False)}</td>",
-                                      f'<td title="{html.escape(long)}">{html.escape(short, quote=False)}</td>')
+                for inner in (f'<span class="nw">{html.escape(short, quote=False)}</span>', html.escape(short, quote=False)):
+                    board = board.replace(f"<td>{inner}</td>", f'<td title="{html.escape(long)}">{inner}</td>')
         key = pd.DataFrame([(s, f) for s, f in full.items() if s != f], columns=["model", "full setting"])
         key_note = "Models above are named by the settings that differ between them; in full:"
         text = lb.caption(study, frame)
