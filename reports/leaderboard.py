@@ -76,7 +76,7 @@ def leaderboard(table: pd.DataFrame, study: str) -> Optional[pd.DataFrame]:
                 value = lookup(name, options, r.label)
                 row["published"] = "" if value is None else str(value)
                 row["published budget"] = "" if value is None else getattr(value, "budget", "")
-                row["our budget"] = _budget(group[group.label == r.label])
+                row["our budget"] = "" if value is None else _budget(group[group.label == r.label])
             rows.append(row)
     frame = pd.DataFrame(rows)
     frame["rank"] = frame["rank"].astype("Int64")

@@ -18,21 +18,23 @@ def run(*args, cwd=ROOT, env=None, timeout=600):
 
 
 def test_check_passes_a_correct_estimator_of_your_own():
-    """ConstantBaseline (examples/): every contract check and every exact-gradient test passes, with
-    the statistics printed (seed 0, n = 2000 draws per test, α = 1e-3 per test)."""
+    """ConstantBaseline (examples/): every contract, independence and state-under-measurement check and every
+    exact-gradient test passes, with the statistics printed (seed 0, n = 2000 draws per test, α = 1e-3 per
+    test)."""
     done = run("check", GOOD)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "seed 0, false-alarm rate α = 0.001" in out and "unbiased φ-gradient (n = 2000)" in out
     for model in ("gmm", "sbn_tiny-linear1", "sbn_tiny-linear2"):
         assert model in out
-    assert "FAIL" not in out and out.strip().endswith("18 of 18 checks passed")
+    assert "state under measurement" in out
+    assert "FAIL" not in out and out.strip().endswith("24 of 24 checks passed")
 
 
 def test_check_catches_a_biased_estimator_that_claims_to_be_unbiased():
     """SampleBaseline's "baseline" is computed from its own sample: its contract holds, its exact-gradient
     tests fail (measured at n = 2000: max |z| 55–86 on the SBNs, 3,228–8,595 on the GMM, against thresholds
-    4.56–4.80; the test uses n = 500), exit status 1."""
+    4.58–4.82; the test uses n = 500), exit status 1."""
     done = run("check", "examples.constant_baseline:SampleBaseline", "--draws", "500")
     assert done.returncode == 1, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if "unbiased φ-gradient" in line]
@@ -94,3 +96,16 @@ def test_entry_point_plugins_are_registered_under_their_name(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "my_reinforce", done.stderr
     dry = run("--model", "my_gmm", "--estimators", "my_reinforce", "--particles", "2", "--dry-run", env=env)
     assert dry.returncode == 0 and "my_reinforce" in dry.stdout, dry.stderr
+
+
+def test_check_fails_an_estimator_whose_state_moves_under_measurement():
+    """LeakyEMABaseline (examples/ema_baseline.py) updates its baseline inside ``surrogate``: its exact-gradient
+    tests pass (the baseline never depends on the current sample), its state-under-measurement checks fail with
+    the changed buffer named, exit status 1; EMABaseline, which updates only when ``with_own`` is true, passes."""
+    done = run("check", "examples.ema_baseline:LeakyEMABaseline", "--draws", "300")
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if "state under measurement" in line]
+    assert rows and all("FAIL" in r and "changed its state: b" in r for r in rows)
+    assert all("pass" in line for line in done.stdout.splitlines() if "unbiased φ-gradient" in line)
+    good = run("check", "examples.ema_baseline:EMABaseline", "--draws", "300")
+    assert good.returncode == 0, good.stdout + good.stderr
