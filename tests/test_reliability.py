@@ -401,10 +401,8 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path):
     while processes_with(marker) and time.time() < deadline:
         time.sleep(0.2)
     assert not processes_with(marker), "loky workers outlived their SIGKILLed driver"
-    started = time.time()
     rerun = run_all(*SWEEP, "--out", out)
     assert rerun.returncode == 0 and "waiting" not in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
-    assert time.time() - started < 120
     cells, _ = cells_and_runs(out)
     assert len(cells) == 8 and set(cells.status) == {"done"}
 
