@@ -14,6 +14,8 @@ from typing import Optional
 
 import pandas as pd
 
+from estibench.studies import PublishedValue
+
 from . import tables as tb
 
 
@@ -75,7 +77,7 @@ def leaderboard(table: pd.DataFrame, study: str) -> Optional[pd.DataFrame]:
                 options = json.loads(raw) if isinstance(raw, str) and raw else {}
                 value = lookup(name, options, r.label)
                 row["published"] = "" if value is None else str(value)
-                row["published budget"] = "" if value is None else getattr(value, "budget", "")
+                row["published budget"] = value.budget if isinstance(value, PublishedValue) else ""
                 row["our budget"] = "" if value is None else _budget(group[group.label == r.label])
             rows.append(row)
     frame = pd.DataFrame(rows)

@@ -884,22 +884,11 @@ def study_blurb(study: str, cells: pd.DataFrame, description: str = "") -> str:
 
 
 def _current_versions(study: str, estimators: Sequence[str]):
-    """(estimator → the numerics version this code computes, version → what changed (text), changes per estimator)."""
-    try:
-        from estibench.harness import runner
-    except Exception:  # noqa: BLE001
-        return {}, {}
-    current, history = {}, {}
-    for e in estimators:
-        try:
-            current[e] = int(runner.numerics_version(study, e))
-        except Exception:  # noqa: BLE001 - an estimator this process cannot import
-            continue
-        if hasattr(runner, "numerics_history"):
-            history[e] = [(int(v), getattr(c, "what", str(c))) for v, c in runner.numerics_history(study, e)]
-        elif isinstance(getattr(runner, "NUMERICS_CHANGES", None), dict):
-            history[e] = [(int(v), str(t)) for v, t in sorted(runner.NUMERICS_CHANGES.items())
-                          if int(v) <= current[e]]
+    """(estimator → the numerics version this code computes, estimator → [(version, what changed)])
+    (``harness.runner.numerics_version`` / ``numerics_history``; a version depends only on the names)."""
+    from estibench.harness import runner
+    current = {e: runner.numerics_version(study, e) for e in estimators}
+    history = {e: [(v, c.what) for v, c in runner.numerics_history(study, e)] for e in estimators}
     return current, history
 
 
