@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from estibench.studies import PublishedValue
+from estibench.studies import PublishedValue, steps_text
 
 from . import tables as tb
 
@@ -31,7 +31,7 @@ def _budget(rows: pd.DataFrame) -> str:
     """Our budget of one cell's rows: its training steps and data set (from the table's columns)."""
     parts = []
     if "iterations" in rows.columns and rows.iterations.notna().any():
-        parts.append(f"{int(rows.iterations.dropna().iloc[0]):,} steps")
+        parts.append(steps_text(int(rows.iterations.dropna().iloc[0])))
     if "dataset" in rows.columns and rows.dataset.notna().any():
         parts.append(str(rows.dataset.dropna().iloc[0]))
     return ", ".join(parts)
@@ -77,11 +77,17 @@ def leaderboard(table: pd.DataFrame, study: str) -> Optional[pd.DataFrame]:
                 options = json.loads(raw) if isinstance(raw, str) and raw else {}
                 value = lookup(name, options, r.label)
                 row["published"] = "" if value is None else str(value)
-                row["published budget"] = value.budget if isinstance(value, PublishedValue) else ""
+                # the cost beside the value (short, so that it fits the row); its source is in the caption
+                row["published budget"] = value.cost if isinstance(value, PublishedValue) else ""
                 row["our budget"] = "" if value is None else _budget(group[group.label == r.label])
             rows.append(row)
     frame = pd.DataFrame(rows)
     frame["rank"] = frame["rank"].astype("Int64")
+    if "our budget" in frame.columns:
+        ours = {b for b in frame["our budget"] if b}
+        if len(ours) <= 1:  # one budget for every row: said once, in the caption (:func:`caption`)
+            frame = frame.drop(columns="our budget")
+            frame.attrs["our_budget"] = next(iter(ours), "")
     return frame
 
 
@@ -91,6 +97,8 @@ def caption(study: str, frame: Optional[pd.DataFrame] = None) -> str:
     head = headline_of(study)
     better = "higher" if head.higher_is_better else "lower"
     n = frame["seeds"] if frame is not None and len(frame) else None
+    ours = frame.attrs.get("our_budget", "") if frame is not None else ""
     return (f"{head.metric} at the end of training ({better} is better): {tb.ci_label(n, column='seeds')}.  "
             f"Ranked per model and K: {tb.rank_caption()}."
-            + (f"  {head.note[0].upper()}{head.note[1:]}." if head.note else ""))
+            + (f"  {head.note[0].upper()}{head.note[1:]}." if head.note else "")
+            + (f"  Our budget, every row beside a published value: {ours}." if ours else ""))

@@ -36,10 +36,24 @@ class PublishedValue:
         return str(self.value)
 
     @property
+    def cost(self) -> str:
+        """``2M steps, static MNIST, 50k images``: what the number cost (training steps and data)."""
+        return ", ".join(([steps_text(self.steps)] if self.steps else []) + ([self.data] if self.data else []))
+
+    @property
     def budget(self) -> str:
-        """``DVAE++ Table 1: 2,000,000 steps, static MNIST …``: where the number comes from, what it cost."""
-        text = ", ".join(([f"{self.steps:,} steps"] if self.steps else []) + ([self.data] if self.data else []))
+        """``DVAE++ Table 1: 2M steps, static MNIST …``: where the number comes from, what it cost."""
+        text = self.cost
         return f"{self.source}: {text}" if text and self.source else (text or self.source)
+
+
+def steps_text(steps: int) -> str:
+    """A training budget in steps, short: ``2M steps``, ``1k steps``, ``300 steps``, ``2.5k steps``."""
+    steps = int(steps)
+    for size, unit in ((1_000_000, "M"), (1_000, "k")):
+        if steps >= size:
+            return f"{steps / size:g}{unit} steps"
+    return f"{steps} steps"
 
 
 @dataclass(frozen=True)

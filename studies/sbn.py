@@ -116,7 +116,7 @@ STUDY = Study(
         "dvaepp_table1": Published("DVAE++ (Vahdat et al. 2018), Table 1: test log-likelihood, 100 importance "
                                    "samples, mean ± std over 5 runs, 2,000,000 steps", DVAEPP_TABLE1,
                                    steps=2_000_000, short="DVAE++ Table 1",
-                                   data="static MNIST (50,000 training images)"),
+                                   data="static MNIST, 50k images"),
         "relax_table": Published("RELAX (Grathwohl et al. 2018): highest training ELBO over 2,000,000 steps",
                                  RELAX_TABLE, steps=2_000_000, short="RELAX table"),
     },

@@ -192,7 +192,7 @@ def test_the_sbn_leaderboard_prints_the_published_value_beside_ours():
     from estibench.studies.sbn import published_test_ll
     value = published_test_ll("sbn", {"arch": "nonlinear"}, "rebar[variant=rebar_code]")
     assert str(value) == "-100.69 ± 0.08" and value.steps == 2_000_000 and "MNIST" in value.data  # with its budget
-    assert value.budget == "DVAE++ Table 1: 2,000,000 steps, static MNIST (50,000 training images)"
+    assert value.budget == "DVAE++ Table 1: 2M steps, static MNIST, 50k images"
     assert published_test_ll("sbn", {"arch": "linear2"}, "rebar[variant=rebar_code]") is None  # not in Table 1
     assert published_test_ll("sbn_tiny", {"arch": "linear1"}, "nvil") is None
 
