@@ -31,9 +31,6 @@ from scipy import stats
 LEVEL = 0.95
 #: family-wise error rate of the rank separation (:func:`separated_ranks`)
 ALPHA = 0.05
-#: bootstrap settings, kept for callers that name them; no interval of this module resamples
-B_RESAMPLES = 2000
-SEED = 0
 
 
 def ci_label(n=None, *, level: float = LEVEL, column: Optional[str] = "n seeds") -> str:
@@ -319,7 +316,7 @@ def export_table(frame: pd.DataFrame, folder: str, name: str, caption: str = "")
     return csv, tex
 
 
-__all__ = ["B_RESAMPLES", "LEVEL", "ALPHA", "SEED", "ci_label", "mean_ci", "mean_ci_groups", "format_ci",
+__all__ = ["LEVEL", "ALPHA", "ci_label", "mean_ci", "mean_ci_groups", "format_ci",
            "format_iqr", "holm", "welch_pvalue", "separated_ranks", "rank_caption", "short_labels",
            "final_rows", "final_ci_table", "latex_escape", "to_latex", "export_table"]
 
