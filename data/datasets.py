@@ -187,9 +187,16 @@ def _write_processed(path: Path, key: str, arrays: Arrays, packed: bool = True) 
     np.savez(buffer, **payload)
     try:
         sources.atomic_write_bytes(path, buffer.getvalue())
-    except OSError as error:  # a read-only cache only costs time
+    except OSError as error:  # a read-only cache only costs time when loading; ``fetch`` must write it
+        if _STRICT_WRITES:
+            raise sources.DatasetCacheError(sources.cache_message(_STRICT_WRITES[-1], error)) from None
         import warnings
         warnings.warn(f"could not cache {path}: {error}", stacklevel=3)
+
+
+#: while :func:`fetch` prepares an embedded set, the cache root it writes to: a processed file that cannot be
+#: written is then a :class:`DatasetCacheError`, not a warning (``fetch`` promises a folder that holds the set)
+_STRICT_WRITES: List[Path] = []
 
 
 def _cached(folder: Path, name: str, key: str, build: Callable[[], Arrays], packed: bool = True) -> Arrays:
@@ -437,16 +444,36 @@ def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = Fa
 
 
 def fetch(name: str, cache_dir: Optional[os.PathLike] = None, verbose: bool = False) -> Path:
-    """Download (or, for the embedded set, prepare) a dataset's files; return its cache folder.
+    """Download (or, for the embedded sets, prepare) a dataset's files; return its cache folder.
+
+    An embedded set is written to the cache (its processed file); a cache folder where that cannot be done (a
+    file in the way, a folder that cannot be created, a full disk) raises :class:`DatasetCacheError`, so the
+    folder returned always holds the set.  A multi-MNIST name (``multi-mnist5k-s<seed>``, ``multi-mnist-s<seed>``)
+    fetches the set its images are generated from (``mnist5k-dynamic``, ``mnist-dynamic``) and returns that
+    set's folder: the images themselves are generated from the name when loaded.
 
     Every file is SHA-256 checked and written atomically (see :mod:`estibench.data.sources`).
     Without network access this raises :class:`DatasetMissingError`, whose one-line message
     names the file, its URL and the path to place it at by hand.
     """
     check_name(name)
+    from . import multimnist
+    parsed = multimnist.parse(name)
+    if parsed is not None:  # generated from the name when loaded: fetch the set it is generated from
+        return fetch("mnist5k-dynamic" if parsed[0] == "5k" else "mnist-dynamic", cache_dir, verbose)
     if name in EMBEDDED:
+        root = sources.cache_root(cache_dir)
         folder = dataset_dir(name, cache_dir)
-        _arrays(name, str(folder))
+        sources.check_folder(folder, root)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # /proc/..., permission denied, a read-only file system
+            raise sources.DatasetCacheError(sources.cache_message(root, error)) from None
+        _STRICT_WRITES.append(root)
+        try:
+            _arrays.__wrapped__(name, str(folder))  # not the in-memory copy: the processed file must be on disk
+        finally:
+            _STRICT_WRITES.pop()
         return folder
     return require_files(name, cache_dir, download=True, verbose=verbose)
 

@@ -151,10 +151,17 @@ def _one_line(text: object) -> str:
 # --------------------------------------------------------------------------- cache folder
 
 def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
-    """The cache folder: ``cache_dir``, else ``$ESTIBENCH_DATA``, else ``~/.cache/estibench``."""
+    """The cache folder: ``cache_dir``, else ``$ESTIBENCH_DATA``, else ``~/.cache/estibench``.  A path that
+    cannot be resolved (a symbolic-link loop: ``RuntimeError`` or ``OSError`` by Python version) raises
+    :class:`DatasetCacheError` (one line)."""
     if cache_dir is None:
         cache_dir = os.environ.get(CACHE_ENV) or DEFAULT_CACHE
-    return Path(os.path.expanduser(os.fspath(cache_dir))).resolve()
+    path = Path(os.path.expanduser(os.fspath(cache_dir)))
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as error:  # pathlib: "Symlink loop from ..." (RuntimeError before 3.13)
+        reason = error if isinstance(error, OSError) else f"{_one_line(error)} (a symbolic-link loop)"
+        raise DatasetCacheError(cache_message(path.absolute(), reason)) from None
 
 
 def dataset_dir(name: str, cache_dir: Optional[os.PathLike] = None) -> Path:

@@ -8,7 +8,12 @@ estimators, not from where each one's training wandered.  Study options (SBN-lik
 
 * ``basket``          a tuple of estimator labels (``"rloo"``, ``"gst[gap=1.0]"``), or ``("all",)``: every registered
                       estimator that accepts the model and the cell's K; the cell's own estimator is always
-                      measured too (its line is the reference);
+                      measured too (its line is the reference).  A named member applies to every cell of the run,
+                      and the cells of one run differ in model and K: a member the estimator's own check refuses on
+                      some cells is left out of those (:func:`members`), named with the cells and the reason in a
+                      note line before any work (``harness.cli``) and listed under "members not measured" in the
+                      report (``reports/basket.py``); a member that fits none of the run's cells is refused with
+                      one line, exit status 2, before any work;
 * ``basket_samples``  draws per estimator and evaluation (default: the task's gradient draws).
 
 Estimators with parameters of their own (baselines, control variates) are measured with those parameters as

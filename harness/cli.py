@@ -18,6 +18,7 @@ import torch
 from estibench import estimators
 from estibench.models.registry import Registry, UnknownNameError
 
+from estibench.argparse_oneline import OneLineParser, exit_status, parse, program
 from .runner import COMPILE_MODES, CONFIG_VERSION, Cell, compile_refusal, resolve_device
 from .store import Store, StoreError
 from estibench import studies as study_registry
@@ -25,7 +26,35 @@ from .sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
 
 #: every study's suites (``estibench.studies``): suite name → grid
 SUITES = study_registry.suites()
-SUITE_REGISTRY = Registry("suite")
+#: the keys a suite grid must have, and those it may have (``studies.Study.suites``)
+SUITE_KEYS = ("study", "model", "estimators", "particles", "seeds", "iterations", "eval_every", "batch_size", "lr")
+SUITE_OPTIONAL = ("description", "model_options", "study_options", "estimator_options", "optimiser", "model_grid",
+                  "presets", "default_preset", "parts")
+
+
+def _suite_grid(name: str, loaded):
+    """What ``--suite package.module:Attribute`` may load: a suite grid (a dict with the keys of
+    :data:`SUITE_KEYS`, others only from :data:`SUITE_OPTIONAL`, of a registered study), never anything to call
+    (``os:getcwd`` is refused without being called); one line otherwise."""
+    if not isinstance(loaded, dict):
+        raise UnknownNameError(f"{name!r} is not a suite: it loads {type(loaded).__name__} "
+                               f"{getattr(loaded, '__name__', '')}".rstrip()
+                               + f", not a suite grid (a dict with {', '.join(SUITE_KEYS)})")
+    missing = [k for k in SUITE_KEYS if k not in loaded]
+    unknown = sorted(str(k) for k in loaded if k not in SUITE_KEYS + SUITE_OPTIONAL)
+    if missing or unknown:
+        raise UnknownNameError(f"{name!r} is not a suite grid: " + "; ".join(
+            ([f"it lacks {', '.join(missing)}"] if missing else [])
+            + ([f"unknown keys {', '.join(unknown)} (a suite takes {', '.join(SUITE_KEYS + SUITE_OPTIONAL)})"]
+               if unknown else [])))
+    if not isinstance(loaded["study"], str) or study_registry.REGISTRY.known(loaded["study"]) is None:
+        raise UnknownNameError(f"{name!r} is not a suite grid: study {loaded['study']!r} is not a registered study "
+                               f"(known: {', '.join(study_registry.names())})")
+    grid = dict(loaded)
+    return lambda: grid
+
+
+SUITE_REGISTRY = Registry("suite", admits=_suite_grid)
 for _name in SUITES:
     SUITE_REGISTRY.register(_name)(lambda _n=_name: SUITES[_n])
 #: flags that pick values of a suite's model grid, declared by the studies: flag → (model option, help)
@@ -36,7 +65,7 @@ for _study in study_registry.names():
 
 def prog() -> str:
     """The program's name as the user typed it: ``run_all.py`` from a checkout, else ``estibench``."""
-    return "run_all.py" if os.path.basename(sys.argv[0] or "") == "run_all.py" else "estibench"
+    return program()
 
 
 class UsageError(ValueError):
@@ -44,7 +73,7 @@ class UsageError(ValueError):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog(),
         description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
                     "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.  "
@@ -176,17 +205,28 @@ def parse_estimators(text: str) -> List[Tuple[str, dict]]:
     return out
 
 
+def _refuse_twice(values: List, what: str, text: str) -> List:
+    """``values`` unchanged, or a UsageError when one of them is given twice (``2,2``, ``2,02``): the same value
+    twice would make the same cell twice, run once and counted twice."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise UsageError(f"{what} {text!r} names {value!r} twice")
+    return values
+
+
 def split(text: Optional[str], cast=str, what: str = "the list") -> Optional[List]:
-    """``"2,5"`` → ``[2, 5]``; an empty list or an empty item (``"2,,5"``) is a UsageError."""
+    """``"2,5"`` → ``[2, 5]``; an empty list, an empty item (``"2,,5"``) or a value given twice (``"2,2"``) is a
+    UsageError."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",")]
     if not text.strip() or not all(items):
         raise UsageError(f"cannot read {what} {text!r}: write a comma-separated list such as 2,5 with no empty item")
     try:
-        return [cast(t) for t in items]
+        values = [cast(t) for t in items]
     except ValueError:
         raise UsageError(f"cannot read {what} {text!r} as a comma-separated list of {cast.__name__}") from None
+    return _refuse_twice(values, what, text)
 
 
 def _suites_with(option: str) -> List[str]:
@@ -200,7 +240,8 @@ def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str, suite_n
     if option not in suite.get("model_grid", {}):
         raise UsageError(f"{flag} does not apply to suite {suite_name!r} (study {suite['study']!r}, model "
                          f"{suite['model']!r}; suites that take it: {', '.join(_suites_with(option)) or 'none'})")
-    return [parse_value(v) for v in split(value, str, flag)]  # "1,2" → [1, 2]; words stay words
+    values = [parse_value(v) for v in split(value, str, flag)]  # "1,2" → [1, 2]; words stay words
+    return _refuse_twice(values, flag, value)  # "1,01" is refused by split, "1,1.0" here
 
 
 def _preset(args, suite: dict) -> Tuple[str, dict]:
@@ -274,9 +315,19 @@ def make_cells(args) -> List[Cell]:
         raise UsageError(str(err)) from None
     if getattr(args, "backend", "loky") == "dask" and not getattr(args, "scheduler", None):
         raise UsageError("--backend dask needs --scheduler ADDRESS of a running dask.distributed scheduler")
+    for flag, backend in (("scheduler", "dask"), ("address", "ray")):  # never ignored silently
+        if getattr(args, flag, None) and getattr(args, "backend", "loky") != backend:
+            raise UsageError(f"--{flag} is for --backend {backend} (this run's backend is "
+                             f"{getattr(args, 'backend', 'loky')}); add --backend {backend} or drop --{flag}")
+    if getattr(args, "backend", "loky") == "dask":  # before the store or a run row exists
+        from .sweep import check_scheduler
+        try:
+            check_scheduler(args.scheduler)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option, args.suite)
              for flag, (option, _) in GRID_FLAGS.items()}
-    basket = {}
+    basket, basket_members = {}, []  # basket_members: [(label, (name, options))] of an explicit --basket
     if getattr(args, "basket", None):
         from .basket import parse_members
         from .runner import option_label
@@ -285,9 +336,12 @@ def make_cells(args) -> List[Cell]:
             basket["basket"] = ("all",)
         else:
             try:
-                basket["basket"] = tuple(option_label(n, o) for n, o in parse_members(spec))
+                pairs = parse_members(spec)
             except (UnknownNameError, ValueError, TypeError) as err:
                 raise UsageError(f"--basket: {str(err).splitlines()[0]}") from None
+            labels = _refuse_twice([option_label(n, o) for n, o in pairs], "--basket", args.basket)
+            basket["basket"] = tuple(labels)
+            basket_members = list(zip(labels, pairs))
     if getattr(args, "basket_samples", None) is not None:
         if args.basket_samples < 2:
             raise UsageError(f"--basket-samples must be at least 2 (a variance needs two draws), got {args.basket_samples}")
@@ -296,8 +350,8 @@ def make_cells(args) -> List[Cell]:
         basket["basket_samples"] = int(args.basket_samples)
     user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
     part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
-    cells = []
-    for part, specs in zip(parts, part_specs):
+    cells, part_of = [], []  # part_of: the index of the part each cell comes from
+    for part_index, (part, specs) in enumerate(zip(parts, part_specs)):
         preset_options = part.get("estimator_options", {})
         specs = [(n, {**preset_options.get(n, {}), **o}) for n, o in specs]
         particles = user_particles or list(part["particles"])
@@ -325,6 +379,8 @@ def make_cells(args) -> List[Cell]:
                        device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset_name,
                        compile=getattr(args, "compile", "off"))
                   for variant in variants for name, options in specs for k in particles]
+        part_of += [part_index] * (len(cells) - len(part_of))
+    cells[:] = _same_cell_once(cells, part_of, args)
     # refuse unknown names, incompatible pairs and missing data before any work starts
     probes, eager_under_compile = {}, set()
     for cell in cells:
@@ -352,7 +408,65 @@ def make_cells(args) -> List[Cell]:
     if eager_under_compile:
         print(f"{prog()}: note: --compile leaves {', '.join(sorted(eager_under_compile))} eager (second-order "
               f"gradients)", file=sys.stderr)
+    if basket_members:
+        _check_basket_fits(cells, basket_members, probes)
     return cells
+
+
+def _same_cell_once(cells: List[Cell], part_of: List[int], args) -> List[Cell]:
+    """``cells`` with each cell once, so that the run counts what it stores.  Two parts of a suite that become the
+    same cell once a flag overrides what told them apart (``--suite sbn --particles 2``: DisARM of the K = 1 part and
+    of the K = 2 part) are one cell, kept once.  Two specs of one part that make the same cell
+    (``--estimators rebar,rebar[variant=X]`` where the preset already sets ``variant=X``) are a UsageError: the
+    user asked for one cell twice."""
+    seen: dict = {}  # key → the part of its first cell
+    out = []
+    for cell, part in zip(cells, part_of):
+        key = cell.key()
+        if key not in seen:
+            seen[key] = part
+            out.append(cell)
+        elif seen[key] == part:
+            said = (f"--estimators {args.estimators!r} names it twice (an option equal to the suite's or preset's?)"
+                    if args.estimators is not None else "the suite lists it twice")
+            raise UsageError(f"cell {cell.label()} on {cell.model_label()}, K={cell.particles} is asked for twice: "
+                             f"{said}")
+    return out
+
+
+def _check_basket_fits(cells: List[Cell], basket_members, probes: dict) -> None:
+    """The ``--basket`` members against every cell, as :func:`harness.basket.members` will measure them: a member
+    that fits none of the cells (e.g. ``vimco`` with only K = 1) is a UsageError before any work; one that fits
+    only some is named, with the cells it leaves out and the estimator's reason, in one note line on stderr (the
+    basket report lists the same cells as "not measured").  A member equal to a cell's own estimator is that
+    cell's reference: measured."""
+    skipped = {label: [] for label, _ in basket_members}  # label → [(cell, reason)]
+    for label, (name, options) in basket_members:
+        for cell in cells:
+            if label == cell.label():
+                continue
+            probe = probes[(cell.model, tuple(sorted(cell.model_options.items(), key=str)))]
+            try:
+                estimators.get(name, **options).check(probe, cell.particles)
+            except estimators.IncompatibleError as err:
+                skipped[label].append((cell, str(err).splitlines()[0] if str(err) else type(err).__name__))
+            except (UnknownNameError, ValueError, TypeError) as err:
+                raise UsageError(f"--basket: {label} on {cell.model_label()}, K={cell.particles}: "
+                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    n = len(cells)
+    for label, missed in skipped.items():
+        if len(missed) == n:
+            raise UsageError(f"--basket member {label} fits none of the {n} cell{'s' if n != 1 else ''} of this run "
+                             f"({missed[0][1]}); leave it out")
+    for label, missed in skipped.items():
+        if missed:
+            by_reason: dict = {}
+            for cell, reason in missed:
+                by_reason.setdefault(reason, []).append(f"{cell.model_label()} {cell.label()} K={cell.particles}")
+            where = "; ".join(f"{', '.join(names[:6])}{f' and {len(names) - 6} more' if len(names) > 6 else ''} "
+                              f"({reason})" for reason, names in by_reason.items())
+            print(f"{prog()}: note: --basket measures {label} on {n - len(missed)} of {n} cells; not on {where}",
+                  file=sys.stderr)
 
 
 def check_output_folder(out: str) -> None:
@@ -382,11 +496,13 @@ def study_descriptions(suite: Optional[str]) -> dict:
 def report_main(argv) -> int:
     """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone
     (the store is only read: a read-only store works)."""
-    p = argparse.ArgumentParser(prog=f"{prog()} report", description=report_main.__doc__)
+    p = OneLineParser(prog=f"{prog()} report", description=report_main.__doc__)
     p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
     p.add_argument("--suite", default=None, help="suite whose description heads the report")
     p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
-    args = p.parse_args(argv)
+    args, status = parse(p, argv)  # argparse's errors: one line, status 2
+    if args is None:
+        return status
     try:
         if args.suite is not None and args.suite not in SUITES:
             SUITE_REGISTRY.factory(args.suite)
@@ -414,26 +530,36 @@ def check_main(argv) -> int:
     """``run_all.py check ESTIMATOR [--draws N] [--alpha A] [--seed S]``: run the contract checks and,
     for an estimator that says it is unbiased, the exact-gradient tests on every enumerable model it
     accepts; prints a pass/fail table with the statistics.  Exit status 0 when every check passes,
-    1 when one fails, 2 for bad input."""
-    from .checks import FAMILY_ALPHA, run_checks
-    p = argparse.ArgumentParser(prog=f"{prog()} check", description=check_main.__doc__)
+    1 when one fails, 2 for bad input: among it ``--draws`` below 2,000 (the test's false-alarm rate needs
+    them, harness/checks.py MIN_DRAWS) or more than fit in memory (estimated before any check; a run of more
+    than 20,000 draws first says how long it will take)."""
+    from .checks import FAMILY_ALPHA, MIN_DRAWS, run_checks
+    p = OneLineParser(prog=f"{prog()} check", description=check_main.__doc__)
     p.add_argument("estimator", help="a registered name or package.module:Class, with options in brackets, "
                                      "e.g. rebar[variant=rebar_code] or examples.constant_baseline:ConstantBaseline")
-    p.add_argument("--draws", type=int, help="gradient draws per exact-gradient test (default: per model, 2000)")
+    p.add_argument("--draws", type=int, help=f"gradient draws per exact-gradient test (default: per model, 2000; at "
+                                              f"least {MIN_DRAWS}, the fewest at which the false-alarm rate holds for "
+                                              f"skewed draws; more than fit in memory are refused)")
     p.add_argument("--alpha", type=float, default=FAMILY_ALPHA,
                    help=f"false-alarm rate of one whole-vector test (default {FAMILY_ALPHA:g})")
     p.add_argument("--seed", type=int, default=0, help="global torch seed before every check (default 0)")
-    args = p.parse_args(argv)
+    args, status = parse(p, argv)  # argparse's errors: one line, status 2
+    if args is None:
+        return status
     try:
         specs = parse_estimators(args.estimator)
         if len(specs) != 1:
             raise UsageError(f"check one estimator at a time, got {args.estimator!r}")
-        if args.draws is not None and args.draws < 2:
-            raise UsageError(f"--draws must be at least 2, got {args.draws}")
+        if args.draws is not None and args.draws < MIN_DRAWS:
+            raise UsageError(f"--draws must be at least {MIN_DRAWS} (below it the exact-gradient test's false-alarm "
+                             f"rate does not hold for skewed gradient draws), got {args.draws}")
         if not 0 < args.alpha < 1:
             raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
+        if not -2 ** 63 <= args.seed < 2 ** 64:
+            raise UsageError(f"--seed must be a 64-bit integer (torch's seed range), got {args.seed}")
         name, options = specs[0]
-        results = run_checks(name, options, n=args.draws, alpha=args.alpha, seed=args.seed)
+        results = run_checks(name, options, n=args.draws, alpha=args.alpha, seed=args.seed,
+                             note=lambda line: print(f"{prog()} check: {line}", file=sys.stderr, flush=True))
     except (UsageError, UnknownNameError, ValueError) as err:
         print(f"{prog()} check: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -492,13 +618,18 @@ def _main(argv, state: dict) -> int:
         return report_main(argv[1:])
     if argv[:1] == ["check"]:
         return check_main(argv[1:])
-    if argv[:1] == ["screen"]:
-        from .screen import main as screen_main
-        return screen_main(argv[1:])
-    if argv[:1] == ["fetch-data"]:
-        from estibench import data as estidata
-        return estidata.main(argv[1:])
-    args = parser().parse_args(argv)
+    if argv[:1] in (["screen"], ["fetch-data"]):
+        if argv[0] == "screen":
+            from .screen import main as sub_main
+        else:
+            from estibench.data import main as sub_main
+        try:
+            return sub_main(argv[1:])
+        except SystemExit as stop:  # its parser's own exit (--help, a one-line argument error): a status here too
+            return exit_status(stop)
+    args, status = parse(parser(), argv)  # argparse's errors: one line, status 2 (--help: 0)
+    if args is None:
+        return status
     if args.out is not None and not args.out.strip():
         print(f"{prog()}: error: --out is empty; name a folder", file=sys.stderr)
         return 2

@@ -11,9 +11,11 @@ one fixed batch (a gradient basket, ``harness/basket.py``, at a handful of point
                    second of compute, Glynn & Whitt's efficiency);
 * ``rel. bias``    √max(‖mean ĝ − g*‖² − Σ Var/N, 0)/‖g*‖ against the exact gradient g* of the estimator's own target
                    objective, where the model is enumerable (median over the points), and ``bias detected``: at how
-                   many points ``estibench check``'s whole-vector test (z-test per coordinate, Bonferroni over the
-                   guide's coordinates, false-alarm rate 1e-3 per point; zero-variance coordinates must match g*)
-                   rejects "mean ĝ = g*";
+                   many points ``estibench check``'s whole-vector test (Student t per coordinate, Bonferroni over
+                   the guide's coordinates, false-alarm rate 1e-3 per point; zero-variance coordinates must match
+                   g*) rejects "mean ĝ = g*".  The test runs only with ``--draws`` ≥ 2,000
+                   (``harness.checks.MIN_DRAWS``: the studentised mean of fewer skewed gradient draws is far from t,
+                   and the rate is not held); below it the column reads "not tested" and the caveats say why;
 
 variance and work×var with percentile-bootstrap intervals over the draws (``--bootstrap`` resamples of the
 centred draws, so that rounding cannot push a bound below 0; bounds clamped at 0 all the same).  sec/draw is the
@@ -48,6 +50,15 @@ refused estimators grouped by reason, bias on a non-enumerable model, estimators
 measurement, own parameters (baselines, control variates) measured as first bound (untrained), and that times
 are this machine's.  ``--out DIR`` writes every (point, estimator) row to ``screen.csv`` and the table and
 lines to ``screen.md``.
+
+**Faults are one line.**  Bad input is refused before any work with one line and exit status 2: besides the
+arguments themselves, ``--seed`` outside torch's 64-bit range, and ``--draws`` / ``--particles`` / ``--batch-size``
+whose draws, bootstrap or particles cannot fit in the memory available (:func:`memory_needed`, a lower bound,
+against /proc/meminfo's MemAvailable and any cgroup limit).  A reference run that diverges (a non-finite objective, gradient
+or parameter, or a model that raises on them) stops with one line naming the step (exit 2); memory that runs out
+all the same is one line too (exit 2).  An estimator whose draws at a point raise or are not finite gets a blank row
+there (it leads nowhere) and a caveat line.  ``screen.md`` and ``screen.csv`` are written through temporary files
+moved over them (:func:`write_outputs`): a full disk is one line, exit status 1, and leaves both as they were.
 
 **Measurement never changes what it measures.**  Each estimator's draws at a point run inside
 :func:`harness.measurement.frozen` on a random stream of their own (seeded from ``--seed``, the estimator's label
@@ -120,7 +131,10 @@ def parser() -> argparse.ArgumentParser:
                    "target present)")
     p.add_argument("--particles", type=int, default=2, help="particles K per estimate (default 2: the smallest K "
                                                              "every multi-sample estimator accepts)")
-    p.add_argument("--draws", type=int, default=200, help="gradient draws per estimator and point (default 200)")
+    from .checks import MIN_DRAWS
+    p.add_argument("--draws", type=int, default=200, help=f"gradient draws per estimator and point (default 200; the "
+                                                           f"bias test runs from {MIN_DRAWS}, the fewest at which its "
+                                                           f"false-alarm rate holds)")
     p.add_argument("--points", type=int, default=3, help="points: the initial parameters and points−1 more along "
                                                          "training (default 3)")
     p.add_argument("--steps", type=int, default=200, help="training steps of the reference between the first and "
@@ -146,6 +160,8 @@ def _check_args(args) -> None:
             raise ScreenError(f"{flag} must be at least {low}, got {value}")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise ScreenError(f"--lr must be a positive finite number, got {args.lr}")
+    if not -2 ** 63 <= args.seed < 2 ** 64:
+        raise ScreenError(f"--seed must be a 64-bit integer (torch's seed range), got {args.seed}")
     if args.points > 1 and args.steps < args.points - 1:
         raise ScreenError(f"--steps ({args.steps}) must be at least --points − 1 ({args.points - 1})")
     if args.out is not None:
@@ -216,6 +232,68 @@ def build(args):
     return model, task, candidates, refused, reference, ref
 
 
+#: bytes per particle-point and latent-or-data element that one estimate holds at least (the float32 sample and one
+#: more value of its size): a lower bound, so that nothing that fits is refused (measured peaks at K = 10⁵, batch
+#: 24: 14 bytes per element on sbn_tiny, 92 on the GMM); what passes the estimate and still runs out of memory is
+#: one line too (:func:`_out_of_memory`)
+PARTICLE_BYTES = 8
+
+
+def _numel(value) -> int:
+    """Elements of a tensor, or of the tensors in a (nested) tuple, list or dict (a structured latent)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_numel(v) for v in value)
+    return 0
+
+
+def memory_needed(args, model) -> Tuple[int, str]:
+    """(bytes, what dominates) that measuring one estimator at one point holds at once, at least: one estimate's
+    particles (K × batch × the latent and data elements of a point, :data:`PARTICLE_BYTES` each) and the draws with
+    their bootstrap (n × D float32 draws, three float64 copies, the n × n Gram matrix and the resample counts)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        z, x = model.sample(1)
+    per_point = max(1, (_numel(z) + _numel(x)) // max(1, model.replicates))
+    particles = PARTICLE_BYTES * args.particles * args.batch_size * per_point
+    D = sum(p.numel() for p in model.guide_parameters())
+    n = args.draws
+    draws = 4 * n * D + 8 * (3 * n * D + n * n + args.bootstrap * n)
+    if particles >= draws:
+        return particles + draws, (f"--particles {args.particles} × --batch-size {args.batch_size} × {per_point} "
+                                   f"elements per point")
+    return particles + draws, f"--draws {n} × {D:,} guide coordinates (and the {n} × {n} bootstrap Gram matrix)"
+
+
+def check_memory(args, model) -> None:
+    """:class:`ScreenError` (one line) before any work when :func:`memory_needed` exceeds the memory available."""
+    from .checks import _gb, available_memory
+    need, what = memory_needed(args, model)
+    room = available_memory()
+    if room is not None and need > room:
+        raise ScreenError(f"not enough memory: measuring one estimator at one point needs at least {_gb(need)} "
+                          f"({what}), and {_gb(room)} is available; lower --draws, --particles or --batch-size")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed (CPU or GPU)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(
+        words in text for words in ("can't allocate memory", "not enough memory", "out of memory",
+                                    "defaultcpuallocator"))
+
+
+def _oom(args, err: BaseException, where: str) -> ScreenError:
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ScreenError(f"out of memory {where} (K = {args.particles}, batch {args.batch_size}, {args.draws} draws): "
+                       f"{first[:200]}; lower --particles, --batch-size or --draws")
+
+
 class _OwnSamples:
     """Training batches for a model that declares no study: points drawn from the model itself."""
 
@@ -248,6 +326,24 @@ def _bootstrap_var(draws: torch.Tensor, B: int, gen: np.random.Generator):
     return point, float(lo), float(hi), stats
 
 
+def _finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0][:200] if str(err) else ""
+
+
+def unmeasured(point: int, label: str, est, why: str) -> dict:
+    """The row of an estimator that could not be measured at a point (its draws raised or were not finite): every
+    measured column NaN, ``failed`` says why."""
+    nan = float("nan")
+    return {"point": point, "estimator": label, "unbiased": bool(est.unbiased), "target": est.guide_target,
+            "variance": nan, "variance_lo": nan, "variance_hi": nan, "sec_per_draw": nan, "work_var": nan,
+            "work_var_lo": nan, "work_var_hi": nan, "zero_variance": False, "rel_bias": nan, "bias_z": nan,
+            "bias_threshold": nan, "bias_rejected": nan, "state_moved": "", "failed": why}
+
+
 def measure(model, x, label, est, K: int, draws: int, B: int, enumerable: bool, point: int, gen,
             timed: int = 20) -> dict:
     """One estimator at the model's current parameters: ``draws`` estimates (vectorised when the model can be
@@ -255,7 +351,7 @@ def measure(model, x, label, est, K: int, draws: int, B: int, enumerable: bool, 
     ``timed`` single estimates, one after another as a training loop computes them, each timed, give the time
     per draw (their median: a stall of the shared machine during one of them does not move it).
     Called inside :func:`harness.measurement.frozen` (see :func:`measure_frozen`): it uses the live estimator."""
-    from .checks import FAMILY_ALPHA, unbiased_test
+    from .checks import FAMILY_ALPHA, MIN_DRAWS, unbiased_test
     from .exact import exact_objective_gradient
     from .gradients import _draw, _group_indices, gradient_draws, gradient_draws_batched
     est.prepare(model, K)  # checks the pair (bound before, by ``bind``)
@@ -277,6 +373,9 @@ def measure(model, x, label, est, K: int, draws: int, B: int, enumerable: bool, 
         except NotImplementedError:  # a model the replication recipe does not fit: the loop
             parts.append(gradient_draws(model, est, x, K, draws - n_timed, which="guide")[:, 0])
     d = torch.cat(parts)  # [n, D]
+    if not bool(torch.isfinite(d).all()):
+        bad = int((~torch.isfinite(d).all(1)).sum())
+        return unmeasured(point, label, est, f"{bad} of {len(d)} draws not finite")
     var, lo, hi, _ = _bootstrap_var(d, B, gen)
     mean_sq = float((d.double().mean(0) ** 2).mean())
     zero = bool(var <= ZERO_VARIANCE_RTOL * mean_sq)
@@ -284,14 +383,15 @@ def measure(model, x, label, est, K: int, draws: int, B: int, enumerable: bool, 
            "variance": var, "variance_lo": lo, "variance_hi": hi, "sec_per_draw": sec,
            "work_var": var * sec, "work_var_lo": lo * sec, "work_var_hi": hi * sec, "zero_variance": zero,
            "rel_bias": float("nan"), "bias_z": float("nan"), "bias_threshold": float("nan"),
-           "bias_rejected": float("nan")}
+           "bias_rejected": float("nan"), "failed": ""}
     if enumerable:
         exact = exact_objective_gradient(model, x, est.guide_target, K, "guide").to(d.dtype)
         n = d.shape[0]
         b2 = float(((d.mean(0) - exact) ** 2).sum() - d.var(0).sum() / n)
         row["rel_bias"] = math.sqrt(max(b2, 0.0)) / max(float(exact.norm()), 1e-30)
-        passed, row["bias_z"], row["bias_threshold"] = unbiased_test(d.double(), exact.double(), FAMILY_ALPHA)
-        row["bias_rejected"] = float(not passed)
+        if n >= MIN_DRAWS:  # fewer: the test's false-alarm rate does not hold for skewed draws (not tested)
+            passed, row["bias_z"], row["bias_threshold"] = unbiased_test(d.double(), exact.double(), FAMILY_ALPHA)
+            row["bias_rejected"] = float(not passed)
     return row
 
 
@@ -344,7 +444,7 @@ def ranked(frame, first: Optional[str] = None):
     group (:func:`group_order`), then zero-variance estimators by cost, then the others by median work×var;
     ``rank`` counts within the group."""
     import pandas as pd
-    unbiased = frame[frame.unbiased]
+    unbiased = frame[frame.unbiased & frame.work_var.notna()]  # an estimator not measured at a point leads nowhere
     leaders = (unbiased.loc[unbiased.groupby(["point", "target"]).work_var.idxmin().values].estimator.value_counts()
                if len(unbiased) else pd.Series(dtype=int))
     agg = frame.groupby("estimator").agg(
@@ -548,6 +648,7 @@ def _collect(args, out) -> Screen:
     import pandas as pd
     from .runner import make_optimiser
     model, task, candidates, refused, reference, ref = build(args)
+    check_memory(args, model)
     torch.manual_seed(args.seed)
     source = task if task is not None else _OwnSamples(model, args.batch_size)
     data_note = (f"data: batches of {args.batch_size} from study {type(task).__name__}'s training set"
@@ -564,26 +665,51 @@ def _collect(args, out) -> Screen:
         f"points at steps {at} of a training run of {reference} (Adam, lr {args.lr}); {data_note}; seed {args.seed}; "
         f"{args.threads} torch thread(s)")
     rows, step = [], 0
+    params = list(model.parameters()) + list(ref.parameters())
     for i, target in enumerate(at):
         while step < target:
             step += 1
-            model_grads, own_grads, _ = ref.gradients(model, source.train_batch(), args.particles)
-            for p, g in zip(list(model.parameters()) + list(ref.parameters()), model_grads + own_grads):
+            try:
+                model_grads, own_grads, objective = ref.gradients(model, source.train_batch(), args.particles)
+            except Exception as err:  # noqa: BLE001 - a diverged model's distributions refuse NaN, an allocation fails
+                if _out_of_memory(err):
+                    raise _oom(args, err, f"in step {step} of the reference {reference}") from None
+                why = "non-finite parameters" if not _finite(params) else "it raised"
+                raise ScreenError(f"the reference run ({reference}, Adam lr {args.lr:g}) failed at step {step} ({why}: "
+                                  f"{type(err).__name__}: {_first_line(err)}); lower --lr") from None
+            if not (_finite(model_grads + own_grads) and bool(torch.isfinite(objective).all())):
+                raise ScreenError(f"the reference run ({reference}, Adam lr {args.lr:g}) diverged at step {step}: "
+                                  f"non-finite objective or gradients; lower --lr (or --steps)")
+            for p, g in zip(params, model_grads + own_grads):
                 p.grad = g
             opt.step()
+            if not _finite(params):
+                raise ScreenError(f"the reference run ({reference}, Adam lr {args.lr:g}) diverged at step {step}: "
+                                  f"non-finite parameters; lower --lr (or --steps)")
         started = time.perf_counter()
         for label, est in candidates:
-            rows.append({"step": step, **measure_frozen(model, x, label, est, args.particles, args.draws,
-                                                        args.bootstrap, enumerable, i, args.seed)})
+            try:
+                row = measure_frozen(model, x, label, est, args.particles, args.draws, args.bootstrap, enumerable, i,
+                                     args.seed)
+            except Exception as err:  # noqa: BLE001 - one estimator that cannot be measured here is a row, not a crash
+                if _out_of_memory(err):
+                    raise _oom(args, err, f"measuring {label} at point {i + 1}") from None
+                row = unmeasured(i, label, est, f"{type(err).__name__}: {_first_line(err)}")
+            rows.append({"step": step, **row})
         out(f"  point {i + 1}/{len(at)} (step {step}): {len(candidates)} estimators in "
             f"{time.perf_counter() - started:.1f} s")
-    return Screen(args=args, model=model, reference=reference, at=at, frame=pd.DataFrame(rows),
+    frame = pd.DataFrame(rows)
+    if (frame.failed != "").all():
+        raise ScreenError(f"no estimator could be measured at any point (e.g. {frame.estimator.iloc[0]} at point 1: "
+                          f"{frame.failed.iloc[0]}); the model's parameters may have diverged: lower --lr")
+    return Screen(args=args, model=model, reference=reference, at=at, frame=frame,
                   candidates=candidates, refused=refused, enumerable=enumerable)
 
 
 def report(result: Screen, out=print) -> None:
     """The ranked table, the objectives line, one recommendation per target group (``--target``: that one alone)
     and what could not be measured; ``--out``: screen.csv and screen.md."""
+    from .checks import MIN_DRAWS
     args = result.args
     target = getattr(args, "target", None)
     table = ranked(result.frame, target)
@@ -606,6 +732,16 @@ def report(result: Screen, out=print) -> None:
                         "unaffected; but the draws come from an estimator whose state moves from draw to draw, so "
                         "their variance is not the trained estimator's, and estibench check fails it)",
                         [f"{label}: {names}" for label, names in moved.items()]))
+    failed = result.frame[result.frame.failed.fillna("") != ""] if "failed" in result.frame else result.frame[:0]
+    if len(failed):
+        missing.append(("not measured at some points (draws that raised or were not finite; their columns are blank "
+                        "there and they lead nowhere)",
+                        [f"{label}: {len(rows)} of {len(result.at)} point(s): {rows.failed.iloc[0]}"
+                         for label, rows in failed.groupby("estimator")]))
+    if result.enumerable and args.draws < MIN_DRAWS:
+        missing.append((f"bias test: not run at {args.draws} draws per point (fewer than {MIN_DRAWS:,}: the test's "
+                        f"false-alarm rate does not hold for skewed gradient draws; --draws {MIN_DRAWS} runs it); "
+                        f"the relative bias is the point estimate", []))
     own = [label for label, est in result.candidates if any(True for _ in est.parameters())]
     if own:
         missing.append((f"own parameters measured as first bound, untrained: {', '.join(own)} (their baselines / "
@@ -619,14 +755,29 @@ def report(result: Screen, out=print) -> None:
         for sub in subs:
             out(f"      {sub}")
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        result.frame.to_csv(os.path.join(args.out, "screen.csv"), index=False)
-        with open(os.path.join(args.out, "screen.md"), "w", encoding="utf-8") as fh:
-            fh.write(f"# estibench screen: {args.model}\n\n`{' '.join(sys.argv)}`\n\n")
-            fh.write(shown.to_markdown(index=False) + "\n\n" + "\n\n".join(lines) + "\n\n")
-            for line, subs in missing:
-                fh.write(f"- {line}" + (":" if subs else "") + "\n" + "".join(f"    - {sub}\n" for sub in subs))
+        write_outputs(args, result.frame, shown, lines, missing)
         out(f"wrote {os.path.join(args.out, 'screen.csv')} and screen.md")
+
+
+def write_outputs(args, frame, shown, lines, missing) -> None:
+    """screen.md and screen.csv under ``--out``, each through a temporary file beside it moved over it
+    (:func:`harness.store.atomic_write`): a reader sees the old file or the new one, never a part, and a full disk
+    raises :class:`harness.store.StoreFullError` (one line) with no temporary file left.  screen.csv is written
+    and moved into place while screen.md's temporary file is complete, so a failed write of either leaves both
+    as they were (only a failing final rename of screen.md could leave a new screen.csv beside the old md)."""
+    from .store import atomic_write
+    text = f"# estibench screen: {args.model}\n\n`{' '.join(sys.argv)}`\n\n"
+    text += shown.to_markdown(index=False) + "\n\n" + "\n\n".join(lines) + "\n\n"
+    for line, subs in missing:
+        text += f"- {line}" + (":" if subs else "") + "\n" + "".join(f"    - {sub}\n" for sub in subs)
+
+    def write_both(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        atomic_write(os.path.join(args.out, "screen.csv"), lambda tmp_csv: frame.to_csv(tmp_csv, index=False))
+
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write(os.path.join(args.out, "screen.md"), write_both)
 
 
 def run(args, out=print) -> int:
@@ -635,7 +786,12 @@ def run(args, out=print) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Exit status 0; 2 for bad input (one line, before any work where it can be known then: the arguments, the
+    memory the draws and particles need) and for a run its input makes fail (a reference run that diverges, memory
+    that runs out); 1 when screen.csv / screen.md cannot be written (a full disk: one line, the old files as they
+    were, no temporary file left)."""
     from .cli import prog
+    from .store import StoreError
     p = parser()
     args = p.parse_args(argv)
     try:
@@ -643,3 +799,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ScreenError as err:
         print(f"{prog()} screen: error: {err}", file=sys.stderr)
         return 2
+    except StoreError as err:  # a full disk under --out
+        print(f"{prog()} screen: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except OSError as err:  # --out became unusable after the check before the work
+        print(f"{prog()} screen: error: cannot write to --out {args.out}: {err.strerror or err}", file=sys.stderr)
+        return 1

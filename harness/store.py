@@ -13,8 +13,12 @@ A cell's ``status`` is
                 :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
 
 ``artifacts`` holds small binary results a task made at the end of a cell (name, MIME type, bytes; e.g.
-the RBM study's prior samples), written in the cell's transaction.  ``runs`` records every invocation (command, git commit, machine, versions, wall time, counts, and
-whether it ``finished``, was ``interrupted`` or ``failed``).  :meth:`Store.table` exports every metric
+the RBM study's prior samples), written in the cell's transaction.  ``runs`` records every invocation
+(command, git commit, machine, versions, wall time, counts, its process id and host, and whether it is
+``running``, ``finished``, was ``interrupted`` or ``failed``, or was ``killed``: its row still said
+``running`` when its process was found gone from this machine).  ``metrics`` holds one row per
+(cell, seed, iteration, metric); ``metric_repeats`` holds only what stores older than schema 8 recorded
+twice with different values (see below).  :meth:`Store.table` exports every metric
 row of done and diverged cells as one tidy pandas table (columns :data:`TABLE_COLUMNS`: study, model,
 estimator, label, particles, seed, iteration, metric, value, the cell's key and every setting of the
 cell — model name and options, dataset, estimator options, iterations, evaluation interval, batch
@@ -33,7 +37,7 @@ Reliability (each guarantee has a test in ``tests/test_reliability.py``)
   refused with one line and left byte-identical.
 * **Reading changes no byte of the store.**  ``Store(folder, readonly=True)`` (``--dry-run``, ``report``)
   opens the file read-only (a read-only file or mount works); an older schema is upgraded in a private
-  in-memory copy, never in place.  (In a writable folder SQLite may create the empty ``-wal``/``-shm``
+  in-memory copy, never in place (schema 7, which lacks only what reads do without, is read as it is).  (In a writable folder SQLite may create the empty ``-wal``/``-shm``
   side files of a WAL-mode store; on a read-only folder it reads the file as immutable.)
 * **A full disk loses nothing stored.**  A write that fails for lack of space rolls back and raises
   :class:`StoreFullError` (one line); exports go to a unique temporary file in the same folder that is
@@ -42,12 +46,36 @@ Reliability (each guarantee has a test in ``tests/test_reliability.py``)
   computing it; a claim is a lease of :data:`LEASE_S` seconds that its run renews while it lives, so a
   killed run's claims expire (at once when its process is known dead on this machine) and the next run
   takes those cells over.
+* **A late writer cannot overwrite a finished cell.**  A run's write checks, in the write's own
+  transaction, that the run still holds the cell's claim (or that nobody does) and that the cell was not
+  finished by another run meanwhile (with ``--force``: since this run started); otherwise the result is
+  discarded (one line), and the stored row, its attempts and the other run's claim are left as they are.
+* **A dead worker costs only its own cell** (``harness.sweep``): a cell whose worker process dies (the
+  out-of-memory killer, a segfault) is stored ``failed`` with the reason, every other cell is stored,
+  the cells in flight beside it after a rerun alone.
+* **An upgrade is all or nothing.**  Opening an older schema upgrades it, creates the new tables and marks
+  dead runs in one transaction: a kill at any step leaves either the old store or the new one.  A
+  read-only open of a store missing tables (e.g. one left by an older estibench killed between its two
+  upgrade transactions) reads it through the in-memory upgrade.
+* **One row per (cell, seed, iteration, metric).**  A unique index refuses a second row; a write whose rows
+  repeat a (seed, iteration, metric) is refused whole (the sweep's workers record such a cell as failed,
+  naming the metric).  Upgrading an older store reads a group of equal rows once and keeps every row of a
+  group whose values differ (the first in ``metrics``, the others in ``metric_repeats``, which
+  :meth:`Store.table` returns beside it), so that every mean of a seed's rows — what reports show — is
+  exactly what it was.  (A schema-7 store read read-only, in place, shows its rows as stored.)
+* **Unreadable settings are refused read-only.**  A ``schema_version`` or ``config_version`` that is not an
+  integer, or a cell whose configuration is not a JSON object, is refused at open with one line, before
+  anything is written (the file byte-identical, no run row).
+* **Dead runs are marked.**  Each run row records its process id and host; a ``running`` row whose process
+  is gone from this machine is shown ``killed`` by every read and written so by the next open for writing,
+  and a dry run shows a dead run's claimed cells as to do, not "running in another run".
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -60,7 +88,7 @@ import pandas as pd
 from estibench import files
 from estibench.files import pid_alive
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 FILENAME = "results.sqlite"
 #: seconds one SQLite call waits for a lock before the retry loop takes over
 BUSY_TIMEOUT_S = 5.0
@@ -83,13 +111,19 @@ CREATE TABLE IF NOT EXISTS cells (
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
     git_commit TEXT, machine TEXT, versions TEXT, backend TEXT, jobs INTEGER,
-    cells_total INTEGER, cells_run INTEGER, wall_s REAL, status TEXT, threads INTEGER
+    cells_total INTEGER, cells_run INTEGER, wall_s REAL, status TEXT, threads INTEGER, pid INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL, seed INTEGER NOT NULL, iteration INTEGER NOT NULL,
     metric TEXT NOT NULL, value REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics (key);
+CREATE UNIQUE INDEX IF NOT EXISTS metrics_unique ON metrics (key, seed, iteration, metric);
+CREATE TABLE IF NOT EXISTS metric_repeats (
+    key TEXT NOT NULL, seed INTEGER NOT NULL, iteration INTEGER NOT NULL,
+    metric TEXT NOT NULL, value REAL
+);
+CREATE INDEX IF NOT EXISTS metric_repeats_key ON metric_repeats (key);
 CREATE TABLE IF NOT EXISTS artifacts (
     key TEXT NOT NULL, name TEXT NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, name)
 );
@@ -98,6 +132,9 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 
+
+#: the tables a reader queries (schema 7 on; schema 8 adds ``metric_repeats``)
+READ_TABLES = frozenset({"meta", "cells", "metrics", "runs", "artifacts", "claims"})
 
 #: the settings of a cell beyond (study, model label, estimator, label, particles, seeds), as columns
 SETTING_TYPES = {"model_name": "TEXT", "dataset": "TEXT", "model_options": "TEXT", "estimator_options": "TEXT",
@@ -125,17 +162,16 @@ def _maybe(cast, value):
 
 def settings_of(config: dict, preset: Optional[str] = None) -> dict:
     """The setting columns of a cell from its stored configuration.  ``dataset`` is the model's
-    ``dataset`` option, else the model's declared ``default_dataset`` (NULL for a model this process
-    does not know); a setting the configuration lacks (a hand-made or very old store) is NULL."""
+    ``dataset`` option, else the declared ``default_dataset`` of a model already registered in this
+    process (``Registry.known``: a store is read as data, so a ``package.module:Class`` it names is
+    never imported; NULL for a model this process does not know); a setting the configuration lacks
+    (a hand-made or very old store) is NULL."""
     model_options = config.get("model_options") or {}
     model = config.get("model")
     dataset = model_options.get("dataset")
     if dataset is None and model is not None:
         from estibench import models
-        try:
-            dataset = models.REGISTRY.factory(model).default_dataset
-        except KeyError:  # a model this code does not know (a plugin absent here)
-            dataset = None
+        dataset = getattr(models.REGISTRY.known(model), "default_dataset", None)
     return {"model_name": model, "dataset": _maybe(str, dataset),
             "model_options": _json_setting(model_options),
             "estimator_options": _json_setting(config.get("estimator_options")),
@@ -146,6 +182,30 @@ def settings_of(config: dict, preset: Optional[str] = None) -> dict:
             "preset": preset, "config_version": _maybe(int, config.get("config_version")),
             "numerics_version": int(config.get("numerics_version", 1)),
             "compile": str(config.get("compile", "off"))}
+
+
+def repeated_row(keys: Iterable) -> Optional[str]:
+    """The first (seed, iteration, metric) that ``keys`` give twice, described in words, else None: a cell
+    records each metric once per seed and iteration (the store's unique index)."""
+    seen = set()
+    for seed, iteration, metric in keys:
+        if (seed, iteration, metric) in seen:
+            return f"the task recorded metric {metric!r} twice for seed {seed} at iteration {iteration}"
+        seen.add((seed, iteration, metric))
+    return None
+
+
+def _integer(value) -> Optional[int]:
+    """``value`` as an integer when it is one (an int, or text of one, as the meta table stores it), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return int(value)
+    return None
 
 
 def _identity(config: dict) -> str:
@@ -206,9 +266,10 @@ def quick_check(conn: sqlite3.Connection, path: str) -> None:
         what = "is not a usable results store" if "not a database" in str(err) else "is damaged"
         raise StoreError(f"{path} {what} ({err}); it was left as it is: restore it from a copy or "
                          f"use another --out folder") from None
-    if rows != ["ok"]:
-        raise StoreError(f"{path} is damaged (SQLite integrity check: {rows[0]}); it was left as it is: "
-                         f"restore it from a copy or use another --out folder")
+    if rows != ["ok"]:  # (one line: a row may hold several, headed "*** in database main ***")
+        lines = [l.strip() for r in rows for l in str(r).splitlines() if l.strip() and not l.startswith("***")]
+        raise StoreError(f"{path} is damaged (SQLite integrity check: {lines[0] if lines else rows[0]}); it was "
+                         f"left as it is: restore it from a copy or use another --out folder")
 
 
 class Store:
@@ -242,9 +303,14 @@ class Store:
             self.conn = conn
             version = None if fresh else self._inspect(conn)  # read before writing: a bad file is left as it is
             self._wal(conn)
-            if version is not None and version < SCHEMA_VERSION:
-                self._transaction(lambda c: self._upgrade(c, version))
-            self._transaction(self._create)
+
+            def prepare(c):  # one transaction: a kill at any step leaves the old store or the new one
+                if version is not None and version < SCHEMA_VERSION:
+                    self._upgrade(c, version)
+                self._create(c)
+                self._mark_dead_runs(c)
+
+            self._transaction(prepare)
         except sqlite3.DatabaseError as err:
             self._close_quietly()
             if _is_full(err):
@@ -276,10 +342,35 @@ class Store:
         if not {"meta", "cells", "metrics"} <= tables:
             raise StoreError(f"{self.path} is an SQLite file but not an estibench results store")
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-        version = int(row[0]) if row else None
-        if version not in (1, 2, 3, 4, 5, 6, SCHEMA_VERSION):
+        version = _integer(row[0]) if row else None
+        if row and version is None:
+            raise StoreError(f"{self.path} is not a usable results store: its schema_version {row[0]!r} is not an "
+                             f"integer; it was left as it is")
+        if version not in (1, 2, 3, 4, 5, 6, 7, SCHEMA_VERSION):
             raise StoreError(f"{self.path} was written by store schema {version}, this is {SCHEMA_VERSION}")
+        self._check_settings(conn)
         return version
+
+    def _check_settings(self, conn) -> None:
+        """Refuse (before anything is written) a store whose ``config_version`` is not an integer or a cell
+        whose configuration is not a JSON object with integer versions: nothing could read it consistently."""
+        row = conn.execute("SELECT value FROM meta WHERE name = 'config_version'").fetchone()
+        if row and _integer(row[0]) is None:
+            raise StoreError(f"{self.path} is not a usable results store: its config_version {row[0]!r} is not an "
+                             f"integer; it was left as it is")
+        for key, text in conn.execute("SELECT key, config FROM cells"):
+            try:
+                config = json.loads(text)
+                problem = None if isinstance(config, dict) else "not a JSON object"
+            except (TypeError, ValueError) as err:
+                problem = f"not JSON ({err})"
+            if problem is None:
+                bad = [f"{name} {config[name]!r}" for name in ("config_version", "numerics_version")
+                       if config.get(name) is not None and _integer(config[name]) is None]
+                problem = f"{', '.join(bad)} not an integer" if bad else None
+            if problem is not None:
+                raise StoreError(f"{self.path} is not a usable results store: the configuration of cell {key} is "
+                                 f"{problem}; it was left as it is")
 
     @staticmethod
     def _wal(conn) -> None:
@@ -312,15 +403,25 @@ class Store:
         version = self._inspect(conn)
         if version is None:
             raise StoreError(f"{self.path} is an empty SQLite file, not an estibench results store")
-        if version < SCHEMA_VERSION:  # upgrade a private copy: reading never migrates the file
+        tables = self._tables(conn)
+        # read in place: the current schema, or schema 7 whole (8 only adds what reads do without: the unique
+        # index, metric_repeats, the runs' pid and host); anything else — an older schema, or a store missing
+        # tables (an older estibench killed between its two upgrade transactions) — is read through an
+        # upgrade of a private in-memory copy: reading never migrates the file
+        if version < 7 or not READ_TABLES <= tables or (version == SCHEMA_VERSION and "metric_repeats" not in tables):
             memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             conn.backup(memory)
             conn.close()
             conn = memory
             self.conn = conn
-            self._upgrade(conn, version)
+            if version < SCHEMA_VERSION:
+                self._upgrade(conn, version)
             self._create(conn)
         self.conn = conn
+
+    @staticmethod
+    def _tables(conn) -> set:
+        return {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
     def _upgrade(self, conn, version: int) -> None:
         if version == 1:
@@ -334,6 +435,8 @@ class Store:
         # 5 → 6 is additive: the ``artifacts`` table, created whole by ``_create``
         if version <= 6:
             self._upgrade_from_6(conn)
+        if version <= 7:
+            self._upgrade_from_7(conn)
         conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @staticmethod
@@ -442,6 +545,47 @@ class Store:
             conn.execute("ALTER TABLE cells ADD COLUMN compile TEXT")
         conn.execute("UPDATE cells SET compile = 'off' WHERE compile IS NULL")
 
+    @staticmethod
+    def _upgrade_from_7(conn):
+        """Schema 7 → 8: each run's ``pid`` and ``host`` (NULL for older runs), and one row per (cell, seed,
+        iteration, metric) under a unique index.  Older stores may hold a metric twice (the RBM task recorded
+        log Z both at an evaluation and in the final metrics of the same iteration).  A group whose rows are
+        all equal keeps one row (its mean is that value); a group with different values keeps its first row in
+        ``metrics`` and moves the others, in the order written, to ``metric_repeats``, which :meth:`table`
+        reads beside ``metrics``: every value stays readable and every mean of a seed's rows — what the
+        reports show — is exactly what it was."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        for column in ("pid INTEGER", "host TEXT"):
+            if have and column.split()[0] not in have:  # (a missing table is created whole)
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+        conn.execute("CREATE TABLE IF NOT EXISTS metric_repeats (key TEXT NOT NULL, seed INTEGER NOT NULL, "
+                     "iteration INTEGER NOT NULL, metric TEXT NOT NULL, value REAL)")
+        try:  # one sort when there are no duplicates (the usual case), however large the store
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS metrics_unique ON metrics (key, seed, iteration, metric)")
+            return
+        except sqlite3.IntegrityError:
+            pass
+        groups = conn.execute("SELECT key, seed, iteration, metric FROM metrics GROUP BY key, seed, iteration, "
+                              "metric HAVING COUNT(*) > 1").fetchall()
+        for group in groups:
+            rows = conn.execute("SELECT rowid, value FROM metrics WHERE key = ? AND seed = ? AND iteration = ? "
+                                "AND metric = ? ORDER BY rowid", group).fetchall()
+            later = rows[1:]
+            conn.executemany("DELETE FROM metrics WHERE rowid = ?", [(rowid,) for rowid, _ in later])
+            if any(value != rows[0][1] for _, value in later):
+                conn.executemany("INSERT INTO metric_repeats VALUES (?, ?, ?, ?, ?)",
+                                 [(*group, value) for _, value in later])
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS metrics_unique ON metrics (key, seed, iteration, metric)")
+
+    @staticmethod
+    def _mark_dead_runs(conn) -> None:
+        """Mark ``killed`` the runs still ``running`` whose process is gone from this machine."""
+        host = host_name()
+        rows = conn.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL",
+                            (host,)).fetchall()
+        conn.executemany("UPDATE runs SET status = 'killed' WHERE id = ?",
+                         [(run,) for run, pid in rows if not pid_alive(pid)])
+
     def close(self):
         self._close_quietly()
 
@@ -457,11 +601,11 @@ class Store:
     def check_config_version(self, version: int) -> None:
         """Refuse a store whose cells were written under another CONFIG_VERSION (their keys would
         never match, so a rerun would silently mix two numerics in one folder)."""
-        stored = self.get_meta("config_version")
+        stored = self.get_meta("config_version")  # (an integer, or the store was refused at open)
         if stored is None:
             rows = self.conn.execute("SELECT config FROM cells LIMIT 1").fetchone()
-            stored = str(json.loads(rows[0]).get("config_version")) if rows else None
-        if stored is not None and int(stored) != int(version):
+            stored = json.loads(rows[0]).get("config_version") if rows else None
+        if stored is not None and _integer(stored) != int(version):
             raise StoreError(f"{self.path} holds results of config version {stored}, this code writes "
                              f"version {version}; use another --out folder")
 
@@ -478,20 +622,40 @@ class Store:
     def write_cell(self, cell, rows: Iterable, wall_s: float, sec_per_iter: float, device: str,
                    machine: str, finished_at: str, status: str = "done", error: Optional[str] = None,
                    diverged_at: Optional[int] = None, threads: Optional[int] = None,
-                   artifacts: Optional[dict] = None) -> None:
+                   artifacts: Optional[dict] = None, owner: Optional[str] = None,
+                   finished_since: Optional[str] = None) -> Optional[str]:
         """Replace the cell's rows and artifacts, record its status and release its claim, atomically
         (one transaction, retried while another process holds the write lock).  ``artifacts``: name →
-        (mime type, bytes), small data a task made at the end (e.g. prior samples for a figure)."""
+        (mime type, bytes), small data a task made at the end (e.g. prior samples for a figure).
+
+        ``owner`` (a run's claim name, as for :meth:`claim`): write only if, in the same transaction, no other
+        owner holds the cell's claim and the cell is not finished (with ``finished_since``, as ``--force``
+        passes: not finished at or after that time).  Returns None when written, else — nothing written —
+        ``"finished"`` (another run stored it meanwhile) or the owner now holding the claim, like
+        :meth:`claim`.  Without ``owner`` the write is unconditional (tools and tests).  Rows that repeat a
+        (seed, iteration, metric) are refused whole (:class:`ValueError`; see :func:`repeated_row`)."""
         if status not in ("done", "diverged", "failed"):
             raise ValueError(f"unknown cell status {status!r}")
         key = cell.key()
         config = cell.config()
         rows = [(key, int(s), int(i), m, float(v)) for s, i, m, v in rows]
+        repeated = repeated_row(r[1:4] for r in rows)
+        if repeated is not None:
+            raise ValueError(f"cell {cell.label()} K={cell.particles}: {repeated}")
 
         def work(conn):
+            if owner is not None:
+                held = conn.execute("SELECT owner FROM claims WHERE key = ?", (key,)).fetchone()
+                if held is not None and held[0] != owner:
+                    return held[0]
+                done = conn.execute("SELECT status, finished_at FROM cells WHERE key = ?", (key,)).fetchone()
+                if done and done[0] in FINISHED and (finished_since is None or (done[1] or "") >= finished_since):
+                    conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
+                    return "finished"
             row = conn.execute("SELECT attempts FROM cells WHERE key = ?", (key,)).fetchone()
             attempts = 1 + (int(row[0] or 1) if row else 0)
             conn.execute("DELETE FROM metrics WHERE key = ?", (key,))
+            conn.execute("DELETE FROM metric_repeats WHERE key = ?", (key,))
             conn.execute("DELETE FROM artifacts WHERE key = ?", (key,))
             conn.execute("DELETE FROM cells WHERE key = ?", (key,))
             values = dict(key=key, study=cell.study, model=cell.model_label(), estimator=cell.estimator,
@@ -513,8 +677,9 @@ class Store:
                     "SELECT key, config FROM cells WHERE study = ? AND estimator = ? AND particles = ? AND key != ?",
                     (cell.study, cell.estimator, cell.particles, key)) if _identity(json.loads(cfg)) == identity]
                 conn.executemany("UPDATE cells SET status = 'superseded' WHERE key = ?", [(k,) for k in older])
+            return None
 
-        self._transaction(work, f"store cell {cell.label()} K={cell.particles}")
+        return self._transaction(work, f"store cell {cell.label()} K={cell.particles}")
 
     def artifacts(self) -> pd.DataFrame:
         """The artifacts of the cells :meth:`cells` lists as done or diverged: columns key, name, mime, data."""
@@ -570,6 +735,14 @@ class Store:
         with self.lock:
             return pd.read_sql_query("SELECT * FROM claims ORDER BY key", self.conn)
 
+    def live_claims(self) -> dict:
+        """key → owner of the claims that :meth:`claim` would not take over: lease not expired, and not held
+        by a process known dead on this machine (what a dry run shows as running in another run)."""
+        host, now_s = host_name(), time.time()
+        with self.lock:
+            rows = self.conn.execute("SELECT key, owner, host, pid, expires_at FROM claims").fetchall()
+        return {k: o for k, o, h, p, e in rows if e > now_s and not (h == host and not pid_alive(p))}
+
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, **fields) -> int:
         def work(conn):
@@ -580,28 +753,46 @@ class Store:
                  fields.get("machine"), json.dumps(fields.get("versions", {}), sort_keys=True),
                  fields.get("backend"), fields.get("jobs"), fields.get("cells_total"), "running",
                  fields.get("threads")))
+            conn.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ?", (os.getpid(), host_name(), cur.lastrowid))
             return int(cur.lastrowid)
         return self._transaction(work, "record the run")
 
     def finish_run(self, run_id: int, finished_at: str, cells_run: int, wall_s: float,
                    status: str = "finished") -> None:
-        """Record the end of a run: ``finished``, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed``."""
+        """Record the end of a run: ``finished``, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (a run that
+        never records its end, killed by SIGKILL, is marked ``killed`` later: :meth:`runs`)."""
         self._transaction(lambda c: c.execute(
             "UPDATE runs SET finished_at = ?, cells_run = ?, wall_s = ?, status = ? WHERE id = ?",
             (finished_at, cells_run, wall_s, status, run_id)), "record the end of the run")
 
     def runs(self) -> pd.DataFrame:
+        """Every run, oldest first; a ``running`` row whose process is gone from this machine reads ``killed``
+        (the next open for writing records it so in the file)."""
         with self.lock:
-            return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
+            out = pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
+        if {"pid", "host"} <= set(out.columns) and len(out):
+            here = host_name()
+            dead = [s == "running" and h == here and pd.notna(p) and not pid_alive(int(p))
+                    for s, h, p in zip(out.status, out.host, out.pid)]
+            out.loc[dead, "status"] = "killed"
+        return out
 
     # -- export ------------------------------------------------------------------------------
     def table(self, study: Optional[str] = None) -> pd.DataFrame:
         """The tidy table: one row per (cell, seed, iteration, metric), with every setting of its cell
         as a column (:data:`TABLE_COLUMNS`), so that reports group by columns and never pool two cells
-        that differ in a setting."""
+        that differ in a setting.  (A metric an older store recorded twice with different values has a row
+        per value, from ``metric_repeats``: see :meth:`_upgrade_from_7`.)"""
         settings = ", ".join(f"c.{c}" for c in SETTING_COLUMNS)
+        rows = "metrics"
+        with self.lock:
+            if "metric_repeats" in self._tables(self.conn) and \
+                    self.conn.execute("SELECT 1 FROM metric_repeats LIMIT 1").fetchone():
+                # an older store's second values of a metric (see _upgrade_from_7), read beside the first
+                rows = ("(SELECT key, seed, iteration, metric, value FROM metrics UNION ALL "
+                        "SELECT key, seed, iteration, metric, value FROM metric_repeats)")
         query = ("SELECT c.study, c.model, c.estimator, c.label, c.particles, m.seed, m.iteration, "
-                 f"m.metric, m.value, c.key, {settings} FROM metrics m JOIN cells c ON m.key = c.key "
+                 f"m.metric, m.value, c.key, {settings} FROM {rows} m JOIN cells c ON m.key = c.key "
                  "WHERE c.status IN ('done', 'diverged')")
         params = ()
         if study is not None:

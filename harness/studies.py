@@ -419,8 +419,9 @@ class RBMTask(SBNTask):
             return rows
         rbm = model.rbm
         with torch.no_grad():
-            metrics = {"log_z": model.log_partition().detach(),
-                       "log_z_ais": rbm.log_partition_ais(chains=model.ais_chains, steps=model.ais_steps)[0]}
+            # (no log_z here: :meth:`evaluate` records it at this same iteration, 0 or the last, and the store
+            # keeps one row per seed, iteration and metric)
+            metrics = {"log_z_ais": rbm.log_partition_ais(chains=model.ais_chains, steps=model.ais_steps)[0]}
             samples = rbm.sample_exact(model.ais_chains)[0] if model.enumerable_prior() else model.chains.states
             metrics["log_z_reverse_ais"] = rbm.log_partition_reverse_ais(samples, steps=model.ais_steps)[0]
             if model.enumerable_prior():

@@ -18,6 +18,21 @@ Fault tolerance
 * Two runs of the same sweep on one folder split the work: each claims a cell before computing it
   (:meth:`harness.store.Store.claim`, a lease renewed while the run lives) and waits at the end for
   the cells the other is computing, so every cell is computed once and both runs end with all of them.
+  A run's write checks in its own transaction that the run still holds the claim and that no other run
+  finished the cell meanwhile (a run stopped past its lease whose cell was taken over): otherwise its
+  result is discarded with one line, and the other run's row stays.
+* A dead worker costs only its own cell.  With loky and ``jobs`` > 1 the driver dispatches cells to a
+  process pool itself, at most ``jobs`` in flight, so it always knows which cells were in flight.  When a
+  worker process dies (the out-of-memory killer, a segfault, ``os._exit`` in a plug-in) loky breaks the
+  pool and every cell in flight in it fails with ``TerminatedWorkerError``, the culprit and the healthy
+  ones alike, and nothing tells them apart.  So the results that came back before are stored, the broken
+  pool is dropped and each cell that was in flight becomes a *suspect*: it is rerun alone, in a fresh
+  one-worker process of its own (suspects first, still ``jobs`` cells at a time; a new pool takes the
+  rest).  A suspect that finishes is stored like any cell (its first attempt: a healthy neighbour is never
+  marked failed); one whose own process dies is the culprit, stored ``failed`` with the reason ("its
+  worker process died (…)"), printed on one line like any failed cell and retried by the next run.  A
+  cell costs at most one rerun, so the sweep always ends.  (With ``--jobs 1`` cells run in the driver's
+  own process, as before; the dask and Ray backends restart their pool up to ``worker_restarts`` times.)
 
 Backends (joblib's ``parallel_config``): ``loky`` (processes on this machine; one torch thread
 per worker unless told otherwise), ``dask`` (``scheduler`` = address of a running
@@ -33,18 +48,20 @@ import datetime
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from typing import Callable, Iterable, List, Optional
 
 import torch
 
 from .runner import CONFIG_VERSION, Cell, CellResult, machine_description, train_cell
-from .store import LEASE_S, Store, StoreBusyError, StoreError, host_name, pid_alive
+from .store import LEASE_S, Store, StoreBusyError, StoreError, host_name, pid_alive, repeated_row
 
 BACKENDS = ("loky", "dask", "ray")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +185,10 @@ def run_one(cell: Cell, threads: Optional[int] = 1, progress: bool = False,
     except Exception:  # noqa: BLE001 - recorded with its traceback, retried on the next run
         result = CellResult(cell, [], time.perf_counter() - started, float("nan"), cell.device,
                             status="failed", error=traceback.format_exc())
+    repeated = repeated_row((s, i, m) for s, i, m, _ in result.rows)
+    if repeated is not None:  # the store keeps one row per (seed, iteration, metric): a bug in the task
+        result = CellResult(cell, [], result.wall_s, float("nan"), result.device, status="failed",
+                            error=f"{repeated} (a bug in the study's task; none of the cell's rows were stored)")
     result.threads = used
     return result
 
@@ -210,29 +231,160 @@ def check_backend(backend: str) -> None:
                              f"pip install 'estibench[{backend}]'") from None
 
 
+def check_scheduler(address: str, timeout_s: float = 5.0) -> None:
+    """One-line error (:class:`ValueError`) before any work when ``address`` cannot be a running
+    dask.distributed scheduler: not an address, an unknown protocol, or nothing answering at it."""
+    import socket
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+    what = f"--scheduler {address!r}"
+    try:
+        scheme, location = parse_address(address)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not a dask scheduler address ({err}); write tcp://HOST:PORT") from None
+    if scheme not in registry.backends:
+        raise ValueError(f"{what}: unknown protocol {scheme!r} (known: {', '.join(sorted(registry.backends))}); "
+                         f"write tcp://HOST:PORT")
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return  # inproc://, ucx://: nothing to probe from here
+    try:
+        host, port = parse_host_port(location, 8786)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not a dask scheduler address ({err}); write tcp://HOST:PORT") from None
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{what} is not a dask scheduler address (no host name); write tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except socket.gaierror as err:
+        raise ValueError(f"{what}: cannot resolve host {host!r} ({err.strerror or err}); "
+                         f"start a scheduler (dask scheduler) and pass its address") from None
+    except (OSError, ValueError, OverflowError) as err:
+        why = "no answer" if isinstance(err, socket.timeout) else (getattr(err, "strerror", None) or str(err))
+        raise ValueError(f"{what}: no dask scheduler reachable at {host}:{port} ({why}); start one "
+                         f"(dask scheduler) or pass the address of a running one") from None
+
+
+def worker_death(err: BaseException) -> str:
+    """The reason a cell is stored ``failed`` with when its own worker process died while computing it."""
+    codes = re.search(r"exit codes? of the workers? (?:are|is) \{([^}]*)\}", str(err))
+    how = codes.group(1) if codes else type(err).__name__
+    return (f"its worker process died ({how}) while computing this cell alone: killed by the out-of-memory "
+            f"killer, a crash in native code (segfault) or an exit in the cell's own code")
+
+
+def _worker_env(workers: int) -> dict:
+    """What joblib's loky backend puts in its workers' environment: thread pools of OpenMP, BLAS and the
+    like limited to cpu_count // workers (unless already set), so cells run as they did through joblib."""
+    from joblib._parallel_backends import LokyBackend
+    from joblib.externals.loky import cpu_count
+    default = max(cpu_count() // max(int(workers), 1), 1)
+    env = {var: str(os.environ.get(var, default)) for var in LokyBackend.MAX_NUM_THREADS_VARS}
+    if LokyBackend.TBB_ENABLE_IPC_VAR not in os.environ:
+        env[LokyBackend.TBB_ENABLE_IPC_VAR] = "1"
+    return env
+
+
+def _process_results(cells: List[Cell], jobs: int, threads: Optional[int],
+                     admit: Callable[[Cell], bool]) -> Iterable[CellResult]:
+    """loky with ``jobs`` > 1: the cells that ``admit`` accepts, at most ``jobs`` in flight, in a pool of worker
+    processes; a dead worker costs only its own cell (the module's docstring: suspects rerun alone)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from joblib.externals.loky.process_executor import BrokenProcessPool, ProcessPoolExecutor
+    driver = os.getpid()
+    queue, suspects = deque(cells), deque()
+    pool = None                # the shared pool, made when a cell needs it
+    flight: dict = {}          # future -> (cell, its executor, whether it is alone in it)
+    alone: list = []           # one-worker executors of suspects, shut down as their cells end
+
+    def shared() -> "ProcessPoolExecutor":
+        nonlocal pool
+        if pool is None:
+            workers = max(1, min(jobs, len(queue) + 1))
+            pool = ProcessPoolExecutor(max_workers=workers, env=_worker_env(jobs))
+        return pool
+
+    def drop(executor) -> None:
+        nonlocal pool
+        if executor is pool:
+            pool = None
+        try:
+            executor.shutdown(wait=False, kill_workers=True)
+        except Exception:  # noqa: BLE001 - a broken executor may refuse; its workers are gone anyway
+            pass
+
+    try:
+        while True:
+            while len(flight) < jobs and (suspects or queue):
+                isolated = bool(suspects)
+                cell = suspects.popleft() if isolated else queue.popleft()
+                if not admit(cell):
+                    continue
+                if isolated:
+                    executor = ProcessPoolExecutor(max_workers=1, env=_worker_env(jobs))
+                    alone.append(executor)
+                else:
+                    executor = shared()
+                try:
+                    future = executor.submit(run_one, cell, threads, False, driver)
+                except (BrokenProcessPool, RuntimeError):  # the pool broke since its last result: a new one
+                    drop(executor)
+                    executor = ProcessPoolExecutor(max_workers=1, env=_worker_env(jobs)) if isolated else shared()
+                    future = executor.submit(run_one, cell, threads, False, driver)
+                flight[future] = (cell, executor, isolated)
+            if not flight:
+                return
+            done, _ = wait(list(flight), return_when=FIRST_COMPLETED)
+            for future in done:
+                cell, executor, isolated = flight.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool as err:
+                    if not isolated:  # the pool broke: each of its cells in flight is a suspect
+                        suspects.append(cell)
+                        if executor is pool:  # (the first of them to come back) a new pool for the rest
+                            drop(executor)
+                            n = 1 + sum(e is executor for _, e, _ in flight.values())
+                            codes = re.search(r"\{([^}]*)\}", str(err))
+                            say(f"warning: a worker process died ({codes.group(1) if codes else type(err).__name__});"
+                                f" the {n} cell(s) in flight in its pool are rerun, each alone in a fresh process, to "
+                                f"find the one that died (finished cells are stored)")
+                        continue
+                    # alone in its process: this cell's worker died
+                    result = CellResult(cell, [], float("nan"), float("nan"), cell.device, status="failed",
+                                        error=worker_death(err))
+                finally:
+                    if isolated:
+                        drop(executor)
+                        alone.remove(executor)
+                yield result
+    finally:
+        for executor in alone + ([pool] if pool is not None else []):
+            drop(executor)
+
+
 def results(cells: List[Cell], jobs: int, threads: Optional[int], backend: str, address: Optional[str],
             progress: bool, admit: Callable[[Cell], bool] = lambda c: True) -> Iterable[CellResult]:
     """Run the cells that ``admit`` accepts (it claims them), each as it is dispatched, and yield
     their results as they finish."""
     if not cells:
         return
-    if backend == "loky":
-        jobs = min(jobs, len(cells))  # never more worker processes than cells
     if backend == "loky" and jobs == 1:
         for c in cells:
             if admit(c):
                 yield run_one(c, threads, progress)
         return
+    if backend == "loky":  # worker processes, even for one cell: a dying cell never takes the driver down
+        yield from _process_results(cells, jobs, threads, admit)
+        return
     from joblib import Parallel, delayed
-    driver = os.getpid() if backend == "loky" else None
 
-    def tasks(chunk):
+    def tasks(chunk):  # (dask, Ray: workers on other machines, no driver to watch)
         for c in chunk:
             if admit(c):
-                yield delayed(run_one)(c, threads, False, driver)
+                yield delayed(run_one)(c, threads, False, None)
 
     with backend_context(backend, address):
-        n_jobs = jobs if backend == "loky" else (jobs if jobs > 1 else -1)
+        n_jobs = jobs if jobs > 1 else -1
         for return_as in ("generator_unordered", "generator"):
             try:  # results as they finish, so each is stored at once
                 parallel = Parallel(n_jobs=n_jobs, return_as=return_as)
@@ -466,10 +618,8 @@ def plan(cells: List[Cell], folder: str) -> List[tuple]:
         store = Store(folder, readonly=True)
         known = {k: (s, d, a) for k, s, d, a in
                  store.conn.execute("SELECT key, status, diverged_at, attempts FROM cells")}
-        now_s = time.time()
-        claimed = {k: o for k, o, e in store.conn.execute("SELECT key, owner, expires_at FROM claims")
-                   if e > now_s}
-        store.close()
+        claimed = store.live_claims()  # a dead run's claims (its process gone from this machine) are not
+        store.close()                  # "running": a run would take them over at once
     out = []
     for c in cells:
         status = describe_status(known.get(c.key()))
@@ -513,9 +663,11 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
 
     Each cell is claimed before it is computed (a lease of ``lease_s`` seconds, renewed while this run
     lives); a cell another live run has claimed is left to it, and this run waits (polling every
-    ``poll_s``) until that run has stored it, or takes it over if its claim lapses.  If a worker process
-    dies (killed for memory, a segfault) the pool is restarted for the cells not yet stored, at most
-    ``worker_restarts`` times; then the error propagates (rerun to resume).  On Ctrl-C or SIGTERM
+    ``poll_s``) until that run has stored it, or takes it over if its claim lapses; a result whose cell another
+    run took over or finished meanwhile is discarded (one line).  If a worker process dies (killed for memory,
+    a segfault) only its own cell is lost, stored ``failed`` (loky; see the module's docstring); with dask or
+    Ray the pool is restarted for the cells not yet stored, at most ``worker_restarts`` times, then the error
+    propagates (rerun to resume).  On Ctrl-C or SIGTERM
     (:class:`Interrupted`) or any error, the run row records how it ended and the claims are released.
 
     With ``progress``: tqdm bars where stderr is a terminal (as before), and where stdout is not one (a log),
@@ -558,10 +710,27 @@ def run_sweep(cells: List[Cell], store: Store, jobs: int = 1, threads: Optional[
         return False
 
     def store_result(result: CellResult) -> None:
-        with critical():
-            store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
-                             machine, now(), status=result.status, error=result.error,
-                             diverged_at=result.diverged_at, threads=result.threads, artifacts=result.artifacts)
+        with critical():  # written only if this run still holds the claim and no other run finished the cell
+            holder = store.write_cell(result.cell, result.rows, result.wall_s, result.sec_per_iter, result.device,
+                                      machine, now(), status=result.status, error=result.error,
+                                      diverged_at=result.diverged_at, threads=result.threads,
+                                      artifacts=result.artifacts, owner=owner,
+                                      finished_since=started_at if force else None)
+        if holder is not None:  # this run was stopped past its lease and another run took the cell over
+            cell = result.cell
+            what = f"{cell.model_label()} {cell.label()} K={cell.particles}"
+            if holder == "finished":
+                counts["by_other_run"] += 1
+                remaining.pop(cell.key(), None)
+                if log is not None:
+                    log.taken_by_other_run(cell)
+                say(f"{what}: this run's result was discarded because another run finished the cell meanwhile "
+                    f"(this run's claim had lapsed); the stored result is kept")
+            else:
+                waiting[cell.key()] = holder
+                say(f"{what}: this run's result was discarded because another run ({holder}) took the cell over "
+                    f"when this run's claim lapsed; waiting for that run to store it")
+            return
         counts[result.status] += 1
         remaining.pop(result.cell.key(), None)
         if result.status == "failed":

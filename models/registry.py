@@ -3,11 +3,21 @@
 Names are stable strings (``"gmm"``, ``"vimco"``).  ``get`` refuses an unknown name with a
 one-line error that suggests the closest registered names.
 
-Bring your own: a name of the form ``package.module:Attribute`` is imported on first use and
-registered under that name (so it runs through every suite, the store and the reports like a
-built-in, with that stable label; worker processes resolve it the same way), and installed
-packages may declare plugins in the entry-point group ``estibench.<kind>s`` (e.g.
-``estibench.estimators``), registered under the entry point's name.
+Bring your own: a name of the form ``package.module:Attribute``, typed on the command line for a run,
+is imported on first use and registered under that name (so it runs through every suite, the store
+and the reports like a built-in, with that stable label; worker processes resolve it the same way),
+and installed packages may declare plugins in the entry-point group ``estibench.<kind>s`` (e.g.
+``estibench.estimators``), registered under the entry point's name.  The module is found on
+``sys.path`` only: the current folder is not searched (install the package, or run with
+``PYTHONPATH=.``).  What it loads must be of the registry's kind (a subclass of ``base``, or what
+``admits`` accepts — the suite registry takes only a suite grid, and calls nothing it loads);
+anything else, and a module that raises while it is imported (NameError, SyntaxError, any
+Exception), is refused with one line naming the plug-in and the error.
+
+Reading is not running: :meth:`Registry.known` returns what is already registered under a name, or
+None, and never imports a module or loads an entry point.  The reports, ``--dry-run`` and the
+store's upgrades look names up only through it, so a store that names ``helper:X`` is read as data
+and ``helper.py`` is never imported by opening it.
 
 Options are checked before the factory runs (:func:`check_options`): an option the factory does
 not take, or a value of the wrong kind for its default (text for a number, a non-finite number, a
@@ -22,6 +32,7 @@ import math
 import numbers
 import os
 import sys
+import traceback
 from importlib import metadata
 from typing import Callable, Dict, List, Optional
 
@@ -33,22 +44,44 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+class PluginImportError(UnknownNameError):
+    """A plug-in module that raised while it was imported; ``str()`` names the plug-in, the error and where."""
+
+
+def _where(err: BaseException) -> str:
+    """`` (mod.py line 3)``: where an error raised while importing a module comes from (its innermost frame
+    outside the import machinery; a SyntaxError's own file and line)."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f" ({os.path.basename(err.filename)} line {err.lineno})" if err.lineno else \
+            f" ({os.path.basename(err.filename)})"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<frozen")]
+    if not frames:
+        return ""
+    return f" ({os.path.basename(frames[-1].filename)} line {frames[-1].lineno})"
+
+
 def import_path(spec: str):
-    """``package.module:Attribute`` → the attribute (the current folder is searched too, as a
-    console command does not put it on ``sys.path``).  One-line errors."""
+    """``package.module:Attribute`` → the attribute, the module found on ``sys.path`` (never the current
+    folder implicitly).  One-line errors (:class:`UnknownNameError`): a module not found, an attribute it
+    lacks, and (:class:`PluginImportError`) any exception the module raises while it is imported."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UnknownNameError(f"cannot read {spec!r}; write package.module:Attribute")
     try:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name.split(".")[0] or os.getcwd() in sys.path:
-                raise
-            sys.path.append(os.getcwd())
-            module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        hint = ""
+        if err.name == module_name.split(".")[0]:  # the package itself, not a module it imports
+            hint = " (the current folder is not searched: install the package or run with PYTHONPATH=.)"
+        raise UnknownNameError(f"cannot import {module_name!r} for {spec!r}: {err}{hint}") from None
     except ImportError as err:
         raise UnknownNameError(f"cannot import {module_name!r} for {spec!r}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - SyntaxError, NameError, whatever the plug-in raises at import
+        text = str(err).splitlines()[0] if str(err) else ""
+        if isinstance(err, SyntaxError):
+            text = err.msg or text
+        raise PluginImportError(f"plug-in {spec!r} failed to import: {type(err).__name__}"
+                                f"{': ' + text if text else ''}{_where(err)}") from None
     try:
         out = module
         for part in attr.split("."):
@@ -142,9 +175,16 @@ def check_options(factory, options: dict, who: str) -> None:
 
 
 class Registry:
-    def __init__(self, kind: str, base: Optional[type] = None, group: Optional[str] = None):
+    """Names → factories of one kind.  ``base``: what a loaded plug-in must subclass; ``admits(name, loaded)``:
+    for a kind that is no class, the factory to register for what ``package.module:Attribute`` loaded, or a
+    one-line :class:`UnknownNameError` (it must not call what it was given unless that is known to be of the
+    kind)."""
+
+    def __init__(self, kind: str, base: Optional[type] = None, group: Optional[str] = None,
+                 admits: Optional[Callable[[str, object], Callable]] = None):
         self.kind = kind
         self.base = base
+        self.admits = admits
         self.group = group if group is not None else f"estibench.{kind}s"
         self._entries: Dict[str, Callable] = {}
         self._plugins_loaded = False
@@ -160,6 +200,8 @@ class Registry:
         return decorator
 
     def _admit(self, name: str, factory) -> None:
+        if self.admits is not None:
+            factory = self.admits(name, factory)
         if self.base is not None and not (isinstance(factory, type) and issubclass(factory, self.base)):
             raise UnknownNameError(f"{name!r} is not a {self.kind}: {factory!r} is not a subclass of "
                                    f"{self.base.__module__}.{self.base.__name__}")
@@ -184,6 +226,11 @@ class Registry:
     def names(self) -> List[str]:
         self._load_plugins()
         return sorted(self._entries)
+
+    def known(self, name: str) -> Optional[Callable]:
+        """The factory registered under ``name`` in this process, else None: never imports a module nor loads an
+        entry point (what the reports and the store use to read names as data)."""
+        return self._entries.get(name) if isinstance(name, str) else None
 
     def factory(self, name: str) -> Callable:
         if name not in self._entries and ":" in name:

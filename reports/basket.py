@@ -90,11 +90,8 @@ def basket_table(table: pd.DataFrame) -> pd.DataFrame:
             delta = m.set_index("seed").value - ref_by_seed.reindex(m.seed).to_numpy()
             bias = sub[(sub.what == "rel_bias") & (sub.member == member)].value
             name = tb.estimator_of(member)
-            try:
-                est = estimators.get(name)
-                unbiased = "yes" if est.unbiased else "no"
-            except Exception:  # noqa: BLE001 - an estimator no longer registered still has its stored numbers
-                unbiased = "?"
+            factory = estimators.REGISTRY.known(name)  # data only: a store's names are never imported
+            unbiased = "?" if factory is None else ("yes" if factory.unbiased else "no")
             out.append({"model": model, "reference": ref, "K": K, "estimator": member,
                         "n seeds": int(np.isfinite(m.value.to_numpy(dtype=float)).sum()),
                         "unbiased (declared)": unbiased,
@@ -105,10 +102,57 @@ def basket_table(table: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _requested(value) -> List[str]:
+    """The members a cell's ``study_options`` (JSON text or dict) names explicitly (none for ``("all",)``, which
+    means "every estimator that fits")."""
+    import json
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    basket = value.get("basket") if isinstance(value, dict) else None
+    if not isinstance(basket, (list, tuple)) or list(basket) == ["all"]:
+        return []
+    return [str(m) for m in basket]
+
+
+def not_measured(table: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (model, reference estimator, K): the members its ``--basket`` named that it did not measure, because
+    the estimator's own check refuses the model or K (``harness.basket.members`` leaves them out; the run said so in
+    a note line), with where on the same model the member was measured instead.  Read from the stored cells'
+    study options and metric names alone.  Columns model, reference, K, estimator, why; empty when none."""
+    columns = ["model", "reference", "K", "estimator", "why"]
+    rows = basket_rows(table)
+    if rows.empty or "study_options" not in table.columns:
+        return pd.DataFrame(columns=columns)
+    measured_at = rows.groupby(["model", "member"]).particles.unique()
+    out = []
+    for (model, label, K), sub in rows.groupby(["model", "label", "particles"], sort=True):
+        requested = []
+        for value in table.loc[sub.index, "study_options"].unique():
+            requested += [m for m in _requested(value) if m not in requested]
+        ref, have = _member_of(label), set(sub.member)
+        for member in requested:
+            if member == ref or member in have:
+                continue
+            elsewhere = sorted(int(k) for k in measured_at.get((model, member), []) if k != K)
+            why = f"the estimator's check refuses this model at K = {K}" + (
+                f" (measured at K = {', '.join(map(str, elsewhere))})" if elsewhere else "")
+            out.append({"model": model, "reference": ref, "K": K, "estimator": member, "why": why})
+    return pd.DataFrame(out, columns=columns)
+
+
 def sections(table: pd.DataFrame) -> List[Section]:
     rows = basket_rows(table)
     if rows.empty:
         return []
+    skipped = not_measured(table)
+    extra = [Section("Gradient basket: members not measured", "table", skipped,
+                     caption="Members the run's --basket named that a cell did not measure: the estimator does not "
+                             "fit that cell's model or K (the run named them, with the estimator's own reason, in a "
+                             "note line).  They are absent from the figure and table above for these cells only.",
+                     name="basket_not_measured")] if len(skipped) else []
     return [
         Section("Gradient basket: variance along one trajectory", "figure", lambda path: figure_basket(table, path),
                 caption="Every basket estimator's φ-gradient log mean variance at the parameters the cell's own "
@@ -121,4 +165,4 @@ def sections(table: pd.DataFrame) -> List[Section]:
                         "√bias²/‖g*‖ against the exact gradient of each estimator's own target, averaged (enumerable "
                         "models).  Estimators with own parameters (baselines, control variates) are measured as first "
                         "bound, untrained.", name="basket_table"),
-    ]
+    ] + extra

@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from . import tables as tb  # noqa: E402
 from .definitions import markdown_table  # noqa: E402
 from .site import (ESTIMATORS_CAPTION, Section, cell_marks, diverged_note, estimators_table,  # noqa: E402
-                   materialise, sections_markdown,
+                   materialise, md_text, sections_markdown,
                    write_text_atomic)
 
 from estibench.studies.gmm import ESTIMATORS as PAPER_ESTIMATORS  # noqa: E402  (RWS §4.3's seven)
@@ -744,7 +744,7 @@ def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str 
     once do not collide, and a failed write leaves the previous report.md and no temporary file."""
     table = table[table.study == "gmm"]
     os.makedirs(out, exist_ok=True)
-    lines = [f"# estibench report: suite `{suite}`", "", description, ""]
+    lines = [md_text(f"# estibench report: suite `{suite}`"), "", md_text(description), ""]
     if table.empty:
         lines.append("No finished cells yet.")
     else:

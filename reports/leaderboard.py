@@ -21,6 +21,8 @@ from . import tables as tb
 
 def headline_of(study: str):
     from estibench import studies
+    if studies.REGISTRY.known(study) is None:  # a name the store holds is data: never imported
+        return None
     try:
         return studies.get(study).headline
     except Exception:  # noqa: BLE001 - an unregistered (or broken) study has no leaderboard

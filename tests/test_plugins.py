@@ -8,8 +8,18 @@ import textwrap
 
 import pandas as pd
 
+from estibench.harness import cli
+from estibench.harness.checks import FIXTURES, MIN_DRAWS, run_checks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = "examples.constant_baseline:ConstantBaseline[baseline=-50.0]"
+#: the in-process checks' fixtures: the GMM and one tiny SBN (the CLI test above runs every fixture)
+SMALL_FIXTURES = {name: FIXTURES[name] for name in ("gmm", "sbn_tiny-linear1")}
+
+
+def checks_status(results) -> int:
+    """``estibench check``'s exit status for these results: 0 when every check passed, else 1."""
+    return 0 if all(r.passed for r in results) else 1
 
 
 def run(*args, cwd=ROOT, env=None, timeout=600):
@@ -34,19 +44,22 @@ def test_check_passes_a_correct_estimator_of_your_own():
 def test_check_catches_a_biased_estimator_that_claims_to_be_unbiased():
     """SampleBaseline's "baseline" is computed from its own sample: its contract holds, its exact-gradient
     tests fail (measured at n = 2000: max |z| 55–86 on the SBNs, 3,228–8,595 on the GMM, against thresholds
-    4.58–4.82; the test uses n = 500), exit status 1."""
-    done = run("check", "examples.constant_baseline:SampleBaseline", "--draws", "500")
-    assert done.returncode == 1, done.stdout + done.stderr
-    rows = [line for line in done.stdout.splitlines() if "unbiased φ-gradient" in line]
-    assert rows and all("FAIL" in r for r in rows)
-    assert all("pass" in line for line in done.stdout.splitlines() if " contract " in line)
+    4.58–4.82), exit status 1.  In process, on the GMM and one tiny SBN, at the fewest draws ``check`` accepts."""
+    results = run_checks("examples.constant_baseline:SampleBaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
+    exact = [r for r in results if r.check.startswith("unbiased φ-gradient")]
+    assert exact and not any(r.passed for r in exact), exact
+    assert all(r.passed for r in results if r.check == "contract")
+    assert checks_status(results) == 1
 
 
-def test_bad_check_input_is_one_line_and_status_2():
+def test_bad_check_input_is_one_line_and_status_2(capsys):
+    done = run("check", "examples.nothere:X")  # once as a user types it
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     for spec in ("nope", "examples.nothere:X", "os.path:join", "ww,vimco", "reinforce[bogus=1]"):
-        done = run("check", spec)
-        assert done.returncode == 2, (spec, done.stdout, done.stderr)
-        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, (spec, done.stderr)
+        capsys.readouterr()
+        assert cli.main(["check", spec]) == 2, spec
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, (spec, err)
 
 
 def test_an_own_estimator_and_model_run_through_the_sweep_store_and_report(tmp_path):
@@ -102,10 +115,10 @@ def test_check_fails_an_estimator_whose_state_moves_under_measurement():
     """LeakyEMABaseline (examples/ema_baseline.py) updates its baseline inside ``surrogate``: its exact-gradient
     tests pass (the baseline never depends on the current sample), its state-under-measurement checks fail with
     the changed buffer named, exit status 1; EMABaseline, which updates only when ``with_own`` is true, passes."""
-    done = run("check", "examples.ema_baseline:LeakyEMABaseline", "--draws", "300")
-    assert done.returncode == 1, done.stdout + done.stderr
-    rows = [line for line in done.stdout.splitlines() if "state under measurement" in line]
-    assert rows and all("FAIL" in r and "changed its state: b" in r for r in rows)
-    assert all("pass" in line for line in done.stdout.splitlines() if "unbiased φ-gradient" in line)
-    good = run("check", "examples.ema_baseline:EMABaseline", "--draws", "300")
-    assert good.returncode == 0, good.stdout + good.stderr
+    leaky = run_checks("examples.ema_baseline:LeakyEMABaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
+    rows = [r for r in leaky if r.check == "state under measurement"]
+    assert rows and all(not r.passed and "changed its state: b" in r.detail for r in rows), rows
+    assert all(r.passed for r in leaky if r.check.startswith("unbiased φ-gradient"))
+    assert checks_status(leaky) == 1
+    good = run_checks("examples.ema_baseline:EMABaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
+    assert checks_status(good) == 0, [r for r in good if not r.passed]

@@ -15,6 +15,7 @@ def test_the_tiny_rbm_suite_runs_and_normalises_by_the_exact_log_z(tmp_path):
     table = pd.read_csv(os.path.join(out, "metrics.csv"))
     assert set(table.estimator) == {"overlap_exp", "spike_exp", "gumbolt", "vimco", "contrastive_rws"}
     assert set(table.model) == {"rbm_vae_tiny[arch=linear,groups=1]"}
+    assert not table.duplicated(["key", "seed", "iteration", "metric"]).any()  # log Z once per evaluation
     last = table[table.iteration == 6].pivot_table(index=["estimator", "seed"], columns="metric", values="value")
     # the exact prior: log Z is the enumerated value, the AIS estimates bracket it closely
     assert (last.log_z - last.log_z_exact).abs().max() < 1e-5

@@ -448,3 +448,327 @@ def test_the_thread_count_is_recorded_with_each_cell_and_run(tmp_path):
     assert main([*TINY, "--out", out, "--threads", "2"]) == 0
     cells, runs = cells_and_runs(out)
     assert cells.threads.tolist() == [2] and runs.threads.tolist() == [2]
+
+
+# -- 10. issue 26: dead workers, late writers, migrations, unique rows, unusable stores, dead runs ---------------
+PLUGINS = '''"""Test-only plug-in estimators, WW-like.  Killer's worker process dies at its first step, as one killed by
+the out-of-memory killer or a segfault does; Patient, dispatched beside it, waits at its first step until Killer
+has started, so that it is in flight in the same pool when that pool breaks (in the driver both raise)."""
+import os
+import signal
+import time
+
+from estibench.estimators.base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
+
+MARK = os.environ.get("ESTIBENCH_TEST_MARK_FILE", "")
+
+
+def in_worker():
+    if os.getpid() == int(os.environ["ESTIBENCH_TEST_DRIVER_PID"]):
+        raise RuntimeError("a test plug-in ran in the driver process")
+
+
+class Killer(Estimator):
+    latent_types = frozenset({"categorical"})
+
+    def surrogate(self, model, x, num_particles):
+        in_worker()
+        open(MARK, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Patient(Estimator):
+    latent_types = frozenset({"categorical"})
+
+    def surrogate(self, model, x, num_particles):
+        in_worker()
+        deadline = time.time() + 120
+        while not os.path.exists(MARK) and time.time() < deadline:
+            time.sleep(0.05)
+        _, log_q, log_p = sample_guide(model, x, num_particles)
+        bound = wake_theta(log_p, log_q)
+        return Estimate(batch_loss(bound), bound.detach().mean(-1))
+'''
+
+
+def test_a_worker_killed_mid_cell_costs_only_its_own_cell(tmp_path, monkeypatch, capsys):
+    """--jobs 2, two cells in flight in one pool; one's worker process is SIGKILLed (what the OOM killer does),
+    which breaks the pool under both: the culprit is stored ``failed`` with the reason, its healthy neighbour
+    ``done`` at its first attempt, the exit status is 1 as for any failed cell, and no traceback is printed."""
+    (tmp_path / "worker_plugins.py").write_text(PLUGINS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("ESTIBENCH_TEST_DRIVER_PID", str(os.getpid()))
+    monkeypatch.setenv("ESTIBENCH_TEST_MARK_FILE", str(tmp_path / "killer-started"))
+    out = str(tmp_path / "out")
+    killer, patient = "worker_plugins:Killer", "worker_plugins:Patient"
+    assert main(["--estimators", f"{killer},{patient}", *TINY[2:], "--jobs", "2", "--out", out]) == 1
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err, printed.err[-3000:]
+    cells = Store(out, readonly=True).cells().set_index("estimator")
+    assert cells.loc[killer, "status"] == "failed" and "its worker process died" in cells.loc[killer, "error"]
+    assert cells.loc[patient, "status"] == "done" and cells.attempts.eq(1).all()
+    assert len([l for l in printed.out.splitlines() if "its worker process died" in l]) == 1, printed.out
+
+
+def _small_cell(estimator="ww"):
+    return Cell(study="gmm", model="gmm", estimator=estimator, particles=2, seeds=(0,), iterations=10)
+
+
+def test_a_late_writer_cannot_overwrite_a_cell_another_run_took_over(tmp_path):
+    """Run A's lease lapsed (A was stopped past it) and run B took the cell over: A's write is refused while B
+    holds the claim and after B stored the cell, in the write's own transaction, leaving B's row, attempts and
+    claims as B left them.  A forced run recomputes a result finished before it started, not one since."""
+    a, b = Store(str(tmp_path)), Store(str(tmp_path))
+    cell = _small_cell()
+    key = cell.key()
+
+    def write(store, owner, value, finished_at="2026-01-02T00:00:00+00:00", **kw):
+        return store.write_cell(cell, [(0, 10, "model_error", value)], 1.0, 0.1, "cpu", owner, finished_at,
+                                owner=owner, **kw)
+
+    assert a.claim(key, "A", lease_s=-1) is None  # A's lease has already lapsed
+    assert b.claim(key, "B") is None              # B takes the cell over
+    assert write(a, "A", 1.0) == "B"
+    assert key not in a.statuses() and b.claims().owner.tolist() == ["B"]
+    assert write(b, "B", 2.0) is None
+    assert write(a, "A", 1.0) == "finished"
+    stored = a.cells().set_index("key").loc[key]
+    assert (stored.machine, stored.attempts) == ("B", 1) and a.table().value.tolist() == [2.0] and a.claims().empty
+    # --force: B's result predates the forced run's start, so it is recomputed; a result stored since is kept
+    assert write(a, "A", 3.0, finished_since="2026-01-03T00:00:00+00:00",
+                 finished_at="2026-01-03T00:00:05+00:00") is None
+    assert a.table().value.tolist() == [3.0]
+    assert write(b, "B", 4.0, finished_since="2026-01-03T00:00:00+00:00") == "finished"
+    assert a.table().value.tolist() == [3.0] and a.cells().attempts.tolist() == [2]
+
+
+def test_a_run_whose_cell_another_run_stored_meanwhile_discards_its_result_in_one_line(tmp_path, monkeypatch, capsys):
+    from estibench.harness import sweep
+    from estibench.harness.runner import CellResult
+    store, other = Store(str(tmp_path)), Store(str(tmp_path))
+    cell = _small_cell()
+
+    def stopped_past_its_lease(c, threads=1, progress=False, driver_pid=None):
+        other.conn.execute("UPDATE claims SET expires_at = 0")  # this run was stopped past its lease ...
+        assert other.claim(c.key(), "B") is None                # ... run B took the cell over and stored it
+        assert other.write_cell(c, [(0, 10, "model_error", 2.0)], 5.0, 0.5, "cpu", "B's machine", sweep.now(),
+                                owner="B") is None
+        return CellResult(c, [(0, 10, "model_error", 1.0)], 1.0, 0.1, "cpu")
+
+    monkeypatch.setattr(sweep, "run_one", stopped_past_its_lease)
+    counts = sweep.run_sweep([cell], store, progress=False)
+    assert (counts["done"], counts["by_other_run"]) == (0, 1)
+    line = one_line(capsys.readouterr().out)
+    assert "discarded" in line and "another run finished the cell" in line
+    stored = store.cells().iloc[0]
+    assert (stored.machine, stored.attempts) == ("B's machine", 1) and store.table().value.tolist() == [2.0]
+    assert store.claims().empty and store.runs().cells_run.tolist() == [0]
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs in the killed process (the files are copied before it)."""
+
+
+def test_a_kill_at_any_step_of_a_migration_leaves_a_store_every_reader_and_writer_opens(tmp_path, monkeypatch):
+    """An old store (schema 1, with duplicate rows) is upgraded in one transaction: killed before any statement
+    of the open, the files on disk (the database and its WAL, copied as the kill leaves them) are either the old
+    store or the upgraded one, and a dry run, a report's read and the next run all read every row."""
+    import types
+    from estibench.harness import store as store_module
+    from estibench.harness.sweep import plan
+    src = tmp_path / "src"
+    src.mkdir()
+    write_schema_1_store(src / FILENAME, {"config_version": CONFIG_VERSION, "model": "gmm"})
+    conn = sqlite3.connect(src / FILENAME)
+    conn.executemany("INSERT INTO metrics VALUES ('k', 0, ?, ?, ?)", [(0, "model_error", 0.5), (1, "log_z", 1.0),
+                                                                      (1, "log_z", 1.5)])
+    conn.commit()
+    conn.close()
+    real_connect = sqlite3.connect
+
+    class Dying:
+        def __init__(self, conn, folder, at, kill_dir):
+            self.conn, self.folder, self.at, self.kill_dir, self.count = conn, folder, at, kill_dir, 0
+
+        def execute(self, *args):
+            self.count += 1
+            if self.count == self.at:
+                os.makedirs(self.kill_dir)
+                for name in os.listdir(self.folder):
+                    if not name.endswith("-shm"):  # shared memory: rebuilt from the WAL by the next open
+                        shutil.copy(os.path.join(self.folder, name), self.kill_dir)
+                raise _Killed()
+            return self.conn.execute(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    at, states = 0, set()
+    while True:
+        at += 1
+        work, killed = tmp_path / f"work{at}", tmp_path / f"killed{at}"
+        shutil.copytree(src, work)
+        opened = []
+        shim = types.SimpleNamespace(**{**vars(sqlite3), "connect": lambda *a, **k: opened.append(
+            Dying(real_connect(*a, **k), str(work), at, str(killed))) or opened[-1]})
+        with monkeypatch.context() as m:
+            m.setattr(store_module, "sqlite3", shim)
+            try:
+                Store(str(work)).close()
+            except _Killed:
+                for c in opened:
+                    c.conn.close()
+            else:
+                break
+        ro = Store(str(killed), readonly=True)
+        states.add(ro.conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0])
+        assert ro.done_keys() == {"k"} and ro.claims().empty and ro.artifacts().empty and ro.runs().empty
+        assert ro.table().groupby(["iteration", "metric"]).value.mean().to_dict() == {
+            (0, "model_error"): 0.5, (1, "log_z"): 1.25}
+        assert [status for _, status in plan([_small_cell()], str(killed))] == ["todo"]
+        ro.close()
+        rw = Store(str(killed))
+        assert rw.get_meta("schema_version") == str(store_module.SCHEMA_VERSION) and rw.done_keys() == {"k"}
+        assert len(rw.table()) == 3
+        rw.close()
+    assert at > 20 and states <= {"1", str(store_module.SCHEMA_VERSION)}
+    # what an older estibench left when killed between its two upgrade transactions: schema 7 without the
+    # tables its second one creates (runs, claims, artifacts) — read through the in-memory upgrade
+    partial = tmp_path / "partial"
+    shutil.copytree(src, partial)
+    conn = sqlite3.connect(partial / FILENAME, isolation_level=None)
+    for step in (Store._upgrade_from_1, Store._upgrade_from_2, Store._upgrade_from_3, Store._upgrade_from_4,
+                 Store._upgrade_from_6):
+        step(conn)
+    conn.execute("UPDATE meta SET value = '7' WHERE name = 'schema_version'")
+    conn.close()
+    before = (partial / FILENAME).read_bytes()
+    ro = Store(str(partial), readonly=True)
+    assert ro.done_keys() == {"k"} and ro.claims().empty and ro.runs().empty and len(ro.table()) == 3
+    ro.close()
+    assert [s for _, s in plan([_small_cell()], str(partial))] == ["todo"] and (partial / FILENAME).read_bytes() == before
+    assert Store(str(partial)).get_meta("schema_version") == str(store_module.SCHEMA_VERSION)
+
+
+def test_each_cell_seed_iteration_and_metric_has_one_row(tmp_path):
+    """A write with two rows for one (seed, iteration, metric) is refused whole, and the store's own unique
+    index refuses a second row.  An older store is upgraded by reading a group of equal rows once and keeping
+    every value of a group that differs (the first in ``metrics``, the others in ``metric_repeats``), so that
+    every mean over a seed's rows stays what it was; reading it read-only upgrades a private copy, the file
+    unchanged."""
+    store = Store(str(tmp_path / "new"))
+    cell = _small_cell()
+    with pytest.raises(ValueError, match="model_error.*twice"):
+        store.write_cell(cell, [(0, 10, "model_error", 0.5), (0, 10, "model_error", 0.6)], 1.0, 0.1, "cpu", "m", "t")
+    assert store.statuses() == {}
+    store.conn.execute("INSERT INTO metrics VALUES ('k', 0, 10, 'm', 1.0)")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("INSERT INTO metrics VALUES ('k', 0, 10, 'm', 2.0)")
+    old = tmp_path / "old"
+    old.mkdir()
+    write_schema_1_store(old / FILENAME, {"config_version": CONFIG_VERSION, "model": "gmm"})
+    conn = sqlite3.connect(old / FILENAME)
+    conn.executemany("INSERT INTO metrics VALUES ('k', 0, ?, ?, ?)", [(0, "model_error", 0.5), (6, "log_z", 1.0),
+                                                                      (6, "log_z", 1.5), (6, "log_z", 1.0)])
+    conn.commit()
+    raw = conn.execute("SELECT iteration, metric, AVG(value) FROM metrics GROUP BY 1, 2").fetchall()
+    conn.close()
+    before = (old / FILENAME).read_bytes()
+    for readonly in (True, False):
+        upgraded = Store(str(old), readonly=readonly)
+        table = upgraded.table()
+        assert sorted(zip(table.iteration, table.metric, table.value)) == [
+            (0, "model_error", 0.5), (6, "log_z", 1.0), (6, "log_z", 1.0), (6, "log_z", 1.5)]
+        means = table.groupby(["iteration", "metric"]).value.mean()
+        assert {(i, m): v for i, m, v in raw} == {k: v for k, v in means.items()}
+        if readonly:
+            assert (old / FILENAME).read_bytes() == before
+        else:
+            assert upgraded.conn.execute("SELECT metric, value FROM metric_repeats ORDER BY rowid").fetchall() == [
+                ("log_z", 1.5), ("log_z", 1.0)]
+        upgraded.close()
+
+
+def test_a_published_store_reads_the_same_numbers_with_each_row_once(tmp_path):
+    """The committed RBM store holds log Z twice at iteration 0 and at the last iteration (the task recorded
+    it in two places): read through the upgrade, every (cell, seed, iteration, metric) mean is the one the raw
+    rows give, and an exact duplicate row is read once."""
+    import gzip
+    path = tmp_path / FILENAME
+    with gzip.open(os.path.join(ROOT, "published", "rbm", "results.sqlite.gz")) as fh:
+        path.write_bytes(fh.read())
+    conn = sqlite3.connect(path)
+    raw = {(k, s, i, m): v for k, s, i, m, v in conn.execute(
+        "SELECT m.key, seed, iteration, metric, AVG(value) FROM metrics m JOIN cells c ON c.key = m.key "
+        "WHERE c.status IN ('done', 'diverged') GROUP BY 1, 2, 3, 4")}
+    conn.close()
+    table = Store(str(tmp_path), readonly=True).table()
+    assert not table.duplicated(["key", "seed", "iteration", "metric", "value"]).any()
+    means = table.groupby(["key", "seed", "iteration", "metric"]).value.mean()
+    assert len(means) == len(raw) and all(means[k] == v for k, v in raw.items())
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--backend", "dask", "--scheduler", "not an address"], "not an address"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"], "127.0.0.1:1"),
+    (["--scheduler", "tcp://127.0.0.1:8786"], "--backend dask"),
+], ids=["not-an-address", "unreachable", "without-dask"])
+def test_a_scheduler_that_cannot_be_used_is_one_line_before_any_work(args, words, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    out = tmp_path / "o"
+    assert main([*TINY, *args, "--out", str(out)]) == 2
+    assert words in one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("tamper,words", [
+    ("UPDATE meta SET value = 'seven' WHERE name = 'schema_version'", "schema_version"),
+    ("INSERT OR REPLACE INTO meta VALUES ('config_version', 'x1')", "config_version"),
+    ("UPDATE cells SET config = '{not json'", "configuration"),
+], ids=["schema-version", "config-version", "config"])
+def test_a_store_with_unreadable_versions_or_configs_is_refused_and_left_byte_identical(tamper, words, tmp_path,
+                                                                                       capsys):
+    out = str(tmp_path)
+    store = Store(out)
+    store.write_cell(_small_cell(), [(0, 10, "model_error", 0.5)], 1.0, 0.1, "cpu", "m", "t")
+    store.close()
+    conn = sqlite3.connect(os.path.join(out, FILENAME))
+    conn.execute(tamper)
+    conn.commit()
+    conn.execute("PRAGMA journal_mode=DELETE")  # no side files: the folder holds the one file
+    conn.close()
+    before = open(os.path.join(out, FILENAME), "rb").read()
+    for argv in ([*TINY, "--out", out], [*TINY, "--out", out, "--dry-run"], ["report", "--out", out]):
+        assert main(argv) == 2
+        assert words in one_line(capsys.readouterr().err)
+        assert open(os.path.join(out, FILENAME), "rb").read() == before and os.listdir(out) == [FILENAME]
+
+
+DEAD_PID = 2 ** 22 + 12345  # above Linux's largest process id: no such process
+
+
+def test_a_killed_runs_row_is_marked_and_its_claims_are_not_shown_as_running(tmp_path):
+    """A run SIGKILLed on this machine leaves its row ``running`` and its claims: a dry run lists its cells as
+    todo (its process is dead, as a claim takes over), a read shows the row ``killed`` without writing, and the
+    next open for writing marks it ``killed`` in the file; a live run's row and claims are left alone."""
+    from estibench.harness.store import host_name
+    from estibench.harness.sweep import plan
+    out = str(tmp_path)
+    store = Store(out)
+    dead = store.start_run(started_at="2026-01-01T00:00:00+00:00", command="run_all.py")
+    store.start_run(started_at="2026-01-01T00:00:01+00:00", command="run_all.py")  # this process: alive
+    store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (DEAD_PID, dead))
+    cells = [_small_cell("ww"), _small_cell("ws")]
+    store.conn.executemany("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", [
+        (cells[0].key(), f"here:{DEAD_PID}:run{dead}", host_name(), DEAD_PID, time.time() + 3600),
+        (cells[1].key(), "here:live:run2", host_name(), os.getpid(), time.time() + 3600)])
+    store.close()
+    assert [s for _, s in plan(cells, out)] == ["todo", "running in another run (here:live:run2)"]
+    before = open(os.path.join(out, FILENAME), "rb").read()
+    assert Store(out, readonly=True).runs().status.tolist() == ["killed", "running"]
+    assert open(os.path.join(out, FILENAME), "rb").read() == before
+    Store(out).close()
+    conn = sqlite3.connect(os.path.join(out, FILENAME))
+    assert [s for (s,) in conn.execute("SELECT status FROM runs ORDER BY id")] == ["killed", "running"]
+    conn.close()

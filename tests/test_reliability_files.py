@@ -194,7 +194,7 @@ def test_fetch_data_reports_a_checksum_mismatch_in_one_line(tmp_path, monkeypatc
     capsys.readouterr()
     assert estidata.main([CALTECH, "--cache", str(cache)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("run_all.py fetch-data: error: ")
+    assert err.count("\n") == 1 and err.startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: "))
     assert f"&& python run_all.py fetch-data {CALTECH}" in err and "Traceback" not in err
     # a rejected download: one line too, nothing written
     monkeypatch.setitem(sources.KNOWN_SHA256, CALTECH_FILE, "0" * 64)
@@ -202,7 +202,7 @@ def test_fetch_data_reports_a_checksum_mismatch_in_one_line(tmp_path, monkeypatc
     assert estidata.main([CALTECH, "--cache", str(cache)]) == 2
     lines = capsys.readouterr().err.splitlines()  # "fetching URL -> path" progress, then the error
     assert [l for l in lines if not l.startswith("fetching ")] == lines[-1:]
-    assert lines[-1].startswith("run_all.py fetch-data: error: ") and "0" * 64 in lines[-1]
+    assert lines[-1].startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: ")) and "0" * 64 in lines[-1]
     assert not target.exists()
 
 
@@ -218,7 +218,7 @@ def test_fetch_data_with_a_file_as_cache_folder_prints_one_line(tmp_path, below)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("run_all.py fetch-data: error: ") and "Traceback" not in proc.stderr
+    assert lines[0].startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: ")) and "Traceback" not in proc.stderr
     assert str(blocker) in lines[0] and "not a folder" in lines[0]
     assert "fetching" not in proc.stderr and "download" not in lines[0]  # failed before any download
     assert proc.stdout == "" and blocker.read_text() == "x"
@@ -233,7 +233,7 @@ def test_any_os_error_of_the_cache_folder_is_one_line_before_any_download(tmp_pa
     monkeypatch.setattr(sources.tempfile, "mkstemp", read_only)
     assert estidata.main(["mnist-static", "--cache", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("run_all.py fetch-data: error: ")
+    assert err.count("\n") == 1 and err.startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: "))
     assert "Read-only file system" in err and str(tmp_path / "cache") in err
     with pytest.raises(estidata.DatasetCacheError, match="Read-only file system"):
         estidata.load("mnist-static", cache_dir=tmp_path / "cache", download=True)
@@ -245,7 +245,7 @@ def test_any_os_error_of_the_cache_folder_is_one_line_before_any_download(tmp_pa
     monkeypatch.setattr(data_cli, "fetch", denied)
     assert estidata.main(["mnist5k-bern0", "--cache", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("run_all.py fetch-data: error: ")
+    assert err.count("\n") == 1 and err.startswith(("run_all.py fetch-data: error: ", "estibench fetch-data: error: "))
     assert "Permission denied" in err and "Traceback" not in err
 
 

@@ -87,3 +87,57 @@ def test_a_newly_registered_enumerable_model_gets_the_exact_gradient_tests(monke
     results = run_checks("reinforce", fixtures={"small_gmm": found["small_gmm"]})
     exact = [r for r in results if r.check.startswith("unbiased")]
     assert len(exact) == 2 and all(r.passed for r in results), [(r.check, r.statistic, r.detail) for r in results]
+
+
+def test_the_false_alarm_rate_holds_at_the_fewest_draws_check_and_screen_test_on():
+    """The exact-gradient test's false-alarm rate by simulation at ``MIN_DRAWS`` draws (the fewest ``check --draws``
+    accepts and ``screen`` runs the test on), through the function ``check`` and ``screen`` call
+    (``unbiased_tests`` → ``whole_vector_test``).  Each count of rejections must lie within 4 binomial standard
+    deviations of the stated rate (only its upper edge for the REINFORCE draws, whose 644 coordinates are correlated,
+    so that Bonferroni is conservative there):
+
+    * normal draws: 1,000 sets of MIN_DRAWS draws of one coordinate (torch generator seed 0) at α = 0.05: 50 ± 28;
+    * REINFORCE's own draws on the GMM fixture (K = 5, the most skewed of the fixtures: sample skewness up to 11 per
+      coordinate; 2,000 draws at torch seed 1), resampled with replacement into 1,000 sets of MIN_DRAWS (generator
+      seed 2) and tested against the pool's mean, so unbiased by construction: at most 22 at α = 0.01 and 5 at
+      α = 1e-3.  The same resampling into sets of 20 draws (what ``check --draws 20`` tested before, with 52 % false
+      alarms on the GMM at K = 2) rejects far above the band at both rates: the simulation sees the defect.
+    """
+    import math
+
+    import torch
+
+    from estibench.harness import checks
+
+    def within(rejected, sets, alpha, upper_only=False):
+        mean, sd = sets * alpha, math.sqrt(sets * alpha * (1 - alpha))
+        return (upper_only or rejected >= mean - 4 * sd) and rejected <= mean + 4 * sd
+
+    n = checks.MIN_DRAWS
+    normal = torch.randn(1000, n, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    passed, _, _ = checks.unbiased_tests(normal, torch.zeros(1, dtype=torch.float64), 0.05)
+    assert within(int((~passed).sum()), 1000, 0.05), int((~passed).sum())
+
+    fixture = checks.FIXTURES["gmm"]
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        pool, _ = checks.draws(fixture.make, "reinforce", fixture.data(), 5, 2000)
+    pool = pool.double()
+    pool = pool - pool.mean(0)  # centred: the resampled draws' expectation is exactly 0
+    zero = torch.zeros(pool.shape[1], dtype=torch.float64)
+
+    def resampled(size, sets=1000):
+        """The mean and standard error of each of ``sets`` resampled sets of ``size`` draws, without building them."""
+        counts = torch.zeros(sets, len(pool), dtype=torch.float64)
+        picks = torch.randint(0, len(pool), (sets, size), generator=torch.Generator().manual_seed(2))
+        counts.scatter_add_(1, picks, torch.ones(sets, size, dtype=torch.float64))
+        mean = counts @ pool / size
+        var = ((counts @ pool ** 2) / size - mean ** 2).clamp(min=0) * size / (size - 1)
+        return mean, var.sqrt() / math.sqrt(size)
+
+    at_min, at_20 = resampled(n), resampled(20)
+    for alpha in (0.01, 1e-3):
+        rejected = int((~checks.whole_vector_test(*at_min, zero, n, alpha)[0]).sum())
+        assert within(rejected, 1000, alpha, upper_only=True), (alpha, rejected)
+        rejected_20 = int((~checks.whole_vector_test(*at_20, zero, 20, alpha)[0]).sum())
+        assert not within(rejected_20, 1000, alpha), (alpha, rejected_20)
