@@ -1,4 +1,4 @@
-"""airspeed-velocity benchmarks on the GMM cell (README, "Benchmarks and speed").
+"""airspeed-velocity benchmarks on the GMM cell (benchmarks/README.md).
 
 Every registered estimator that accepts categorical latents, K ∈ {2, 20}; R = 10 stacked seeds
 (the paper-budget suite's), batch 100 (``benchmarks/common.py``).

@@ -1,4 +1,4 @@
-"""airspeed-velocity benchmarks on the linear sigmoid belief net (README, "Benchmarks and speed").
+"""airspeed-velocity benchmarks on the linear sigmoid belief net (benchmarks/README.md).
 
 Every registered estimator that accepts the SBN's Bernoulli latents; K = 1, and K = 5 for the
 estimators that accept it (asv shows the refused pairs as skipped: ``check(model, K)`` raised).

@@ -4,7 +4,7 @@
     python benchmarks/profile_step.py ESTIMATOR K [--steps 20] [--rows 25]
 
 Prints ms per step (50 steps after 10 warm-up steps, unprofiled) and the profile of ``--steps`` further steps, sorted
-by self CPU time.  Used for README's "Why the GMM budget is far from 30 minutes" (RELAX at K = 20).
+by self CPU time.  Used for benchmarks/README.md's "Why the GMM budget is far from 30 minutes" (RELAX at K = 20).
 """
 from __future__ import annotations
 

@@ -3,7 +3,10 @@
 * :func:`atomic_write`: write through a uniquely named temporary file in the target's folder and
   move it over the target with ``os.replace``: a reader sees the old file or the new one, never a
   part; writers running at once never share a temporary name; on any failure (a full disk,
-  Ctrl-C) the temporary file is removed and the target is left as it was.
+  Ctrl-C) the temporary file is removed and the target is left as it was.  It is the project's one
+  atomic write: the store's ``metrics.csv`` export, the report site and pages, ``screen``'s outputs
+  all call it (:func:`write_text` for a text); ``full=`` turns a full disk into the caller's own
+  one-line error (the store's ``StoreFullError``), else the ``OSError`` is raised as it came.
 * :func:`umask`: the process's umask, read without changing it where Linux shows it, so that a
   thread writing a file never creates it under a momentarily zero umask.
 * :func:`pid_alive`: whether a process of this machine exists (used to recognise leftovers of
@@ -11,9 +14,10 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
-from typing import Callable
+from typing import Callable, Optional
 
 
 def umask() -> int:
@@ -43,20 +47,50 @@ def temporary_beside(path: str, suffix: str = ".tmp") -> str:
     return tmp
 
 
-def atomic_write(path: str, write: Callable[[str], None], suffix: str = ".tmp") -> str:
+def is_full(err: BaseException) -> bool:
+    """Whether ``err`` is a full disk or file-system quota (``ENOSPC``, ``EDQUOT``)."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk_message(path: str) -> str:
+    """The one line said when ``path`` could not be written for a full disk."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return (f"the disk holding {folder} is full: could not write {name} (nothing was replaced); free space and run "
+            f"the same command again")
+
+
+def atomic_write(path: str, write: Callable[[str], None], suffix: str = ".tmp",
+                 full: Optional[Callable[[str], BaseException]] = None) -> str:
     """Call ``write(tmp)`` on a fresh temporary file beside ``path``, then replace ``path`` by it;
-    returns ``path``.  Any failure removes the temporary file and re-raises."""
-    tmp = temporary_beside(path, suffix)
+    returns ``path``.  Any failure removes the temporary file and re-raises; with ``full`` (an
+    exception type, or any callable of a message), a full disk (:func:`is_full`) raises
+    ``full(full_disk_message(path))`` instead, one line without the ``OSError`` chained."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        tmp = temporary_beside(path, suffix)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+    except OSError as err:
+        if full is None or not is_full(err):
+            raise
+        raise full(full_disk_message(path)) from None
     return path
+
+
+def write_text(path: str, text: str, encoding: str = "utf-8",
+               full: Optional[Callable[[str], BaseException]] = None) -> str:
+    """Replace ``path`` by a file holding ``text`` through :func:`atomic_write` (a text that cannot be
+    encoded, like any failed write, leaves ``path`` as it was and no temporary file); returns ``path``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding=encoding) as fh:
+            fh.write(text)
+    return atomic_write(path, write, full=full)
 
 
 def pid_alive(pid: int) -> bool:

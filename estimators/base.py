@@ -21,11 +21,14 @@ for its own parameters (baselines, control variates, temperatures).
   capabilities it uses, :mod:`models.protocols`: e.g. the layered Bernoulli interface, a relaxed log
   joint) and ``handles`` (special capabilities it deals with: an unnormalised prior's −∇ log Z) let
   :meth:`check` refuse an incompatible model, particle count or setting with a one-line error
-  before any work starts.  An estimator never inspects a model beyond what it declared.
+  before any work starts.  ``uses`` names the capabilities it uses where a model provides them and
+  does without otherwise (the training mean, to centre a baseline's inputs): never a reason to refuse.
+  An estimator never inspects a model beyond what it declared: it asks :meth:`provided` whether the
+  model offers a capability it declared, and reads only that capability's members.
 * One name, one implementation per latent kind: an estimator whose algorithm differs between
   latent kinds is a :class:`Family` of implementations (registered as ``one_of(A, B)``); the
-  implementation that fits the model is chosen by the declarations above, and on :meth:`bind` the
-  estimator becomes it.
+  implementation that fits the model is chosen by the declarations above, and :meth:`bind` binds
+  it and returns it; the family holds it and delegates to it.
 * ``variants`` names the reference variants the estimator offers through its ``variant`` option
   (e.g. a paper's form and its authors' released code), the default first; the generic tests run
   every one of them.
@@ -100,6 +103,8 @@ class Estimator(nn.Module, abc.ABC):
     min_particles: int = 1
     needs: frozenset = frozenset()
     handles: frozenset = frozenset()
+    #: capabilities it uses where the model provides them and does without otherwise (never a reason to refuse)
+    uses: frozenset = frozenset()
     #: the named variants it offers (option ``variant``), default first; every table label names a non-default one
     variants: Tuple[str, ...] = ()
     #: how the reports print its name (default: the registry name)
@@ -132,6 +137,14 @@ class Estimator(nn.Module, abc.ABC):
         if int(num_particles) != num_particles or num_particles < self.min_particles:
             raise IncompatibleError(f"estimator {self.name!r} needs at least {self.min_particles} "
                                     f"particle(s), got {num_particles}")
+
+    def provided(self, model, capability) -> bool:
+        """Whether ``model`` provides ``capability``, one this estimator declared (``needs``, ``handles`` or
+        ``uses``): the one way an estimator asks what a model offers (an undeclared one is a TypeError)."""
+        if capability not in self.needs | self.handles | self.uses:
+            raise TypeError(f"estimator {self.name!r} asks for the {capability}, which it does not declare "
+                            f"(needs, handles or uses)")
+        return capability in capabilities(model)
 
     def bind(self, model) -> "Estimator":
         self.bound_replicates = model.replicates
@@ -167,15 +180,40 @@ class Estimator(nn.Module, abc.ABC):
         return grads[: len(model_params)], grads[len(model_params):], est.objective
 
 
-class Family(Estimator):
-    """One registered name with one implementation per latent kind (``one_of(A, B, ...)``).
+class _Declared:
+    """A declaration of a :class:`Family` (``latent_types``, ``needs``, ``own_lr_multiplier``, …): read on the
+    class, or on a family not yet bound, it is what the name promises over all its implementations (set by
+    :func:`one_of`); read on a bound family, it is its implementation's own."""
 
-    Constructed with the name's options, it validates them against every implementation (each
-    accepts the same options).  :meth:`check` picks the first implementation whose declarations
-    (``latent_types``, ``needs``, ``handles``) fit the model, or refuses with the first
-    reason of the implementation whose capabilities the model lacks least (the first on a tie);
-    :meth:`bind` turns this object into that implementation (its class and
-    state), so a bound estimator *is* the implementation: its parameters, docstring and methods."""
+    def __init__(self, value):
+        self.value = value
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, family, owner=None):
+        implementation = None if family is None else family.__dict__.get("_modules", {}).get("implementation")
+        return self.value if implementation is None else getattr(implementation, self.name)
+
+
+#: the declarations a family answers with its bound implementation's values (see :class:`_Declared`)
+DECLARATIONS = ("latent_types", "min_particles", "needs", "handles", "uses", "variants", "display_name", "cost_hint",
+                "guide_target", "generative_target", "unbiased", "own_lr_multiplier", "second_order")
+
+
+class Family(Estimator):
+    """One registered name with one implementation per latent kind (``one_of(A, B, ...)``), by composition.
+
+    Constructed with the name's options, it builds one instance of every implementation (each accepts the
+    same options, so they are validated up front).  :meth:`check` picks the first implementation whose
+    declarations (``latent_types``, ``needs``, ``handles``) fit the model, or refuses with the first reason
+    of the implementation whose capabilities the model lacks least (the first on a tie).  :meth:`bind` binds
+    that implementation, keeps it as the submodule ``implementation`` and returns it; the family then
+    delegates to it: :meth:`check`, :meth:`surrogate`, :meth:`gradients`, :meth:`set_progress`, its
+    declarations (:data:`DECLARATIONS`) and every attribute the family does not have itself (its options,
+    before binding those of the first implementation).  Its parameters are the implementation's (under the
+    prefix ``implementation.``).  Set an implementation's attribute on the object :meth:`bind` returns: the
+    family's own attributes stay the family's."""
 
     implementations: Tuple[type, ...] = ()
 
@@ -184,13 +222,23 @@ class Family(Estimator):
         candidates = [impl(**options) for impl in self.implementations]
         for candidate in candidates:  # an implementation answers to the family's name
             object.__setattr__(candidate, "registry_name", type(self).registry_name)
-        object.__setattr__(self, "_candidates", candidates)
+        object.__setattr__(self, "_candidates", candidates)  # a plain list: not submodules until one is bound
+
+    @property
+    def implementation(self) -> "Estimator":
+        """The implementation the family is bound to (None before :meth:`bind`)."""
+        return self._modules.get("implementation")
+
+    @property
+    def candidates(self) -> Tuple["Estimator", ...]:
+        """One instance of every implementation, built with the family's options (what :meth:`choose` picks from)."""
+        return tuple(self._candidates)
 
     def choose(self, model, num_particles: int = None) -> "Estimator":
         """The implementation that fits ``model`` (and K); otherwise one line saying why none does."""
         fitting_kind = [c for c in self._candidates if model.latent.kind in c.latent_types]
         if not fitting_kind:
-            kinds = ", ".join(sorted(self.latent_types))
+            kinds = ", ".join(sorted(type(self).latent_types))
             raise IncompatibleError(f"estimator {self.name!r} does not support {model.latent.kind} latents "
                                     f"(model {type(model).__name__}); it supports {kinds}")
         reasons = []
@@ -208,29 +256,49 @@ class Family(Estimator):
         raise min(reasons, key=lambda r: r[:2])[2]
 
     def check(self, model, num_particles: int) -> None:
-        self.choose(model, num_particles)
+        """Before binding: whether some implementation fits; once bound: whether the bound one does."""
+        if self.implementation is None:
+            self.choose(model, num_particles)
+        else:
+            self.implementation.check(model, num_particles)
 
     def bind(self, model) -> "Estimator":
         chosen = self.choose(model)
-        object.__setattr__(self, "__class__", type(chosen))
-        self.__dict__.clear()
-        self.__dict__.update(chosen.__dict__)
-        return self.bind(model)
+        chosen.train(self.training)
+        chosen.bind(model)
+        self._modules["implementation"] = chosen
+        return chosen
+
+    def _bound(self, model) -> "Estimator":
+        return self.bind(model) if self.implementation is None else self.implementation
+
+    def set_progress(self, fraction: float) -> None:
+        for implementation in ([self.implementation] if self.implementation is not None else self._candidates):
+            implementation.set_progress(fraction)
 
     def surrogate(self, model, x, num_particles):
-        return self.bind(model).surrogate(model, x, num_particles)
+        return self._bound(model).surrogate(model, x, num_particles)
 
     def gradients(self, model, x, num_particles, with_own: bool = True):
-        return self.bind(model).gradients(model, x, num_particles, with_own)
+        implementation = self._bound(model)
+        if type(implementation).gradients is Estimator.gradients:
+            # the default differentiates ``self.surrogate``: the family's, which an instance may replace
+            # (``--compile``, harness.runner.compile_surrogate); its parameters are the implementation's, in order
+            return Estimator.gradients(self, model, x, num_particles, with_own)
+        return implementation.gradients(model, x, num_particles, with_own)
 
-    def __getattr__(self, name):  # before binding: the first implementation's declarations and options
+    def __getattr__(self, name):  # what the family does not have: its implementation's (before binding: the first's)
         try:
             return super().__getattr__(name)
         except AttributeError:
-            candidates = self.__dict__.get("_candidates")
-            if not candidates:
-                raise
-            return getattr(candidates[0], name)
+            state = self.__dict__
+            target = state.get("_modules", {}).get("implementation")
+            if target is None:
+                candidates = state.get("_candidates")
+                if not candidates:
+                    raise
+                target = candidates[0]
+            return getattr(target, name)
 
 
 def one_of(*implementations) -> type:
@@ -242,14 +310,18 @@ def one_of(*implementations) -> type:
             if getattr(impl, attr) != getattr(first, attr):
                 raise TypeError(f"{impl.__name__} and {first.__name__} disagree on {attr}")
     name = first.__name__.removesuffix("Categorical").removesuffix("Bernoulli") or first.__name__
-    family = type(name, (Family,), {
-        "implementations": tuple(implementations), "__doc__": first.__doc__, "__module__": first.__module__,
+    promised = {  # what the name promises before it is bound (the class's values; declarations not named: the default)
         "latent_types": frozenset().union(*(i.latent_types for i in implementations)),
         "handles": frozenset().union(*(i.handles for i in implementations)),  # what some implementation handles
+        "uses": frozenset().union(*(i.uses for i in implementations)),
         "guide_target": first.guide_target, "generative_target": first.generative_target,
         "unbiased": first.unbiased, "min_particles": min(i.min_particles for i in implementations),
         "variants": first.variants, "display_name": first.display_name, "cost_hint": first.cost_hint,
-        "second_order": any(i.second_order for i in implementations)})
+        "second_order": any(i.second_order for i in implementations)}
+    declared = {attr: _Declared(promised.get(attr, getattr(Estimator, attr))) for attr in DECLARATIONS}
+    family = type(name, (Family,), {
+        "implementations": tuple(implementations), "__doc__": first.__doc__, "__module__": first.__module__,
+        **declared})
     return family
 
 

@@ -7,7 +7,8 @@ subtracted, and the result is divided by a running estimate of its standard devi
 normalisation).
 The reference code whose NVIL numbers the REBAR / RELAX / DVAE++ tables print (REBAR code of Tucker et al., 2017,
 ``get_nvil_gradient``, comment "no variance normalization"): signal stop(ℓ) − C_ψ(x) with C_ψ an MLP
-on x − x̄ (100 tanh units → 1, its output bias playing the constant), no running mean, no
+on x − x̄ (x̄ the model's training mean, ``models.protocols.TRAINING_MEAN``, declared in ``uses``: x itself
+on a model without one; 100 tanh units → 1, its output bias playing the constant), no running mean, no
 normalisation; C_ψ is trained by the squared error (ℓ − C_ψ(x))² at 10× the learning rate.
 This file: option ``variant``
   ``rebar_code`` (default)  the REBAR code's: ĝ_φ = (ℓ − C_ψ(x)) ∇_φ Σ_k log q_φ(z_k|x) + direct term.
@@ -38,7 +39,7 @@ from torch import nn
 
 from estibench.models.nn import StackedMLP
 
-from estibench.models.protocols import LAYERED_BERNOULLI
+from estibench.models.protocols import LAYERED_BERNOULLI, TRAINING_MEAN
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, wake_theta
 from .binary import chain, direct_term, hard_sample, log_mass
@@ -46,9 +47,11 @@ from .binary import chain, direct_term, hard_sample, log_mass
 
 class SignalBaseline(nn.Module):
     """c (running mean), C_ψ(x) (MLP on x − x̄) and v (running mean square of the centred signal),
-    per replicate and per signal (``outputs`` signals: one for NVIL, one per layer for MuProp)."""
+    per replicate and per signal (``outputs`` signals: one for NVIL, one per layer for MuProp).
+    ``input_mean``: x̄ (None: the inputs are not centred)."""
 
-    def __init__(self, model, outputs: int, hidden: int, decay: float, salt: int, running_mean: bool = True):
+    def __init__(self, model, outputs: int, hidden: int, decay: float, salt: int, running_mean: bool = True,
+                 input_mean=None):
         super().__init__()
         self.running_mean = bool(running_mean)
         obs = int(math.prod(model.obs_shape))
@@ -58,8 +61,7 @@ class SignalBaseline(nn.Module):
         for name in ("mean", "square"):
             self.register_buffer(name, torch.zeros(R, outputs))
         self.register_buffer("weight", torch.zeros(R, 1))  # 1 − decay^steps, for bias correction
-        centre = getattr(model, "train_mean", None)
-        self.register_buffer("input_mean", None if centre is None else centre.detach().reshape(-1).clone())
+        self.register_buffer("input_mean", None if input_mean is None else input_mean.detach().reshape(-1).clone())
         self.to(device=model.device, dtype=model.dtype)
 
     def inputs(self, x):
@@ -94,6 +96,7 @@ class StatefulSignalEstimator(Estimator):
     """Running statistics change only on training steps (see the module docstring)."""
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
+    uses = frozenset({TRAINING_MEAN})  # x̄ centres the baseline's inputs where the model has it
     own_lr_multiplier = 10.0
     salt = 11
 
@@ -113,8 +116,9 @@ class StatefulSignalEstimator(Estimator):
         return 1
 
     def bind(self, model):
+        centre = model.train_mean if self.provided(model, TRAINING_MEAN) else None
         self.baseline = SignalBaseline(model, self.signals(model), self.hidden, self.decay, self.salt,
-                                       self.running_mean)
+                                       self.running_mean, input_mean=centre)
         return self
 
     def centre(self, x, signal):

@@ -19,7 +19,8 @@ computed in log space (no cancellation near θ ∈ {0, 1}):
 with log θ = logsigmoid(l), log(1 − θ) = logsigmoid(−l); z̃ is reparameterised in φ given b.
 Relaxed objective f̃(ζ) = log (1/K) Σ_k exp(log p_θ(x, s_k) − log q_φ(s_k | x)), s = σ_λ(ζ) = σ(ζ/λ),
 with both log-masses evaluated at the relaxed s ∈ (0, 1) (the Bernoulli log-mass s·l − softplus(l)
-is linear in s; ``model.relaxed_log_joint`` when the model has one, else ``log_joint``).  The estimator:
+is linear in s; ``model.relaxed_log_joint`` when the model provides RELAXED_LOG_JOINT, else ``log_joint``).
+The estimator:
     ĝ_φ = [f(b) − η f̃(z̃)] ∇_φ log q_φ(b) + ∇_φ f(b) + η ∇_φ f̃(z) − η ∇_φ f̃(z̃),
 where ∇_φ f(b) is the direct dependence through −log q_φ(b) inside w_k, ∇_φ f̃ is the total
 derivative (through z, z̃ and through q_φ inside f̃), and f̃(z̃) in the first bracket is a value
@@ -78,7 +79,8 @@ whose REBAR is the RELAX paper's REBAR column):
   layers below from u; term l's REINFORCE part multiplies log q(b_l | b_{l−1}) only.  Unbiased by
   conditioning on u_{>l} (independent of u_l and b_l).  The codes also drive the layers below l of
   the conditional chain by ũ; this file uses u there (the argument above needs it).
-* ``baseline``: an input-dependent baseline B_ψ(x) (x − x̄ → 100 tanh → 1, per replicate) subtracted
+* ``baseline``: an input-dependent baseline B_ψ(x) (x − x̄ → 100 tanh → 1, per replicate; x̄ the model's
+  TRAINING_MEAN where it provides one, else x is not centred) subtracted
   from f(b) in the REINFORCE term, trained with λ and η by the variance objective (REBAR code).
 * ``eta_param=sigmoid``: η = 2σ(ξ) per tensor, ξ learned (start η = 1); ``free``: η itself.
 * ``theta_cv``: the control variate is applied to θ too (one η per θ tensor); its θ-part,
@@ -104,7 +106,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from estibench.models.nn import StackedMLP
-from estibench.models.protocols import LAYERED_BERNOULLI, bernoulli_log_mass
+from estibench.models.protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, TRAINING_MEAN, bernoulli_log_mass
 
 from .base import Estimate, Estimator, IncompatibleError, logmeanexp
 
@@ -171,7 +173,8 @@ class BernoulliControlVariate(nn.Module):
 
     ``estimate`` returns the ascent estimates for ``model.parameters()`` and the bound ``[R, B]``;
     with ``create_graph`` the estimates stay differentiable in λ, η, ρ and the baseline ψ (for
-    ∇‖ĝ‖²)."""
+    ∇‖ĝ‖²).  It inspects no model: the estimator that owns it says, on :meth:`bind`, what the model
+    provides of what it declared (:data:`USES`)."""
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, learn: bool = True,
                  hidden: Optional[Sequence[int]] = None, zero_output: bool = True, salt: int = 11,
@@ -189,9 +192,14 @@ class BernoulliControlVariate(nn.Module):
             raise IncompatibleError(f"eta_param=sigmoid keeps η in (0, 2); got eta={eta}")
         self.baseline_net = None
         self.residuals = None
+        self.relaxed_joint = False
 
-    def bind(self, model) -> "BernoulliControlVariate":
+    def bind(self, model, input_mean: Optional[torch.Tensor] = None,
+             relaxed_log_joint: bool = False) -> "BernoulliControlVariate":
+        """Create λ, η (and ψ, ρ) for ``model``; ``input_mean``: x̄ for the baseline's inputs (None: not centred);
+        ``relaxed_log_joint``: evaluate f̃ with ``model.relaxed_log_joint`` (else ``log_joint``)."""
         o = self.options
+        self.relaxed_joint = bool(relaxed_log_joint)
         sizes, R = tuple(int(d) for d in model.layer_sizes), model.replicates
         like = dict(dtype=model.dtype, device=model.device)
         n_cv = len(list(model.parameters())) if o["theta_cv"] else len(model.guide_parameters())
@@ -209,8 +217,8 @@ class BernoulliControlVariate(nn.Module):
         obs = int(math.prod(model.obs_shape))
         if o["baseline"]:  # the REBAR code's input-dependent baseline: x − x̄ → 100 tanh → 1
             self.baseline_net = StackedMLP(model.seeds, [obs, 100, 1], activation="tanh", salt=self.salt + 1)
-            centre = getattr(model, "train_mean", None)
-            self.register_buffer("input_mean", None if centre is None else centre.detach().reshape(-1).to(**like).clone())
+            self.register_buffer("input_mean",
+                                 None if input_mean is None else input_mean.detach().reshape(-1).to(**like).clone())
             self.baseline_net.to(**like)
         if self.hidden is not None:  # r_ρ: one network, or one per layer's term (layerwise)
             count = len(sizes) if o["layerwise"] else 1
@@ -258,7 +266,7 @@ class BernoulliControlVariate(nn.Module):
             log_q = log_q + bernoulli_log_mass(logits, s)
             soft.append(s)
             feats.append(torch.tanh(0.5 * zeta))
-        log_joint = getattr(model, "relaxed_log_joint", model.log_joint)
+        log_joint = model.relaxed_log_joint if self.relaxed_joint else model.log_joint
         return logmeanexp(log_joint(x, model.join(soft)) - log_q, 0), feats
 
     def residual_value(self, x, feats: List[torch.Tensor], index: int = 0) -> torch.Tensor:
@@ -363,6 +371,18 @@ class BernoulliControlVariate(nn.Module):
         return grads
 
 
+#: what the estimators built on :class:`BernoulliControlVariate` use where the model provides it: x̄ for the
+#: baseline's inputs, and the relaxed log joint for f̃
+USES = frozenset({TRAINING_MEAN, RELAXED_LOG_JOINT})
+
+
+def bind_control_variate(estimator: Estimator, cv: "BernoulliControlVariate", model) -> "BernoulliControlVariate":
+    """Bind ``cv`` (the control variate of ``estimator``, which declares :data:`USES`) to ``model``, passing it
+    what the model provides of those capabilities."""
+    return cv.bind(model, input_mean=model.train_mean if estimator.provided(model, TRAINING_MEAN) else None,
+                   relaxed_log_joint=estimator.provided(model, RELAXED_LOG_JOINT))
+
+
 def control_variate_gradients(cv: BernoulliControlVariate, own, model, x, num_particles, with_own: bool,
                               weight_decay: float = 0.0):
     """``Estimator.gradients`` for an estimator whose own parameters are ``own`` (those of ``cv``)."""
@@ -392,6 +412,7 @@ class Rebar(Estimator):
     variants = ("paper", "rebar_code", "relax_code")
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
+    uses = USES
     own_lr_multiplier = 10.0
     second_order = True  # η and λ follow ∇‖ĝ_φ‖²
 
@@ -405,7 +426,7 @@ class Rebar(Estimator):
             shared_temperature=shared_temperature)
 
     def bind(self, model):
-        self.relaxation.bind(model)
+        bind_control_variate(self, self.relaxation, model)
         return self
 
     def surrogate(self, model, x, num_particles):

@@ -49,7 +49,8 @@ from estibench.models.nn import StackedMLP
 from estibench.models.protocols import CATEGORICAL, LAYERED_BERNOULLI
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
-from .rebar import BernoulliControlVariate, control_variate_gradients, control_variate_surrogate
+from .rebar import (USES, BernoulliControlVariate, bind_control_variate, control_variate_gradients,
+                    control_variate_surrogate)
 
 
 def conditional_gumbel(log_probs: torch.Tensor, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -156,9 +157,10 @@ class RelaxBernoulli(RelaxOptions):  # layered Bernoulli latents (SBNs): the sec
 
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})
+    uses = USES  # x̄ for the baseline's inputs (none in RELAX's variants), the relaxed log joint for f̃
 
     def bind(self, model):
-        self.bernoulli = self._bernoulli_options.bind(model)
+        self.bernoulli = bind_control_variate(self, self._bernoulli_options, model)
         self.own_lr_multiplier = self._bernoulli_lr
         return self
 

@@ -30,13 +30,13 @@ import torch
 from estibench import estimators
 
 from .exact import exact_objective_gradient
+from .grammar import parse_estimators
 from .gradients import gradient_draws
 from .metrics import log_mean_variance
 
 
 def parse_members(spec: Sequence[str]) -> List[Tuple[str, dict]]:
     """(name, options) for every label of ``spec`` (one-line errors for an unknown name or option)."""
-    from .cli import parse_estimators
     out = []
     for label in spec:
         out += parse_estimators(str(label))

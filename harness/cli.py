@@ -1,17 +1,19 @@
-"""Command line for ``run_all.py``: build a suite's cells, validate them, run what is not done,
-export the tidy table and write the report."""
+"""Command line for ``run_all.py`` and ``estibench``: the first word names the command (:data:`COMMANDS`: run,
+report, check, screen, fetch-data); a command line that starts with a flag is a run.  A run builds a suite's cells
+(:func:`make_cells`, in named steps), validates them, runs what is not done, exports the tidy table and writes the
+report.  The suites and the grid flags are the studies' (``estibench.studies``), read when a parser or the cells
+are built, not on import."""
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
 import math
 import itertools
 import os
-import re
 import sys
+import textwrap
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -24,8 +26,6 @@ from .store import Store, StoreError
 from estibench import studies as study_registry
 from .sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
 
-#: every study's suites (``estibench.studies``): suite name → grid
-SUITES = study_registry.suites()
 #: the keys a suite grid must have, and those it may have (``studies.Study.suites``)
 SUITE_KEYS = ("study", "model", "estimators", "particles", "seeds", "iterations", "eval_every", "batch_size", "lr")
 SUITE_OPTIONAL = ("description", "model_options", "study_options", "estimator_options", "optimiser", "model_grid",
@@ -54,13 +54,37 @@ def _suite_grid(name: str, loaded):
     return lambda: grid
 
 
-SUITE_REGISTRY = Registry("suite", admits=_suite_grid)
-for _name in SUITES:
-    SUITE_REGISTRY.register(_name)(lambda _n=_name: SUITES[_n])
-#: flags that pick values of a suite's model grid, declared by the studies: flag → (model option, help)
-GRID_FLAGS = {}
-for _study in study_registry.names():
-    GRID_FLAGS.update(study_registry.get(_study).grid_flags)
+def suites() -> Dict[str, dict]:
+    """Every study's suites (``estibench.studies``): suite name → grid; read when asked for, so a study registered
+    after this module was imported is seen too."""
+    return study_registry.suites()
+
+
+def suite_registry() -> Registry:
+    """The suites by name, and ``--suite package.module:Attribute`` for a suite grid of one's own
+    (:func:`_suite_grid`)."""
+    registry = Registry("suite", admits=_suite_grid)
+    for name, grid in suites().items():
+        registry.register(name)(lambda _grid=grid: _grid)
+    return registry
+
+
+def grid_flags() -> Dict[str, Tuple[str, str]]:
+    """The flags that pick values of a suite's model grid, as each study declares them (``Study.grid_flags``):
+    flag → (model option, help)."""
+    out: Dict[str, Tuple[str, str]] = {}
+    for study in study_registry.names():
+        out.update(study_registry.get(study).grid_flags)
+    return out
+
+
+_READ_WHEN_USED = {"SUITES": suites, "SUITE_REGISTRY": suite_registry, "GRID_FLAGS": grid_flags}
+
+
+def __getattr__(name):  # ``from estibench.harness.cli import SUITES``: the studies are read then, not on import
+    if name in _READ_WHEN_USED:
+        return _READ_WHEN_USED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def prog() -> str:
@@ -68,18 +92,69 @@ def prog() -> str:
     return program()
 
 
-class UsageError(ValueError):
-    """Bad command-line input; reported as one line, exit status 2."""
+# the option grammar (estimator specs, NAME=VALUE options, comma lists) and its UsageError: harness/grammar.py
+from .grammar import (UsageError, parse_estimators, parse_options, parse_value, refuse_twice as _refuse_twice,  # noqa: E402,F401
+                      split, split_top)
 
 
-def parser() -> argparse.ArgumentParser:
+#: the commands, the first word of a command line: name → what it does (one line of ``--help``).  A command line
+#: whose first word is a flag (or that is empty) is a run: ``run_all.py --suite gmm`` = ``run_all.py run --suite gmm``
+COMMANDS = {
+    "run": "run a suite (the default: `run --suite gmm` = `--suite gmm`)",
+    "report": "rebuild the report from a store alone: report --out DIR",
+    "check": "check one estimator's contract and exact gradients: check NAME",
+    "screen": "which estimator suits a model: screen --model NAME",
+    "fetch-data": "download a dataset into the cache: fetch-data NAME",
+}
+
+
+def command_of(argv: List[str]) -> Tuple[str, List[str]]:
+    """``(command, its arguments)``.  The first word names the command; a first word that is a flag, or none, is a
+    run written without ``run`` (command ``""``).  Any other first word is a UsageError naming the nearest command
+    (``chek`` → check), or the ``--suite`` it may have meant."""
+    if not argv or argv[0].startswith("-"):
+        return "", list(argv)
+    word = argv[0]
+    if word in COMMANDS:
+        return word, list(argv[1:])
+    close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {close[0]}?"
+    elif word in suites():
+        hint = f"to run suite {word}: {prog()} --suite {word}"
+    else:
+        hint = f"the commands are {', '.join(COMMANDS)} ({prog()} --help)"
+    raise UsageError(f"unknown command {word!r}; {hint}")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, keeping the line breaks of the description and the epilog (each line wrapped alone)."""
+
+    def _fill_text(self, text, width, indent):
+        def fill(line):  # an indented line (a command's) as written, the others with single spaces
+            if line.startswith(" "):
+                return textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + " " * 14)
+            return textwrap.fill(" ".join(line.split()), width, initial_indent=indent, subsequent_indent=indent)
+        return "\n".join(fill(line) if line.strip() else "" for line in text.splitlines())
+
+
+def _commands_epilog() -> str:
+    return "\n".join([f"commands (without one, {prog()} runs a suite with the flags above):"]
+                     + [f"  {command:<11} {text}" for command, text in COMMANDS.items()]
+                     + [f"{prog()} COMMAND --help lists a command's flags."])
+
+
+def parser(command: str = "") -> argparse.ArgumentParser:
+    """The run's parser: ``command`` ``"run"`` for ``run_all.py run ...``; ``""`` for the run written without a
+    command, whose ``--help`` also lists the commands."""
     p = OneLineParser(
-        prog=prog(),
+        prog=f"{prog()} {command}".strip(), formatter_class=_HelpFormatter,
+        epilog=None if command else _commands_epilog(),
         description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
                     "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.  "
-                    "`run_all.py report --out DIR` rebuilds the report from a store alone.")
+                    f"`{prog()} report --out DIR` rebuilds the report from a store alone.")
     p.add_argument("--suite", default="default",
-                   help=f"suite to run: {', '.join(sorted(SUITES))} (default: default, a few minutes on a CPU)")
+                   help=f"suite to run: {', '.join(sorted(suites()))} (default: default, a few minutes on a CPU)")
     p.add_argument("--estimators", help="comma-separated estimator names, each optionally with options in "
                                         "brackets, e.g. ww,concrete[final_temperature=1.0],dww[delta=0.1] "
                                         f"(default: the suite's); known: {', '.join(estimators.names())}")
@@ -103,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
     p.add_argument("--model", help="model name or package.module:Class, overriding the suite's (it must declare "
                                    "the suite's study in its `studies`)")
-    for flag, (option, text) in GRID_FLAGS.items():
+    for flag, (option, text) in grid_flags().items():  # declared by the studies
         p.add_argument(flag, dest=option, help=text)
     p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
     p.add_argument("--basket", help="gradient basket: comma-separated estimators (with options in brackets) whose "
@@ -122,115 +197,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text
-
-
-_OPEN, _CLOSE = "([{", ")]}"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-+]*(?::[A-Za-z_][A-Za-z0-9_.]*)?")  # "+": the RWS code's rw+rws
-_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def split_top(text: str, what: str) -> List[str]:
-    """``text`` split at the commas outside brackets and quotes; unbalanced or mismatched brackets or
-    an unclosed quote are a :class:`UsageError` naming the position."""
-    pieces, depth, quote, start = [], [], None, 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch in _OPEN:
-            depth.append((ch, i))
-        elif ch in _CLOSE:
-            if not depth or _OPEN.index(depth[-1][0]) != _CLOSE.index(ch):
-                raise UsageError(f"cannot read {what} {text!r}: unmatched {ch!r} at character {i + 1}")
-            depth.pop()
-        elif ch == "," and not depth:
-            pieces.append(text[start:i])
-            start = i + 1
-    if quote:
-        raise UsageError(f"cannot read {what} {text!r}: unclosed quote {quote}")
-    if depth:
-        ch, i = depth[-1]
-        raise UsageError(f"cannot read {what} {text!r}: {ch!r} at character {i + 1} is never closed")
-    pieces.append(text[start:])
-    return pieces
-
-
-def parse_options(text: str, what: str = "options") -> dict:
-    """``"a=1,b=x"`` → ``{"a": 1, "b": "x"}``: NAME=VALUE items separated by commas outside brackets;
-    a value is a Python literal (number, tuple, string in quotes) or else a bare word, kept as text.
-    Anything else (an empty item, a missing name or value, a name given twice) is a UsageError."""
-    out = {}
-    if not text.strip():
-        return out
-    for item in (t.strip() for t in split_top(text, what)):
-        key, eq, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not item:
-            raise UsageError(f"cannot read {what} {text!r}: an empty item (a stray comma?)")
-        if not eq or not _OPTION.fullmatch(key) or not value:
-            raise UsageError(f"cannot read option {item!r} in {what} {text!r}; write NAME=VALUE")
-        if key in out:
-            raise UsageError(f"option {key!r} is given twice in {what} {text!r}")
-        out[key] = parse_value(value)
-    return out
-
-
-def parse_estimators(text: str) -> List[Tuple[str, dict]]:
-    """``"ww,concrete[final_temperature=1.0]"`` → [("ww", {}), ("concrete", {"final_temperature": 1.0})].
-
-    The grammar, strictly: ``SPEC (, SPEC)*`` with ``SPEC = NAME`` or ``NAME[OPTIONS]`` (NAME a
-    registry name or ``package.module:Class``; OPTIONS as :func:`parse_options`).  Anything else —
-    unbalanced brackets, an empty name, text after the brackets, a name given twice — is one
-    :class:`UsageError`, never a silently dropped estimator."""
-    out = []
-    for piece in split_top(text, "--estimators"):
-        spec = piece.strip()
-        if not spec:
-            raise UsageError(f"cannot read --estimators {text!r}: an empty name (a stray comma?)")
-        match = re.fullmatch(r"([^\[\]]*?)\s*(?:\[(.*)\])?", spec, re.S)
-        name = match.group(1).strip() if match else ""
-        if not match or not _NAME.fullmatch(name):
-            raise UsageError(f"cannot read {spec!r} in --estimators {text!r}; write NAME or NAME[OPTION=VALUE,...]")
-        options = parse_options(match.group(2) or "", f"the options of {name}")
-        if any(n == name and o == options for n, o in out):
-            raise UsageError(f"--estimators {text!r} names {spec!r} twice")
-        out.append((name, options))
-    return out
-
-
-def _refuse_twice(values: List, what: str, text: str) -> List:
-    """``values`` unchanged, or a UsageError when one of them is given twice (``2,2``, ``2,02``): the same value
-    twice would make the same cell twice, run once and counted twice."""
-    for i, value in enumerate(values):
-        if value in values[:i]:
-            raise UsageError(f"{what} {text!r} names {value!r} twice")
-    return values
-
-
-def split(text: Optional[str], cast=str, what: str = "the list") -> Optional[List]:
-    """``"2,5"`` → ``[2, 5]``; an empty list, an empty item (``"2,,5"``) or a value given twice (``"2,2"``) is a
-    UsageError."""
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",")]
-    if not text.strip() or not all(items):
-        raise UsageError(f"cannot read {what} {text!r}: write a comma-separated list such as 2,5 with no empty item")
-    try:
-        values = [cast(t) for t in items]
-    except ValueError:
-        raise UsageError(f"cannot read {what} {text!r} as a comma-separated list of {cast.__name__}") from None
-    return _refuse_twice(values, what, text)
-
-
 def _suites_with(option: str) -> List[str]:
-    return sorted(n for n, s in SUITES.items() if option in s.get("model_grid", {})
+    return sorted(n for n, s in suites().items() if option in s.get("model_grid", {})
                   or any(option in p.get("model_grid", {}) for p in s.get("parts", [])))
 
 
@@ -268,13 +236,52 @@ def _assign(specs, parts) -> List[List[Tuple[str, dict]]]:
 
 
 def make_cells(args) -> List[Cell]:
-    """The suite's cells after the command-line overrides.  A suite may have ``parts`` (e.g. the
-    SBN suite: single-sample estimators at K = 1, multi-sample ones at K = 5, and the enumerable
-    model for the exact-gradient table); every common flag applies to every part."""
+    """The cells of ``args.suite`` after the command-line overrides, every one checked before any work.  In steps:
+
+    1. :func:`_suite_parts`: the suite with its preset, as parts (a suite without ``parts`` is one part; the SBN
+       suite has single-sample estimators at K = 1, multi-sample ones at K = 5, the enumerable model, ...);
+       ``--model`` replaces every part's model.
+    2. :func:`_check_numbers`: the counts, the learning rate, the device and the backend are usable.
+    3. :func:`_grid_choices`, :func:`_parts_taking`: a grid flag (``--arch``, ``--dataset``, ``--groups``; the
+       studies declare them) keeps the parts whose model takes it, each with the values it takes.
+    4. :func:`_basket`: ``--basket`` and ``--basket-samples`` as study options.
+    5. :func:`_assign`, :func:`_part_cells`: the user's ``--estimators`` spread over the parts, each part's cells
+       (its grid × its estimators × its K) with every common flag applied; :func:`_same_cell_once`: a cell that
+       two parts make is kept once.
+    6. :func:`_check_cells`: each model built once and each estimator checked against it (names, options,
+       compatibility, data on disk); :func:`_check_basket_fits`: the basket's members against the cells."""
+    suite = _suite(args.suite)
+    preset_name, parts = _suite_parts(args, suite)
+    model_options = parse_options(args.model_options, "--model-options") if args.model_options is not None else {}
+    user_particles = split(args.particles, int, "--particles")
+    _check_numbers(args, user_particles)
+    parts = _parts_taking(parts, _grid_choices(args, suite), args.suite)
+    basket, basket_members = _basket(args)
+    user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
+    part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
+    cells, part_of = [], []  # part_of: the index of the part each cell comes from
+    for part_index, (part, specs) in enumerate(zip(parts, part_specs)):
+        cells += _part_cells(part, specs, args, model_options=model_options, particles=user_particles,
+                             preset=preset_name, basket=basket)
+        part_of += [part_index] * (len(cells) - len(part_of))
+    cells = _same_cell_once(cells, part_of, args)
+    probes = _check_cells(cells)
+    if basket_members:
+        _check_basket_fits(cells, basket_members, probes)
+    return cells
+
+
+def _suite(name: str) -> dict:
+    """The suite grid named ``name`` (a registered suite or ``package.module:Attribute``)."""
     try:
-        suite = SUITE_REGISTRY.get(args.suite)
+        return suite_registry().get(name)
     except UnknownNameError as err:
         raise UsageError(str(err)) from None
+
+
+def _suite_parts(args, suite: dict) -> Tuple[str, List[dict]]:
+    """``(preset name, parts)``: the suite's settings with the preset's over them, one dict per part (a part's own
+    keys over those); ``--model`` replaces every part's model (it must declare the suite's study)."""
     preset_name, preset_settings = _preset(args, suite)
     settings = {**suite, **preset_settings}
     parts = [{**settings, **part} for part in settings.get("parts", [{}])]
@@ -289,8 +296,12 @@ def make_cells(args) -> List[Cell]:
             raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite['study']!r} "
                              f"takes {', '.join(fits)})")
         parts = [{**part, "model": args.model} for part in parts]
-    model_options = parse_options(args.model_options, "--model-options") if args.model_options is not None else {}
-    user_particles = split(args.particles, int, "--particles")
+    return preset_name, parts
+
+
+def _check_numbers(args, user_particles: Optional[List[int]]) -> None:
+    """A UsageError for a count below its least value, a learning rate that is not a positive finite number, an
+    unknown device, or a backend without its address (or an address without its backend)."""
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     if args.iterations is not None and args.iterations < 1:
@@ -325,9 +336,48 @@ def make_cells(args) -> List[Cell]:
             check_scheduler(args.scheduler)
         except ValueError as err:
             raise UsageError(str(err)) from None
-    flags = {option: _csv_flag(getattr(args, option, None), flag, suite, option, args.suite)
-             for flag, (option, _) in GRID_FLAGS.items()}
-    basket, basket_members = {}, []  # basket_members: [(label, (name, options))] of an explicit --basket
+
+
+def _grid_choices(args, suite: dict) -> Dict[str, Tuple[str, List]]:
+    """model option → (flag, values) of every grid flag given (:func:`_csv_flag`: a flag the suite's grid does not
+    name is a UsageError)."""
+    out = {}
+    for flag, (option, _) in grid_flags().items():
+        values = _csv_flag(getattr(args, option, None), flag, suite, option, args.suite)
+        if values:
+            out[option] = (flag, values)
+    return out
+
+
+def _parts_taking(parts: List[dict], choices: Dict[str, Tuple[str, List]], suite_name: str) -> List[dict]:
+    """The parts that the grid flags apply to, each with the flag's values in its grid; no flag, every part.
+
+    A part takes a grid flag when its grid names the flag's option (``--groups`` on the rbm suite: the RBM-prior
+    VAEs, not the directed-prior SBNs beside them).  Of the values given, a part takes those its grid lists
+    (``--arch linear1`` on the sbn suite: the binary SBNs, not the categorical ones, whose grid lists linear and
+    nonlinear; ``--arch nonlinear``: not the enumerable sbn_tiny, whose grid lists linear1 and linear2) and every
+    value that no part lists (``--dataset mnist-static`` where the suite lists only the embedded subset: whether
+    the model can use it is the model's to say when it is built).  A part that takes none of the values is left
+    out; no part left is a UsageError."""
+    for option, (flag, values) in choices.items():
+        listed = [v for part in parts for v in part.get("model_grid", {}).get(option, ())]
+        kept = []
+        for part in parts:
+            grid = part.get("model_grid", {})
+            taken = [v for v in values if v in grid[option] or v not in listed] if option in grid else []
+            if taken:
+                kept.append({**part, "model_grid": {**grid, option: tuple(taken)}})
+        if not kept:
+            raise UsageError(f"{flag} applies to no part of suite {suite_name!r}"
+                             + (" left by the other grid flags" if len(choices) > 1 else ""))
+        parts = kept
+    return parts
+
+
+def _basket(args) -> Tuple[dict, list]:
+    """``(study options, members)`` of ``--basket`` and ``--basket-samples``: the options every cell gets, and for
+    an explicit basket its members ``[(label, (name, options))]`` (``all`` has none to check here)."""
+    basket, members = {}, []
     if getattr(args, "basket", None):
         from .basket import parse_members
         from .runner import option_label
@@ -341,47 +391,47 @@ def make_cells(args) -> List[Cell]:
                 raise UsageError(f"--basket: {str(err).splitlines()[0]}") from None
             labels = _refuse_twice([option_label(n, o) for n, o in pairs], "--basket", args.basket)
             basket["basket"] = tuple(labels)
-            basket_members = list(zip(labels, pairs))
+            members = list(zip(labels, pairs))
     if getattr(args, "basket_samples", None) is not None:
         if args.basket_samples < 2:
             raise UsageError(f"--basket-samples must be at least 2 (a variance needs two draws), got {args.basket_samples}")
         if not basket:
             raise UsageError("--basket-samples needs --basket")
         basket["basket_samples"] = int(args.basket_samples)
-    user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
-    part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
-    cells, part_of = [], []  # part_of: the index of the part each cell comes from
-    for part_index, (part, specs) in enumerate(zip(parts, part_specs)):
-        preset_options = part.get("estimator_options", {})
-        specs = [(n, {**preset_options.get(n, {}), **o}) for n, o in specs]
-        particles = user_particles or list(part["particles"])
-        seeds = part["seeds"] if args.seeds is None else args.seeds
-        iterations = part["iterations"] if args.iterations is None else args.iterations
-        eval_every = part["eval_every"] if args.eval_every is None else args.eval_every
-        lr = part["lr"] if getattr(args, "lr", None) is None else args.lr
-        batch_size = part["batch_size"] if getattr(args, "batch_size", None) is None else args.batch_size
-        grid = dict(part.get("model_grid", {}))
-        for option, chosen in flags.items():
-            # a grid flag sets that option in the parts whose grid names it (all parts when none does: the
-            # rbm suite's directed-prior SBNs take no --groups)
-            if chosen and (option in grid or not any(option in p.get("model_grid", {}) for p in parts)):
-                grid[option] = tuple(chosen)
-        for option in list(grid):
-            if option in model_options:  # --model-options wins over the suite's grid
-                grid.pop(option)
-        variants = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
-        cells += [Cell(study=part["study"], model=part["model"], estimator=name, particles=k,
-                       seeds=tuple(range(seeds)), iterations=iterations,
-                       model_options={**part.get("model_options", {}), **variant, **model_options},
-                       estimator_options=options, batch_size=batch_size, lr=lr,
-                       eval_every=min(eval_every, iterations),
-                       study_options={**part.get("study_options", {}), **basket},
-                       device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset_name,
-                       compile=getattr(args, "compile", "off"))
-                  for variant in variants for name, options in specs for k in particles]
-        part_of += [part_index] * (len(cells) - len(part_of))
-    cells[:] = _same_cell_once(cells, part_of, args)
-    # refuse unknown names, incompatible pairs and missing data before any work starts
+    return basket, members
+
+
+def _part_cells(part: dict, specs: List[Tuple[str, dict]], args, *, model_options: dict,
+                particles: Optional[List[int]], preset: str, basket: dict) -> List[Cell]:
+    """One part's cells: every variant of its model grid × its estimators (the preset's options under the
+    user's) × its particle counts, with the common flags over the part's settings; ``--model-options`` wins over
+    the grid."""
+    preset_options = part.get("estimator_options", {})
+    specs = [(n, {**preset_options.get(n, {}), **o}) for n, o in specs]
+    particles = particles or list(part["particles"])
+    seeds = part["seeds"] if args.seeds is None else args.seeds
+    iterations = part["iterations"] if args.iterations is None else args.iterations
+    eval_every = part["eval_every"] if args.eval_every is None else args.eval_every
+    lr = part["lr"] if getattr(args, "lr", None) is None else args.lr
+    batch_size = part["batch_size"] if getattr(args, "batch_size", None) is None else args.batch_size
+    grid = {option: values for option, values in part.get("model_grid", {}).items() if option not in model_options}
+    variants = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    return [Cell(study=part["study"], model=part["model"], estimator=name, particles=k,
+                 seeds=tuple(range(seeds)), iterations=iterations,
+                 model_options={**part.get("model_options", {}), **variant, **model_options},
+                 estimator_options=options, batch_size=batch_size, lr=lr,
+                 eval_every=min(eval_every, iterations),
+                 study_options={**part.get("study_options", {}), **basket},
+                 device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset,
+                 compile=getattr(args, "compile", "off"))
+            for variant in variants for name, options in specs for k in particles]
+
+
+def _check_cells(cells: List[Cell]) -> dict:
+    """Refuse unknown names, incompatible pairs and missing data before any work starts: each model is built once
+    (the probes, returned: (model, options) → model) and each cell's estimator checked against it.  A cell whose
+    estimator ``--compile`` would leave eager is marked eager (the same computation; its key says so), in one note
+    line."""
     probes, eager_under_compile = {}, set()
     for cell in cells:
         try:
@@ -408,9 +458,7 @@ def make_cells(args) -> List[Cell]:
     if eager_under_compile:
         print(f"{prog()}: note: --compile leaves {', '.join(sorted(eager_under_compile))} eager (second-order "
               f"gradients)", file=sys.stderr)
-    if basket_members:
-        _check_basket_fits(cells, basket_members, probes)
-    return cells
+    return probes
 
 
 def _same_cell_once(cells: List[Cell], part_of: List[int], args) -> List[Cell]:
@@ -488,8 +536,9 @@ def study_descriptions(suite: Optional[str]) -> dict:
     """study → the text heading its report page: the description of the suite run (when given), else
     that of the study itself."""
     out = {name: study_registry.get(name).description for name in study_registry.names()}
-    if suite in SUITES:
-        out[SUITES[suite]["study"]] = SUITES[suite]["description"]
+    known = suites()
+    if suite in known:
+        out[known[suite]["study"]] = known[suite]["description"]
     return out
 
 
@@ -504,8 +553,8 @@ def report_main(argv) -> int:
     if args is None:
         return status
     try:
-        if args.suite is not None and args.suite not in SUITES:
-            SUITE_REGISTRY.factory(args.suite)
+        if args.suite is not None and args.suite not in suites():
+            suite_registry().factory(args.suite)
         store = Store(args.out, readonly=True)
     except (StoreError, UnknownNameError) as err:
         print(f"{prog()} report: error: {err}", file=sys.stderr)
@@ -614,20 +663,31 @@ def main(argv=None) -> int:
 
 def _main(argv, state: dict) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["report"]:
-        return report_main(argv[1:])
-    if argv[:1] == ["check"]:
-        return check_main(argv[1:])
-    if argv[:1] in (["screen"], ["fetch-data"]):
-        if argv[0] == "screen":
+    try:
+        command, rest = command_of(argv)
+    except UsageError as err:
+        print(f"{prog()}: error: {err}", file=sys.stderr)
+        return 2
+    if command == "report":
+        return report_main(rest)
+    if command == "check":
+        return check_main(rest)
+    if command in ("screen", "fetch-data"):
+        if command == "screen":
             from .screen import main as sub_main
         else:
             from estibench.data import main as sub_main
         try:
-            return sub_main(argv[1:])
+            return sub_main(rest)
         except SystemExit as stop:  # its parser's own exit (--help, a one-line argument error): a status here too
             return exit_status(stop)
-    args, status = parse(parser(), argv)  # argparse's errors: one line, status 2 (--help: 0)
+    return _run(command, rest, argv, state)
+
+
+def _run(command: str, rest: List[str], argv: List[str], state: dict) -> int:
+    """``run_all.py [run] FLAGS``: the cells of a suite, run unless stored (``argv``: the whole command line, as
+    the run's record keeps it)."""
+    args, status = parse(parser(command), rest)  # argparse's errors: one line, status 2 (--help: 0)
     if args is None:
         return status
     if args.out is not None and not args.out.strip():

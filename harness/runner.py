@@ -301,7 +301,7 @@ class TrainingStep:
 def machine_description() -> str:
     """Where a cell ran, as stored beside it: the CPU's kernels (ATen's CPU capability, e.g. AVX512 or AVX2) are
     part of it because they set the rounding: the same code and seed give different floats on AVX-512 and AVX2
-    hosts (README, the GMM study's status)."""
+    hosts (published/gmm/README.md, the GMM study's status)."""
     try:
         kernels = f", ATen {torch.backends.cpu.get_cpu_capability()}"
     except (AttributeError, RuntimeError):

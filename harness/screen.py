@@ -108,16 +108,9 @@ class ScreenError(ValueError):
     """Bad input to ``screen`` (one line, exit status 2)."""
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line (no usage block) and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    from .cli import prog
-    p = _OneLineParser(prog=f"{prog()} screen", description=(
+    from estibench.argparse_oneline import OneLineParser, program
+    p = OneLineParser(prog=f"{program()} screen", description=(
         "Which estimator should I use for this model?  Every compatible estimator's φ-gradient variance, time per "
         "draw, work-normalised variance and (enumerable models) bias, at the initial parameters and along a short "
         "training run; a ranked table, a recommendation and what could not be measured."))
@@ -761,11 +754,12 @@ def report(result: Screen, out=print) -> None:
 
 def write_outputs(args, frame, shown, lines, missing) -> None:
     """screen.md and screen.csv under ``--out``, each through a temporary file beside it moved over it
-    (:func:`harness.store.atomic_write`): a reader sees the old file or the new one, never a part, and a full disk
+    (:func:`estibench.files.atomic_write`): a reader sees the old file or the new one, never a part, and a full disk
     raises :class:`harness.store.StoreFullError` (one line) with no temporary file left.  screen.csv is written
     and moved into place while screen.md's temporary file is complete, so a failed write of either leaves both
     as they were (only a failing final rename of screen.md could leave a new screen.csv beside the old md)."""
-    from .store import atomic_write
+    from estibench.files import atomic_write
+    from .store import StoreFullError
     text = f"# estibench screen: {args.model}\n\n`{' '.join(sys.argv)}`\n\n"
     text += shown.to_markdown(index=False) + "\n\n" + "\n\n".join(lines) + "\n\n"
     for line, subs in missing:
@@ -774,10 +768,11 @@ def write_outputs(args, frame, shown, lines, missing) -> None:
     def write_both(tmp):
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
-        atomic_write(os.path.join(args.out, "screen.csv"), lambda tmp_csv: frame.to_csv(tmp_csv, index=False))
+        atomic_write(os.path.join(args.out, "screen.csv"), lambda tmp_csv: frame.to_csv(tmp_csv, index=False),
+                     full=StoreFullError)
 
     os.makedirs(args.out, exist_ok=True)
-    atomic_write(os.path.join(args.out, "screen.md"), write_both)
+    atomic_write(os.path.join(args.out, "screen.md"), write_both, full=StoreFullError)
 
 
 def run(args, out=print) -> int:

@@ -72,7 +72,6 @@ Reliability (each guarantee has a test in ``tests/test_reliability.py``)
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -233,8 +232,7 @@ _BUSY = ("database is locked", "database is busy", "database table is locked")
 
 
 def _is_full(err: BaseException) -> bool:
-    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
-        any(m in str(err).lower() for m in _FULL[:1])
+    return files.is_full(err) or any(m in str(err).lower() for m in _FULL[:1])
 
 
 def _is_busy(err: BaseException) -> bool:
@@ -243,19 +241,6 @@ def _is_busy(err: BaseException) -> bool:
 
 def host_name() -> str:
     return socket.gethostname()
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> str:
-    """:func:`estibench.files.atomic_write`, with a full disk reported as :class:`StoreFullError`
-    (one line; nothing was replaced, no temporary file is left)."""
-    try:
-        return files.atomic_write(path, write)
-    except OSError as err:
-        if not _is_full(err):
-            raise
-        folder, name = os.path.split(os.path.abspath(path))
-        raise StoreFullError(f"the disk holding {folder} is full: could not write {name} "
-                             f"(nothing was replaced); free space and run the same command again") from None
 
 
 def quick_check(conn: sqlite3.Connection, path: str) -> None:
@@ -823,7 +808,8 @@ class Store:
 
     def export_csv(self, path: Optional[str] = None) -> str:
         """Write the tidy table to ``path`` (default ``FOLDER/metrics.csv``) through a unique temporary
-        file (:func:`atomic_write`): a reader never sees a truncated file, a failure leaves nothing."""
+        file (:func:`estibench.files.atomic_write`): a reader never sees a truncated file, a failure leaves
+        nothing, a full disk is one line (:class:`StoreFullError`)."""
         path = path or os.path.join(self.folder, "metrics.csv")
         table = self.table()
-        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+        return files.atomic_write(path, lambda tmp: table.to_csv(tmp, index=False), full=StoreFullError)

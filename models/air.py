@@ -55,7 +55,7 @@ from torch.distributions import Distribution, constraints
 from .base import LatentVariableModel
 from .latents import StructuredLatent
 from .nn import StackedLinear, StackedMLP
-from .protocols import STRUCTURED_RSAMPLE
+from .protocols import STRUCTURED_RSAMPLE, TRAINING_MEAN
 from .sbn import apply_stacked
 
 WHERE = 4
@@ -148,7 +148,7 @@ class DefensiveAIR(Distribution):
 
 
 class AIR(LatentVariableModel):
-    provides = (STRUCTURED_RSAMPLE,)
+    provides = (STRUCTURED_RSAMPLE, TRAINING_MEAN)
     default_dataset = "multi-mnist5k-s0"
     data_statistics = ("train_mean", "image_shape", "max_count")
     studies = ("air",)

@@ -38,7 +38,7 @@ from .base import LatentVariableModel
 from .distributions import Categorical
 from .latents import MultiCategoricalLatent
 from .nn import StackedLinear, StackedMLP
-from .protocols import FACTORIAL_CATEGORICAL, bernoulli_log_mass
+from .protocols import FACTORIAL_CATEGORICAL, TRAINING_MEAN, bernoulli_log_mass
 from .sbn import apply_stacked, image_statistics_query
 
 ARCHS = ("linear", "nonlinear")
@@ -46,7 +46,7 @@ TINY_MAX_STATES = 4096
 
 
 class CategoricalSBN(LatentVariableModel):
-    provides = (FACTORIAL_CATEGORICAL,)
+    provides = (FACTORIAL_CATEGORICAL, TRAINING_MEAN)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
     studies = ("sbn",)

@@ -24,12 +24,12 @@ from torch.distributions import Independent, Normal
 from .base import LatentVariableModel
 from .latents import NormalLatent
 from .nn import StackedMLP
-from .protocols import REPARAMETERISED, bernoulli_log_mass
+from .protocols import REPARAMETERISED, TRAINING_MEAN, bernoulli_log_mass
 from .sbn import apply_stacked, image_statistics_query
 
 
 class GaussianVAE(LatentVariableModel):
-    provides = (REPARAMETERISED,)
+    provides = (REPARAMETERISED, TRAINING_MEAN)
     default_dataset = "mnist5k-dynamic"
     data_statistics = ("train_mean",)
     studies = ("vae",)

@@ -3,7 +3,9 @@
 A model *declares* what it provides (``provides = (LAYERED_BERNOULLI, ...)``, a class attribute);
 its latent space contributes its kind (:data:`CATEGORICAL`, :data:`BERNOULLI`) and, when it is small
 enough to enumerate, :data:`ENUMERABLE`.  An estimator *declares* what it needs (``needs``) and which
-of the special capabilities it handles (``handles``: an unnormalised prior's log Z gradient).
+of the special capabilities it handles (``handles``: an unnormalised prior's log Z gradient), and
+which it uses where a model provides them and does without otherwise (``uses``: never a reason to
+refuse); it asks a model only about what it declared (``Estimator.provided``), never probes attributes.
 :func:`refusal` (called by ``Estimator.check`` and the harness, before any work) returns one line
 naming the first missing capability, or the first member of a declared capability that the model
 lacks, so a partial model is refused up front instead of failing at its first step.
@@ -61,6 +63,9 @@ The protocols
     in φ, and every later choice's distribution computed from them), the discrete ones sampled (their log q
     differentiable in φ through its parameters, including the path through earlier continuous choices), so
     Σ ∇ log q_disc · signal + ∇(pathwise) is the score-function-plus-reparameterisation gradient (VIMCO on AIR).
+:data:`TRAINING_MEAN`      ``train_mean``: x̄, the mean training observation (flat ``[obs]``, from the data layer), for
+    centring inputs; an estimator that centres its own networks' inputs with it (NVIL's and the REBAR code's
+    baselines) lists it in ``uses`` and does without it on a model that does not provide it.
 :data:`CLOSED_FORM_GAUSSIAN` exact ground truth in closed form for a continuous model (the role enumeration plays
     for discrete ones): ``log_marginal_exact(x)``, ``elbo_exact(x)`` and ``negative_inclusive_kl_exact(x)``,
     each ``[R, B]`` and differentiable in θ and φ (``harness.exact`` dispatches on it).
@@ -128,10 +133,13 @@ REPARAMETERISED = Capability("reparameterised continuous latents", ("guide_rsamp
 
 STRUCTURED_RSAMPLE = Capability("structured reparameterised sampling", ("guide_rsample_structured",),
                                 "continuous choices reparameterised, discrete ones scored, log q split by kind")
+TRAINING_MEAN = Capability("training mean", ("train_mean",),
+                           "x̄, the mean training observation, for centring inputs")
 
 #: every protocol, for documentation and the ``estibench check`` table
 ALL = (CATEGORICAL, BERNOULLI, MULTICATEGORICAL, NORMAL, STRUCTURED, ENUMERABLE, RELAXED_LOG_JOINT,
-       RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL, LAYERED_BERNOULLI, UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, STRUCTURED_RSAMPLE, CLOSED_FORM_GAUSSIAN)
+       RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL, LAYERED_BERNOULLI, UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, STRUCTURED_RSAMPLE, CLOSED_FORM_GAUSSIAN,
+       TRAINING_MEAN)
 #: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
 SPECIAL = (UNNORMALISED_PRIOR,)
 

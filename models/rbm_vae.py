@@ -47,7 +47,8 @@ from torch.distributions import Bernoulli, Distribution, Independent, constraint
 from .base import LatentVariableModel
 from .latents import BernoulliLatent
 from .nn import StackedLinear, StackedMLP
-from .protocols import MULTILINEAR_ENERGY, RELAXED_BOLTZMANN, UNNORMALISED_PRIOR, bernoulli_log_mass
+from .protocols import (MULTILINEAR_ENERGY, RELAXED_BOLTZMANN, TRAINING_MEAN, UNNORMALISED_PRIOR,
+                        bernoulli_log_mass)
 from .rbm import RBM, PersistentChains
 from .sbn import apply_stacked, image_statistics_query
 
@@ -99,7 +100,7 @@ class HierarchicalBernoulli(Distribution):
 
 
 class RBMVAE(LatentVariableModel):
-    provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY)  # narrowed per instance (rbm_hidden)
+    provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, TRAINING_MEAN)  # narrowed per instance (rbm_hidden)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
     studies = ("rbm",)
@@ -146,7 +147,8 @@ class RBMVAE(LatentVariableModel):
         # θ: the RBM prior and the decoder
         self.rbm_hidden = int(rbm_hidden)
         # −E(z₁, z₂) is affine in every bit (DVAE++'s analytic cross-entropy applies); −F(z) is not
-        self.provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN) + ((MULTILINEAR_ENERGY,) if not self.rbm_hidden else ())
+        self.provides = ((UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, TRAINING_MEAN)
+                         + ((MULTILINEAR_ENERGY,) if not self.rbm_hidden else ()))
         self.hierarchical_guide = self.groups == 2
         # DVAE++: the RBM's two sides are the two latent halves; the RBM-prior paper: every latent is a
         # visible unit and ``rbm_hidden`` hidden units are summed out

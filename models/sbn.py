@@ -44,7 +44,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, constraint
 from .base import LatentVariableModel
 from .latents import BernoulliLatent
 from .nn import StackedLinear, StackedMLP
-from .protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, bernoulli_log_mass
+from .protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, TRAINING_MEAN, bernoulli_log_mass
 
 ARCHS = ("linear1", "linear2", "nonlinear")
 TINY_MAX_BITS = 16
@@ -103,7 +103,7 @@ class LayeredBernoulli(Distribution):
 
 
 class SigmoidBeliefNet(LatentVariableModel):
-    provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT)
+    provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT, TRAINING_MEAN)
     default_dataset = "mnist5k-bern0"
     #: the training statistics it needs, which the harness reads from the data layer and passes in
     data_statistics = ("train_mean",)

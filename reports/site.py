@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import definitions as defs
-from estibench.files import atomic_write, pid_alive
+from estibench.files import pid_alive, write_text
 from estibench.harness.store import SETTING_COLUMNS, TABLE_COLUMNS as STORE_TABLE_COLUMNS
 from . import tables as tb
 
@@ -1170,13 +1170,9 @@ def remove_stale_builds(out: str, now: Optional[float] = None) -> List[str]:
     return removed
 
 
-def write_text_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
-    """Replace ``path`` by a file holding ``text`` (:func:`estibench.files.atomic_write`: a unique
-    temporary file in the same folder, removed on failure; ``path`` is never seen half-written)."""
-    def write(tmp):
-        with open(tmp, "w", encoding=encoding) as fh:
-            fh.write(text)
-    atomic_write(path, write)
+#: replace a file by a text (:func:`estibench.files.write_text`: a unique temporary file in the same folder, removed
+#: on failure; the file is never seen half-written); the name reports/gmm.py imports
+write_text_atomic = write_text
 
 
 TABLE_COLUMNS = list(STORE_TABLE_COLUMNS)

@@ -151,6 +151,13 @@ def names():
     return REGISTRY.names()
 
 
+def unregister(name: str) -> None:
+    """Forget the study registered as ``name`` in this process (a test's temporary study, registered with
+    ``REGISTRY.register(name)``); an unknown name is ignored."""
+    REGISTRY._entries.pop(name, None)
+    _CACHE.pop(name, None)
+
+
 def suites() -> Dict[str, dict]:
     """Every suite of every study: suite name → grid (suite names are unique across studies)."""
     out: Dict[str, dict] = {}
@@ -162,4 +169,4 @@ def suites() -> Dict[str, dict]:
     return out
 
 
-__all__ = ["Study", "Published", "PublishedValue", "REGISTRY", "get", "names", "suites"]
+__all__ = ["Study", "Published", "PublishedValue", "REGISTRY", "get", "names", "suites", "unregister"]

@@ -11,6 +11,7 @@ from estibench import models
 from estibench.estimators.base import IncompatibleError
 from estibench.harness import build_model, exact_gradient, gradient_samples
 from estibench.models.registry import UnknownNameError
+from registered import implementations
 from tiny_models import PartialLayered, TinyBernoulli, TinyLayered, TinyStructured
 
 R, B, K = 2, 5, 3
@@ -191,8 +192,7 @@ def test_a_model_providing_part_of_a_protocol_is_refused_up_front():
     and the missing members, in check(), before any work; the complete TinyLayered is accepted."""
     from estibench.models.protocols import LAYERED_BERNOULLI
     partial, complete = PartialLayered(), TinyLayered()
-    layered = [n for n in estimators.names() if LAYERED_BERNOULLI in estimators.get(n).needs
-               or any(LAYERED_BERNOULLI in c.needs for c in getattr(estimators.get(n), "_candidates", ()))]
+    layered = [n for n in estimators.names() if any(LAYERED_BERNOULLI in i.needs for i in implementations(n))]
     assert {"arm", "nvil", "rebar", "relax", "concrete", "overlap_exp"} <= set(layered)
     for name in layered:
         K = max(1, estimators.get(name).min_particles)
@@ -236,8 +236,8 @@ def test_an_unnormalised_prior_is_refused_unless_the_estimator_handles_log_z():
             try:
                 est.check(model, 2)
             except IncompatibleError as err:  # only for another capability it needs (gumbolt: the relaxed interface)
-                implementations = getattr(est, "_candidates", [est])  # a family: some implementation handles it
-                if all(UNNORMALISED_PRIOR in i.handles for i in implementations):
+                # a family: some implementation handles it
+                if all(UNNORMALISED_PRIOR in i.handles for i in implementations(name)):
                     assert "unnormalised prior" not in str(err) and "does not provide" in str(err), str(err)
                 assert "\n" not in str(err)
             continue
@@ -253,12 +253,20 @@ def test_an_unnormalised_prior_is_refused_unless_the_estimator_handles_log_z():
 
 def test_families_register_one_implementation_per_latent_kind():
     """relax and concrete are one name each, with one implementation per latent kind chosen by the
-    model's capabilities; the bound estimator is that implementation (its own parameters and class)."""
+    model's capabilities; ``bind`` returns that implementation (its own parameters and class), which the
+    family holds (composition: the family keeps its class) and answers with."""
     gmm, sbn = models.get("gmm"), models.get("sbn_tiny", latent_bits=4, train_mean=torch.full((49,), 0.3))
     for name, kinds in (("relax", ("RelaxCategorical", "RelaxBernoulli")),
                         ("concrete", ("ConcreteCategorical", "ConcreteBernoulli"))):
         assert [type(estimators.get(name).bind(m)).__name__ for m in (gmm, sbn)] == list(kinds)
         assert estimators.get(name).bind(sbn).name == name
+        family = estimators.get(name, variant="relax_code") if name == "relax" else estimators.get(name)
+        family_class = type(family)
+        chosen = family.bind(sbn)
+        assert type(family) is family_class and family.implementation is chosen
+        assert family.latent_types == chosen.latent_types == {"bernoulli"} != family_class.latent_types
+        assert (family.needs, family.own_lr_multiplier) == (chosen.needs, chosen.own_lr_multiplier)
+        assert [id(p) for p in family.parameters()] == [id(p) for p in chosen.parameters()]
     assert all(k.startswith("control.") for k, _ in estimators.get("relax").bind(gmm).named_parameters())
     from estibench.models.protocols import RELAXED_LOG_JOINT
 
@@ -280,3 +288,57 @@ def test_state_unchanged_under_measurement(est_name, options, model_name, model,
 
     from estibench.harness.checks import measurement_state
     assert measurement_state(est_name, options, copy.deepcopy(model), data_for(model), K) is None
+
+
+FAMILY_PAIRS = [(e, n, m) for e, n, m in PAIRS if len(implementations(e)) > 1]
+
+
+@pytest.mark.parametrize("est_name,model_name,model", FAMILY_PAIRS, ids=[f"{e}-{n}" for e, n, _ in FAMILY_PAIRS])
+def test_a_bound_family_answers_as_its_implementation(est_name, model_name, model):
+    """The harness keeps the object ``estimators.get`` returned and ignores what ``bind`` returns: for every family
+    and every model it accepts, that object's training step (gradients, own gradients, objective) and its
+    declarations are its bound implementation's, from the same random stream."""
+    import copy
+
+    from estibench.estimators.base import DECLARATIONS
+    x = data_for(model)
+    family = estimators.get(est_name)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        family.bind(model)
+    twin = copy.deepcopy(family.implementation)
+    assert all(getattr(family, d) == getattr(twin, d) for d in DECLARATIONS)
+    out = []
+    for est in (family, twin):
+        with torch.random.fork_rng():
+            torch.manual_seed(4)
+            grads, own, objective = est.gradients(model, x, max(2, est.min_particles))
+        out.append([g.detach() for g in grads + own] + [objective.detach()])
+    assert len(out[0]) == len(out[1]) and all(torch.equal(a, b) for a, b in zip(*out))
+
+
+def test_an_estimator_asks_a_model_only_for_what_it_declared():
+    """NVIL and REBAR centre their baselines' inputs with the model's training mean where it provides one
+    (TRAINING_MEAN, declared in ``uses``) and do without it on a model that does not (TinyLayered); asking for an
+    undeclared capability is refused; no estimator module probes a model with getattr / hasattr."""
+    import ast
+    import pathlib
+
+    from estibench.models.protocols import CLOSED_FORM_GAUSSIAN, TRAINING_MEAN
+    mean = torch.full((49,), 0.3)
+    sbn = models.get("sbn_tiny", latent_bits=4, train_mean=mean)
+    for model, centre in ((sbn, mean), (TinyLayered(), None)):
+        nvil = estimators.get("nvil").bind(model)
+        rebar = estimators.get("rebar", variant="rebar_code").bind(model)
+        for est, buffer in ((nvil, nvil.baseline.input_mean), (rebar, rebar.relaxation.input_mean)):
+            assert TRAINING_MEAN in est.uses and TRAINING_MEAN not in est.needs
+            assert (buffer is None) if centre is None else torch.equal(buffer, centre)
+    with pytest.raises(TypeError, match="does not declare"):
+        estimators.get("nvil").provided(sbn, CLOSED_FORM_GAUSSIAN)
+    probes = []
+    for path in sorted((pathlib.Path(estimators.__file__).parent).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+                    and node.args and isinstance(node.args[0], ast.Name) and "model" in node.args[0].id):
+                probes.append(f"{path.name}:{node.lineno}")
+    assert not probes, probes

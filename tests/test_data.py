@@ -593,8 +593,8 @@ def test_a_symlink_loop_as_cache_is_one_line_and_exit_2(tmp_path, monkeypatch, c
 
 
 def test_multi_mnist_names_fetch_the_set_they_are_generated_from(fake_digits, tmp_path, monkeypatch, capsys):
-    """The names the README and the "known:" list give (``multi-mnist5k-s<seed>``, ``multi-mnist-s<seed>``) ended in a
-    KeyError; they fetch the set their images are generated from and print its folder: the embedded digits at once,
+    """The names docs/datasets.md and the "known:" list give (``multi-mnist5k-s<seed>``, ``multi-mnist-s<seed>``)
+    ended in a KeyError; they fetch the set their images are generated from and print its folder: the embedded digits at once,
     LeCun's MNIST by download (offline: one line naming mnist-dynamic, exit 2)."""
     def offline(url, dest):
         raise urllib.error.URLError("no network")

@@ -8,21 +8,24 @@ import textwrap
 import pandas as pd
 
 from estibench import studies
-from estibench.harness.cli import SUITES, parser
+from estibench.harness.cli import parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_every_study_bundles_its_task_suites_and_page():
-    assert set(studies.names()) >= {"gmm", "sbn"}
+def test_every_study_bundles_its_task_suites_and_page(temporary_study):
+    """Over every registered study, a temporary one among them (page-less, and with a page: the fixture): its task
+    has the hooks, its page (where it names one) is a function, its suites are listed under it."""
+    assert {"gmm", "sbn", temporary_study.name} <= set(studies.names())
+    suites = studies.suites()
     for name in studies.names():
         study = studies.get(name)
         assert study.name == name and study.description
         task = study.task_class()
         assert all(callable(getattr(task, m)) for m in ("train_batch", "evaluate", "final_evaluate"))
-        assert callable(study.page_function())
+        assert not study.page or callable(study.page_function())  # a page-less study gets the generic page
         for suite, grid in study.suites.items():
-            assert SUITES[suite]["study"] == name and grid["description"]
+            assert suites[suite]["study"] == name and grid["description"]
         for source in study.published.values():
             assert source.source and source.values
     flags = {o for a in parser()._actions for o in a.option_strings}
