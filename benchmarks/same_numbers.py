@@ -5,7 +5,7 @@
 
 For an older revision, run the first form from a worktree of it (``git worktree add /tmp/old REV``;
 ``PYTHONPATH=/tmp/old`` for checkouts before the estibench namespace).  Timing metrics are left
-out.  Used for issue 9: 12 cells (4 GMM, 5 SBN, 3 enumerable SBN) bit-identical before and after.  Rows
+out.  Cells: 4 GMM, 5 SBN, 3 enumerable SBN, and one each of the RBM, VAE and AIR studies.  Rows
 of metrics that only B has (a new metric) are listed, not counted as a difference; every row of A must be
 in B with the same value.
 """
@@ -42,6 +42,17 @@ CELLS = {
     "tiny-relax": dict(TINY, estimator="relax", particles=1),
     "tiny-ww": dict(TINY, estimator="ww", particles=5),
     "tiny-disarm": dict(TINY, estimator="disarm", particles=1),
+    "rbm-overlap_exp": dict(study="rbm", model="rbm_vae_tiny", model_options={"arch": "linear", "groups": 2},
+                            estimator="overlap_exp", particles=1, batch_size=24, iterations=20, eval_every=10,
+                            study_options={"eval_points": 50, "test_points": 50, "final_particles": (10,),
+                                           "grad_samples": 3}),
+    "vae-ww": dict(study="vae", model="gaussian_vae", estimator="ww", particles=2, batch_size=32, iterations=20,
+                   eval_every=10, study_options={"eval_points": 50, "test_points": 50, "final_particles": (10,),
+                                                 "valid_final_particles": (10,)}),
+    "air-vimco": dict(study="air", model="air", estimator="vimco", particles=2, batch_size=4, iterations=4,
+                      eval_every=2, study_options={"count_particles": 3, "elbo_samples": 2, "eval_particles": 3,
+                                                   "eval_points": 6, "final_particles": (5,), "grad_samples": 2,
+                                                   "reconstructions": 3, "test_points": 6}),
 }
 if sys.argv[1:2] == ["--compare"]:
     a, b = (json.load(open(p)) for p in sys.argv[2:4])

@@ -48,14 +48,14 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
+import tempfile  # noqa: F401 - tests fake a read-only cache through sources.tempfile.mkstemp
 import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from estibench.files import umask
+from estibench import files
 
 CACHE_ENV = "ESTIBENCH_DATA"
 DEFAULT_CACHE = "~/.cache/estibench"
@@ -179,26 +179,15 @@ def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _tmp_path(folder: Path, filename: str) -> Path:
-    """An empty temporary file beside the target, readable as a normal file would be."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
-    return Path(tmp)
+    """An empty temporary file ``.<filename>.<random>.part`` beside the target, readable as a normal file would be."""
+    return Path(files.temporary_beside(os.fspath(folder / filename), suffix=".part"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    """Write ``data`` to ``path`` through a temporary ``.part`` file in the same folder, synced, and
+    os.replace (:func:`estibench.files.write_bytes`); an ``OSError`` is raised as it came."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path.parent, path.name)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    files.write_bytes(os.fspath(path), data, suffix=".part", fsync=True)
 
 
 def _sidecar(path: Path) -> Path:

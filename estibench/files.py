@@ -5,7 +5,8 @@
   part; writers running at once never share a temporary name; on any failure (a full disk,
   Ctrl-C) the temporary file is removed and the target is left as it was.  It is the project's one
   atomic write: the store's ``metrics.csv`` export, the report site and pages, ``screen``'s outputs
-  all call it (:func:`write_text` for a text); ``full=`` turns a full disk into the caller's own
+  all call it (:func:`write_text` for a text, :func:`write_bytes` for bytes: the data cache's
+  processed files and sidecars, with ``fsync``); ``full=`` turns a full disk into the caller's own
   one-line error (the store's ``StoreFullError``), else the ``OSError`` is raised as it came.
 * :func:`umask`: the process's umask, read without changing it where Linux shows it, so that a
   thread writing a file never creates it under a momentarily zero umask.
@@ -91,6 +92,19 @@ def write_text(path: str, text: str, encoding: str = "utf-8",
         with open(tmp, "w", encoding=encoding) as fh:
             fh.write(text)
     return atomic_write(path, write, full=full)
+
+
+def write_bytes(path: str, data: bytes, suffix: str = ".tmp", fsync: bool = False,
+                full: Optional[Callable[[str], BaseException]] = None) -> str:
+    """Replace ``path`` by a file holding ``data`` through :func:`atomic_write`; with ``fsync`` the bytes reach
+    the disk before the rename (the data cache's files); returns ``path``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    return atomic_write(path, write, suffix=suffix, full=full)
 
 
 def pid_alive(pid: int) -> bool:

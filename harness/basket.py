@@ -111,9 +111,9 @@ def evaluate_basket(task, model, estimator, x: torch.Tensor, default_samples: in
     if not spec:
         return {}
     cell = task.cell
-    if getattr(task, "_basket", None) is None:
-        task._basket, task.basket_skipped = members(spec, model, cell.particles, estimator, cell.label())
+    if task.basket is None:
+        task.basket, task.basket_skipped = members(spec, model, cell.particles, estimator, cell.label())
     samples = int(task.options.get("basket_samples") or default_samples)
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        return basket_metrics(model, task._basket, x, cell.particles, samples, model.latent.enumerable)
+        return basket_metrics(model, task.basket, x, cell.particles, samples, model.latent.enumerable)

@@ -26,6 +26,8 @@ from torch.distributions import Distribution
 from estibench import estimators
 from estibench import models
 
+from .task import Task, require_task
+
 #: bump when a change alters the numbers of every cell; part of every cell's key
 CONFIG_VERSION = 1
 
@@ -251,19 +253,18 @@ def compile_surrogate(estimator, mode: str) -> None:
 class TrainingStep:
     """One training iteration of a cell, the runner's loop body as one object (benchmarks time this very
     step): the schedules' progress, a training batch from the task, the estimator's gradients, per-replicate
-    finiteness bookkeeping, the task's optional ``observe`` hook (trajectory statistics), one Adam step.
+    finiteness bookkeeping, the task's ``observe`` hook (trajectory statistics; a no-op by default), one Adam step.
 
     Nothing in it reads a tensor back to the host (tests/test_speed.py counts): the first non-finite
     iteration of each replicate is kept on the device (``first_bad``, −1 while finite) and the training
     objective summed there (``objective_sum``), both read by the runner only at evaluations."""
 
-    def __init__(self, model, estimator, task, particles: int, iterations: int, optimiser, params,
+    def __init__(self, model, estimator, task: Task, particles: int, iterations: int, optimiser, params,
                  compile: str = "off"):
-        self.model, self.estimator, self.task, self.particles = model, estimator, task, particles
+        self.model, self.estimator, self.task, self.particles = model, estimator, require_task(task), particles
         self.optimiser, self.params = optimiser, list(params)
         self.span = max(1, iterations - 1)
         self.R = model.replicates
-        self.observe = getattr(task, "observe", None)  # optional per-step hook (trajectory statistics)
         self.first_bad = torch.full((self.R,), -1, dtype=torch.long, device=model.device)
         self.objective_sum = torch.zeros(self.R, device=model.device)
         if compile != "off" and compile_refusal(estimator, compile) is None:
@@ -290,8 +291,7 @@ class TrainingStep:
         objective = objective.detach()
         bad = _nonfinite_per_replicate(objective, grads, self.R)
         self.first_bad.masked_fill_(bad & (self.first_bad < 0), it)
-        if self.observe is not None:
-            self.observe(model_grads)
+        self.task.observe(model_grads)
         for p, g in zip(self.params, grads):
             p.grad = g
         self.optimiser.step()
@@ -322,7 +322,7 @@ class CellResult:
     diverged_at: Optional[int] = None
     #: torch's intra-op thread count the cell ran with (recorded beside the cell, not in its key)
     threads: Optional[int] = None
-    #: name → (MIME type, bytes) made by the task's optional ``final_artifacts(model)`` (harness.store)
+    #: name → (MIME type, bytes) made by the task's ``final_artifacts(model)`` (harness.store; None by default)
     artifacts: Optional[dict] = None
 
 
@@ -391,8 +391,11 @@ def _finite_rows(rows):
     return [r for r in rows if math.isfinite(r[3])]
 
 
-def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> CellResult:
-    """Run a cell; ``task_factory(model, cell)`` supplies data and metrics (see harness.studies)."""
+def train_cell(cell: Cell, task_factory: Callable[..., Task], progress: bool = False) -> CellResult:
+    """Run a cell; ``task_factory(model, cell)`` (a :class:`harness.task.Task` subclass) supplies data and metrics
+    (its hooks: ``harness/task.py``); anything else is refused with a one-line :class:`TypeError`."""
+    if isinstance(task_factory, type):
+        require_task(task_factory)  # refused before any work
     device = resolve_device(cell.device)
     started = time.perf_counter()
     fork = [device] if device.type == "cuda" else []
@@ -400,7 +403,7 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(cell.rng_seed())
         model, estimator = build(cell, device)
-        task = task_factory(model, cell)
+        task = require_task(task_factory(model, cell))
         params, own = list(model.parameters()), list(estimator.parameters())
         optimiser = make_optimiser(params, cell.lr, own, estimator.own_lr_multiplier, cell.optimiser)
         params = params + own
@@ -441,9 +444,8 @@ def train_cell(cell: Cell, task_factory: Callable, progress: bool = False) -> Ce
                     window, window_start = 0, time.perf_counter()
             with measured("final", n):
                 rows += task.final_evaluate(model, estimator, n)
-            produce = getattr(task, "final_artifacts", None)  # optional task hook, after every metric
-            with measured("artifacts", n):
-                artifacts = produce(model) if produce is not None else None
+            with measured("artifacts", n):  # after every metric
+                artifacts = task.final_artifacts(model)
             peak = peak_memory_mb(device)
             rows += [(seed, n, "peak_memory_mb", peak) for seed in model.seeds]
         except Diverged as err:

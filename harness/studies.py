@@ -15,6 +15,7 @@ import torch
 from estibench.models.protocols import UNNORMALISED_PRIOR, bernoulli_log_mass, capabilities
 
 from .basket import evaluate_basket
+from .task import Task
 from .exact import exclusive_kl, inclusive_kl, log_marginal, log_marginal_chunked, log_posterior
 from .definitions import described
 from .gradients import gradient_draws
@@ -33,16 +34,17 @@ def rows_from(metrics: Dict[str, torch.Tensor], seeds, iteration: int) -> List[t
     return out
 
 
-class GMMTask:
+class GMMTask(Task):
     """The GMM study (RWS §4.3; docs/gmm.md): every iteration draws a fresh batch of B = 100 points per
     replicate from the true model (the data layer's synthetic ``gmm-true-model``); every ``eval_every``
     iterations, on M = 100 test points drawn once (seed 20190501) from the true model, it records per
     replicate the metrics below; at iterations 0, N/2 and N also the PMF snapshots (Fig 5), and at 0
     and N the exact-gradient errors from N_exact = 100 draws.
     """
+    defaults = GMM_DEFAULTS
+
     def __init__(self, model, cell):
-        self.options = {**GMM_DEFAULTS, **cell.study_options}
-        self.cell = cell
+        super().__init__(model, cell)
         from estibench import data
         self.true = data.synthetic(model.default_dataset).bind(model)  # "gmm-true-model": the paper's true model
         self.batch_size = cell.batch_size
@@ -107,7 +109,7 @@ SBN_DEFAULTS = {"eval_particles": 100, "final_particles": (100, 1000), "valid_fi
                 "test_seed": 20180705}
 
 
-class SBNTask:
+class SBNTask(Task):
     """Sigmoid belief networks on binarised images (REBAR §6, DVAE++ §7.1; docs/sbn.md, docs/conventions.md).
 
     Training batches: each replicate draws its own ``batch_size`` training images uniformly with
@@ -123,10 +125,8 @@ class SBNTask:
     defaults = SBN_DEFAULTS
 
     def __init__(self, model, cell):
+        super().__init__(model, cell)
         from estibench import data as estidata
-        self.options = {**self.defaults, **cell.study_options}
-        self.cell = cell
-        self.model = model
         data = estidata.load(model.dataset)
         self.data = data
         down = (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))

@@ -199,6 +199,13 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` from this registry (for tests and plug-in reloading); a name that is not registered
+        raises a one-line :class:`UnknownNameError`.  Entry points already loaded are not loaded again."""
+        if name not in self._entries:
+            raise UnknownNameError(f"cannot unregister {self.kind} {name!r}: it is not registered")
+        del self._entries[name]
+
     def _admit(self, name: str, factory) -> None:
         if self.admits is not None:
             factory = self.admits(name, factory)

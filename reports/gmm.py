@@ -658,7 +658,7 @@ def figure_resampled(distances: pd.DataFrame, path: str) -> str:
     return ps.save(fig, path, dpi=100)
 
 
-def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
+def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     """The GMM report's parts, in order: Run, Fig 4, Fig 5 (smallest and largest K), the
     exact-gradient table, the final-iteration summary and the paper's findings.  Figures are
     callables writing their PNG (``reports.site.materialise`` names them fig4_gmm_training.png,

@@ -210,7 +210,7 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def sections(table: pd.DataFrame, cells: pd.DataFrame = None) -> List[Section]:
+def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     if "study" in table.columns:
         table = table[table.study == "sbn"]
     if cells is not None and "study" in cells.columns:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import html
-import inspect
+
 import json
 import os
 import re
@@ -87,7 +87,8 @@ class Section:
             self.name = slug(self.title)
 
 
-#: study name -> sections(table, cells) (optionally with an ``out`` keyword: the page's folder)
+#: study name -> sections(table, cells, artifacts=None): every page has this one signature (``artifacts``: the
+#: files its cells stored, ``harness.store``; a page that shows none ignores it)
 STUDY_PAGES: Dict[str, Callable[..., List[Section]]] = {}
 
 
@@ -212,7 +213,7 @@ def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str
     return ps.save(fig, path, dpi=90)
 
 
-def generic_sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
+def generic_sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     """Final-iteration mean [95 % Student-t interval] per metric × label × K, and learning curves; one pair per
     model when the study holds several (two models' numbers never pool)."""
     if table.empty:
@@ -759,13 +760,11 @@ def _registered_page(study: str):
     return studies.get(study).page_function()
 
 
-def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame, folder: str,
+def _sections_for(study: str, table: pd.DataFrame, cells: pd.DataFrame,
                   artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     try:
         fn = STUDY_PAGES.get(study) or _registered_page(study)
-        params = inspect.signature(fn).parameters
-        extra = {k: v for k, v in (("out", folder), ("artifacts", artifacts)) if k in params}
-        sections = fn(table, cells, **extra)
+        sections = fn(table, cells, artifacts=artifacts)
         return list(sections)
     except Exception:  # a broken study page must not hide the run summary and the other studies
         tb_text = traceback.format_exc()
@@ -1203,7 +1202,7 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
         status = Section("Cells", "table", cells_table(c),
                          caption=f"{counts_text(c)}; † diverged (rows up to its last finite evaluation), "
                                  "✗ failed (no rows; tracebacks on the index page)", name="cells")
-        own = _sections_for(study, t, c, folder, _study_artifacts(artifacts, c))
+        own = _sections_for(study, t, c, _study_artifacts(artifacts, c))
         own = page_names(own + [m for m in [models_section(t)] if m is not None], models=list(t.model.unique()))
         body, links = materialise(own + page_names([status]) + [definitions_section(t)], folder)
         desc = descriptions.get(study, "")

@@ -5,7 +5,7 @@ paper's; then the generic per-model summaries.  Pure functions of the tidy table
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Optional
 
 import pandas as pd
 
@@ -116,7 +116,7 @@ def _labels(table: pd.DataFrame) -> List[str]:
     return [l for l in STUDY.order if l in set(table.label)] + sorted(set(table.label) - set(STUDY.order))
 
 
-def sections(table: pd.DataFrame, cells: pd.DataFrame) -> List[Section]:
+def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     if table.empty:
         return [Section("Results", "text", "No finished cells yet.", name="results")]
     iterations = sorted({int(i) for i in cells.iterations.dropna()}) if "iterations" in cells.columns else []

@@ -101,7 +101,7 @@ class Study:
     #: suite name → grid (study, model, estimators, particles, seeds, iterations, eval_every, batch_size,
     #: lr, model_grid, presets, default_preset, study_options, parts, description)
     suites: Dict[str, dict]
-    #: ``module:function`` of the report page: ``sections(table, cells) -> list[Section]``
+    #: ``module:function`` of the report page: ``sections(table, cells, artifacts=None) -> list[Section]``
     page: str = ""
     #: command-line flag → (model option of the suite's ``model_grid``, help text)
     grid_flags: Dict[str, Tuple[str, str]] = field(default_factory=dict)
@@ -154,7 +154,8 @@ def names():
 def unregister(name: str) -> None:
     """Forget the study registered as ``name`` in this process (a test's temporary study, registered with
     ``REGISTRY.register(name)``); an unknown name is ignored."""
-    REGISTRY._entries.pop(name, None)
+    if name in REGISTRY:
+        REGISTRY.unregister(name)
     _CACHE.pop(name, None)
 
 

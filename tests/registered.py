@@ -35,7 +35,7 @@ def accepting(model) -> Set[str]:
     return {name for name in estimators.names() if declares_to_accept(name, model)}
 
 
-def toy_sections(table, cells):
+def toy_sections(table, cells, artifacts=None):
     """The temporary study's page: one text section (``reports.site.Section``), read when the page is built."""
     from estibench.reports.site import Section
     return [Section("Temporary page", "text", f"{len(cells)} cells", name="temporary")]

@@ -62,3 +62,35 @@ def test_estimator_schedule_reaches_the_final_temperature():
     assert est.temperature == pytest.approx(0.5)
     est.set_progress(0.0)
     assert est.temperature == pytest.approx(3.0)
+
+
+def test_a_task_that_is_not_a_task_subclass_is_refused_in_one_line_before_any_work():
+    """The runner calls only the hooks ``harness.task.Task`` declares; a duck-typed object is refused."""
+    class Duck:  # has the hooks but not the contract
+        def __init__(self, model, cell):
+            raise AssertionError("built: the refusal came too late")
+
+        def train_batch(self):
+            raise AssertionError
+
+    with pytest.raises(TypeError) as info:
+        train_cell(cell(iterations=2, eval_every=1), Duck)
+    assert str(info.value) == "a study's task must subclass estibench.harness.task.Task; got Duck"
+
+
+def test_every_registered_task_is_a_task_and_the_optional_hooks_have_defaults():
+    from estibench.harness.task import Task
+
+    class Minimal(Task):
+        def train_batch(self):
+            return None
+
+        def evaluate(self, model, estimator, iteration, extra=None):
+            return []
+
+    assert all(issubclass(factory, Task) for factory in TASKS.values())
+    t = Minimal(model=None, cell=cell(study_options={"x": 1}))
+    assert t.options == {"x": 1} and t.final_evaluate(None, None, 0) == [] and t.final_artifacts(None) is None
+    assert t.observe([]) is None and t.basket is None
+    with pytest.raises(TypeError):
+        type("NoEvaluate", (Task,), {"train_batch": lambda self: None})(None, cell())

@@ -60,7 +60,7 @@ def test_a_new_study_is_one_module_and_one_registry_line(tmp_path):
             """The GMM task with a smaller test set."""
 
 
-        def sections(table, cells):
+        def sections(table, cells, artifacts=None):
             return [Section("Toy page", "text", f"{table.label.nunique()} estimators measured here", name="toy")]
 
 
