@@ -7,7 +7,7 @@ checkout on sys.path runs it (the GMM study's task for the batches; ``harness.ru
 checkout has it, else the loop body of its ``train_cell``, rebuilt below line for line), one torch thread, and
 runs 10 warm-up steps, answering ``ok``; ``run N`` runs N steps of
 the cell set up last and answers the seconds taken; ``eval`` times one evaluation of the GMM study's task
-(``harness.studies.GMMTask.evaluate``) and answers its seconds; ``where`` answers the file of the
+(``estibench.studies.gmm.task.GMMTask.evaluate``) and answers its seconds; ``where`` answers the file of the
 ``harness.runner`` it imported (the driver checks each worker runs its own checkout); ``quit`` ends.
 """
 import sys
@@ -52,7 +52,7 @@ def main():
     torch.set_num_threads(1)
     from estibench.harness import runner
     from estibench.harness.runner import Cell, build, make_optimiser
-    from estibench.harness.studies import TASKS
+    from estibench.studies import TASKS
     state = {}
     for line in sys.stdin:
         words = line.split()

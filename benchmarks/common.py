@@ -8,7 +8,7 @@ Conventions
   stacked seeds (the paper-budget suite's seeds, trained as one vectorised program).
 * SBN: ``linear1`` (784–200 linear sigmoid belief net) on the embedded ``mnist5k-bern0`` data
   (loaded from its disk cache; about 0.1 s), R = 1 seed, batch 24 drawn uniformly from the
-  training images per step, as ``harness.studies.SBNTask`` does.
+  training images per step, as ``estibench.studies.sbn.task.SBNTask`` does.
 * One training step = ``harness.runner.TrainingStep``, the very object ``train_cell`` calls per iteration:
   schedules, fresh batch, ``estimator.gradients`` (θ, φ and the estimator's own parameters), the
   per-replicate finiteness bookkeeping, ``p.grad = g``, one Adam step (``make_optimiser``, own
@@ -111,7 +111,7 @@ def gmm_batcher(model, B=GMM_BATCH):
 
 
 def gmm_test_points(model, M=100, seed=20190501):
-    """The GMM study's 100 fixed test points (``harness.studies.GMMTask``), ``[R, M]``."""
+    """The GMM study's 100 fixed test points (``estibench.studies.gmm.task.GMMTask``), ``[R, M]``."""
     true = model.true_model()
     gen = torch.Generator().manual_seed(seed)
     probs = true.prior_probs()[0].detach()

@@ -54,7 +54,7 @@ def sync(device):
 
 def gmm_cells(device, iterations, particles, names=GMM_ESTIMATORS):
     from estibench.harness.runner import Cell, train_cell
-    from estibench.harness.studies import TASKS
+    from estibench.studies import TASKS
     rows = []
     for name in names:
         for K in particles:

@@ -3,7 +3,7 @@ measured side by side in one run, and the wall clock they imply for ``run_all.py
 
     python benchmarks/gmm_budget.py [--before REV] [--rounds 3] [--block 20] [--out FILE]
 
-The paper's budget (``studies/gmm.py``, suite ``gmm``): 7 estimators × K ∈ {2, 5, 10, 20}, 10 seeds stacked per
+The paper's budget (``studies/gmm/__init__.py``, suite ``gmm``): 7 estimators × K ∈ {2, 5, 10, 20}, 10 seeds stacked per
 cell (R = 10), 100,000 iterations, an evaluation every 1,000.  Two worker processes
 (``benchmarks/_step_worker.py``), one on this checkout and one on a git worktree of ``--before`` (default: the
 commit before the speed work, 0c25e87), each one torch thread, time the same cell's training step as

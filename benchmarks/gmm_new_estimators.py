@@ -1,5 +1,5 @@
 """The training step of the estimators published since the seed papers (issue 14) on the GMM at the paper's
-budget's cell size, and the cell time it implies: which of them fit the paper-budget suite (``studies/gmm.py``).
+budget's cell size, and the cell time it implies: which of them fit the paper-budget suite (``studies/gmm/__init__.py``).
 
     python benchmarks/gmm_new_estimators.py [--particles 2,20] [--estimators NAMES] [--seconds 2] [--out FILE]
 

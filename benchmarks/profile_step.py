@@ -30,7 +30,7 @@ def main(argv=None):
     from torch.profiler import ProfilerActivity, profile
     from estibench import estimators
     from estibench.harness.runner import Cell, TrainingStep, build, make_optimiser
-    from estibench.harness.studies import TASKS
+    from estibench.studies import TASKS
     if args.estimator not in estimators.names():
         print(f"profile_step: error: unknown estimator {args.estimator!r}", file=sys.stderr)
         return 2

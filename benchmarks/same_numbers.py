@@ -18,7 +18,7 @@ try:  # the old layout first (PYTHONPATH=<old checkout>)
     from harness.studies import TASKS
 except ImportError:
     from estibench.harness.runner import Cell, train_cell
-    from estibench.harness.studies import TASKS
+    from estibench.studies import TASKS
 TIMING = ("sec_per_iter", "peak_memory_mb")
 G = {"test_points": 20, "grad_std_samples": 3, "exact_samples": 5}
 S = {"eval_points": 50, "test_points": 50, "final_particles": (10,), "valid_final_particles": (10,),

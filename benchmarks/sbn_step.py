@@ -81,7 +81,7 @@ class RunnerBlock:
 
     def seconds_per_step(self, steps):
         from estibench.harness.runner import train_cell
-        from estibench.harness.studies import TASKS
+        from estibench.studies import TASKS
         cell = self.Cell(study="sbn", model="sbn", estimator=self.estimator, particles=1, seeds=(0,),
                          iterations=steps, eval_every=steps, batch_size=SBN_BATCH, lr=1e-3, device="cpu",
                          model_options={"arch": "linear1", "dataset": "mnist5k-bern0"},

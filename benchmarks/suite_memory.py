@@ -2,7 +2,7 @@
 
     python benchmarks/suite_memory.py [--suites gmm,sbn,rbm,vae,air] [--out FILE]
 
-For each suite, the cells ``run_all.py --suite NAME`` would run (``harness.cli.make_cells``, the default preset),
+For each suite, the cells ``run_all.py --suite NAME`` would run (``estibench.cli.run.make_cells``, the default preset),
 narrowed to the costliest estimator and largest K of each part (the memory of a cell is set by its model, K, and
 evaluation settings; the estimator's own networks add little), are trained for 2 iterations with their default
 evaluation settings (the final evaluation, with the many-particle test bounds and the exact quantities of the
@@ -25,9 +25,9 @@ import torch  # noqa: E402
 from benchmarks.common import command_line, write_record  # noqa: E402
 from benchmarks.common import header, load_average, markdown  # noqa: E402
 from estibench import estimators  # noqa: E402
-from estibench.harness.cli import make_cells, parser  # noqa: E402
+from estibench.cli.run import make_cells, parser  # noqa: E402
 from estibench.harness.runner import train_cell  # noqa: E402
-from estibench.harness.studies import TASKS  # noqa: E402
+from estibench.studies import TASKS  # noqa: E402
 
 LIMIT_MB = 4000 * 1e6 / 2 ** 20  # 4 GB in MiB
 

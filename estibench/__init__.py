@@ -6,10 +6,11 @@ configuration (``pyproject.toml``, ``[tool.setuptools] package-dir``) onto subpa
 =====================  ===================================================
 ``estibench.estimators``  ``estimators/``: the estimator registry
 ``estibench.models``      ``models/``: the model registry and capability protocols
-``estibench.harness``     ``harness/``: exact ground truth, runner, sweep, store, CLI
+``estibench.harness``     ``harness/``: exact ground truth, runner, sweep, store
 ``estibench.reports``     ``reports/``: tables, figures and the static site
 ``estibench.data``        ``data/``: datasets
 ``estibench.studies``     ``studies/``: one object per study (task, suites, presets, report page)
+``estibench.cli``         ``cli/``: the command line, one module per command
 =====================  ===================================================
 
 Nothing else is installed at the top of site-packages.  From a source checkout (``python
@@ -22,7 +23,7 @@ import os as _os
 __version__ = "0.1.0"
 
 _ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-_SUBPACKAGES = ("estimators", "models", "harness", "reports", "data", "studies")
+_SUBPACKAGES = ("estimators", "models", "harness", "reports", "data", "studies", "cli")
 if (_os.path.isfile(_os.path.join(_ROOT, "pyproject.toml")) and _os.path.isfile(_os.path.join(_ROOT, "run_all.py"))
         and _ROOT not in __path__):  # a source checkout, not site-packages
     __path__.append(_ROOT)
@@ -36,7 +37,7 @@ def __getattr__(name):
 
 def main(argv=None) -> int:
     """The ``estibench`` console command: the same subcommands and flags as ``python run_all.py``."""
-    from estibench.harness.cli import main as cli_main
+    from estibench.cli import main as cli_main
     return cli_main(argv)
 
 

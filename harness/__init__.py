@@ -1,5 +1,5 @@
-"""estibench's harness: exact ground truth, gradient samples, the vectorised runner, the
-results store and the command line.  Data flow: models → estimators → harness → reports."""
+"""estibench's harness: exact ground truth, gradient samples, the vectorised runner, the sweep and the
+results store.  Data flow: models → estimators → harness → studies → reports → the command line (``cli/``)."""
 from .exact import exclusive_kl, inclusive_kl, iwae_bound, log_marginal, log_posterior
 from .gradients import exact_gradient, gradient_draws, gradient_samples
 from .runner import Cell, build, build_model, train_cell

@@ -11,7 +11,7 @@ estimators, not from where each one's training wandered.  Study options (SBN-lik
                       measured too (its line is the reference).  A named member applies to every cell of the run,
                       and the cells of one run differ in model and K: a member the estimator's own check refuses on
                       some cells is left out of those (:func:`members`), named with the cells and the reason in a
-                      note line before any work (``harness.cli``) and listed under "members not measured" in the
+                      note line before any work (``estibench.cli.run``) and listed under "members not measured" in the
                       report (``reports/basket.py``); a member that fits none of the run's cells is refused with
                       one line, exit status 2, before any work;
 * ``basket_samples``  draws per estimator and evaluation (default: the task's gradient draws).

@@ -1,12 +1,13 @@
-"""Every metric's one-line definition, written once: the task docstrings (``harness/studies.py``), the
+"""Every metric's one-line definition, written once: the task docstrings (``studies/<name>/task.py``), the
 reports and the site all read them from here.
 
 ``METRIC_DEFINITIONS`` maps a metric name to its definition.  Families of metrics that carry
 parameters in brackets are keyed by a pattern whose bracket values are placeholders, e.g.
 ``prior_pmf[z=c]`` stands for ``prior_pmf[z=0]``, ``prior_pmf[z=1]``, ...; :func:`family` maps a
 concrete metric name to its key.  A study of your own adds the definitions of the metrics it
-records in its :class:`estibench.studies.Study` (``definitions``); the site lists any metric
-without one as undefined.
+records in its :class:`estibench.studies.Study` (``definitions``): the reports merge them with these
+(``reports/definitions.py``, ``all_definitions``) and pass them as ``known``; this module, part of the
+engine, reads no study.  The site lists any metric without a definition as undefined.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
     "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
                           "end of training (Fig 5)",
-    # SBN study (SBNTask; docs/sbn.md, docs/conventions.md)
+    # SBN study (SBNTask; studies/sbn/README.md, docs/conventions.md)
     "test_ll[K=k]": "IWAE bound log (1/k) Σ_j p(x, z_j)/q(z_j|x), z_j ~ q, averaged over the test images (Burda et al.); "
                     "a stochastic lower bound on log p(x), evaluated in the binary limit",
     "valid_ll[K=k]": "the same IWAE bound on the validation images at the end of training",
@@ -53,7 +54,7 @@ METRIC_DEFINITIONS: Dict[str, str] = {
                  "training",
     "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
     "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
-    # AIR study (AIRTask; docs/air.md)
+    # AIR study (AIRTask; studies/air/README.md)
     "count_accuracy": "fraction of count_particles (default 10) guide draws per image whose number of steps equals the "
                       "image's true number of digits, averaged over the first eval_points validation images (the ws_air "
                       "code's count accuracy), along training",
@@ -135,22 +136,9 @@ def _shape(name: str) -> Optional[Tuple[str, Tuple[str, ...]]]:
 
 
 
-def all_definitions() -> Dict[str, str]:
-    """The built-in definitions, then those every registered study adds (``Study.definitions``)."""
-    out = dict(METRIC_DEFINITIONS)
-    try:
-        from estibench import studies
-        for name in studies.names():
-            for key, text in studies.get(name).definitions.items():
-                out.setdefault(key, text)
-    except Exception:  # a broken study plugin must not hide the built-in definitions
-        pass
-    return out
-
-
 def family(metric: str, known: Optional[Dict[str, str]] = None) -> Optional[str]:
-    """The key of the definitions that defines ``metric``, or None."""
-    known = all_definitions() if known is None else known
+    """The key of ``known`` (default: the built-in :data:`METRIC_DEFINITIONS`) that defines ``metric``, or None."""
+    known = METRIC_DEFINITIONS if known is None else known
     if metric in known:
         return metric
     shape = _shape(metric)
@@ -162,16 +150,18 @@ def family(metric: str, known: Optional[Dict[str, str]] = None) -> Optional[str]
     return None
 
 
-def definition(metric: str) -> Optional[str]:
-    known = all_definitions()
+def definition(metric: str, known: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """The definition of ``metric`` in ``known`` (default: the built-in ones), or None."""
+    known = METRIC_DEFINITIONS if known is None else known
     key = family(metric, known)
     return None if key is None else known[key]
 
 
-def families(metrics: Iterable[str]) -> List[Tuple[str, Optional[str]]]:
-    """Distinct (name or family key, definition or None) for the metrics given, in the order of the
-    definitions (undefined ones last); a metric with no definition appears under its own name with None."""
-    known = all_definitions()
+def families(metrics: Iterable[str], known: Optional[Dict[str, str]] = None) -> List[Tuple[str, Optional[str]]]:
+    """Distinct (name or family key, definition or None) for the metrics given, in the order of ``known`` (default:
+    the built-in definitions; undefined ones last); a metric with no definition appears under its own name with
+    None."""
+    known = METRIC_DEFINITIONS if known is None else known
     out: Dict[str, Optional[str]] = {}
     for m in metrics:
         key = family(m, known)

@@ -1,5 +1,5 @@
 """The RBM-prior paper's two-stage pretraining ("Learning Deep Generative Models with Discrete Latent
-Variables", ``000_…`` §3.1 and its appendix "Experimental setup"), run by :class:`harness.studies.RBMTask`
+Variables", ``000_…`` §3.1 and its appendix "Experimental setup"), run by :class:`estibench.studies.rbm.task.RBMTask`
 before joint training when the cell's study options ask for it.
 
 The paper:

@@ -133,10 +133,15 @@ class Cell:
     #: the cell's identity when on (compiled kernels round differently), absent when off so that eager cells
     #: keep their keys
     compile: str = "off"
+    #: the training task, ``"package.module:Class"`` of a :class:`harness.task.Task` subclass, set by whoever makes
+    #: the cell from its study (the CLI, ``screen``); the engine imports it from here and knows no study.  Not part
+    #: of the cell's identity: the study, which is, names the task
+    task: str = ""
 
     def config(self) -> dict:
         cfg = dataclasses.asdict(self)
         cfg.pop("device")  # where it ran is recorded beside the result, not part of its identity
+        cfg.pop("task")  # named by the study, which is in the identity
         cfg.pop("preset")  # the settings are in the identity; the preset's name is recorded beside them
         if not cfg["optimiser"]:  # absent when default, so existing cells keep their keys
             cfg.pop("optimiser")

@@ -62,6 +62,7 @@ import torch
 
 from .runner import CONFIG_VERSION, Cell, CellResult, machine_description, train_cell
 from .store import LEASE_S, Store, StoreBusyError, StoreError, host_name, pid_alive, repeated_row
+from .task import task_class
 
 BACKENDS = ("loky", "dask", "ray")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,7 +174,6 @@ def run_one(cell: Cell, threads: Optional[int] = 1, progress: bool = False,
             driver_pid: Optional[int] = None) -> CellResult:
     """Worker entry point: never raises for a failing cell (returns it as ``failed``).  ``driver_pid``
     (loky workers): the driver whose death ends this process."""
-    from .studies import TASKS
     if driver_pid is not None:
         _watch_driver(driver_pid)
     if threads:
@@ -181,7 +181,7 @@ def run_one(cell: Cell, threads: Optional[int] = 1, progress: bool = False,
     used = torch.get_num_threads()
     started = time.perf_counter()
     try:
-        result = train_cell(cell, TASKS[cell.study], progress=progress)
+        result = train_cell(cell, task_class(cell.task), progress=progress)
     except Exception:  # noqa: BLE001 - recorded with its traceback, retried on the next run
         result = CellResult(cell, [], time.perf_counter() - started, float("nan"), cell.device,
                             status="failed", error=traceback.format_exc())

@@ -1,6 +1,8 @@
 """The training task of a study: what the runner (``harness/runner.py``) calls while it trains one cell.
 
-A study names its task class (``Study.task``, ``"pkg.mod:Class"``); the runner builds it once per cell as
+A study names its task class (``Study.task``, ``"pkg.mod:Class"``); whoever makes a cell from the study copies that name
+into the cell (``Cell.task``), and the engine imports it from there (:func:`task_class`) without knowing any study.
+The runner builds it once per cell as
 ``Task(model, cell)`` after the model and the estimator, and then calls exactly the hooks below, in this order:
 
 1. ``evaluate(model, estimator, 0)`` and ``final_evaluate(model, estimator, 0)``: the metrics at initialisation;
@@ -77,6 +79,26 @@ class Task(abc.ABC):
         return None
 
 
+def rows_from(metrics: Dict[str, torch.Tensor], seeds, iteration: int) -> List[Row]:
+    """Metric rows ``(seed, iteration, name, value)`` from ``name → [R]`` values, one per replicate (``seeds``)."""
+    out = []
+    for name, values in metrics.items():
+        for seed, v in zip(seeds, values.detach().cpu().tolist()):
+            out.append((seed, iteration, name, v))
+    return out
+
+
+
+def task_class(spec: str) -> type:
+    """The :class:`Task` subclass a cell names (``Cell.task``, ``"package.module:Class"``); one-line errors for an
+    empty name (a cell made without its study's task), a name that does not import, or a class that is not a Task."""
+    from estibench.models.registry import import_path
+    if not spec:
+        raise TypeError("the cell names no task: set Cell.task to the study's task (\"package.module:Class\"), "
+                        "e.g. estibench.studies.get(study).task")
+    return require_task(import_path(spec))
+
+
 def require_task(task) -> Task:
     """``task`` itself if it is a :class:`Task` (or a subclass of it), else a one-line :class:`TypeError`."""
     if not (isinstance(task, Task) or isinstance(task, type) and issubclass(task, Task)):
@@ -85,4 +107,4 @@ def require_task(task) -> Task:
     return task
 
 
-__all__ = ["Row", "Task", "require_task"]
+__all__ = ["Row", "Task", "require_task", "rows_from", "task_class"]

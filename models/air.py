@@ -151,7 +151,6 @@ class AIR(LatentVariableModel):
     provides = (STRUCTURED_RSAMPLE, TRAINING_MEAN)
     default_dataset = "multi-mnist5k-s0"
     data_statistics = ("train_mean", "image_shape", "max_count")
-    studies = ("air",)
 
     def __init__(self, seeds: Sequence[int] = (0,), dataset: str = "multi-mnist5k-s0", steps: int = 3,
                  glimpse: int = 20, what_dim: int = 50, hidden: int = 256, rnn_input: str = "image",

@@ -54,9 +54,6 @@ class LatentVariableModel(nn.Module, abc.ABC):
     #: training statistics the model needs (keyword arguments of its constructor, e.g. ``train_mean``);
     #: the harness reads them from the data layer (``statistics_query(options)`` says for which data)
     data_statistics: tuple = ()
-    #: the studies whose training task can train this model (``harness/studies.py``); a model of your
-    #: own states it (or inherits it from the model it extends)
-    studies: tuple = ()
     #: buffers (qualified names) holding estimates that measurement refreshes and that no gradient reads (the
     #: RBM-prior VAE's AIS estimate of log Z): kept after a measurement; every other parameter, buffer and
     #: plain attribute is restored (``harness/measurement.py``)

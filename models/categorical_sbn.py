@@ -49,7 +49,6 @@ class CategoricalSBN(LatentVariableModel):
     provides = (FACTORIAL_CATEGORICAL, TRAINING_MEAN)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
-    studies = ("sbn",)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear", dataset: str = "mnist5k-bern0",
                  num_vars: int = 20, num_categories: int = 10, hidden: int = 200, downsample: int = 1,

@@ -32,7 +32,6 @@ class GaussianVAE(LatentVariableModel):
     provides = (REPARAMETERISED, TRAINING_MEAN)
     default_dataset = "mnist5k-dynamic"
     data_statistics = ("train_mean",)
-    studies = ("vae",)
 
     def __init__(self, seeds: Sequence[int] = (0,), dataset: str = "mnist5k-dynamic", latent_dim: int = 50,
                  hidden: int = 200, downsample: int = 1, train_mean: Optional[torch.Tensor] = None):

@@ -7,7 +7,7 @@ Guide: q_φ(z | x) = Categorical(softmax(η_φ(x))), η_φ a tanh MLP fed the ra
 paper nor the authors' code applies input scaling, so none is applied), initialised like
 ``torch.nn.Linear``.
 
-Options (docs/gmm.md records where the paper and the authors' code differ):
+Options (studies/gmm/README.md records where the paper and the authors' code differ):
     num_clusters   C, default 20 (paper).
     prior_scale    s; the code computes the prior logits as 0.5·θ, the paper's text as θ.
                    Default 0.5 (code): the published figures were made with the code.
@@ -59,7 +59,6 @@ class GMM(LatentVariableModel):
     provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL)
     #: fresh batches from the paper's true model (synthetic: mixture weights ∝ c + 5)
     default_dataset = "gmm-true-model"
-    studies = ("gmm",)
 
     def __init__(
         self,

@@ -103,7 +103,6 @@ class RBMVAE(LatentVariableModel):
     provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, TRAINING_MEAN)  # narrowed per instance (rbm_hidden)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
-    studies = ("rbm",)
     #: the AIS estimate of log Z, refreshed by the RBM study before each evaluation: read by objective values
     #: (``log_partition_term``'s value), never by a gradient, so measurement keeps it (harness/measurement.py)
     measurement_caches = ("log_z",)

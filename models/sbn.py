@@ -1,7 +1,7 @@
 """Sigmoid belief networks (SBNs) on binarised 28×28 images, as in REBAR, RELAX and DVAE++ Table 1.
 
 Tucker et al., "REBAR" (2017) §6 / Grathwohl et al., "RELAX" (2018) §6.2 / Vahdat et al.,
-"DVAE++" (2018) §7.1 and Table 1; settings in docs/sbn.md.  Architectures (``arch``):
+"DVAE++" (2018) §7.1 and Table 1; settings in studies/sbn/README.md.  Architectures (``arch``):
 
 * ``linear1``    q(z|x) = Bern(σ(W(x − x̄) + b));  p(z) = Bern(σ(a));  p(x|z) = Bern(σ(Vz + c)).
 * ``linear2``    two stochastic layers of ``latent_bits`` each: q(z₁|x) q(z₂|z₁) and
@@ -107,7 +107,6 @@ class SigmoidBeliefNet(LatentVariableModel):
     default_dataset = "mnist5k-bern0"
     #: the training statistics it needs, which the harness reads from the data layer and passes in
     data_statistics = ("train_mean",)
-    studies = ("sbn",)
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear1", dataset: str = "mnist5k-bern0",
                  latent_bits: int = 200, hidden: int = 200, downsample: int = 1,
@@ -216,7 +215,7 @@ class SigmoidBeliefNet(LatentVariableModel):
 
 
 class TinySigmoidBeliefNet(SigmoidBeliefNet):
-    """The enumerable SBN (REBAR/DVAE++ architectures, docs/sbn.md) on down-sampled images, at most
+    """The enumerable SBN (REBAR/DVAE++ architectures, studies/sbn/README.md) on down-sampled images, at most
     16 latent bits in all, so that exact log p(x) and exact gradients come from enumeration."""
 
     def __init__(self, seeds: Sequence[int] = (0,), arch: str = "linear1", dataset: str = "mnist5k-bern0",

@@ -9,7 +9,9 @@ holds explicit overrides only.  The GMM and SBN pages are the modules ``reports.
 import importlib
 
 from .definitions import METRIC_DEFINITIONS
-from .site import STUDY_PAGES, Section, build_site, generic_sections
+from .generic import generic_sections
+from .section import Section
+from .site import STUDY_PAGES, build_site
 from .tables import mean_ci, mean_ci_groups
 
 _PAGES = ("gmm", "sbn")

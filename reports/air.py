@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 
 from . import tables as tb
-from .site import ESTIMATORS_CAPTION, Section, estimators_table, generic_sections
+from .generic import generic_sections
+from .naming import ESTIMATORS_CAPTION, estimators_table
+from .section import Section
 from .vae import _largest, curves_and_k_figure, final_by_k
 
-from estibench.harness.studies import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
+from estibench.studies.air.task import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
 from estibench.studies.air import STUDY  # noqa: E402
 
 

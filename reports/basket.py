@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
-from .site import Section  # noqa: E402
+from .section import Section  # noqa: E402
 
 _MEMBER = re.compile(r"^basket_(?P<what>logvar|bias_sq|rel_bias)\[e=(?P<member>.*)\]$")
 
@@ -51,7 +51,7 @@ def figure_basket(table: pd.DataFrame, path: str) -> str:
     fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.6 * cols, 3.4 * ((n + cols - 1) // cols)),
                              squeeze=False)
     from . import plotstyle as ps
-    from .site import short_models
+    from .naming import short_models
     members = sorted(rows.member.unique())
     styles = ps.line_styles(members)  # one (colour, line style) per estimator, the legend outside the panels
     models = short_models(rows.model.unique())

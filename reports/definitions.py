@@ -10,11 +10,44 @@ one as undefined.
 """
 from __future__ import annotations
 
-import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from estibench.harness.definitions import (METRIC_DEFINITIONS, all_definitions, definition,  # noqa: F401
-                                          families, family)
+import pandas as pd
+
+from estibench.harness import definitions as _builtin
+from estibench.harness.definitions import METRIC_DEFINITIONS
+
+from .section import Section
+
+
+def all_definitions() -> Dict[str, str]:
+    """The built-in definitions (``harness/definitions.py``), then those every registered study adds
+    (``Study.definitions``); a study that fails to load is skipped (a broken plug-in must not hide the rest)."""
+    from estibench import studies
+    out = dict(METRIC_DEFINITIONS)
+    for name in studies.names():
+        try:
+            extra = studies.get(name).definitions
+        except Exception:  # noqa: BLE001 - a broken study plug-in must not hide the built-in definitions
+            continue
+        for key, text in extra.items():
+            out.setdefault(key, text)
+    return out
+
+
+def family(metric: str, known: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """The key of the definitions (default: every study's, :func:`all_definitions`) that defines ``metric``."""
+    return _builtin.family(metric, all_definitions() if known is None else known)
+
+
+def definition(metric: str) -> Optional[str]:
+    """The definition of ``metric`` among every study's, or None."""
+    return _builtin.definition(metric, all_definitions())
+
+
+def families(metrics: Iterable[str]) -> List[Tuple[str, Optional[str]]]:
+    """Distinct (name or family key, definition or None), in the order of :func:`all_definitions`."""
+    return _builtin.families(metrics, all_definitions())
 
 
 
@@ -80,3 +113,13 @@ def variant_rows(table, labels: Iterable[str]) -> List[Tuple[str, str]]:
         if key is not None:
             out.append((label, ESTIMATOR_VARIANTS[key]))
     return out
+
+
+def definitions_section(table: pd.DataFrame) -> Section:
+    """The section closing every page: each metric of ``table`` (a family once) with its definition."""
+    names = table.metric.unique() if table is not None and not table.empty else []
+    rows = [(n, d if d is not None else "(no definition registered in reports/definitions.py)")
+            for n, d in families(names)]
+    return Section("Metric definitions", "table", pd.DataFrame(rows, columns=["metric", "definition"]),
+                   caption="every metric recorded in the table shown; bracketed names stand for a family "
+                           "(e.g. prior_pmf[z=c] for c = 0, 1, …)", name="metric_definitions")

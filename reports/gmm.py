@@ -3,7 +3,7 @@ summary and a check of the paper's findings.  Every function here is a pure func
 tidy results table (columns study, model, estimator, label, particles, seed, iteration, metric,
 value) and of the cells table; nothing is recomputed.
 
-:func:`sections` lists the report's parts (``reports.site.Section``); the static site's GMM page
+:func:`sections` lists the report's parts (``reports.section.Section``); the static site's GMM page
 (``reports.build_site``) and :func:`write_report`'s Markdown are both rendered from it.  Fig 4
 keeps the paper's median and interquartile range (descriptive); the final-iteration summary and the
 exact-gradient table give means over seeds with 95 % Student-t intervals (``reports.tables``), the
@@ -11,6 +11,7 @@ statistic of the site's leaderboard.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import List, Optional, Tuple
@@ -25,10 +26,13 @@ import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
 from .definitions import markdown_table  # noqa: E402
-from .site import (ESTIMATORS_CAPTION, Section, cell_marks, diverged_note, estimators_table,  # noqa: E402
-                   materialise, md_text, sections_markdown,
-                   write_text_atomic)
+from .export import materialise  # noqa: E402
+from .naming import ESTIMATORS_CAPTION, estimators_table  # noqa: E402
+from .render import md_text, sections_markdown  # noqa: E402
+from .section import Section  # noqa: E402
+from .summary import cell_marks, diverged_note  # noqa: E402
 
+from estibench.files import write_text  # noqa: E402
 from estibench.studies.gmm import ESTIMATORS as PAPER_ESTIMATORS  # noqa: E402  (RWS §4.3's seven)
 from estibench.studies.gmm import STUDY  # noqa: E402  (this page's study: its estimators' order)
 
@@ -463,7 +467,7 @@ def write_reference(source: str = None, path: str = REFERENCE_PATH) -> str:
         lines[-1] = lines[-1].rstrip(",")
         lines.append("],")
     lines[-1] = "]"
-    write_text_atomic(path, "{\n" + "\n".join(lines) + "\n}\n")
+    write_text(path, "{\n" + "\n".join(lines) + "\n}\n")
     return path
 
 
@@ -551,6 +555,34 @@ def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
                                    f"of your run: {lb.caption('gmm', board)}  K values of your run only.",
                            name="reference_leaderboard"))
     return out
+
+
+INDEX_HEADING = "gmm at the paper's budget (committed reference)"
+
+
+def index_sections(table: pd.DataFrame, folder: str) -> Tuple[str, List[Section]]:
+    """What this page adds to the site's index, under the leaderboards (the site asks the page function for it:
+    ``sections.index_sections``): for a run short of the paper's budget, the committed paper-budget leaderboard and
+    verdicts (:func:`reference_sections`), each said to be such, so that the first page of the default study carries
+    the paper-budget answer beside the user's short run.  Returns (heading, sections): the heading is empty when
+    there is a single section.  ``table``: the GMM rows; ``folder``: this page's folder, relative to the index."""
+    found = reference_sections(table)
+    if not found:
+        return "", []
+    found = sorted(found, key=lambda s: s.name != "reference_leaderboard")  # the leaderboard first
+    if len(found) == 1:
+        return "", found
+    # which is which, before the numbers; the findings' measured values are on the GMM page
+    intro = Section("Which is which", "text",
+                    f"The gmm leaderboard above is **your run ({run_budget(table)}): indicative only**.  Below, "
+                    f"the **paper's budget** ({reference_budget(load_reference())}): its leaderboard and "
+                    "the paper's findings judged at that budget (the measured values behind each verdict are on "
+                    f"the [gmm page]({folder}/index.html#reference_findings)).",
+                    name="reference_intro")
+    measured = [c for s in found if s.name == "reference_findings" for c in s.payload.columns
+                if c.startswith("measured")]
+    return INDEX_HEADING, [intro] + [dataclasses.replace(s, payload=s.payload.drop(columns=measured))
+                                     if s.name == "reference_findings" else s for s in found]
 
 
 def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
@@ -661,7 +693,7 @@ def figure_resampled(distances: pd.DataFrame, path: str) -> str:
 def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
     """The GMM report's parts, in order: Run, Fig 4, Fig 5 (smallest and largest K), the
     exact-gradient table, the final-iteration summary and the paper's findings.  Figures are
-    callables writing their PNG (``reports.site.materialise`` names them fig4_gmm_training.png,
+    callables writing their PNG (``reports.export.materialise`` names them fig4_gmm_training.png,
     fig5_gmm_hinton_K<K>.png).  Diverged cells are marked † in the tables."""
     if "study" in table.columns:
         table = table[table.study == "gmm"]
@@ -736,11 +768,14 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optiona
     return out
 
 
+#: the index asks the page function what it adds there (``reports/site.py``, _index_references)
+
+
 def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str = "gmm",
                  description: str = "") -> str:
     """Write OUT/report.md and its figures (fig4_gmm_training.png, fig5_gmm_hinton_K<K>.png) from
     the tidy table; returns the report's path.  report.md is replaced atomically through a uniquely
-    named temporary file (:func:`estibench.reports.site.write_text_atomic`): writers running at
+    named temporary file (:func:`estibench.files.write_text`): writers running at
     once do not collide, and a failed write leaves the previous report.md and no temporary file."""
     table = table[table.study == "gmm"]
     os.makedirs(out, exist_ok=True)
@@ -752,7 +787,7 @@ def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str 
         lines += sections_markdown(parts, 2)
         lines += ["## Metric definitions", "", DEFINITIONS]
     path = os.path.join(out, "report.md")
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

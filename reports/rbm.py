@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from . import tables as tb
-from .site import ESTIMATORS_CAPTION, Section, estimators_table, generic_sections
+from .generic import generic_sections
+from .naming import ESTIMATORS_CAPTION, estimators_table
+from .section import Section
 
 import json
 import math

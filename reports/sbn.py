@@ -26,8 +26,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import tables as tb  # noqa: E402
-from .site import (ESTIMATORS_CAPTION, Section, cell_marks, diverged_note, estimator_names,  # noqa: E402
-                   estimators_table)
+from .naming import ESTIMATORS_CAPTION, estimator_names, estimators_table  # noqa: E402
+from .section import Section  # noqa: E402
+from .summary import cell_marks, diverged_note  # noqa: E402
 
 ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear", "linear": "linear"}
 from estibench.studies.sbn import STUDY  # noqa: E402  (this page's study: its estimators' order)
@@ -160,7 +161,6 @@ def figure_curves(table: pd.DataFrame, path: str, metrics, title: str) -> str:
     t = with_fields(table[table.model_name.eq("sbn") & table.metric.isin(metrics)])
     archs = [a for a in ARCH_NAMES if a in set(t.arch)]
     from . import plotstyle as ps
-    from .site import estimator_names
     labels = ordered(t.label.unique())
     styles, names = ps.line_styles(labels), estimator_names(labels)
     sns.set_theme(style="whitegrid", context="paper")

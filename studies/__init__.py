@@ -1,126 +1,22 @@
-"""Studies: each study is one object, registered once.
+"""The study registry: every study by name.  A study is one folder, ``studies/<name>/``: its ``Study`` (suites,
+presets, flags, published numbers: ``studies/<name>/__init__.py``, built on :mod:`estibench.studies.base`), its
+training task (``task.py``), its report page and its settings page (``README.md``).
 
-A :class:`Study` bundles what distinguishes one line of experiments: its training task (where the
-data come from and what is measured), its suites (grids of cells, in the benchopt manner: every
-key of a grid is a parameter and becomes a column of the results table) and presets, the
-command-line flags that pick values of its model grid, the estimators' order in its report, the
-published numbers it compares with (as data, with their source) and its report page.  The CLI, the
-sweep and the site look a study up by name.
-
-Adding a study: one module (or folder) defining ``STUDY = Study(...)`` plus one registry line below
-(or an entry point in the group ``estibench.studies``); nothing in ``harness/cli.py``,
-``reports/site.py`` or another study changes.  The task and the page are named as
-``package.module:Attribute`` and imported when first used, so importing the registry is cheap and
-the dependencies point one way (studies → harness, reports).
+Adding a study: one folder defining ``STUDY = Study(...)`` plus one registry line below (or an entry point in the
+group ``estibench.studies``); nothing in the engine (``harness/``), the CLI, ``reports/`` or another study changes.
+The registry names the studies as ``package.module:STUDY`` strings imported on first use, so importing it is cheap;
+a study imports the study base (:mod:`estibench.studies.base`), never this registry, so the imports point one way
+(study base → each study → this registry → reports, CLI).  The CLI and the site look a study up by name; the engine
+never does (a cell carries its task: ``Cell.task``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from collections.abc import Mapping
+from typing import Callable, Dict
 
 from estibench.models.registry import Registry, UnknownNameError, import_path
 
-
-@dataclass(frozen=True)
-class PublishedValue:
-    """One published number with the budget behind it, as data (a leaderboard prints both on the row):
-    ``value`` as the source prints it, ``source`` (short: paper and table), ``steps`` (training steps) and
-    ``data`` (training data)."""
-
-    value: str
-    source: str = ""
-    steps: Optional[int] = None
-    data: str = ""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    @property
-    def cost(self) -> str:
-        """``2M steps, static MNIST, 50k images``: what the number cost (training steps and data)."""
-        return ", ".join(([steps_text(self.steps)] if self.steps else []) + ([self.data] if self.data else []))
-
-    @property
-    def budget(self) -> str:
-        """``DVAE++ Table 1: 2M steps, static MNIST …``: where the number comes from, what it cost."""
-        text = self.cost
-        return f"{self.source}: {text}" if text and self.source else (text or self.source)
-
-
-def steps_text(steps: int) -> str:
-    """A training budget in steps, short: ``2M steps``, ``1k steps``, ``300 steps``, ``2.5k steps``."""
-    steps = int(steps)
-    for size, unit in ((1_000_000, "M"), (1_000, "k")):
-        if steps >= size:
-            return f"{steps / size:g}{unit} steps"
-    return f"{steps} steps"
-
-
-@dataclass(frozen=True)
-class Published:
-    """Published numbers as data: ``values[(data, architecture)][estimator label]`` with their source and, where
-    the source states them, the budget behind them (``steps``, training ``data``; ``short``: the source's short
-    name, e.g. "DVAE++ Table 1")."""
-
-    source: str
-    values: Dict
-    note: str = ""
-    steps: Optional[int] = None
-    data: str = ""
-    short: str = ""
-
-    def lookup(self, key, label: str) -> Optional[PublishedValue]:
-        """The published value of ``label`` under ``key`` with this table's budget (None where there is none)."""
-        value = self.values.get(key, {}).get(label)
-        if value is None:
-            return None
-        return PublishedValue(str(value), self.short or self.source, self.steps, self.data)
-
-
-@dataclass(frozen=True)
-class Headline:
-    """The one metric a study's leaderboard ranks by (the site's index opens with it): its final value per seed,
-    mean and interval over seeds, per model and K.  ``figure``: the name of the page section whose figure the
-    index shows as a thumbnail; ``published``: ``module:function(model_name, model_options, label)`` returning the
-    published value to print beside ours (a :class:`PublishedValue`, whose budget the row prints too; plain text
-    is printed without one; None where there is none)."""
-
-    metric: str
-    higher_is_better: bool = True
-    figure: str = ""
-    published: str = ""
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    description: str
-    #: ``module:Class`` of the training task: ``Task(model, cell)`` with train_batch / evaluate / final_evaluate
-    task: str
-    #: suite name → grid (study, model, estimators, particles, seeds, iterations, eval_every, batch_size,
-    #: lr, model_grid, presets, default_preset, study_options, parts, description)
-    suites: Dict[str, dict]
-    #: ``module:function`` of the report page: ``sections(table, cells, artifacts=None) -> list[Section]``
-    page: str = ""
-    #: command-line flag → (model option of the suite's ``model_grid``, help text)
-    grid_flags: Dict[str, Tuple[str, str]] = field(default_factory=dict)
-    #: estimators in the order the report lists them (others follow, alphabetically)
-    order: Tuple[str, ...] = ()
-    #: published tables this study prints beside its numbers
-    published: Dict[str, Published] = field(default_factory=dict)
-    #: the metrics its report defines, in the order it lists them (definitions: ``harness/definitions.py``)
-    metrics: Tuple[str, ...] = ()
-    #: definitions of metrics this study records beyond the built-in ones (``harness/definitions.py``)
-    definitions: Dict[str, str] = field(default_factory=dict)
-    #: the metric its leaderboard on the site's index ranks by (none: no leaderboard)
-    headline: Optional[Headline] = None
-
-    def task_class(self) -> type:
-        return import_path(self.task)
-
-    def page_function(self) -> Callable:
-        return import_path(self.page)
+from .base import Headline, Published, PublishedValue, Study, steps_text
 
 
 def _lazy(spec: str) -> Callable[[], Study]:
@@ -170,4 +66,31 @@ def suites() -> Dict[str, dict]:
     return out
 
 
-__all__ = ["Study", "Published", "PublishedValue", "REGISTRY", "get", "names", "suites", "unregister"]
+def studies_of(model_class: type) -> list:
+    """The names of the registered studies whose task trains ``model_class`` (``Study.accepts``), in registry order."""
+    return [name for name in names() if get(name).accepts(model_class)]
+
+
+def task_class(study: str) -> type:
+    """The training task class of the study registered as ``study`` (its ``Study.task``)."""
+    return get(study).task_class()
+
+
+class _Tasks(Mapping):
+    """study name → its training task class (:func:`task_class`), for scripts and tests that train a cell directly
+    (``train_cell(cell, TASKS["gmm"])``)."""
+
+    def __getitem__(self, study):
+        return task_class(study)
+
+    def __iter__(self):
+        return iter(names())
+
+    def __len__(self):
+        return len(names())
+
+
+TASKS = _Tasks()
+
+__all__ = ["Study", "Published", "PublishedValue", "Headline", "REGISTRY", "TASKS", "get", "names", "steps_text",
+           "studies_of", "suites", "task_class", "unregister"]

@@ -36,8 +36,8 @@ def accepting(model) -> Set[str]:
 
 
 def toy_sections(table, cells, artifacts=None):
-    """The temporary study's page: one text section (``reports.site.Section``), read when the page is built."""
-    from estibench.reports.site import Section
+    """The temporary study's page: one text section (``reports.section.Section``), read when the page is built."""
+    from estibench.reports.section import Section
     return [Section("Temporary page", "text", f"{len(cells)} cells", name="temporary")]
 
 

@@ -1,4 +1,4 @@
-"""Attend-Infer-Repeat (models/air.py) and its study (studies/air.py, harness/studies.py AIRTask, reports/air.py):
+"""Attend-Infer-Repeat (models/air.py) and its study (studies/air/__init__.py, studies/air/task.py AIRTask, reports/air.py):
 the spatial transformer, the step-count prior and its annealing, the guide's two passes, VIMCO's structured form on
 AIR, bad input, and a smoke run of every estimator that takes AIR through the CLI, the store and the report."""
 import json
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from estibench import estimators
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.runner import build_model
 from estibench.models.air import extract, geometric_log_prior, glimpse_theta, place
 

@@ -6,9 +6,9 @@ import os
 import pandas as pd
 import pytest
 
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.runner import Cell, train_cell
-from estibench.harness.studies import TASKS
+from estibench.studies import TASKS
 from estibench.reports import basket as basket_report
 
 OPTS = {"eval_points": 20, "test_points": 20, "final_particles": (5,), "grad_samples": 4}

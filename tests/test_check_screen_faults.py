@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from estibench.harness import checks, screen
-from estibench.harness.cli import main
+from estibench.cli import screen
+from estibench.harness import checks
+from estibench.cli import main
 
 #: the smallest screen: GMM, one estimator, points at steps 0 and 2, a handful of draws
 TINY = ["--model", "gmm", "--estimators", "rloo", "--draws", "4", "--points", "2", "--steps", "2", "--bootstrap",

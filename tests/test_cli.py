@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.store import FILENAME, Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,7 +115,7 @@ def test_bad_options_are_refused(tmp_path, args, message, capsys):
 
 def test_help_lists_every_flag():
     """Every flag of the parser (read from it, so a new flag is covered) is in --help and in docs/cli.md."""
-    from estibench.harness.cli import parser
+    from estibench.cli.run import parser
     flags = [o for action in parser()._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
     assert len(flags) > 15 and {"--suite", "--estimators", "--dataset", "--arch", "--preset"} <= set(flags)
     out = subprocess.run([sys.executable, "run_all.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout

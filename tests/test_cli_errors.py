@@ -5,7 +5,7 @@ a comma list that names a value twice, or two specs that make the same cell, is 
 fits only some cells is named, with the cells and the reason, in the output."""
 import pytest
 
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.store import FILENAME, Store
 
 RUN = ["--estimators", "ww", "--particles", "2", "--seeds", "1", "--iterations", "2", "--eval-every", "2",

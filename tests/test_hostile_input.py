@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from estibench.harness.cli import main
+from estibench.cli import main
 from store_helpers import SCHEMA_1
 
 # -- item 9: a plug-in that raises on import ---------------------------------------------------------------------
@@ -136,7 +136,7 @@ def test_reports_read_names_without_importing_them(monkeypatch):
     """The report code's name lookups (display names, docstrings, study pages) never import a module."""
     from estibench import estimators, studies
     from estibench.models.registry import Registry
-    from estibench.reports import leaderboard, site, tables
+    from estibench.reports import generic, leaderboard, site, summary, tables
 
     def refuse(spec):
         raise AssertionError(f"imported {spec}")
@@ -145,8 +145,8 @@ def test_reports_read_names_without_importing_them(monkeypatch):
     assert isinstance(Registry("thing").known("os:getcwd"), type(None))
     assert tables.display_name("nope:X") == "nope:X" and tables.pretty_label("nope:X[a=1]") == "nope:X[a=1]"
     assert leaderboard.headline_of("nope:X") is None
-    assert site.study_blurb("nope:X", site._live(None), "a description").endswith("a description.")
-    assert site._registered_page("nope:X") is site.generic_sections
+    assert summary.study_blurb("nope:X", summary.live_cells(None), "a description").endswith("a description.")
+    assert site._registered_page("nope:X") is generic.generic_sections
     assert studies.REGISTRY.known("nope:X") is None
 
 

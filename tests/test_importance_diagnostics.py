@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from estibench.estimators.base import logmeanexp
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.metrics import normalised_weight_diagnostics
 from estibench.harness.runner import build_model
 

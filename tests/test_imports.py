@@ -10,12 +10,13 @@ Layers, lowest first (a module may import its own layer and those below it):
 3     estimators  ``estibench.estimators.*`` (``estimators/``)
 4     engine      ``estibench.harness.*`` but the modules placed below (``harness/``: runner, sweep, store, gradients,
                   exact, metrics, measurement, basket, checks, pretrain, definitions, the option grammar)
-5     study base  ``estibench.studies`` itself (``studies/__init__.py``: ``Study``, the study registry)
-6     study       each study: ``estibench.studies.<name>`` and below, and ``estibench.harness.studies`` (the five
-                  studies' training tasks, still in one module of ``harness/``)
+5     study base  ``estibench.studies.base`` (``studies/base.py``: ``Study``, ``Published``, ``Headline``)
+6     study       each study's folder ``estibench.studies.<name>`` and below (its ``Study``, its task), and the
+                  study registry ``estibench.studies`` (``studies/__init__.py``) that names them; a study imports the
+                  base, never the registry
 7     reports     ``estibench.reports.*`` (``reports/``)
-8     cli         ``estibench.harness.cli``, ``estibench.harness.screen`` (the command line, still in ``harness/``),
-                  ``estibench`` itself (its ``main``), ``estibench.__main__``, ``run_all``
+8     cli         ``estibench.cli.*`` (``cli/``: the command line, one module per command), ``estibench`` itself
+                  (its ``main``), ``estibench.__main__``, ``run_all``
 9     outside     ``examples.*``, ``benchmarks.*``: plug-ins and scripts that use the project; nothing in it imports
                   them
 ====  ==========  =====================================================================================
@@ -57,9 +58,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: (layer number, name, module patterns): a pattern ``a.b`` matches ``a.b`` itself, ``a.b.*`` every module below it
 LAYERS: Tuple[Tuple[int, str, Tuple[str, ...]], ...] = (
-    (8, "cli", ("estibench.harness.cli", "estibench.harness.screen", "estibench.__main__", "run_all")),
-    (6, "study", ("estibench.harness.studies", "estibench.studies.*")),
-    (5, "study base", ("estibench.studies",)),
+    (8, "cli", ("estibench.cli", "estibench.cli.*", "estibench.__main__", "run_all")),
+    (5, "study base", ("estibench.studies.base",)),
+    (6, "study", ("estibench.studies", "estibench.studies.*")),
     (0, "core", ("estibench.files", "estibench.argparse_oneline")),
     (1, "data", ("estibench.data", "estibench.data.*")),
     (2, "models", ("estibench.models", "estibench.models.*")),
@@ -73,21 +74,6 @@ LAYER_NAMES = {number: name for number, name, _ in LAYERS}
 
 #: upward imports that stay until a later part of issue 27: (importer, imported) → why, and what removes it
 KNOWN_UPWARD: Dict[Tuple[str, str], str] = {
-    # engine → study: the sweep's worker looks the cell's task up by study name (``TASKS[cell.study]``).
-    ("estibench.harness.sweep", "estibench.harness.studies"):
-        "item 2 (an engine that knows no study): the cell must carry its task (task='pkg.mod:Class', set by the CLI "
-        "from the study: harness/cli.py make_cells, harness/screen.py), so that run_one imports no task registry",
-    # engine → study base: the generic metric table merges every registered study's ``Study.definitions``.
-    ("estibench.harness.definitions", "estibench.studies"):
-        "item 1 (a study is one folder, its metric definitions in it): the study layer hands its definitions to the "
-        "generic functions (callers: harness/studies.py, reports/definitions.py) instead of the table reading the "
-        "study registry",
-    # study base → each study, in strings: the registry lines ("estibench.studies.gmm:STUDY") and the base classes
-    # (Study, Published, Headline) share studies/__init__.py, which each study imports.
-    **{("estibench.studies", f"estibench.studies.{name}"):
-       "item 1: studies/__init__.py is both the study base each study imports and the registry naming every study; "
-       "split them (the base in a module of its own, the registry above the studies) and the registry lines point "
-       "down" for name in ("gmm", "sbn", "rbm", "vae", "air")},
     # each study → reports, in strings: each Study names its page "estibench.reports.<name>:sections", and the page
     # imports the study back.
     **{(f"estibench.studies.{name}", f"estibench.reports.{name}"):
@@ -99,13 +85,6 @@ KNOWN_UPWARD: Dict[Tuple[str, str], str] = {
 #: imported) → why.  The cycle test removes these and the :data:`KNOWN_UPWARD` edges from the graph and finds no cycle
 #: left; each entry here must still lie on a cycle of the whole graph (else it leaves the list).
 KNOWN_CYCLE_EDGES: Dict[Tuple[str, str], str] = {
-    ("estibench.harness.screen", "estibench.harness.cli"):
-        "item 5 (the CLI a package): screen imports prog, check_output_folder and the option grammar's names from "
-        "harness/cli.py, which dispatches to screen; the shared pieces leave cli.py (the grammar already lives in "
-        "harness/grammar.py; prog is estibench.argparse_oneline.program)",
-    ("estibench.reports.site", "estibench.reports.gmm"):
-        "items 1 and 6 (site.py split by job, a study's page its own): the generic site imports the GMM page for the "
-        "index's paper-budget reference (site.py _index_references) while the page imports the site's helpers",
     ("estibench.data.multimnist", "estibench.data.datasets"):
         "not named by issue 27: datasets.load builds a multi-mnist-* name through multimnist.build, which loads the "
         "MNIST it draws digits from through datasets.load (two lazy imports inside data/)",

@@ -10,7 +10,6 @@ import pytest
 from estibench.harness.runner import Cell
 from estibench.harness.store import Store
 from estibench.reports import leaderboard as lb
-from estibench.reports import site
 from estibench.reports import tables as tb
 
 METRIC = "test_ll[K=100]"
@@ -92,7 +91,7 @@ def test_the_index_names_models_by_what_differs(store_tables, tmp_path):
     cell's tooltip and in a small table below (HTML and Markdown)."""
     table, _ = tb.separate_settings(*store_tables)
     tb.learn_estimators(table)
-    text, md = site._leaderboards(str(tmp_path), table, ["sbn"], {"sbn": "sbn"})
+    text, md = lb.index_leaderboards(str(tmp_path), table, ["sbn"], {"sbn": "sbn"})
     full = "sbn[arch=linear1,dataset=mnist5k-bern0]"
     board, below = text.replace('<span class="nw">', "").replace("</span>", "").split('<p class="caption">', 1)
     assert f'<td title="{full}">sbn[arch=linear1]</td>' in board

@@ -9,7 +9,7 @@ from estibench.harness import gradient_draws
 from estibench.harness.checks import run_checks
 from estibench.harness.measurement import Snapshot, changed_state, frozen, measurement_seed
 from estibench.harness.runner import Cell, train_cell
-from estibench.harness.studies import TASKS
+from estibench.studies import TASKS
 
 from examples.ema_baseline import EMABaseline, LeakyEMABaseline
 

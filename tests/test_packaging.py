@@ -40,7 +40,7 @@ def test_the_wheel_has_one_top_level_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"estibench"}, tops
-    for sub in ("estimators", "models", "harness", "reports", "data", "studies"):
+    for sub in ("estimators", "models", "harness", "reports", "data", "studies", "cli"):
         assert f"estibench/{sub}/__init__.py" in names, sub
     assert not any(n.startswith(("estibench/tests/", "estibench/results/")) for n in names)
 
@@ -74,7 +74,7 @@ def test_the_installed_package_imports_and_runs_a_tiny_cell(venv, tmp_path):
         import os, estibench
         from estibench import estimators, models, harness, reports, data
         from estibench.harness import Cell, train_cell
-        from estibench.harness.studies import TASKS
+        from estibench.studies import TASKS
         for m in (estibench, estimators, models, harness, reports, data):
             assert not m.__file__.startswith({ROOT!r}), m.__file__
             assert os.sep + "site-packages" + os.sep in m.__file__, m.__file__
@@ -83,7 +83,7 @@ def test_the_installed_package_imports_and_runs_a_tiny_cell(venv, tmp_path):
                     device="cpu")
         result = train_cell(cell, TASKS["gmm"])
         assert any(m == "model_error" for _, _, m, _ in result.rows)
-        for name in ("models", "estimators", "harness", "reports", "estidata", "run_all"):
+        for name in ("models", "estimators", "harness", "reports", "estidata", "run_all", "cli"):
             try:
                 __import__(name)
             except ModuleNotFoundError:

@@ -14,7 +14,7 @@ import pytest
 from estibench import reports
 from estibench.harness.runner import Cell, numerics_version
 from estibench.harness.store import Store
-from estibench.reports import gmm, plotstyle, site
+from estibench.reports import generic, gmm, naming, plotstyle, render, summary
 from estibench.reports import tables as tb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,10 +149,10 @@ def test_long_model_labels_read_by_the_settings_that_differ(tmp_path):
 def test_estimator_settings_suffix_keeps_only_what_differs_in_its_table():
     a = "vimco {study_options.pretrain_ae_steps=1000, study_options.pretrain_cd_steps=200}"
     b = "vimco {study_options.pretrain_ae_steps=0, study_options.pretrain_cd_steps=200}"
-    assert site.estimator_names([a, b]) == {a: "VIMCO {study_options.pretrain_ae_steps=1000}",
+    assert naming.estimator_names([a, b]) == {a: "VIMCO {study_options.pretrain_ae_steps=1000}",
                                             b: "VIMCO {study_options.pretrain_ae_steps=0}"}
-    assert site.estimator_names([a, "contrastive_rws"]) == {a: "VIMCO", "contrastive_rws": "Contrastive RWS"}
-    assert site.estimator_names(["dww †", "overlap_exp[elbo=marginal]"]) == {
+    assert naming.estimator_names([a, "contrastive_rws"]) == {a: "VIMCO", "contrastive_rws": "Contrastive RWS"}
+    assert naming.estimator_names(["dww †", "overlap_exp[elbo=marginal]"]) == {
         "dww †": "δ-WW †", "overlap_exp[elbo=marginal]": tb.display_name("overlap_exp") + "[elbo=marginal]"}
 
 
@@ -165,7 +165,7 @@ def test_rbm_pretraining_table_has_no_empty_metric_column():
     assert list(frame.columns) == ["model", "estimator", "reconstruction, first tenth", "reconstruction, last tenth",
                                    "binary codes (fraction)"]
     assert frame.columns.name is None
-    html = site._frame_html(frame)
+    html = render.frame_html(frame)
     assert "<th>metric</th>" not in html and "<th></th>" not in html
 
 
@@ -237,7 +237,7 @@ def test_every_multi_line_figure_follows_the_style_rule(monkeypatch, tmp_path):
     # the generic learning curves (every study page without its own)
     t = gmm_table(many, Ks=(2,), seeds=(0, 1), iterations=(0, 10))
     t = t[t.metric.isin(["model_error", "inference_error", "grad_std_phi"])]
-    site.figure_learning_curves(t, path, ["model_error"])
+    generic.figure_learning_curves(t, path, ["model_error"])
     # the resampled proposal
     d = pd.DataFrame([(e, 2, K, 1.0 / K + i, 4) for i, e in enumerate(many) for K in (1, 10, 100)],
                      columns=["label", "particles", "K", "distance", "n"])
@@ -282,7 +282,7 @@ def test_index_shows_the_main_figure_at_its_own_size(tmp_path):
 
 # -- 3. the blurb is the run's -------------------------------------------------------------------------
 def test_blurb_states_the_run_the_store_holds(tmp_path):
-    from estibench.harness.cli import study_descriptions
+    from estibench.cli.common import study_descriptions
     store = short_store(str(tmp_path), seeds=(0, 1), iterations=300)
     build(str(tmp_path), store, descriptions=study_descriptions("default"))
     suite = study_descriptions("default")["gmm"]
@@ -302,11 +302,11 @@ def test_run_facts_count_mixed_budgets():
                           "estimator": ["x", "y", "y"], "particles": [2, 2, 5],
                           "seeds": ["[0, 1, 2]", "[0, 1, 2]", "[0]"], "config": "{}", "iterations": [100, 100, 7],
                           "status": "done"})
-    assert site.run_facts(cells) == ("**This run** (read from the store): 3 cells, 2 estimators, K ∈ {2, 5}; "
+    assert summary.run_facts(cells) == ("**This run** (read from the store): 3 cells, 2 estimators, K ∈ {2, 5}; "
                                      "seeds per cell: 3 seeds (2 cells), 1 seed (1 cell); iterations per cell: "
                                      "100 iterations (2 cells), 7 iterations (1 cell).")
     settings = cells.assign(label=["x {lr=1}", "x {lr=2}", "y"], seeds="[0, 1]", iterations=300)
-    assert site.run_facts(settings) == ("**This run** (read from the store): 3 cells, 2 estimators, K ∈ {2, 5}; "
+    assert summary.run_facts(settings) == ("**This run** (read from the store): 3 cells, 2 estimators, K ∈ {2, 5}; "
                                         "2 seeds × 300 iterations per cell.")
 
 
@@ -452,7 +452,7 @@ def test_older_cells_say_what_changed_since():
     cells = pd.DataFrame({"key": ["a", "b"], "study": "gmm", "model": "gmm", "label": ["ws", "relax"],
                           "estimator": ["ws", "relax"], "particles": 2, "numerics_version": [None, 2.0],
                           "status": "done"})
-    text = site.numerics_text(cells, "gmm")
+    text = summary.numerics_text(cells, "gmm")
     assert "version(s) 1 (1 cell), 2 (1 cell)" in text
     for e, v in (("ws", 1), ("relax", 2)):
         for version, change in runner.numerics_history("gmm", e):

@@ -8,7 +8,7 @@ import textwrap
 
 import pandas as pd
 
-from estibench.harness import cli
+from estibench import cli
 from estibench.harness.checks import FIXTURES, MIN_DRAWS, run_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ import pytest
 from estibench import estimators
 from estibench.estimators.base import Estimator
 from estibench.harness import sweep
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.runner import Cell, CellResult
 from estibench.harness.store import Store
 from tqdm import tqdm
@@ -113,7 +113,7 @@ def test_log_mode_prints_done_total_and_eta_by_work_for_every_finished_cell_when
     assert [(int(d), int(t)) for d, t, _, _ in lines] == [(i, 6) for i in range(1, 7)]
     assert [seconds(e) for _, _, e, _ in lines] == [7 * i for i in range(1, 7)]
     # the first ETA follows the estimated work of the cell that finished (the costliest of K = 2: relax)
-    from estibench.harness.cli import make_cells, parser
+    from estibench.cli.run import make_cells, parser
     cells = sweep.dispatch_order(make_cells(parser().parse_args(ARGS + TINY)))
     work = [sweep.estimated_work(c) for c in cells]
     assert cells[0].estimator == "relax"

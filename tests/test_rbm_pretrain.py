@@ -7,7 +7,7 @@ import torch
 
 from estibench.harness import pretrain as pretraining
 from estibench.harness.runner import Cell, build_model
-from estibench.harness.studies import RBMTask
+from estibench.studies.rbm.task import RBMTask
 
 
 def task_for(model_name="rbm_vae_tiny", study_options=None, **model_options):

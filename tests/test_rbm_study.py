@@ -1,10 +1,10 @@
-"""The RBM study end to end (studies/rbm.py, harness/studies.py RBMTask): a tiny run through the CLI,
+"""The RBM study end to end (studies/rbm/__init__.py, studies/rbm/task.py RBMTask): a tiny run through the CLI,
 the store and the report, with every log-likelihood normalised by log Z."""
 import os
 
 import pandas as pd
 
-from estibench.harness.cli import main
+from estibench.cli import main
 
 TINY = ["--suite", "rbm_tiny", "--iterations", "6", "--eval-every", "3", "--seeds", "2", "--device", "cpu"]
 
@@ -57,7 +57,7 @@ def test_the_raise_likelihood_agrees_with_the_exact_log_z_one_on_the_tiny_model(
 
     from estibench.harness.metrics import iwae_log_likelihood
     from estibench.harness.runner import build_model
-    from estibench.harness.studies import RBMTask
+    from estibench.studies.rbm.task import RBMTask
 
     model = build_model("rbm_vae_tiny", seeds=(0,), **options)
     with torch.no_grad():

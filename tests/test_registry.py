@@ -31,3 +31,25 @@ def test_studies_unregister_forgets_the_study_and_ignores_an_unknown_name():
     with pytest.raises(UnknownNameError):
         studies.get("temporary_unregistered")
     studies.unregister("temporary_unregistered")  # an unknown name is ignored
+
+
+def test_studies_declare_the_models_they_train_and_a_subclass_needs_no_line():
+    """Models name no study (``LatentVariableModel`` has no ``studies``); each study lists its models, and a subclass
+    of a listed model (a plug-in with another default) is trained by the same study without any registry line."""
+    from estibench import models
+    from estibench.models.base import LatentVariableModel
+    from estibench.models.gmm import GMM
+
+    assert "studies" not in vars(LatentVariableModel)
+    for name in models.names():
+        assert "studies" not in vars(models.REGISTRY.factory(name)), name
+
+    class FiveClusterGMM(GMM):
+        def __init__(self, *args, num_clusters=5, **kwargs):
+            super().__init__(*args, num_clusters=num_clusters, **kwargs)
+
+    assert studies.studies_of(FiveClusterGMM) == ["gmm"]
+    assert studies.studies_of(models.REGISTRY.factory("linear_gaussian")) == []
+    for study in studies.names():  # every listed model is registered and accepted by its own study
+        for name in studies.get(study).models:
+            assert study in studies.studies_of(models.REGISTRY.factory(name))

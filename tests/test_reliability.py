@@ -20,7 +20,8 @@ import pytest
 
 from store_helpers import wait_for_cells, write_schema_1_store
 
-from estibench.harness.cli import UsageError, main, parse_estimators
+from estibench.cli import main
+from estibench.harness.grammar import UsageError, parse_estimators
 from estibench.harness.runner import CONFIG_VERSION, Cell
 from estibench.harness.store import FILENAME, Store, StoreBusyError
 

@@ -4,7 +4,7 @@ from scipy.stats import mannwhitneyu
 
 from estibench.harness.definitions import MEASUREMENTS
 from estibench.harness.runner import Cell, train_cell
-from estibench.harness.studies import TASKS
+from estibench.studies import TASKS
 
 SMALL = {"test_points": 20, "grad_std_samples": 3, "exact_samples": 5}
 

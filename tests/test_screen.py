@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from estibench.estimators.base import Estimate, Estimator, batch_loss, logmeanexp, sample_guide
-from estibench.harness import screen
-from estibench.harness.cli import main
+from estibench.cli import screen
+from estibench.cli import main
 
 FAST = ["--draws", "24", "--points", "2", "--steps", "4", "--bootstrap", "50", "--batch-size", "8"]
 
@@ -77,7 +77,7 @@ def test_the_gram_bootstrap_is_the_direct_one():
     n/(n − 1) (seed 0, 50 resamples of 30 draws of a 7-coordinate vector with unequal scales)."""
     import numpy as np
     import torch
-    from estibench.harness.screen import _bootstrap_var
+    from estibench.cli.screen import _bootstrap_var
     torch.manual_seed(0)
     x = torch.randn(30, 7) * torch.arange(1, 8)
     point, lo, hi, stats = _bootstrap_var(x, 50, np.random.default_rng(0))
@@ -92,7 +92,7 @@ def test_the_bootstrap_of_identical_draws_is_zero_never_negative():
     """40 identical draws of a 644-coordinate gradient of size ~30 (seed 0), 200 resamples: the uncentred Gram
     formula gave resampled variances in [−5.3e-12, 1.1e-11] by rounding; centred and clamped, every one is 0.  With
     a relative spread of 1e-9 the bounds stay ≥ 0."""
-    from estibench.harness.screen import _bootstrap_var
+    from estibench.cli.screen import _bootstrap_var
     torch.manual_seed(0)
     row = torch.randn(644, dtype=torch.float64) * 30
     point, lo, hi, stats = _bootstrap_var(row.expand(40, -1).clone(), 200, np.random.default_rng(0))

@@ -8,7 +8,7 @@ import torch
 from estibench import estimators
 from estibench.harness import runner
 from estibench.harness.runner import Cell, TrainingStep, build, make_optimiser, train_cell
-from estibench.harness.studies import TASKS
+from estibench.studies import TASKS
 from estibench.estimators.base import IncompatibleError
 
 #: (study, model, model options, K of the multi-particle estimators): one fixture per latent kind the studies

@@ -8,7 +8,7 @@ import textwrap
 import pandas as pd
 
 from estibench import studies
-from estibench.harness.cli import parser
+from estibench.cli.run import parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,8 +51,8 @@ def test_a_new_study_is_one_module_and_one_registry_line(tmp_path):
     (site / "toystudy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: toystudy\nVersion: 0.1\n")
     (site / "toystudy-0.1.dist-info" / "entry_points.txt").write_text("[estibench.studies]\ntoy = toystudy:make\n")
     (site / "toystudy.py").write_text(textwrap.dedent('''
-        from estibench.harness.studies import GMMTask
-        from estibench.reports.site import Section
+        from estibench.studies.gmm.task import GMMTask
+        from estibench.reports.section import Section
         from estibench.studies import Study
 
 
@@ -85,8 +85,8 @@ def test_a_new_study_is_one_module_and_one_registry_line(tmp_path):
 
 def test_the_rodeo_preset_runs_that_papers_setting_and_only_its_estimators():
     """``--suite sbn --preset rodeo``: the DisARM / ARMS / RODEO line's estimators at K = 2 on the dynamically
-    binarised digits, linear1 and nonlinear, batch 100, Adam 1e-3 (studies/sbn.py; docs/sbn.md)."""
-    from estibench.harness.cli import make_cells, parser
+    binarised digits, linear1 and nonlinear, batch 100, Adam 1e-3 (studies/sbn/__init__.py; studies/sbn/README.md)."""
+    from estibench.cli.run import make_cells, parser
     from estibench.studies.sbn import SBN_PAIRED
     cells = make_cells(parser().parse_args(["--suite", "sbn", "--preset", "rodeo"]))
     assert sorted((c.estimator, c.model_options["arch"]) for c in cells) == sorted(

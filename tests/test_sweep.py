@@ -14,11 +14,11 @@ from store_helpers import wait_for_cells, write_schema_1_store
 
 from estibench import estimators
 from estibench.estimators.base import Estimate, Estimator, batch_loss, sample_guide, wake_theta
-from estibench.harness.cli import main
+from estibench.cli import main
 from estibench.harness.definitions import MEASUREMENTS
 from estibench.harness.runner import CONFIG_VERSION, Cell, train_cell
 from estibench.harness.store import FILENAME, Store
-from estibench.harness.studies import TASKS
+from estibench.studies import TASKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--particles", "2", "--seeds", "1", "--device", "cpu", "--no-report"]

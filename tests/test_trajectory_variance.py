@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from estibench.harness.metrics import TrajectoryVariance
-from estibench.harness.studies import SBNTask
+from estibench.studies.sbn.task import SBNTask
 
 
 @pytest.mark.parametrize("n", [250, 1000, 3000])

@@ -1,4 +1,4 @@
-"""The continuous-VAE study end to end (studies/vae.py, harness/studies.py VAETask, reports/vae.py): a tiny
+"""The continuous-VAE study end to end (studies/vae/__init__.py, studies/vae/task.py VAETask, reports/vae.py): a tiny
 run through the CLI, the store and the report (Burda et al.'s model shrunk by its options: 7×7 images,
 4 latents, 16 hidden units), and the Table 1 layout as a pure function of the table."""
 import json
@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from estibench.harness.cli import main
+from estibench.cli import main
 
 TINY = ["--suite", "vae", "--iterations", "6", "--eval-every", "3", "--seeds", "2", "--device", "cpu",
         "--model-options", "downsample=4,latent_dim=4,hidden=16", "--particles", "2,4"]

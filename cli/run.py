@@ -1,72 +1,34 @@
-"""Command line for ``run_all.py`` and ``estibench``: the first word names the command (:data:`COMMANDS`: run,
-report, check, screen, fetch-data); a command line that starts with a flag is a run.  A run builds a suite's cells
-(:func:`make_cells`, in named steps), validates them, runs what is not done, exports the tidy table and writes the
-report.  The suites and the grid flags are the studies' (``estibench.studies``), read when a parser or the cells
-are built, not on import."""
+"""``run_all.py [run] FLAGS``: a run of a suite (a command line that starts with a flag is a run).  A run builds a
+suite's cells (:func:`make_cells`, in named steps), validates them, runs what is not done, exports the tidy table and
+writes the report.  The suites and the grid flags are the studies' (``estibench.studies``), read when a parser or the
+cells are built, not on import: :func:`add_grid_flags` registers each study's flags on the parser
+:func:`parser` builds."""
 from __future__ import annotations
 
 import argparse
 import difflib
-import math
 import itertools
+import math
 import os
 import sys
-import textwrap
 import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from estibench import estimators
-from estibench.models.registry import Registry, UnknownNameError
-
-from estibench.argparse_oneline import OneLineParser, exit_status, parse, program
-from .runner import COMPILE_MODES, CONFIG_VERSION, Cell, compile_refusal, resolve_device
-from .store import Store, StoreError
 from estibench import studies as study_registry
-from .sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
+from estibench.argparse_oneline import OneLineParser, parse
+# the option grammar (estimator specs, NAME=VALUE options, comma lists) and its UsageError: harness/grammar.py
+from estibench.harness.grammar import (UsageError, parse_estimators, parse_options, parse_value,  # noqa: F401
+                                       refuse_twice as _refuse_twice, split, split_top)
+from estibench.harness.runner import COMPILE_MODES, CONFIG_VERSION, Cell, compile_refusal, resolve_device
+from estibench.harness.store import Store, StoreError
+from estibench.harness.sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
+from estibench.models.registry import UnknownNameError
 
-#: the keys a suite grid must have, and those it may have (``studies.Study.suites``)
-SUITE_KEYS = ("study", "model", "estimators", "particles", "seeds", "iterations", "eval_every", "batch_size", "lr")
-SUITE_OPTIONAL = ("description", "model_options", "study_options", "estimator_options", "optimiser", "model_grid",
-                  "presets", "default_preset", "parts")
-
-
-def _suite_grid(name: str, loaded):
-    """What ``--suite package.module:Attribute`` may load: a suite grid (a dict with the keys of
-    :data:`SUITE_KEYS`, others only from :data:`SUITE_OPTIONAL`, of a registered study), never anything to call
-    (``os:getcwd`` is refused without being called); one line otherwise."""
-    if not isinstance(loaded, dict):
-        raise UnknownNameError(f"{name!r} is not a suite: it loads {type(loaded).__name__} "
-                               f"{getattr(loaded, '__name__', '')}".rstrip()
-                               + f", not a suite grid (a dict with {', '.join(SUITE_KEYS)})")
-    missing = [k for k in SUITE_KEYS if k not in loaded]
-    unknown = sorted(str(k) for k in loaded if k not in SUITE_KEYS + SUITE_OPTIONAL)
-    if missing or unknown:
-        raise UnknownNameError(f"{name!r} is not a suite grid: " + "; ".join(
-            ([f"it lacks {', '.join(missing)}"] if missing else [])
-            + ([f"unknown keys {', '.join(unknown)} (a suite takes {', '.join(SUITE_KEYS + SUITE_OPTIONAL)})"]
-               if unknown else [])))
-    if not isinstance(loaded["study"], str) or study_registry.REGISTRY.known(loaded["study"]) is None:
-        raise UnknownNameError(f"{name!r} is not a suite grid: study {loaded['study']!r} is not a registered study "
-                               f"(known: {', '.join(study_registry.names())})")
-    grid = dict(loaded)
-    return lambda: grid
-
-
-def suites() -> Dict[str, dict]:
-    """Every study's suites (``estibench.studies``): suite name → grid; read when asked for, so a study registered
-    after this module was imported is seen too."""
-    return study_registry.suites()
-
-
-def suite_registry() -> Registry:
-    """The suites by name, and ``--suite package.module:Attribute`` for a suite grid of one's own
-    (:func:`_suite_grid`)."""
-    registry = Registry("suite", admits=_suite_grid)
-    for name, grid in suites().items():
-        registry.register(name)(lambda _grid=grid: _grid)
-    return registry
+from .common import (HelpFormatter, check_output_folder, commands_epilog, prog, study_descriptions, suite_registry,
+                     suites)
 
 
 def grid_flags() -> Dict[str, Tuple[str, str]]:
@@ -81,75 +43,25 @@ def grid_flags() -> Dict[str, Tuple[str, str]]:
 _READ_WHEN_USED = {"SUITES": suites, "SUITE_REGISTRY": suite_registry, "GRID_FLAGS": grid_flags}
 
 
-def __getattr__(name):  # ``from estibench.harness.cli import SUITES``: the studies are read then, not on import
+def __getattr__(name):  # ``from estibench.cli.run import SUITES``: the studies are read then, not on import
     if name in _READ_WHEN_USED:
         return _READ_WHEN_USED[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def prog() -> str:
-    """The program's name as the user typed it: ``run_all.py`` from a checkout, else ``estibench``."""
-    return program()
-
-
-# the option grammar (estimator specs, NAME=VALUE options, comma lists) and its UsageError: harness/grammar.py
-from .grammar import (UsageError, parse_estimators, parse_options, parse_value, refuse_twice as _refuse_twice,  # noqa: E402,F401
-                      split, split_top)
-
-
-#: the commands, the first word of a command line: name → what it does (one line of ``--help``).  A command line
-#: whose first word is a flag (or that is empty) is a run: ``run_all.py --suite gmm`` = ``run_all.py run --suite gmm``
-COMMANDS = {
-    "run": "run a suite (the default: `run --suite gmm` = `--suite gmm`)",
-    "report": "rebuild the report from a store alone: report --out DIR",
-    "check": "check one estimator's contract and exact gradients: check NAME",
-    "screen": "which estimator suits a model: screen --model NAME",
-    "fetch-data": "download a dataset into the cache: fetch-data NAME",
-}
-
-
-def command_of(argv: List[str]) -> Tuple[str, List[str]]:
-    """``(command, its arguments)``.  The first word names the command; a first word that is a flag, or none, is a
-    run written without ``run`` (command ``""``).  Any other first word is a UsageError naming the nearest command
-    (``chek`` → check), or the ``--suite`` it may have meant."""
-    if not argv or argv[0].startswith("-"):
-        return "", list(argv)
-    word = argv[0]
-    if word in COMMANDS:
-        return word, list(argv[1:])
-    close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.6)
-    if close:
-        hint = f"did you mean {close[0]}?"
-    elif word in suites():
-        hint = f"to run suite {word}: {prog()} --suite {word}"
-    else:
-        hint = f"the commands are {', '.join(COMMANDS)} ({prog()} --help)"
-    raise UsageError(f"unknown command {word!r}; {hint}")
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's help, keeping the line breaks of the description and the epilog (each line wrapped alone)."""
-
-    def _fill_text(self, text, width, indent):
-        def fill(line):  # an indented line (a command's) as written, the others with single spaces
-            if line.startswith(" "):
-                return textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + " " * 14)
-            return textwrap.fill(" ".join(line.split()), width, initial_indent=indent, subsequent_indent=indent)
-        return "\n".join(fill(line) if line.strip() else "" for line in text.splitlines())
-
-
-def _commands_epilog() -> str:
-    return "\n".join([f"commands (without one, {prog()} runs a suite with the flags above):"]
-                     + [f"  {command:<11} {text}" for command, text in COMMANDS.items()]
-                     + [f"{prog()} COMMAND --help lists a command's flags."])
+def add_grid_flags(p: argparse.ArgumentParser) -> None:
+    """Register on ``p`` the flags that pick values of a suite's model grid (``--arch``, ``--dataset``,
+    ``--groups``...), read from the registered studies now (:func:`grid_flags`), never at import."""
+    for flag, (option, text) in grid_flags().items():
+        p.add_argument(flag, dest=option, help=text)
 
 
 def parser(command: str = "") -> argparse.ArgumentParser:
     """The run's parser: ``command`` ``"run"`` for ``run_all.py run ...``; ``""`` for the run written without a
     command, whose ``--help`` also lists the commands."""
     p = OneLineParser(
-        prog=f"{prog()} {command}".strip(), formatter_class=_HelpFormatter,
-        epilog=None if command else _commands_epilog(),
+        prog=f"{prog()} {command}".strip(), formatter_class=HelpFormatter,
+        epilog=None if command else commands_epilog(),
         description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
                     "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.  "
                     f"`{prog()} report --out DIR` rebuilds the report from a store alone.")
@@ -176,10 +88,9 @@ def parser(command: str = "") -> argparse.ArgumentParser:
                    help="torch threads per worker (default: 1; the GMM's tensors are too small to share)")
     p.add_argument("--lr", type=float, help="learning rate (default: the suite's / preset's)")
     p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
-    p.add_argument("--model", help="model name or package.module:Class, overriding the suite's (it must declare "
-                                   "the suite's study in its `studies`)")
-    for flag, (option, text) in grid_flags().items():  # declared by the studies
-        p.add_argument(flag, dest=option, help=text)
+    p.add_argument("--model", help="model name or package.module:Class, overriding the suite's (the suite's study "
+                                   "must train it: one of its `Study.models` or a subclass of one)")
+    add_grid_flags(p)  # declared by the studies, read now
     p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
     p.add_argument("--basket", help="gradient basket: comma-separated estimators (with options in brackets) whose "
                                     "φ-gradient variance, and bias where exact, is measured at every evaluation "
@@ -291,8 +202,9 @@ def _suite_parts(args, suite: dict) -> Tuple[str, List[dict]]:
             model_class = models.REGISTRY.factory(args.model)
         except UnknownNameError as err:
             raise UsageError(str(err)) from None
-        if suite["study"] not in model_class.studies:  # declared by the model (a plugin inherits or states it)
-            fits = [n for n in models.names() if suite["study"] in models.REGISTRY.factory(n).studies]
+        study = study_registry.get(suite["study"])
+        if not study.accepts(model_class):  # the study declares the models it trains (Study.models), subclasses too
+            fits = [n for n in models.names() if study.accepts(models.REGISTRY.factory(n))]
             raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite['study']!r} "
                              f"takes {', '.join(fits)})")
         parts = [{**part, "model": args.model} for part in parts]
@@ -331,7 +243,7 @@ def _check_numbers(args, user_particles: Optional[List[int]]) -> None:
             raise UsageError(f"--{flag} is for --backend {backend} (this run's backend is "
                              f"{getattr(args, 'backend', 'loky')}); add --backend {backend} or drop --{flag}")
     if getattr(args, "backend", "loky") == "dask":  # before the store or a run row exists
-        from .sweep import check_scheduler
+        from estibench.harness.sweep import check_scheduler
         try:
             check_scheduler(args.scheduler)
         except ValueError as err:
@@ -379,8 +291,8 @@ def _basket(args) -> Tuple[dict, list]:
     an explicit basket its members ``[(label, (name, options))]`` (``all`` has none to check here)."""
     basket, members = {}, []
     if getattr(args, "basket", None):
-        from .basket import parse_members
-        from .runner import option_label
+        from estibench.harness.basket import parse_members
+        from estibench.harness.runner import option_label
         spec = split_top(args.basket, "--basket")
         if [t.strip() for t in spec] == ["all"]:
             basket["basket"] = ("all",)
@@ -423,7 +335,7 @@ def _part_cells(part: dict, specs: List[Tuple[str, dict]], args, *, model_option
                  eval_every=min(eval_every, iterations),
                  study_options={**part.get("study_options", {}), **basket},
                  device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset,
-                 compile=getattr(args, "compile", "off"))
+                 compile=getattr(args, "compile", "off"), task=study_registry.get(part["study"]).task)
             for variant in variants for name, options in specs for k in particles]
 
 
@@ -437,14 +349,14 @@ def _check_cells(cells: List[Cell]) -> dict:
         try:
             ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
             if ident not in probes:
-                from .runner import build_model
+                from estibench.harness.runner import build_model
                 probes[ident] = build_model(cell.model, seeds=(0,), **cell.model_options)
             est = estimators.get(cell.estimator, **cell.estimator_options)
             est.check(probes[ident], cell.particles)
             if cell.compile != "off" and compile_refusal(est, cell.compile):
                 cell.compile = "off"  # the same computation as an eager cell (its key says so)
                 eager_under_compile.add(cell.label())
-            from .runner import make_optimiser
+            from estibench.harness.runner import make_optimiser
             make_optimiser([torch.zeros(1, requires_grad=True)], cell.lr, options=cell.optimiser)
         except (UnknownNameError, ValueError) as err:
             raise UsageError(str(err).splitlines()[0] if str(err) else repr(err)) from None
@@ -517,176 +429,15 @@ def _check_basket_fits(cells: List[Cell], basket_members, probes: dict) -> None:
                   file=sys.stderr)
 
 
-def check_output_folder(out: str) -> None:
-    """One line before any work when ``out`` cannot hold results: a file in the way, a path that
-    cannot be created (``/proc/x``), a read-only or full file system, no permission."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file, not a folder")
-    try:
-        os.makedirs(out, exist_ok=True)
-        import tempfile
-        fd, probe = tempfile.mkstemp(prefix=".estibench-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise UsageError(f"cannot write results to --out {out}: {err.strerror or err}") from None
-
-
-def study_descriptions(suite: Optional[str]) -> dict:
-    """study → the text heading its report page: the description of the suite run (when given), else
-    that of the study itself."""
-    out = {name: study_registry.get(name).description for name in study_registry.names()}
-    known = suites()
-    if suite in known:
-        out[known[suite]["study"]] = known[suite]["description"]
-    return out
-
-
-def report_main(argv) -> int:
-    """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone
-    (the store is only read: a read-only store works)."""
-    p = OneLineParser(prog=f"{prog()} report", description=report_main.__doc__)
-    p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
-    p.add_argument("--suite", default=None, help="suite whose description heads the report")
-    p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
-    args, status = parse(p, argv)  # argparse's errors: one line, status 2
-    if args is None:
-        return status
-    try:
-        if args.suite is not None and args.suite not in suites():
-            suite_registry().factory(args.suite)
-        store = Store(args.out, readonly=True)
-    except (StoreError, UnknownNameError) as err:
-        print(f"{prog()} report: error: {err}", file=sys.stderr)
-        return 2
-    from estibench import reports
-    descriptions = study_descriptions(args.suite)
-    try:
-        path = reports.build_site(store.table(), store.cells(), store.runs(), args.out, descriptions=descriptions,
-                                  note=args.note, artifacts=store.artifacts())
-        store.export_csv()
-    except (OSError, StoreError) as err:
-        print(f"{prog()} report: error: cannot write the report into {args.out}: "
-              f"{getattr(err, 'strerror', None) or err}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-    print(f"report: {path}")
-    return 0
-
-
-def check_main(argv) -> int:
-    """``run_all.py check ESTIMATOR [--draws N] [--alpha A] [--seed S]``: run the contract checks and,
-    for an estimator that says it is unbiased, the exact-gradient tests on every enumerable model it
-    accepts; prints a pass/fail table with the statistics.  Exit status 0 when every check passes,
-    1 when one fails, 2 for bad input: among it ``--draws`` below 2,000 (the test's false-alarm rate needs
-    them, harness/checks.py MIN_DRAWS) or more than fit in memory (estimated before any check; a run of more
-    than 20,000 draws first says how long it will take)."""
-    from .checks import FAMILY_ALPHA, MIN_DRAWS, run_checks
-    p = OneLineParser(prog=f"{prog()} check", description=check_main.__doc__)
-    p.add_argument("estimator", help="a registered name or package.module:Class, with options in brackets, "
-                                     "e.g. rebar[variant=rebar_code] or examples.constant_baseline:ConstantBaseline")
-    p.add_argument("--draws", type=int, help=f"gradient draws per exact-gradient test (default: per model, 2000; at "
-                                              f"least {MIN_DRAWS}, the fewest at which the false-alarm rate holds for "
-                                              f"skewed draws; more than fit in memory are refused)")
-    p.add_argument("--alpha", type=float, default=FAMILY_ALPHA,
-                   help=f"false-alarm rate of one whole-vector test (default {FAMILY_ALPHA:g})")
-    p.add_argument("--seed", type=int, default=0, help="global torch seed before every check (default 0)")
-    args, status = parse(p, argv)  # argparse's errors: one line, status 2
-    if args is None:
-        return status
-    try:
-        specs = parse_estimators(args.estimator)
-        if len(specs) != 1:
-            raise UsageError(f"check one estimator at a time, got {args.estimator!r}")
-        if args.draws is not None and args.draws < MIN_DRAWS:
-            raise UsageError(f"--draws must be at least {MIN_DRAWS} (below it the exact-gradient test's false-alarm "
-                             f"rate does not hold for skewed gradient draws), got {args.draws}")
-        if not 0 < args.alpha < 1:
-            raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
-        if not -2 ** 63 <= args.seed < 2 ** 64:
-            raise UsageError(f"--seed must be a 64-bit integer (torch's seed range), got {args.seed}")
-        name, options = specs[0]
-        results = run_checks(name, options, n=args.draws, alpha=args.alpha, seed=args.seed,
-                             note=lambda line: print(f"{prog()} check: {line}", file=sys.stderr, flush=True))
-    except (UsageError, UnknownNameError, ValueError) as err:
-        print(f"{prog()} check: error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
-    except TypeError as err:  # an option the estimator does not take
-        print(f"{prog()} check: error: {args.estimator}: {err}", file=sys.stderr)
-        return 2
-    import pandas as pd
-    frame = pd.DataFrame([{"model": r.model, "K": r.particles, "check": r.check, "statistic": r.statistic,
-                           "threshold": r.threshold, "result": "pass" if r.passed else "FAIL", "detail": r.detail}
-                          for r in results])
-    est = estimators.get(name, **options)
-    print(f"estibench check {args.estimator}: unbiased = {est.unbiased} (declared), targets {est.guide_target}; "
-          f"seed {args.seed}, false-alarm rate α = {args.alpha:g} per exact-gradient test (Bonferroni over "
-          f"the guide's coordinates)")
-    print(frame.to_string(index=False))
-    failed = int((~frame.result.eq("pass")).sum())
-    print(f"{len(frame) - failed} of {len(frame)} checks passed" + (f"; {failed} FAILED" if failed else ""))
-    return 1 if failed else 0
-
-
-def main(argv=None) -> int:
-    """The command line.  Ctrl-C (SIGINT) and SIGTERM end it with one line and the shell's exit status
-    (130, 143); what is stored stays stored and the same command resumes."""
-    from .sweep import Interrupted, stop_on_signals
-    import warnings
-    warnings.formatwarning = lambda message, category, *_, **__: f"{prog()}: warning: {message}\n"  # one line
-    state: dict = {}
-    with stop_on_signals():
-        try:
-            return _main(argv, state)
-        except Interrupted as stop:
-            import signal
-            for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the message short
-                signal.signal(signum, signal.SIG_IGN)
-            cells, store, out = state.get("cells"), state.get("store"), state.get("out")
-            if store is not None and cells is not None:
-                from .sweep import stored_count
-                try:
-                    n = stored_count(cells, store)
-                    where = f"{n} of {len(cells)} cells are stored in {out}"
-                except Exception:  # noqa: BLE001 - the message must still come out
-                    where = f"the finished cells are stored in {out}"
-                print(f"{prog()}: interrupted by {stop}: {where}; run the same command to resume",
-                      file=sys.stderr, flush=True)
-            else:
-                print(f"{prog()}: interrupted by {stop} before any cell ran", file=sys.stderr, flush=True)
-            return stop.exit_status
-        finally:
-            if state.get("store") is not None:
-                state["store"].close()
-
-
-def _main(argv, state: dict) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        command, rest = command_of(argv)
-    except UsageError as err:
-        print(f"{prog()}: error: {err}", file=sys.stderr)
-        return 2
-    if command == "report":
-        return report_main(rest)
-    if command == "check":
-        return check_main(rest)
-    if command in ("screen", "fetch-data"):
-        if command == "screen":
-            from .screen import main as sub_main
-        else:
-            from estibench.data import main as sub_main
-        try:
-            return sub_main(rest)
-        except SystemExit as stop:  # its parser's own exit (--help, a one-line argument error): a status here too
-            return exit_status(stop)
-    return _run(command, rest, argv, state)
-
-
-def _run(command: str, rest: List[str], argv: List[str], state: dict) -> int:
-    """``run_all.py [run] FLAGS``: the cells of a suite, run unless stored (``argv``: the whole command line, as
-    the run's record keeps it)."""
+def main(rest: List[str], *, command: str = "run", argv: Optional[List[str]] = None,
+         state: Optional[dict] = None) -> int:
+    """``run_all.py [run] FLAGS``: the cells of a suite, run unless stored.  ``rest``: the run's flags; ``command``:
+    ``"run"``, or ``""`` for a run written without the command (its ``--help`` lists the commands); ``argv``: the
+    whole command line, as the run's record keeps it (default: ``rest``); ``state``: filled with the store, the out
+    folder and the cells as they exist, for :func:`estibench.cli.main` to close the store and say what is stored when
+    the run is interrupted."""
+    argv = list(rest) if argv is None else argv
+    state = {} if state is None else state
     args, status = parse(parser(command), rest)  # argparse's errors: one line, status 2 (--help: 0)
     if args is None:
         return status
@@ -727,7 +478,7 @@ def _run(command: str, rest: List[str], argv: List[str], state: dict) -> int:
         elapsed = time.time() - started
         csv = store.export_csv()
     except StoreError as err:  # a full disk, a lock held past the patience: stored cells are intact
-        from .sweep import stored_count
+        from estibench.harness.sweep import stored_count
         print(f"{prog()}: error: {err} ({stored_count(cells, store)} of {len(cells)} cells are stored)",
               file=sys.stderr)
         return 1

@@ -83,6 +83,7 @@ import torch
 
 from estibench import estimators, models
 from estibench.models.registry import UnknownNameError
+from estibench.harness.task import task_class
 
 #: the reference estimator that trains the model between the points: the first of these that fits
 REFERENCES = ("rloo", "reinforce", "vimco", "ww")
@@ -124,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
                    "target present)")
     p.add_argument("--particles", type=int, default=2, help="particles K per estimate (default 2: the smallest K "
                                                              "every multi-sample estimator accepts)")
-    from .checks import MIN_DRAWS
+    from estibench.harness.checks import MIN_DRAWS
     p.add_argument("--draws", type=int, default=200, help=f"gradient draws per estimator and point (default 200; the "
                                                            f"bias test runs from {MIN_DRAWS}, the fewest at which its "
                                                            f"false-alarm rate holds)")
@@ -158,8 +159,8 @@ def _check_args(args) -> None:
     if args.points > 1 and args.steps < args.points - 1:
         raise ScreenError(f"--steps ({args.steps}) must be at least --points − 1 ({args.points - 1})")
     if args.out is not None:
-        from .cli import check_output_folder
-        from .store import StoreError
+        from .common import check_output_folder
+        from estibench.harness.store import StoreError
         try:
             check_output_folder(args.out)
         except (StoreError, ValueError) as err:
@@ -168,8 +169,8 @@ def _check_args(args) -> None:
 
 def build(args):
     """(model, data task or None, candidates [(label, estimator)], refused {label: why}, reference label)."""
-    from .cli import UsageError, parse_estimators, parse_options
-    from .runner import build_model, option_label, resolve_device
+    from estibench.harness.grammar import UsageError, parse_estimators, parse_options
+    from estibench.harness.runner import build_model, option_label, resolve_device
     try:
         options = parse_options(args.model_options, "--model-options") if args.model_options else {}
         device = resolve_device(args.device)
@@ -211,16 +212,17 @@ def build(args):
             raise ScreenError(f"--reference: {str(err).splitlines()[0]}") from None
         reference = option_label(rname, ropts)
     task = None
-    if factory.studies:
-        from .runner import Cell
-        from .studies import TASKS
-        cell = Cell(study=factory.studies[0], model=args.model, estimator=reference.split("[")[0],
+    from estibench import studies
+    homes = studies.studies_of(factory)  # the studies that declare they train this model (Study.models)
+    if homes:
+        from estibench.harness.runner import Cell
+        cell = Cell(study=homes[0], model=args.model, estimator=reference.split("[")[0], task=studies.get(homes[0]).task,
                     particles=args.particles, seeds=(0,), iterations=max(1, args.steps), batch_size=args.batch_size,
                     lr=args.lr, eval_every=max(1, args.steps), model_options=options)
         try:
-            task = TASKS[factory.studies[0]](model, cell)
+            task = task_class(cell.task)(model, cell)
         except Exception as err:  # noqa: BLE001 - a study task that cannot be built for these options
-            raise ScreenError(f"model {args.model!r}: its study {factory.studies[0]!r} cannot give data "
+            raise ScreenError(f"model {args.model!r}: its study {homes[0]!r} cannot give data "
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     return model, task, candidates, refused, reference, ref
 
@@ -263,7 +265,7 @@ def memory_needed(args, model) -> Tuple[int, str]:
 
 def check_memory(args, model) -> None:
     """:class:`ScreenError` (one line) before any work when :func:`memory_needed` exceeds the memory available."""
-    from .checks import _gb, available_memory
+    from estibench.harness.checks import _gb, available_memory
     need, what = memory_needed(args, model)
     room = available_memory()
     if room is not None and need > room:
@@ -344,9 +346,9 @@ def measure(model, x, label, est, K: int, draws: int, B: int, enumerable: bool, 
     ``timed`` single estimates, one after another as a training loop computes them, each timed, give the time
     per draw (their median: a stall of the shared machine during one of them does not move it).
     Called inside :func:`harness.measurement.frozen` (see :func:`measure_frozen`): it uses the live estimator."""
-    from .checks import FAMILY_ALPHA, MIN_DRAWS, unbiased_test
-    from .exact import exact_objective_gradient
-    from .gradients import _draw, _group_indices, gradient_draws, gradient_draws_batched
+    from estibench.harness.checks import FAMILY_ALPHA, MIN_DRAWS, unbiased_test
+    from estibench.harness.exact import exact_objective_gradient
+    from estibench.harness.gradients import _draw, _group_indices, gradient_draws, gradient_draws_batched
     est.prepare(model, K)  # checks the pair (bound before, by ``bind``)
     gradient_draws(model, est, x, K, 1)  # warm up (first-call allocations) outside the timing
     n_timed = max(2, min(int(timed), draws))
@@ -395,7 +397,7 @@ def measure_frozen(model, x, label, est, K: int, draws: int, B: int, enumerable:
     through :func:`harness.measurement.changed_state`: ``state_moved`` names the estimator's parameters, buffers
     and attributes that a draw at frozen parameters moves (restored, but its draws then come from an estimator
     whose state moves from draw to draw; ``estibench check`` fails it)."""
-    from .measurement import changed_state, frozen, measurement_seed
+    from estibench.harness.measurement import changed_state, frozen, measurement_seed
     with frozen(model, est, seed=measurement_seed(seed, "screen", label, point)):
         est.prepare(model, K)
         moved = changed_state(est, lambda: est.gradients(model, x, K, with_own=False))
@@ -406,7 +408,7 @@ def measure_frozen(model, x, label, est, K: int, draws: int, B: int, enumerable:
 def bind(model, candidates, K: int, seed: int) -> None:
     """Bind every candidate to the model (creating its own parameters), each on a stream of its own, so that
     the training stream does not depend on which estimators are screened."""
-    from .measurement import frozen, measurement_seed
+    from estibench.harness.measurement import frozen, measurement_seed
     for label, est in candidates:
         with frozen(model, seed=measurement_seed(seed, "screen-bind", label)):
             est.prepare(model, K)
@@ -639,7 +641,7 @@ def collect(args, out=print) -> Screen:
 
 def _collect(args, out) -> Screen:
     import pandas as pd
-    from .runner import make_optimiser
+    from estibench.harness.runner import make_optimiser
     model, task, candidates, refused, reference, ref = build(args)
     check_memory(args, model)
     torch.manual_seed(args.seed)
@@ -702,7 +704,7 @@ def _collect(args, out) -> Screen:
 def report(result: Screen, out=print) -> None:
     """The ranked table, the objectives line, one recommendation per target group (``--target``: that one alone)
     and what could not be measured; ``--out``: screen.csv and screen.md."""
-    from .checks import MIN_DRAWS
+    from estibench.harness.checks import MIN_DRAWS
     args = result.args
     target = getattr(args, "target", None)
     table = ranked(result.frame, target)
@@ -759,7 +761,7 @@ def write_outputs(args, frame, shown, lines, missing) -> None:
     and moved into place while screen.md's temporary file is complete, so a failed write of either leaves both
     as they were (only a failing final rename of screen.md could leave a new screen.csv beside the old md)."""
     from estibench.files import atomic_write
-    from .store import StoreFullError
+    from estibench.harness.store import StoreFullError
     text = f"# estibench screen: {args.model}\n\n`{' '.join(sys.argv)}`\n\n"
     text += shown.to_markdown(index=False) + "\n\n" + "\n\n".join(lines) + "\n\n"
     for line, subs in missing:
@@ -785,8 +787,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     memory the draws and particles need) and for a run its input makes fail (a reference run that diverges, memory
     that runs out); 1 when screen.csv / screen.md cannot be written (a full disk: one line, the old files as they
     were, no temporary file left)."""
-    from .cli import prog
-    from .store import StoreError
+    from .common import prog
+    from estibench.harness.store import StoreError
     p = parser()
     args = p.parse_args(argv)
     try:

@@ -4,11 +4,11 @@ Fig. 1): AIR with at most 3 steps (``models/air.py``, the ``ws_air`` code's size
 count with reparameterised where/what, over K.  The RWS code's ``rw+rws`` and wake-sleep (WS) are in the paper's
 variant list and run on this model too (not in the default suite: the CPU budget).
 
-Task ``harness/studies.py`` :class:`AIRTask`; report page ``reports/air.py`` (Fig. 1's layout: training curves, final
+Task ``studies/air/task.py`` :class:`AIRTask`; report page ``reports/air.py`` (Fig. 1's layout: training curves, final
 log evidence against K, KL against K; reconstructions with the inferred boxes; count accuracy and its confusion
 matrix; the seed-to-seed failures counted).
 """
-from estibench.studies import Headline, Study
+from estibench.studies.base import Headline, Study
 
 AIR_ESTIMATORS = ("ww", "vimco")
 
@@ -25,10 +25,11 @@ PAPER_PRESET = dict(
 )
 
 STUDY = Study(
+    models=("air",),
     headline=Headline("test_count_accuracy", figure="fig1"),
     name="air",
     description="Attend-Infer-Repeat on multi-MNIST (RWS §4.1, Fig. 1): WW against VIMCO over K",
-    task="estibench.harness.studies:AIRTask",
+    task="estibench.studies.air.task:AIRTask",
     page="estibench.reports.air:sections",
     order=AIR_ESTIMATORS,
     suites={

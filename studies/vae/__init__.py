@@ -3,10 +3,10 @@ Table 1): Burda et al.'s single-stochastic-layer model (``gaussian_vae``: 784–
 latents, Bernoulli decoder) on stochastically binarised digits, trained by the reparameterised IWAE bound
 against reweighted wake-wake (and the RWS code's rw+rws, wake- and sleep-φ together) over K.
 
-Task ``harness/studies.py`` :class:`VAETask`; report page ``reports/vae.py`` (Fig. 2's layout: training
+Task ``studies/vae/task.py`` :class:`VAETask`; report page ``reports/vae.py`` (Fig. 2's layout: training
 curves, final log evidence against K, KL against K; Table 1: active units with the published numbers).
 """
-from estibench.studies import Headline, Published, Study
+from estibench.studies.base import Headline, Published, Study
 
 VAE_ESTIMATORS = ("iwae", "ww", "rw+rws")
 
@@ -30,10 +30,11 @@ PAPER_PRESET = dict(
 )
 
 STUDY = Study(
+    models=("gaussian_vae",),
     headline=Headline("test_ll[K=1000]", figure="fig2"),
     name="vae",
     description="The continuous-latent VAE of the RWS paper (§4.2, Fig. 2, Table 1)",
-    task="estibench.harness.studies:VAETask",
+    task="estibench.studies.vae.task:VAETask",
     page="estibench.reports.vae:sections",
     order=VAE_ESTIMATORS,
     published={"rws_table1": Published(

