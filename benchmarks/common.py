@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from estibench import estimators  # noqa: E402
 from estibench import models  # noqa: E402
 from estibench.harness.runner import TrainingStep, make_optimiser  # noqa: E402
+from estibench.harness.task import Task  # noqa: E402
 
 GMM_SEEDS = tuple(range(10))
 GMM_BATCH = 100
@@ -128,11 +129,17 @@ def bind(name, model, K):
     return est
 
 
-class _Batches:
-    """A task that only supplies training batches (``TrainingStep`` asks nothing else of it)."""
+class _Batches(Task):
+    """A task that only supplies training batches (a training step asks nothing else of it; it evaluates nothing)."""
 
-    def __init__(self, batch):
-        self.train_batch = batch
+    def __init__(self, batch):  # no cell: only the training step uses it
+        self._batch = batch
+
+    def train_batch(self):
+        return self._batch()
+
+    def evaluate(self, model, estimator, iteration, extra=None):
+        return []
 
 
 class Trainer:
