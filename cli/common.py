@@ -4,6 +4,7 @@ study descriptions.  Every command module imports this one and none of the other
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import textwrap
 from typing import Dict, Optional
@@ -12,6 +13,7 @@ from estibench.argparse_oneline import program
 from estibench.harness.grammar import UsageError
 from estibench.models.registry import Registry, UnknownNameError
 from estibench import studies as study_registry
+from estibench.studies.base import Suite
 
 #: the commands, the first word of a command line: name → what it does (one line of ``--help``).  A command line
 #: whose first word is a flag (or that is empty) is a run: ``run_all.py --suite gmm`` = ``run_all.py run --suite gmm``
@@ -23,10 +25,10 @@ COMMANDS = {
     "fetch-data": "download a dataset into the cache: fetch-data NAME",
 }
 
-#: the keys a suite grid must have, and those it may have (``studies.Study.suites``)
-SUITE_KEYS = ("study", "model", "estimators", "particles", "seeds", "iterations", "eval_every", "batch_size", "lr")
-SUITE_OPTIONAL = ("description", "model_options", "study_options", "estimator_options", "optimiser", "model_grid",
-                  "presets", "default_preset", "parts")
+#: the keys a suite grid written as a dict must have, and those it may have (the fields of ``studies.base.Suite``)
+SUITE_KEYS = ("study",) + tuple(f.name for f in dataclasses.fields(Suite)
+                                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+SUITE_OPTIONAL = tuple(f.name for f in dataclasses.fields(Suite) if f.name not in SUITE_KEYS)
 
 
 def prog() -> str:
@@ -53,39 +55,43 @@ def commands_epilog() -> str:
 
 
 def _suite_grid(name: str, loaded):
-    """What ``--suite package.module:Attribute`` may load: a suite grid (a dict with the keys of
-    :data:`SUITE_KEYS`, others only from :data:`SUITE_OPTIONAL`, of a registered study), never anything to call
-    (``os:getcwd`` is refused without being called); one line otherwise."""
-    if not isinstance(loaded, dict):
+    """What ``--suite package.module:Attribute`` may load: a suite (a ``studies.base.Suite``, or a dict with the
+    keys of :data:`SUITE_KEYS`, others only from :data:`SUITE_OPTIONAL`, read as ``Suite.from_dict``) of a
+    registered study, never anything to call (``os:getcwd`` is refused without being called); one line otherwise."""
+    if isinstance(loaded, dict):
+        missing = [k for k in SUITE_KEYS if k not in loaded]
+        unknown = sorted(str(k) for k in loaded if k not in SUITE_KEYS + SUITE_OPTIONAL)
+        if missing or unknown:
+            raise UnknownNameError(f"{name!r} is not a suite grid: " + "; ".join(
+                ([f"it lacks {', '.join(missing)}"] if missing else [])
+                + ([f"unknown keys {', '.join(unknown)} (a suite takes {', '.join(SUITE_KEYS + SUITE_OPTIONAL)})"]
+                   if unknown else [])))
+        try:
+            loaded = Suite.from_dict(loaded)
+        except (TypeError, AttributeError) as err:  # a preset or a part with a key that is no setting, or no dict
+            raise UnknownNameError(f"{name!r} is not a suite grid: {str(err).splitlines()[0]}") from None
+    elif not isinstance(loaded, Suite):
         raise UnknownNameError(f"{name!r} is not a suite: it loads {type(loaded).__name__} "
                                f"{getattr(loaded, '__name__', '')}".rstrip()
-                               + f", not a suite grid (a dict with {', '.join(SUITE_KEYS)})")
-    missing = [k for k in SUITE_KEYS if k not in loaded]
-    unknown = sorted(str(k) for k in loaded if k not in SUITE_KEYS + SUITE_OPTIONAL)
-    if missing or unknown:
-        raise UnknownNameError(f"{name!r} is not a suite grid: " + "; ".join(
-            ([f"it lacks {', '.join(missing)}"] if missing else [])
-            + ([f"unknown keys {', '.join(unknown)} (a suite takes {', '.join(SUITE_KEYS + SUITE_OPTIONAL)})"]
-               if unknown else [])))
-    if not isinstance(loaded["study"], str) or study_registry.REGISTRY.known(loaded["study"]) is None:
-        raise UnknownNameError(f"{name!r} is not a suite grid: study {loaded['study']!r} is not a registered study "
+                               + f", not a suite (a studies.base.Suite, or a dict with {', '.join(SUITE_KEYS)})")
+    if not isinstance(loaded.study, str) or study_registry.REGISTRY.known(loaded.study) is None:
+        raise UnknownNameError(f"{name!r} is not a suite grid: study {loaded.study!r} is not a registered study "
                                f"(known: {', '.join(study_registry.names())})")
-    grid = dict(loaded)
-    return lambda: grid
+    return lambda: loaded
 
 
-def suites() -> Dict[str, dict]:
-    """Every study's suites (``estibench.studies``): suite name → grid; read when asked for, so a study registered
-    after this module was imported is seen too."""
+def suites() -> Dict[str, Suite]:
+    """Every study's suites (``estibench.studies``): suite name → :class:`~estibench.studies.base.Suite`; read when
+    asked for, so a study registered after this module was imported is seen too."""
     return study_registry.suites()
 
 
 def suite_registry() -> Registry:
-    """The suites by name, and ``--suite package.module:Attribute`` for a suite grid of one's own
+    """The suites by name, and ``--suite package.module:Attribute`` for a suite of one's own
     (:func:`_suite_grid`)."""
     registry = Registry("suite", admits=_suite_grid)
-    for name, grid in suites().items():
-        registry.register(name)(lambda _grid=grid: _grid)
+    for name, suite in suites().items():
+        registry.register(name)(lambda _suite=suite: _suite)
     return registry
 
 
@@ -95,7 +101,7 @@ def study_descriptions(suite: Optional[str]) -> dict:
     out = {name: study_registry.get(name).description for name in study_registry.names()}
     known = suites()
     if suite in known:
-        out[known[suite]["study"]] = known[suite]["description"]
+        out[known[suite].study] = known[suite].description
     return out
 
 

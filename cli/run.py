@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -26,6 +27,7 @@ from estibench.harness.runner import COMPILE_MODES, CONFIG_VERSION, Cell, compil
 from estibench.harness.store import Store, StoreError
 from estibench.harness.sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
 from estibench.models.registry import UnknownNameError
+from estibench.studies.base import Preset, Settings, Suite
 
 from .common import (HelpFormatter, check_output_folder, commands_epilog, prog, study_descriptions, suite_registry,
                      suites)
@@ -109,30 +111,31 @@ def parser(command: str = "") -> argparse.ArgumentParser:
 
 
 def _suites_with(option: str) -> List[str]:
-    return sorted(n for n, s in suites().items() if option in s.get("model_grid", {})
-                  or any(option in p.get("model_grid", {}) for p in s.get("parts", [])))
+    return sorted(n for n, s in suites().items() if option in s.model_grid
+                  or any(option in (p.model_grid or {}) for p in s.parts))
 
 
-def _csv_flag(value: Optional[str], flag: str, suite: dict, option: str, suite_name: str) -> Optional[List]:
+def _csv_flag(value: Optional[str], flag: str, suite: Suite, option: str, suite_name: str) -> Optional[List]:
     if value is None:
         return None
-    if option not in suite.get("model_grid", {}):
-        raise UsageError(f"{flag} does not apply to suite {suite_name!r} (study {suite['study']!r}, model "
-                         f"{suite['model']!r}; suites that take it: {', '.join(_suites_with(option)) or 'none'})")
+    if option not in suite.model_grid:
+        raise UsageError(f"{flag} does not apply to suite {suite_name!r} (study {suite.study!r}, model "
+                         f"{suite.model!r}; suites that take it: {', '.join(_suites_with(option)) or 'none'})")
     values = [parse_value(v) for v in split(value, str, flag)]  # "1,2" → [1, 2]; words stay words
     return _refuse_twice(values, flag, value)  # "1,01" is refused by split, "1,1.0" here
 
 
-def _preset(args, suite: dict) -> Tuple[str, dict]:
-    presets = suite.get("presets", {})
-    name = getattr(args, "preset", None) or suite.get("default_preset")
+def _preset(args, suite: Suite) -> Tuple[str, Optional[Preset]]:
+    """``(name, preset)``: ``--preset`` or the suite's default preset ("", None where there is neither)."""
+    presets = suite.presets
+    name = getattr(args, "preset", None) or suite.default_preset
     if getattr(args, "preset", None) and not presets:
         raise UsageError(f"--preset does not apply to suite {args.suite!r}")
     if name is not None and name not in presets:
         close = difflib.get_close_matches(name, list(presets), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"unknown preset {name!r} of suite {args.suite!r}{hint} (known: {', '.join(presets)})")
-    return (name or ""), presets.get(name, {})
+    return (name or ""), presets.get(name)
 
 
 def _assign(specs, parts) -> List[List[Tuple[str, dict]]]:
@@ -140,7 +143,7 @@ def _assign(specs, parts) -> List[List[Tuple[str, dict]]]:
     it (an estimator no part lists goes to the first part); parts that list none get nothing."""
     out = [[] for _ in parts]
     for name, options in specs:
-        homes = [i for i, part in enumerate(parts) if name in part["estimators"]] or [0]
+        homes = [i for i, part in enumerate(parts) if name in part.estimators] or [0]
         for i in homes:
             out[i].append((name, options))
     return out
@@ -169,7 +172,7 @@ def make_cells(args) -> List[Cell]:
     parts = _parts_taking(parts, _grid_choices(args, suite), args.suite)
     basket, basket_members = _basket(args)
     user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
-    part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part["estimators"]] for part in parts]
+    part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part.estimators] for part in parts]
     cells, part_of = [], []  # part_of: the index of the part each cell comes from
     for part_index, (part, specs) in enumerate(zip(parts, part_specs)):
         cells += _part_cells(part, specs, args, model_options=model_options, particles=user_particles,
@@ -182,32 +185,32 @@ def make_cells(args) -> List[Cell]:
     return cells
 
 
-def _suite(name: str) -> dict:
-    """The suite grid named ``name`` (a registered suite or ``package.module:Attribute``)."""
+def _suite(name: str) -> Suite:
+    """The suite named ``name`` (a registered suite or ``package.module:Attribute``)."""
     try:
         return suite_registry().get(name)
     except UnknownNameError as err:
         raise UsageError(str(err)) from None
 
 
-def _suite_parts(args, suite: dict) -> Tuple[str, List[dict]]:
-    """``(preset name, parts)``: the suite's settings with the preset's over them, one dict per part (a part's own
-    keys over those); ``--model`` replaces every part's model (it must declare the suite's study)."""
-    preset_name, preset_settings = _preset(args, suite)
-    settings = {**suite, **preset_settings}
-    parts = [{**settings, **part} for part in settings.get("parts", [{}])]
+def _suite_parts(args, suite: Suite) -> Tuple[str, List[Settings]]:
+    """``(preset name, parts)``: the suite's settings with the preset's over them, one :class:`Settings` per part (a
+    part's own over those: :meth:`Suite.resolved_parts`); ``--model`` replaces every part's model (it must declare
+    the suite's study)."""
+    preset_name, preset = _preset(args, suite)
+    parts = suite.resolved_parts(preset)
     if getattr(args, "model", None):
         from estibench import models
         try:
             model_class = models.REGISTRY.factory(args.model)
         except UnknownNameError as err:
             raise UsageError(str(err)) from None
-        study = study_registry.get(suite["study"])
+        study = study_registry.get(suite.study)
         if not study.accepts(model_class):  # the study declares the models it trains (Study.models), subclasses too
             fits = [n for n in models.names() if study.accepts(models.REGISTRY.factory(n))]
-            raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite['study']!r} "
+            raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite.study!r} "
                              f"takes {', '.join(fits)})")
-        parts = [{**part, "model": args.model} for part in parts]
+        parts = [replace(part, model=args.model) for part in parts]
     return preset_name, parts
 
 
@@ -250,7 +253,7 @@ def _check_numbers(args, user_particles: Optional[List[int]]) -> None:
             raise UsageError(str(err)) from None
 
 
-def _grid_choices(args, suite: dict) -> Dict[str, Tuple[str, List]]:
+def _grid_choices(args, suite: Suite) -> Dict[str, Tuple[str, List]]:
     """model option → (flag, values) of every grid flag given (:func:`_csv_flag`: a flag the suite's grid does not
     name is a UsageError)."""
     out = {}
@@ -261,7 +264,7 @@ def _grid_choices(args, suite: dict) -> Dict[str, Tuple[str, List]]:
     return out
 
 
-def _parts_taking(parts: List[dict], choices: Dict[str, Tuple[str, List]], suite_name: str) -> List[dict]:
+def _parts_taking(parts: List[Settings], choices: Dict[str, Tuple[str, List]], suite_name: str) -> List[Settings]:
     """The parts that the grid flags apply to, each with the flag's values in its grid; no flag, every part.
 
     A part takes a grid flag when its grid names the flag's option (``--groups`` on the rbm suite: the RBM-prior
@@ -272,13 +275,13 @@ def _parts_taking(parts: List[dict], choices: Dict[str, Tuple[str, List]], suite
     the model can use it is the model's to say when it is built).  A part that takes none of the values is left
     out; no part left is a UsageError."""
     for option, (flag, values) in choices.items():
-        listed = [v for part in parts for v in part.get("model_grid", {}).get(option, ())]
+        listed = [v for part in parts for v in (part.model_grid or {}).get(option, ())]
         kept = []
         for part in parts:
-            grid = part.get("model_grid", {})
+            grid = part.model_grid or {}
             taken = [v for v in values if v in grid[option] or v not in listed] if option in grid else []
             if taken:
-                kept.append({**part, "model_grid": {**grid, option: tuple(taken)}})
+                kept.append(replace(part, model_grid={**grid, option: tuple(taken)}))
         if not kept:
             raise UsageError(f"{flag} applies to no part of suite {suite_name!r}"
                              + (" left by the other grid flags" if len(choices) > 1 else ""))
@@ -313,29 +316,28 @@ def _basket(args) -> Tuple[dict, list]:
     return basket, members
 
 
-def _part_cells(part: dict, specs: List[Tuple[str, dict]], args, *, model_options: dict,
+def _part_cells(part: Settings, specs: List[Tuple[str, dict]], args, *, model_options: dict,
                 particles: Optional[List[int]], preset: str, basket: dict) -> List[Cell]:
     """One part's cells: every variant of its model grid × its estimators (the preset's options under the
     user's) × its particle counts, with the common flags over the part's settings; ``--model-options`` wins over
     the grid."""
-    preset_options = part.get("estimator_options", {})
-    specs = [(n, {**preset_options.get(n, {}), **o}) for n, o in specs]
-    particles = particles or list(part["particles"])
-    seeds = part["seeds"] if args.seeds is None else args.seeds
-    iterations = part["iterations"] if args.iterations is None else args.iterations
-    eval_every = part["eval_every"] if args.eval_every is None else args.eval_every
-    lr = part["lr"] if getattr(args, "lr", None) is None else args.lr
-    batch_size = part["batch_size"] if getattr(args, "batch_size", None) is None else args.batch_size
-    grid = {option: values for option, values in part.get("model_grid", {}).items() if option not in model_options}
+    specs = [(n, {**part.estimator_options.get(n, {}), **o}) for n, o in specs]
+    particles = particles or list(part.particles)
+    seeds = part.seeds if args.seeds is None else args.seeds
+    iterations = part.iterations if args.iterations is None else args.iterations
+    eval_every = part.eval_every if args.eval_every is None else args.eval_every
+    lr = part.lr if getattr(args, "lr", None) is None else args.lr
+    batch_size = part.batch_size if getattr(args, "batch_size", None) is None else args.batch_size
+    grid = {option: values for option, values in part.model_grid.items() if option not in model_options}
     variants = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
-    return [Cell(study=part["study"], model=part["model"], estimator=name, particles=k,
+    return [Cell(study=part.study, model=part.model, estimator=name, particles=k,
                  seeds=tuple(range(seeds)), iterations=iterations,
-                 model_options={**part.get("model_options", {}), **variant, **model_options},
+                 model_options={**part.model_options, **variant, **model_options},
                  estimator_options=options, batch_size=batch_size, lr=lr,
                  eval_every=min(eval_every, iterations),
-                 study_options={**part.get("study_options", {}), **basket},
-                 device=args.device, optimiser=dict(part.get("optimiser", {})), preset=preset,
-                 compile=getattr(args, "compile", "off"), task=study_registry.get(part["study"]).task)
+                 study_options={**part.study_options, **basket},
+                 device=args.device, optimiser=dict(part.optimiser), preset=preset,
+                 compile=getattr(args, "compile", "off"), task=study_registry.get(part.study).task)
             for variant in variants for name, options in specs for k in particles]
 
 

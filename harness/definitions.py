@@ -6,7 +6,7 @@ parameters in brackets are keyed by a pattern whose bracket values are placehold
 ``prior_pmf[z=c]`` stands for ``prior_pmf[z=0]``, ``prior_pmf[z=1]``, ...; :func:`family` maps a
 concrete metric name to its key.  A study of your own adds the definitions of the metrics it
 records in its :class:`estibench.studies.Study` (``definitions``): the reports merge them with these
-(``reports/definitions.py``, ``all_definitions``) and pass them as ``known``; this module, part of the
+(``reports/glossary.py``, ``all_definitions``) and pass them as ``known``; this module, part of the
 engine, reads no study.  The site lists any metric without a definition as undefined.
 """
 from __future__ import annotations

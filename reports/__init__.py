@@ -1,10 +1,13 @@
 """Reports are pure functions of the tidy results table (and the cells and runs tables).
 
-``build_site(table, cells, runs, out)`` writes the static HTML site and Markdown report
-(``reports/site.py``).  Each study's page (``sections(table, cells) -> list[Section]``) is named by
-its :class:`estibench.studies.Study` (``page``) and imported when the site builds it; ``STUDY_PAGES``
-holds explicit overrides only.  The GMM and SBN pages are the modules ``reports.gmm`` and
-``reports.sbn`` (imported on first use); ``write_report`` writes the GMM study's report.md.
+Two layers.  The report kit, which every study's page uses (a page lives in its study's folder,
+``studies/<name>/page.py``): ``section.py`` (``Section``), ``render.py`` (Markdown and HTML, escaped), ``tables.py``
+(intervals, ranks, labels), ``naming.py``, ``summary.py`` (cell statuses), ``generic.py`` (the page of a study
+without its own), ``plotstyle.py``, ``basket.py``, ``leaderboard.py``, ``definitions.py``, ``export.py``; none of
+them reads the study registry.  Above the studies, the site builder: ``site.py`` (``build_site(table, cells, runs,
+out)``: the static HTML site and Markdown report; each study's page as its ``Study.page`` names it, ``STUDY_PAGES``
+for explicit overrides only), ``index.py`` (the leaderboards), ``glossary.py`` (every study's metric definitions),
+``estimator_doc.py``.  ``write_report`` writes the GMM study's report.md (``studies/gmm/page.py``).
 """
 import importlib
 
@@ -14,14 +17,9 @@ from .section import Section
 from .site import STUDY_PAGES, build_site
 from .tables import mean_ci, mean_ci_groups
 
-_PAGES = ("gmm", "sbn")
-
-
 def __getattr__(name):
-    if name in _PAGES:
-        return importlib.import_module(f"{__name__}.{name}")
     if name == "write_report":
-        return importlib.import_module(f"{__name__}.gmm").write_report
+        return importlib.import_module("estibench.studies.gmm.page").write_report
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,60 +1,23 @@
-"""Definitions shown by the reports next to the numbers: the metrics' (written once, in
-``harness/definitions.py``, re-exported here) and the estimator variants'.
-
-``METRIC_DEFINITIONS`` maps a metric name to its definition.  Families of metrics that carry
-parameters in brackets are keyed by a pattern whose bracket values are placeholders, e.g.
-``prior_pmf[z=c]`` stands for ``prior_pmf[z=0]``, ``prior_pmf[z=1]``, ...; :func:`family`
-maps a concrete metric name to its key.  A study that records a new metric adds its
-definition here (``METRIC_DEFINITIONS[name] = "..."``); the site lists any metric without
-one as undefined.
+"""Definitions a page shows next to its numbers (part of the report kit that study pages use): the metrics'
+(written once, in ``harness/definitions.py``; ``METRIC_DEFINITIONS`` re-exported here) as a Markdown table, and the
+estimator variants'.  Families of metrics that carry parameters in brackets are keyed by a pattern whose bracket
+values are placeholders (``prior_pmf[z=c]`` for ``prior_pmf[z=0]``, …).  A study that records a new metric
+defines it in its ``Study.definitions``; the site's definitions section (``reports/glossary.py``) merges every
+study's and lists any metric without one as undefined.
 """
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Tuple
 
-import pandas as pd
-
 from estibench.harness import definitions as _builtin
-from estibench.harness.definitions import METRIC_DEFINITIONS
-
-from .section import Section
+from estibench.harness.definitions import METRIC_DEFINITIONS  # noqa: F401 - the built-in table, for pages
 
 
-def all_definitions() -> Dict[str, str]:
-    """The built-in definitions (``harness/definitions.py``), then those every registered study adds
-    (``Study.definitions``); a study that fails to load is skipped (a broken plug-in must not hide the rest)."""
-    from estibench import studies
-    out = dict(METRIC_DEFINITIONS)
-    for name in studies.names():
-        try:
-            extra = studies.get(name).definitions
-        except Exception:  # noqa: BLE001 - a broken study plug-in must not hide the built-in definitions
-            continue
-        for key, text in extra.items():
-            out.setdefault(key, text)
-    return out
-
-
-def family(metric: str, known: Optional[Dict[str, str]] = None) -> Optional[str]:
-    """The key of the definitions (default: every study's, :func:`all_definitions`) that defines ``metric``."""
-    return _builtin.family(metric, all_definitions() if known is None else known)
-
-
-def definition(metric: str) -> Optional[str]:
-    """The definition of ``metric`` among every study's, or None."""
-    return _builtin.definition(metric, all_definitions())
-
-
-def families(metrics: Iterable[str]) -> List[Tuple[str, Optional[str]]]:
-    """Distinct (name or family key, definition or None), in the order of :func:`all_definitions`."""
-    return _builtin.families(metrics, all_definitions())
-
-
-
-def markdown_table(names: Iterable[str]) -> str:
-    """A Markdown table | metric | definition | of the given metric names or family keys."""
+def markdown_table(names: Iterable[str], known: Optional[Dict[str, str]] = None) -> str:
+    """A Markdown table | metric | definition | of the given metric names or family keys, defined by ``known``
+    (default: the built-in definitions; a study page passes them updated by its ``Study.definitions``)."""
     lines = ["| metric | definition |", "| --- | --- |"]
-    for name, text in families(names):
+    for name, text in _builtin.families(names, known):
         text = text if text is not None else "(no definition registered in reports/definitions.py)"
         lines.append(f"| {name} | {text.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
@@ -115,11 +78,3 @@ def variant_rows(table, labels: Iterable[str]) -> List[Tuple[str, str]]:
     return out
 
 
-def definitions_section(table: pd.DataFrame) -> Section:
-    """The section closing every page: each metric of ``table`` (a family once) with its definition."""
-    names = table.metric.unique() if table is not None and not table.empty else []
-    rows = [(n, d if d is not None else "(no definition registered in reports/definitions.py)")
-            for n, d in families(names)]
-    return Section("Metric definitions", "table", pd.DataFrame(rows, columns=["metric", "definition"]),
-                   caption="every metric recorded in the table shown; bracketed names stand for a family "
-                           "(e.g. prior_pmf[z=c] for c = 0, 1, …)", name="metric_definitions")

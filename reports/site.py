@@ -24,7 +24,7 @@ Temporary files.  The build folder is ``out/.report-build-<pid>@<host>-<random>`
 was killed (SIGKILL, power loss) leaves it behind, and the next build removes every such folder
 whose process is no longer alive on this host, never one of a live build (of this or another
 process).  Folders named by another host, or in the old style without a pid, are removed once
-an hour old.  The manifest, like ``reports.gmm.write_report``'s ``report.md``, is written
+an hour old.  The manifest, like ``estibench.studies.gmm.page.write_report``'s ``report.md``, is written
 through a uniquely named temporary file in its folder (:func:`estibench.files.write_text`), so builds
 running at once into the same ``out`` do not collide, and a failed write leaves no temporary
 file and the previous file intact.
@@ -49,10 +49,10 @@ from estibench.files import pid_alive, write_text
 from estibench.harness.store import TABLE_COLUMNS as STORE_TABLE_COLUMNS
 
 from . import tables as tb
-from .definitions import definitions_section
+from .glossary import definitions_section
 from .export import materialise
 from .generic import generic_sections
-from .leaderboard import index_leaderboards
+from .index import index_leaderboards
 from .naming import models_section, page_names
 from .render import md_alt, md_block, md_inline, md_text, page_html, sections_html, sections_markdown, toc
 from .section import Section, slug
@@ -93,6 +93,18 @@ def _registered_page(study: str):
     if studies.REGISTRY.known(study) is None or not studies.get(study).page:
         return generic_sections
     return studies.get(study).page_function()
+
+
+def _own_description(study: str) -> Optional[str]:
+    """The registered study's own description (``Study.description``), None for a name the registry lacks (a name a
+    store holds is data: never imported) or a study that fails to load."""
+    from estibench import studies
+    if studies.REGISTRY.known(study) is None:
+        return None
+    try:
+        return studies.get(study).description
+    except Exception:  # noqa: BLE001 - a broken study has no description of its own
+        return None
 
 
 def _index_page(study: str) -> Optional[Callable]:
@@ -208,7 +220,7 @@ def _build(root: str, table, cells, runs, studies, descriptions, note, title, ar
     study_md: Dict[str, List[str]] = {}
     folders = {s: _study_folder(s) for s in studies}
     # every number in a study's heading is read from its cells; a suite's description is its default
-    descriptions = {s: study_blurb(s, _study_rows(cells, s), descriptions.get(s, "")) for s in studies}
+    descriptions = {s: study_blurb(_study_rows(cells, s), descriptions.get(s, ""), _own_description(s)) for s in studies}
     for study in studies:
         folder = os.path.join(root, folders[study])
         t, c = _study_rows(table, study), _study_rows(cells, study)
@@ -279,7 +291,7 @@ def _index_references(root: str, table: pd.DataFrame, studies: Sequence[str], fo
     """(HTML, Markdown lines) shown under the leaderboards: what each study adds to the index, declared as its
     ``Study.index_page``: ``index_sections(table, folder) -> (heading, sections)`` (``table``: the study's rows;
     ``folder``: its page's folder, relative to the index), e.g. the GMM study's paper-budget reference beside a short
-    run (``reports.gmm.index_sections``); its sections are named after the study, and shown under the heading when
+    run (``estibench.studies.gmm.page.index_sections``); its sections are named after the study, and shown under the heading when
     there is one.  The site imports no study's code but through the study registry."""
     parts: List[str] = []
     md: List[str] = []

@@ -268,18 +268,13 @@ def run_facts(cells: pd.DataFrame) -> str:
             + (f", {models} models" if models > 1 else "") + f", K ∈ {{{', '.join(map(str, Ks))}}}; {budget}.")
 
 
-def study_blurb(study: str, cells: pd.DataFrame, description: str = "") -> str:
+def study_blurb(cells: pd.DataFrame, description: str = "", own: Optional[str] = None) -> str:
     """The text heading a study: :func:`run_facts` (this run, from the store), then the description it was given:
-    the study's own as it is, a suite's (which states the suite's default budget, not this run's) as "the suite's
-    default"."""
+    the study's own (``own``, its ``Study.description``) as it is, a suite's (which states the suite's default
+    budget, not this run's) as "the suite's default"."""
     facts = run_facts(cells)
     if not description:
         return facts
-    try:
-        from estibench import studies
-        own = studies.get(study).description if studies.REGISTRY.known(study) is not None else None
-    except Exception:  # noqa: BLE001 - a broken study has no description of its own
-        own = None
     if description == own:
         return f"{description}.  {facts}" if not description.endswith(".") else f"{description}  {facts}"
     return f"{facts}  The suite's default is: {description.rstrip('.')}."

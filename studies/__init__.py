@@ -16,7 +16,7 @@ from typing import Callable, Dict
 
 from estibench.models.registry import Registry, UnknownNameError, import_path
 
-from .base import Headline, Published, PublishedValue, Study, steps_text
+from .base import Headline, Part, Preset, Published, PublishedValue, Settings, Study, Suite, steps_text
 
 
 def _lazy(spec: str) -> Callable[[], Study]:
@@ -55,14 +55,15 @@ def unregister(name: str) -> None:
     _CACHE.pop(name, None)
 
 
-def suites() -> Dict[str, dict]:
-    """Every suite of every study: suite name → grid (suite names are unique across studies)."""
-    out: Dict[str, dict] = {}
+def suites() -> Dict[str, Suite]:
+    """Every suite of every study: suite name → :class:`Suite` (its ``study`` set; suite names are unique across
+    studies)."""
+    out: Dict[str, Suite] = {}
     for study in names():
-        for suite, grid in get(study).suites.items():
-            if suite in out:
-                raise ValueError(f"suite {suite!r} is defined by two studies")
-            out[suite] = {**grid, "study": study}
+        for name, suite in get(study).suites.items():
+            if name in out:
+                raise ValueError(f"suite {name!r} is defined by two studies")
+            out[name] = suite
     return out
 
 
@@ -92,5 +93,5 @@ class _Tasks(Mapping):
 
 TASKS = _Tasks()
 
-__all__ = ["Study", "Published", "PublishedValue", "Headline", "REGISTRY", "TASKS", "get", "names", "steps_text",
-           "studies_of", "suites", "task_class", "unregister"]
+__all__ = ["Study", "Suite", "Part", "Preset", "Settings", "Published", "PublishedValue", "Headline", "REGISTRY",
+           "TASKS", "get", "names", "steps_text", "studies_of", "suites", "task_class", "unregister"]

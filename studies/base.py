@@ -3,16 +3,17 @@
 
 A :class:`Study` bundles what distinguishes one line of experiments: its training task (a
 :class:`estibench.harness.task.Task`, where the data come from and what is measured), its suites (grids of cells, in
-the benchopt manner: every key of a grid is a parameter and becomes a column of the results table) and presets, the
-command-line flags that pick values of its model grid, the estimators' order in its report, the published numbers it
-compares with (as data, with their source: :class:`Published`) and its report page.  The task and the page are named
-as ``package.module:Attribute`` and imported when first used, so that reading a study's settings imports no torch
-code and no report code.
+the benchopt manner: every key of a grid is a parameter and becomes a column of the results table: a
+:class:`Suite` with its :class:`Part` and :class:`Preset` objects) and presets, the command-line flags that pick
+values of its model grid, the estimators' order in its report, the published numbers it compares with (as data,
+with their source: :class:`Published`) and its report page.  The task and the page are named as
+``package.module:Attribute`` and imported when first used, so that reading a study's settings imports no torch code
+and no report code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from estibench.models.registry import import_path
 
@@ -89,14 +90,122 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """What one part of a suite trains, every field given: the model, the estimators and their particle counts K,
+    the budget (seeds, iterations, evaluations), the optimiser, and the options of the model, the study and the
+    estimators; ``model_grid`` (model option → values) makes one cell per combination.  A :class:`Suite` is its
+    settings plus presets and parts; :meth:`Suite.resolved_parts` gives one ``Settings`` per part."""
+
+    model: str
+    estimators: Tuple[str, ...]
+    particles: Tuple[int, ...]
+    seeds: int
+    iterations: int
+    eval_every: int
+    batch_size: int
+    lr: float
+    model_options: Dict[str, Any] = field(default_factory=dict)
+    study_options: Dict[str, Any] = field(default_factory=dict)
+    #: estimator name → the options it gets unless the command line gives others
+    estimator_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    #: keyword options of the optimiser (``betas``, ``eps``, ``weight_decay``)
+    optimiser: Dict[str, Any] = field(default_factory=dict)
+    #: model option → the values it takes: one cell per combination, each a column of the results table
+    model_grid: Dict[str, Tuple] = field(default_factory=dict)
+    #: the study the suite belongs to (set by its :class:`Study`)
+    study: str = ""
+
+    def over(self, overrides: "Part") -> "Settings":
+        """These settings (as :class:`Settings`) with the fields ``overrides`` sets (not None) in their place;
+        a dict-valued field is replaced whole, not merged."""
+        own = {f.name: getattr(self, f.name) for f in fields(Settings)}
+        return Settings(**{**own, **overrides.overrides()})
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one part of a suite changes in the suite's settings (or the preset's): each field set replaces that
+    setting whole (a dict is not merged); None keeps it.  The SBN suite's parts: the single-sample estimators at
+    K = 1, the multi-sample ones at K = 5, the enumerable model with its own budget, ..."""
+
+    model: Optional[str] = None
+    estimators: Optional[Tuple[str, ...]] = None
+    particles: Optional[Tuple[int, ...]] = None
+    seeds: Optional[int] = None
+    iterations: Optional[int] = None
+    eval_every: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    model_options: Optional[Dict[str, Any]] = None
+    study_options: Optional[Dict[str, Any]] = None
+    estimator_options: Optional[Dict[str, Dict[str, Any]]] = None
+    optimiser: Optional[Dict[str, Any]] = None
+    model_grid: Optional[Dict[str, Tuple]] = None
+
+    def overrides(self) -> Dict[str, Any]:
+        """The settings this sets: field name → value, the None fields left out."""
+        return {f.name: getattr(self, f.name) for f in fields(Part) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class Preset(Part):
+    """An optimiser / budget preset of a suite (``--preset NAME``): the settings it changes, over the suite's and
+    under each part's (a :class:`Part`'s fields), and, where given, ``parts`` that replace the suite's."""
+
+    parts: Optional[Tuple[Part, ...]] = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Suite(Settings):
+    """A grid of cells (``run_all.py --suite NAME``): its settings, and ``parts``, each changing some of them
+    (one part that changes nothing: the settings alone); ``presets`` by name, ``default_preset`` the one used
+    without ``--preset``.  Precedence: suite < preset < part < command-line flags."""
+
+    description: str = ""
+    presets: Dict[str, Preset] = field(default_factory=dict)
+    default_preset: Optional[str] = None
+    parts: Tuple[Part, ...] = (Part(),)
+
+    def resolved_parts(self, preset: Optional[Preset] = None) -> List[Settings]:
+        """One :class:`Settings` per part: the suite's settings, ``preset``'s over them, the part's over those (the
+        preset's ``parts``, where it has them, in place of the suite's)."""
+        settings = self.over(preset or Part())
+        parts = preset.parts if preset is not None and preset.parts is not None else self.parts
+        return [settings.over(part) for part in parts]
+
+    @classmethod
+    def from_dict(cls, grid: Mapping[str, Any]) -> "Suite":
+        """A suite written as a dict (``--suite module:Attr`` naming one; a plug-in study's): its presets and parts
+        as dicts too.  A TypeError names a key that is no field."""
+        def parts(entries) -> Tuple[Part, ...]:
+            return tuple(p if isinstance(p, Part) else Part(**p) for p in entries)
+
+        def preset(entry) -> Preset:
+            if isinstance(entry, Preset):
+                return entry
+            entry = dict(entry)
+            if entry.get("parts") is not None:
+                entry["parts"] = parts(entry["parts"])
+            return Preset(**entry)
+
+        grid = dict(grid)
+        if "presets" in grid:
+            grid["presets"] = {name: preset(p) for name, p in grid["presets"].items()}
+        if "parts" in grid:
+            grid["parts"] = parts(grid["parts"])
+        return cls(**grid)
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     description: str
     #: ``module:Class`` of the training task: ``Task(model, cell)`` with train_batch / evaluate / final_evaluate
     task: str
-    #: suite name → grid (study, model, estimators, particles, seeds, iterations, eval_every, batch_size,
-    #: lr, model_grid, presets, default_preset, study_options, parts, description)
-    suites: Dict[str, dict]
+    #: suite name → :class:`Suite` (its settings, presets and parts; a dict is read as :meth:`Suite.from_dict`); each
+    #: suite's ``study`` is set to this study's name
+    suites: Dict[str, Suite]
     #: ``module:function`` of the report page: ``sections(table, cells, artifacts=None) -> list[Section]``
     page: str = ""
     #: command-line flag → (model option of the suite's ``model_grid``, help text)
@@ -119,6 +228,11 @@ class Study:
     #: relative to the index (the GMM study's paper-budget reference beside a short run)
     index_page: str = ""
 
+    def __post_init__(self):
+        suites = {name: replace(Suite.from_dict(suite) if isinstance(suite, Mapping) else suite, study=self.name)
+                  for name, suite in self.suites.items()}
+        object.__setattr__(self, "suites", suites)
+
     def accepts(self, model_class: type) -> bool:
         """Whether this study's task trains ``model_class``: it is (a subclass of) one of :attr:`models`."""
         from estibench import models
@@ -136,4 +250,4 @@ class Study:
         return import_path(self.index_page) if self.index_page else None
 
 
-__all__ = ["Headline", "Published", "PublishedValue", "Study", "steps_text"]
+__all__ = ["Headline", "Part", "Preset", "Published", "PublishedValue", "Settings", "Study", "Suite", "steps_text"]

@@ -1,4 +1,4 @@
-"""Attend-Infer-Repeat (models/air.py) and its study (studies/air/__init__.py, studies/air/task.py AIRTask, reports/air.py):
+"""Attend-Infer-Repeat (models/air.py) and its study (studies/air/__init__.py, studies/air/task.py AIRTask, studies/air/page.py):
 the spatial transformer, the step-count prior and its annealing, the guide's two passes, VIMCO's structured form on
 AIR, bad input, and a smoke run of every estimator that takes AIR through the CLI, the store and the report."""
 import json

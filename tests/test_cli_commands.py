@@ -9,6 +9,7 @@ import pytest
 
 from estibench.cli import run as cli_run
 from estibench.cli import main
+from estibench.studies.base import Part
 
 DRY = ["--dry-run", "--device", "cpu"]
 
@@ -108,20 +109,20 @@ def test_an_integer_flag_given_a_float_says_it_needs_an_integer(argv, says, tmp_
 # ------------------------------------------------------------------ grid flags keep the parts whose model takes them
 
 PARTS = [  # the shape of the sbn and rbm suites: the flag's option in some parts' grids, other values in others
-    {"model": "sbn", "model_grid": {"arch": ("linear1", "linear2", "nonlinear"), "dataset": ("bern0",)}},
-    {"model": "sbn_tiny", "model_grid": {"arch": ("linear1", "linear2"), "dataset": ("bern0",)}},
-    {"model": "sbn_categorical", "model_grid": {"arch": ("linear", "nonlinear"), "dataset": ("bern0",)}},
-    {"model": "directed", "model_grid": {"dataset": ("bern0",)}},
+    Part(model="sbn", model_grid={"arch": ("linear1", "linear2", "nonlinear"), "dataset": ("bern0",)}),
+    Part(model="sbn_tiny", model_grid={"arch": ("linear1", "linear2"), "dataset": ("bern0",)}),
+    Part(model="sbn_categorical", model_grid={"arch": ("linear", "nonlinear"), "dataset": ("bern0",)}),
+    Part(model="directed", model_grid={"dataset": ("bern0",)}),
 ]
 
 
 def _taking(**choices):
     parts = cli_run._parts_taking(PARTS, {o: (f"--{o}", v) for o, v in choices.items()}, "toy")
-    return [(p["model"], dict(p["model_grid"])) for p in parts]
+    return [(p.model, dict(p.model_grid)) for p in parts]
 
 
 def test_a_grid_flag_keeps_the_parts_that_list_its_values():
-    assert _taking() == [(p["model"], p["model_grid"]) for p in PARTS]  # no flag: every part as it is
+    assert _taking() == [(p.model, p.model_grid) for p in PARTS]  # no flag: every part as it is
     assert [m for m, _ in _taking(arch=["linear1"])] == ["sbn", "sbn_tiny"]
     assert _taking(arch=["nonlinear"]) == [("sbn", {"arch": ("nonlinear",), "dataset": ("bern0",)}),
                                            ("sbn_categorical", {"arch": ("nonlinear",), "dataset": ("bern0",)})]
@@ -134,7 +135,7 @@ def test_a_value_no_part_lists_goes_to_every_part_that_takes_the_option():
     """``--dataset mnist-static`` on a suite that lists only the embedded set: every part with a dataset takes it
     (the model says, when built, whether it can); ``--arch`` leaves out the part whose model has no arch."""
     assert [(m, g["dataset"]) for m, g in _taking(dataset=["static", "bern0"])] == [
-        (p["model"], ("static", "bern0")) for p in PARTS]
+        (p.model, ("static", "bern0")) for p in PARTS]
     assert [m for m, _ in _taking(arch=["linear3"])] == ["sbn", "sbn_tiny", "sbn_categorical"]
 
 

@@ -6,7 +6,7 @@ randomness) whose K = 2 → 20 contrast and whose trend over K ∈ {5, 10, 20} d
 """
 import pandas as pd
 
-from estibench.reports.gmm import findings, spearman, trend_Ks
+from estibench.studies.gmm.page import findings, spearman, trend_Ks
 
 
 def table(values):

@@ -136,7 +136,7 @@ def test_reports_read_names_without_importing_them(monkeypatch):
     """The report code's name lookups (display names, docstrings, study pages) never import a module."""
     from estibench import estimators, studies
     from estibench.models.registry import Registry
-    from estibench.reports import generic, leaderboard, site, summary, tables
+    from estibench.reports import generic, index, site, summary, tables
 
     def refuse(spec):
         raise AssertionError(f"imported {spec}")
@@ -144,8 +144,8 @@ def test_reports_read_names_without_importing_them(monkeypatch):
     assert estimators.REGISTRY.known("ww") is not None and estimators.REGISTRY.known("nope:X") is None
     assert isinstance(Registry("thing").known("os:getcwd"), type(None))
     assert tables.display_name("nope:X") == "nope:X" and tables.pretty_label("nope:X[a=1]") == "nope:X[a=1]"
-    assert leaderboard.headline_of("nope:X") is None
-    assert summary.study_blurb("nope:X", summary.live_cells(None), "a description").endswith("a description.")
+    assert index.headline_of("nope:X") is None
+    assert summary.study_blurb(summary.live_cells(None), "a description", site._own_description("nope:X")).endswith("a description.")
     assert site._registered_page("nope:X") is generic.generic_sections
     assert studies.REGISTRY.known("nope:X") is None
 

@@ -140,10 +140,10 @@ def test_the_resampled_proposal_is_exact():
 
 
 def test_the_gmm_report_measures_how_far_resampling_corrects_each_guide():
-    """reports.gmm.resampled_proposal_distances on a table with two cells: a guide equal to the model's posterior
+    """studies.gmm.page.resampled_proposal_distances on a table with two cells: a guide equal to the model's posterior
     (distance 0 at every K) and a uniform guide (distance falling with K, and at K = 1 the guide's own distance)."""
     from estibench.models.gmm import GMM
-    from estibench.reports.gmm import resampled_proposal_distances, resampled_proposal_table
+    from estibench.studies.gmm.page import resampled_proposal_distances, resampled_proposal_table
     model = GMM()
     prior = torch.softmax(torch.linspace(0, 1, 20), -1).double()
     rows = []

@@ -10,6 +10,8 @@ import pytest
 from estibench.harness.runner import Cell
 from estibench.harness.store import Store
 from estibench.reports import leaderboard as lb
+from estibench import studies
+from estibench.reports import index
 from estibench.reports import tables as tb
 
 METRIC = "test_ll[K=100]"
@@ -63,13 +65,13 @@ def test_measurement_only_options_neither_split_nor_double_count(store_tables):
     assert sorted(final.seed) == [0, 1, 2] and set(final.key) == {basket_key}
     assert (table.metric == "basket_logvar[e=disarm]").sum() == 3  # the basket's own rows are kept
     assert len(raw) - len(table) == 6  # exactly the twin's 3 seeds × 2 evaluations of test_ll were dropped
-    board = lb.leaderboard(table, "sbn")
+    board = lb.leaderboard(table, "sbn", studies.get("sbn").headline)
     assert board[board.K == 2].seeds.tolist() == [3, 3]  # not 6
 
 
 def test_the_leaderboard_ranks_names_and_budgets(store_tables):
     table, cells = tb.separate_settings(*store_tables)
-    board = lb.leaderboard(table, "sbn")
+    board = lb.leaderboard(table, "sbn", studies.get("sbn").headline)
     # one budget for all our rows: said once, in the caption, not on every row
     assert list(board.columns) == ["model", "K", "rank", "estimator", "seeds", METRIC, "published",
                                    "published budget"]
@@ -80,7 +82,7 @@ def test_the_leaderboard_ranks_names_and_budgets(store_tables):
     rebar = nonlinear.iloc[0]
     assert rebar.published == "-100.69 ± 0.08"  # DVAE++ Table 1, nonlinear
     assert rebar["published budget"] == "2M steps, static MNIST, 50k images"
-    caption = lb.caption("sbn", board)
+    caption = lb.caption(studies.get("sbn").headline, board)
     assert "Our budget, every row beside a published value: 1k steps, mnist5k-bern0." in caption
     assert "Student-t interval for the mean" in caption and "n = 3 seeds" in caption
     assert "Welch t-test" in caption and "Holm" in caption and "α = 0.05" in caption and "shared rank" in caption
@@ -91,7 +93,7 @@ def test_the_index_names_models_by_what_differs(store_tables, tmp_path):
     cell's tooltip and in a small table below (HTML and Markdown)."""
     table, _ = tb.separate_settings(*store_tables)
     tb.learn_estimators(table)
-    text, md = lb.index_leaderboards(str(tmp_path), table, ["sbn"], {"sbn": "sbn"})
+    text, md = index.index_leaderboards(str(tmp_path), table, ["sbn"], {"sbn": "sbn"})
     full = "sbn[arch=linear1,dataset=mnist5k-bern0]"
     board, below = text.replace('<span class="nw">', "").replace("</span>", "").split('<p class="caption">', 1)
     assert f'<td title="{full}">sbn[arch=linear1]</td>' in board

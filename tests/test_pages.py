@@ -14,7 +14,8 @@ import pytest
 from estibench import reports
 from estibench.harness.runner import Cell, numerics_version
 from estibench.harness.store import Store
-from estibench.reports import generic, gmm, naming, plotstyle, render, summary
+from estibench.reports import generic, naming, plotstyle, render, summary
+from estibench.studies.gmm import page as gmm
 from estibench.reports import tables as tb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -157,7 +158,7 @@ def test_estimator_settings_suffix_keeps_only_what_differs_in_its_table():
 
 
 def test_rbm_pretraining_table_has_no_empty_metric_column():
-    from estibench.reports import rbm
+    from estibench.studies.rbm import page as rbm
     rows = [("m", "vimco", s, it, m, v) for s in (0, 1) for it in (0, 5)
             for m, v in (("pretrain_ae_first", -200.0), ("pretrain_ae_last", -90.0), ("pretrain_ae_binary", 0.6))]
     table = pd.DataFrame(rows, columns=["model", "label", "seed", "iteration", "metric", "value"])
@@ -230,7 +231,9 @@ def test_gmm_fig4_with_fourteen_estimators_tells_every_line_apart(monkeypatch, t
 
 def test_every_multi_line_figure_follows_the_style_rule(monkeypatch, tmp_path):
     import matplotlib.pyplot as plt
-    from estibench.reports import basket, sbn, vae
+    from estibench.reports import basket
+    from estibench.studies.sbn import page as sbn
+    from estibench.studies.vae import page as vae
     figures = capture(monkeypatch)
     many = PAPER + LATER
     path = str(tmp_path / "f.png")
@@ -357,9 +360,9 @@ def test_committed_reference_matches_the_published_store():
     if not os.path.exists(source):
         pytest.skip("no published/gmm in this checkout")
     ref = gmm.load_reference()
-    assert ref is not None, "reports/gmm_reference.json is committed beside reports/gmm.py"
+    assert ref is not None, "studies/gmm/gmm_reference.json is committed beside studies/gmm/page.py"
     fresh = json.loads(json.dumps(gmm.reference_from(pd.read_csv(source))))
-    assert ref == fresh, "regenerate: python -m estibench.reports.gmm --write-reference"
+    assert ref == fresh, "regenerate: python -m estibench.studies.gmm.page --write-reference"
     assert ref["iterations"] == [100_000] and ref["seeds"] == [10]
 
 

@@ -94,19 +94,19 @@ def test_the_suite_lays_out_both_papers_tables_and_a_paper_preset():
     and without pretraining, and a paper preset at the published settings for every part."""
     from estibench.studies.rbm import STUDY
     suite = STUDY.suites["rbm"]
-    parts = [{**suite, **p} for p in suite["parts"]]
-    keys = {(p["model"], e, p.get("estimator_options", {}).get(e, {}).get("elbo", "joint"),
-             bool(p.get("study_options", {}).get("pretrain_ae_steps")), p.get("model_options", {}).get("arch"))
-            for p in parts for e in p["estimators"]}
+    parts = suite.resolved_parts()
+    keys = {(p.model, e, p.estimator_options.get(e, {}).get("elbo", "joint"),
+             bool(p.study_options.get("pretrain_ae_steps")), p.model_options.get("arch"))
+            for p in parts for e in p.estimators}
     assert ("rbm_vae", "overlap_exp", "joint", False, None) in keys and ("rbm_vae", "spike_exp", "joint", False, None) in keys
     assert ("sbn", "overlap_exp", "marginal", False, None) in keys and ("sbn", "overlap_exp", "joint", False, None) in keys
     assert ("rbm_vae", "vimco", "joint", True, "elu") in keys and ("rbm_vae", "vimco", "joint", False, "elu") in keys
     assert ("rbm_vae", "contrastive_rws", "joint", True, "elu") in keys
-    paper = suite["presets"]["paper"]
-    for part in paper["parts"]:
-        merged = {**suite, **paper, **part}
-        assert merged["model_options"]["dataset"] == "mnist-static", part
-        assert merged["iterations"] == 1_000_000
-        if merged["model"] == "rbm_vae":
-            assert merged["model_options"]["chains"] == 1000 and merged["study_options"]["final_particles"] == (4000,)
-            assert set(merged["estimators"]) & {"vimco", "contrastive_rws"} == set() or merged["particles"] == (50,)
+    paper = suite.presets["paper"]
+    assert len(suite.resolved_parts(paper)) == len(paper.parts)
+    for merged in suite.resolved_parts(paper):
+        assert merged.model_options["dataset"] == "mnist-static", merged
+        assert merged.iterations == 1_000_000
+        if merged.model == "rbm_vae":
+            assert merged.model_options["chains"] == 1000 and merged.study_options["final_particles"] == (4000,)
+            assert set(merged.estimators) & {"vimco", "contrastive_rws"} == set() or merged.particles == (50,)

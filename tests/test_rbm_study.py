@@ -76,7 +76,7 @@ def test_the_papers_layouts_are_pure_functions_of_the_table():
     published value beside ours; the RBM-prior paper's Table 1 separates pretrained cells from the ablation."""
     import json
 
-    from estibench.reports import rbm as page
+    from estibench.studies.rbm import page as page
 
     def rows(key, model_name, model_options, estimator, values, estimator_options=None, study_options=None,
              metric="test_ll[K=100]"):

@@ -639,8 +639,9 @@ def test_a_kill_at_any_step_of_a_migration_leaves_a_store_every_reader_and_write
     partial = tmp_path / "partial"
     shutil.copytree(src, partial)
     conn = sqlite3.connect(partial / FILENAME, isolation_level=None)
-    for step in (Store._upgrade_from_1, Store._upgrade_from_2, Store._upgrade_from_3, Store._upgrade_from_4,
-                 Store._upgrade_from_6):
+    for step in (store_module.schema.upgrade_from_1, store_module.schema.upgrade_from_2,
+                 store_module.schema.upgrade_from_3, store_module.schema.upgrade_from_4,
+                 store_module.schema.upgrade_from_6):
         step(conn)
     conn.execute("UPDATE meta SET value = '7' WHERE name = 'schema_version'")
     conn.close()

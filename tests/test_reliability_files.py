@@ -24,7 +24,7 @@ from estibench import data as estidata
 from estibench import files
 from estibench import reports
 from estibench.data import sources
-from estibench.reports import gmm as gmm_report
+from estibench.studies.gmm import page as gmm_report
 from estibench.reports import site
 
 scipy_io = pytest.importorskip("scipy.io")

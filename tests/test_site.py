@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from estibench import reports
+from estibench import reports, studies
 from estibench.harness.runner import Cell
 from estibench.harness.store import Store
-from estibench.reports import definitions as defs
+from estibench.reports import glossary as defs
 from estibench.reports import tables as tb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,7 +172,7 @@ def test_index_opens_with_the_leaderboards(built):
     text = read(index)
     assert text.index("<h2>Leaderboards</h2>") < text.index("<h2>Studies</h2>") < text.index("<h2>Run summary</h2>")
     assert 'src="gmm/fig4_gmm_training.png"' in text and 'id="leaderboard-toy"' not in text
-    board = leaderboard(table, "gmm")
+    board = leaderboard(table, "gmm", studies.get("gmm").headline)
     assert list(board.columns) == ["model", "K", "rank", "estimator", "seeds", "inference_error"]
     # ranks separate only what the seeds separate (tables.separated_ranks on the final rows, computed here);
     # rows by rank, then by mean (lower first); estimators by display name, as the figures name them
@@ -326,7 +326,7 @@ def test_write_report_keeps_its_content_and_figure_names(built, tmp_path):
         assert heading in text, heading
     assert "(fig4_gmm_training.png)" in text and "(fig5_gmm_hinton_K2.png)" in text
     assert os.path.getsize(tmp_path / "fig4_gmm_training.png") > 10_000
-    assert reports.gmm.DEFINITIONS.startswith("| metric | definition |")
+    assert __import__("estibench.studies.gmm.page", fromlist=["DEFINITIONS"]).DEFINITIONS.startswith("| metric | definition |")
 
 
 # -- table text (the intervals themselves: tests/test_intervals.py) -----------------------------------

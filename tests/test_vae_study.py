@@ -1,4 +1,4 @@
-"""The continuous-VAE study end to end (studies/vae/__init__.py, studies/vae/task.py VAETask, reports/vae.py): a tiny
+"""The continuous-VAE study end to end (studies/vae/__init__.py, studies/vae/task.py VAETask, studies/vae/page.py): a tiny
 run through the CLI, the store and the report (Burda et al.'s model shrunk by its options: 7×7 images,
 4 latents, 16 hidden units), and the Table 1 layout as a pure function of the table."""
 import json
@@ -31,7 +31,7 @@ def test_the_vae_suite_runs_and_reports_fig2_and_table1(tmp_path):
 
 
 def test_table1_places_cells_by_estimator_and_k():
-    from estibench.reports import vae as page
+    from estibench.studies.vae import page as page
     rows = [dict(key=f"{e}{k}", label=e, estimator=e, particles=k, seed=s, iteration=10, metric="active_units",
                  value=v, model="gaussian_vae", study_options=json.dumps({}))
             for e, k, values in (("iwae", 8, (20.0, 22.0)), ("ww", 32, (30.0, 30.0))) for s, v in enumerate(values)]

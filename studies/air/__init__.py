@@ -4,11 +4,11 @@ Fig. 1): AIR with at most 3 steps (``models/air.py``, the ``ws_air`` code's size
 count with reparameterised where/what, over K.  The RWS code's ``rw+rws`` and wake-sleep (WS) are in the paper's
 variant list and run on this model too (not in the default suite: the CPU budget).
 
-Task ``studies/air/task.py`` :class:`AIRTask`; report page ``reports/air.py`` (Fig. 1's layout: training curves, final
+Task ``studies/air/task.py`` :class:`AIRTask`; report page ``studies/air/page.py`` (Fig. 1's layout: training curves, final
 log evidence against K, KL against K; reconstructions with the inferred boxes; count accuracy and its confusion
 matrix; the seed-to-seed failures counted).
 """
-from estibench.studies.base import Headline, Study
+from estibench.studies.base import Headline, Preset, Study, Suite
 
 AIR_ESTIMATORS = ("ww", "vimco")
 
@@ -18,7 +18,7 @@ CPU_STUDY = {"eval_points": 100, "test_points": 100, "eval_particles": 10, "fina
 #: the paper's settings for a GPU run (full multi-MNIST from LeCun's digits: ``run_all.py fetch-data mnist-dynamic``):
 #: 2M iterations of batch 32; the paper's RMSProp 1e-5 (divided by 3 after 400k and 1,000k) is not in the harness,
 #: whose optimiser is Adam: lr 1e-5 without the steps (stated); K over the paper's grid; 5,000-particle test estimates
-PAPER_PRESET = dict(
+PAPER_PRESET = Preset(
     iterations=2_000_000, eval_every=20_000, seeds=5, batch_size=32, lr=1e-5, particles=(5, 10, 20),
     model_options={"dataset": "multi-mnist-s0"},
     study_options={"eval_points": 1000, "test_points": 1000, "final_particles": (5000,), "count_particles": 10},
@@ -30,10 +30,10 @@ STUDY = Study(
     name="air",
     description="Attend-Infer-Repeat on multi-MNIST (RWS §4.1, Fig. 1): WW against VIMCO over K",
     task="estibench.studies.air.task:AIRTask",
-    page="estibench.reports.air:sections",
+    page="estibench.studies.air.page:sections",
     order=AIR_ESTIMATORS,
     suites={
-        "air": dict(
+        "air": Suite(
             model="air", estimators=AIR_ESTIMATORS, particles=(2, 5, 10), seeds=3, iterations=1500,
             eval_every=250, batch_size=16, lr=1e-4, model_options={}, study_options=dict(CPU_STUDY),
             presets={"paper": PAPER_PRESET},
@@ -42,7 +42,7 @@ STUDY = Study(
                         "steps of batch 16, Adam 1e-4, the step-count prior annealed over the first 5 % of training; "
                         "test log evidence by 200-particle IWAE on 100 test images. The paper: 2M RMSProp iterations "
                         "of batch 32 on 60,000 images, 5,000 particles."),
-        "air_tiny": dict(
+        "air_tiny": Suite(
             model="air", estimators=("ww", "vimco", "ws", "rw+rws", "dww"), particles=(2,), seeds=2, iterations=4,
             eval_every=2, batch_size=4, lr=1e-4, model_options={},
             study_options={"eval_points": 6, "test_points": 6, "eval_particles": 3, "final_particles": (5,),

@@ -3,9 +3,9 @@
 Data: fresh batches from the paper's true model (synthetic; ``models/gmm.py``); task
 ``studies/gmm/task.py`` :class:`GMMTask` (its docstring lists every metric); settings and their
 sources in ``studies/gmm/README.md``.  The paper reports figures only; its findings are checked against our
-table by the report page (``reports/gmm.py``, ``findings``).
+table by the report page (``studies/gmm/page.py``, ``findings``).
 """
-from estibench.studies.base import Headline, Published, Study
+from estibench.studies.base import Headline, Part, Published, Study, Suite
 
 ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
 #: the estimators published since the seed papers that fit the GMM's one categorical latent (issue 14); the
@@ -29,8 +29,8 @@ STUDY = Study(
     name="gmm",
     description="The 20-cluster GMM of RWS §4.3: model and inference errors and φ-gradient std against K",
     task="estibench.studies.gmm.task:GMMTask",
-    page="estibench.reports.gmm:sections",
-    index_page="estibench.reports.gmm:index_sections",
+    page="estibench.studies.gmm.page:sections",
+    index_page="estibench.studies.gmm.page:index_sections",
     order=ESTIMATORS + NEW_ESTIMATORS,
     metrics=tuple(["model_error", "inference_error", "grad_std_phi", "grad_std_phi_code", "log_px", "kl_qp",
                    "kl_pq", "train_objective", "sec_per_iter", "exact_grad/variance", "exact_grad/bias_sq",
@@ -44,14 +44,14 @@ STUDY = Study(
                                                                           "reinforce": 17}}),
     },
     suites={
-        "default": dict(model="gmm", estimators=ESTIMATORS, particles=(2, 20), seeds=3, iterations=3000,
-                        eval_every=250, batch_size=100, lr=1e-3,
-                        description="GMM of RWS §4.3 at a reduced budget (3 seeds × 3,000 iterations, K ∈ {2, 20})"),
-        "gmm": dict(model="gmm", estimators=ESTIMATORS + NEW_PAPER_BUDGET, particles=(2, 5, 10, 20), seeds=10,
-                    iterations=100_000, eval_every=1000, batch_size=100, lr=1e-3,
-                    parts=[{}, {"estimators": NEW_K2_ONLY, "particles": (2,)}],
-                    description="GMM of RWS §4.3 at the paper's budget (10 seeds × 100,000 iterations, "
-                                "K ∈ {2, 5, 10, 20}; of the later estimators RLOO, IndeCateR, categorical DisARM and "
-                                "ZGR at every K, GST, ReinMax and the unordered set estimator at K = 2)"),
+        "default": Suite(model="gmm", estimators=ESTIMATORS, particles=(2, 20), seeds=3, iterations=3000,
+                         eval_every=250, batch_size=100, lr=1e-3,
+                         description="GMM of RWS §4.3 at a reduced budget (3 seeds × 3,000 iterations, K ∈ {2, 20})"),
+        "gmm": Suite(model="gmm", estimators=ESTIMATORS + NEW_PAPER_BUDGET, particles=(2, 5, 10, 20), seeds=10,
+                     iterations=100_000, eval_every=1000, batch_size=100, lr=1e-3,
+                     parts=(Part(), Part(estimators=NEW_K2_ONLY, particles=(2,))),
+                     description="GMM of RWS §4.3 at the paper's budget (10 seeds × 100,000 iterations, "
+                                 "K ∈ {2, 5, 10, 20}; of the later estimators RLOO, IndeCateR, categorical DisARM and "
+                                 "ZGR at every K, GST, ReinMax and the unordered set estimator at K = 2)"),
     },
 )

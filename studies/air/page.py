@@ -12,11 +12,11 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from . import tables as tb
-from .generic import generic_sections
-from .naming import ESTIMATORS_CAPTION, estimators_table
-from .section import Section
-from .vae import _largest, curves_and_k_figure, final_by_k
+from estibench.reports import tables as tb
+from estibench.reports.generic import generic_sections
+from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
+from estibench.reports.section import Section
+from estibench.studies.vae.page import _largest, curves_and_k_figure, final_by_k
 
 from estibench.studies.air.task import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
 from estibench.studies.air import STUDY  # noqa: E402

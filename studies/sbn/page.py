@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import tables as tb  # noqa: E402
-from .naming import ESTIMATORS_CAPTION, estimator_names, estimators_table  # noqa: E402
-from .section import Section  # noqa: E402
-from .summary import cell_marks, diverged_note  # noqa: E402
+from estibench.reports import tables as tb  # noqa: E402
+from estibench.reports.naming import ESTIMATORS_CAPTION, estimator_names, estimators_table  # noqa: E402
+from estibench.reports.section import Section  # noqa: E402
+from estibench.reports.summary import cell_marks, diverged_note  # noqa: E402
 
 ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear", "linear": "linear"}
 from estibench.studies.sbn import STUDY  # noqa: E402  (this page's study: its estimators' order)
@@ -160,7 +160,7 @@ def figure_curves(table: pd.DataFrame, path: str, metrics, title: str) -> str:
     """Rows: metrics; columns: architectures; median and interquartile band over seeds."""
     t = with_fields(table[table.model_name.eq("sbn") & table.metric.isin(metrics)])
     archs = [a for a in ARCH_NAMES if a in set(t.arch)]
-    from . import plotstyle as ps
+    from estibench.reports import plotstyle as ps
     labels = ordered(t.label.unique())
     styles, names = ps.line_styles(labels), estimator_names(labels)
     sns.set_theme(style="whitegrid", context="paper")
@@ -291,6 +291,6 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optiona
                                 "from 100 draws on 8 training images, against the exact gradient of each estimator's "
                                 "own target (the ELBO for every estimator here but VIMCO-like ones).",
                         name="sbn_categorical_tiny_exact_grad")]
-    from . import basket
+    from estibench.reports import basket
     out += basket.sections(table)
     return out

@@ -9,10 +9,10 @@ from typing import List, Optional
 
 import pandas as pd
 
-from . import tables as tb
-from .generic import generic_sections
-from .naming import ESTIMATORS_CAPTION, estimators_table
-from .section import Section
+from estibench.reports import tables as tb
+from estibench.reports.generic import generic_sections
+from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
+from estibench.reports.section import Section
 
 from estibench.studies.vae import RWS_TABLE1, STUDY  # noqa: E402  (published numbers: the study's data)
 
@@ -44,8 +44,8 @@ def curves_and_k_figure(table: pd.DataFrame, path: str, order) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from . import plotstyle as ps
-    from .naming import estimator_names
+    from estibench.reports import plotstyle as ps
+    from estibench.reports.naming import estimator_names
     curves = table[table.metric == "valid_ll"]
     ks = sorted(int(k) for k in curves.particles.unique())
     labels = [l for l in order if l in set(table.label)] + sorted(set(table.label) - set(order))

@@ -24,13 +24,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import tables as tb  # noqa: E402
-from .definitions import markdown_table  # noqa: E402
-from .export import materialise  # noqa: E402
-from .naming import ESTIMATORS_CAPTION, estimators_table  # noqa: E402
-from .render import md_text, sections_markdown  # noqa: E402
-from .section import Section  # noqa: E402
-from .summary import cell_marks, diverged_note  # noqa: E402
+from estibench.reports import tables as tb  # noqa: E402
+from estibench.reports.definitions import markdown_table  # noqa: E402
+from estibench.reports.export import materialise  # noqa: E402
+from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table  # noqa: E402
+from estibench.reports.render import md_text, sections_markdown  # noqa: E402
+from estibench.reports.section import Section  # noqa: E402
+from estibench.reports.summary import cell_marks, diverged_note  # noqa: E402
 
 from estibench.files import write_text  # noqa: E402
 from estibench.studies.gmm import ESTIMATORS as PAPER_ESTIMATORS  # noqa: E402  (RWS §4.3's seven)
@@ -145,7 +145,7 @@ def figure_curves(table: pd.DataFrame, path: str) -> str:
     """Fig 4: rows model error / inference error / φ-gradient std; columns K; median and IQR over seeds.  Every
     estimator has its own (colour, line style) (``reports.plotstyle``: the paper's seven solid, those published
     since dashed); the legend sits to the right of the panels."""
-    from . import plotstyle as ps
+    from estibench.reports import plotstyle as ps
     sns.set_theme(style="whitegrid", context="paper")
     Ks = sorted(table.particles.unique())
     labels = _ordered(table.label.unique())
@@ -195,7 +195,7 @@ def figure_hinton(table: pd.DataFrame, K: int, path: str, seed: int = 0) -> str:
     """Fig 5 for one K: one row per estimator, columns start / middle / end of training; in each panel the first
     row (black) is p_θ(z), the others (blue) q_φ(z|x) for a few x; square areas ∝ probability (seed ``seed``).
     Panels are laid out so that the figure is drawn near its natural size on a page (no shrinking of 14 columns)."""
-    from . import plotstyle as ps
+    from estibench.reports import plotstyle as ps
     snaps = hinton_snapshots(table, K, seed)
     labels = _ordered(snaps.label.unique())
     iters = sorted(snaps.iteration.unique())
@@ -423,7 +423,7 @@ def findings_table(table: pd.DataFrame) -> pd.DataFrame:
 
 # -- the paper-budget reference ------------------------------------------------------------------------
 #: the committed reference: the paper-budget run's findings and final headline values, made from the checkout's
-#: published/gmm by :func:`write_reference` (``python -m estibench.reports.gmm --write-reference``); a test checks
+#: published/gmm by :func:`write_reference` (``python -m estibench.studies.gmm.page --write-reference``); a test checks
 #: that it matches what published/gmm gives.  An installation without it (a wheel) says so in one line.
 REFERENCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gmm_reference.json")
 REFERENCE_SOURCE = "published/gmm/metrics.csv.gz"
@@ -444,7 +444,7 @@ def reference_from(table: pd.DataFrame) -> dict:
         if c not in rows.columns:
             rows = rows.assign(**{c: None})
     cells = t.groupby(["label", "particles"])
-    return {"source": REFERENCE_SOURCE, "made_by": "python -m estibench.reports.gmm --write-reference",
+    return {"source": REFERENCE_SOURCE, "made_by": "python -m estibench.studies.gmm.page --write-reference",
             "metric": metric, "cells": int(cells.ngroups), "estimators": int(t.label.nunique()),
             "K": sorted(int(k) for k in t.particles.unique()),
             "seeds": sorted({int(n) for n in cells.seed.nunique()}),
@@ -458,7 +458,8 @@ def reference_from(table: pd.DataFrame) -> dict:
 def write_reference(source: str = None, path: str = REFERENCE_PATH) -> str:
     """(Re)write the committed reference from the checkout's published tidy table (``published/gmm/metrics.csv.gz``)."""
     import json
-    source = source or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), REFERENCE_SOURCE)
+    source = source or os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                     REFERENCE_SOURCE)
     data = reference_from(pd.read_csv(source))
     dump = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
     lines = [f"{dump(k)}: {dump(v)}," for k, v in data.items() if k not in ("findings", "final")]
@@ -513,7 +514,7 @@ def reference_text(ref: Optional[dict], table: pd.DataFrame) -> str:
     missing from this installation)."""
     yours = f"your run ({run_budget(table)}): indicative only"
     if ref is None:
-        return (f"The paper-budget reference (reports/gmm_reference.json, made from a checkout's published/gmm) is not "
+        return (f"The paper-budget reference (studies/gmm/gmm_reference.json, made from a checkout's published/gmm) is not "
                 f"in this installation, so this site shows {yours}; the project's published/gmm site has the "
                 "paper-budget answer.")
     return f"**Paper budget** ({reference_budget(ref)}) beside **{yours}**."
@@ -529,7 +530,7 @@ def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
     """For a run short of the paper's budget: the committed paper-budget verdicts and leaderboard, said to be such
     (empty for a run at the paper's budget; one line where the reference is missing).  ``ref``: the reference
     (default: :func:`load_reference`)."""
-    from . import leaderboard as lb
+    from estibench.reports import leaderboard as lb
     ref = load_reference() if ref is False else ref
     table = table[table.study == "gmm"] if "study" in table.columns else table
     if table.empty:
@@ -543,7 +544,7 @@ def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
                        columns={"measured here": "measured at the paper's budget"}),
                    caption=reference_text(ref, table) + "  These verdicts are the paper-budget answer, judged by this "
                            "code's findings check (" + MINIMUM_TEXT + ")", name="reference_findings")]
-    board = lb.leaderboard(reference_table(ref), "gmm")
+    board = lb.leaderboard(reference_table(ref), "gmm", STUDY.headline)
     if board is not None and not board.empty:
         board = board[board.K.isin(set(int(k) for k in table.particles.unique()))]
         if "rank" in board.columns:
@@ -552,7 +553,7 @@ def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
                            board.drop(columns=["model"], errors="ignore"),
                            caption=f"{ref['metric']} at the end of training, from the reference's final per-seed "
                                    f"values ({_budget(ref['seeds'], ref['iterations'])}), ranked as the leaderboard "
-                                   f"of your run: {lb.caption('gmm', board)}  K values of your run only.",
+                                   f"of your run: {lb.caption(STUDY.headline, board)}  K values of your run only.",
                            name="reference_leaderboard"))
     return out
 
@@ -670,7 +671,7 @@ def resampled_proposal_table(distances: pd.DataFrame) -> pd.DataFrame:
 
 def figure_resampled(distances: pd.DataFrame, path: str) -> str:
     """‖q_p^K − p_θ(·|x)‖₂ against the resampling budget K, one panel per training K, one line per estimator."""
-    from . import plotstyle as ps
+    from estibench.reports import plotstyle as ps
     train_ks = sorted(distances.particles.unique())
     labels = _ordered(distances.label.unique())
     styles = ps.line_styles(labels, _groups(labels))
@@ -763,7 +764,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optiona
                        "summary above).", MINIMUM_TEXT]), name="findings"),
     ]
     out += [r for r in reference if r.name != "reference_findings"]
-    from . import basket
+    from estibench.reports import basket
     out += basket.sections(table)
     return out
 
@@ -791,10 +792,10 @@ def write_report(table: pd.DataFrame, cells: pd.DataFrame, out: str, suite: str 
     return path
 
 
-if __name__ == "__main__":  # python -m estibench.reports.gmm --write-reference [SOURCE]
+if __name__ == "__main__":  # python -m estibench.studies.gmm.page --write-reference [SOURCE]
     import sys
     if len(sys.argv) >= 2 and sys.argv[1] == "--write-reference":
         print(write_reference(sys.argv[2] if len(sys.argv) > 2 else None))
     else:
-        print("usage: python -m estibench.reports.gmm --write-reference [published/gmm/metrics.csv.gz]")
+        print("usage: python -m estibench.studies.gmm.page --write-reference [published/gmm/metrics.csv.gz]")
         sys.exit(2)

@@ -18,10 +18,10 @@ import numpy as np
 
 import pandas as pd
 
-from . import tables as tb
-from .generic import generic_sections
-from .naming import ESTIMATORS_CAPTION, estimators_table
-from .section import Section
+from estibench.reports import tables as tb
+from estibench.reports.generic import generic_sections
+from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
+from estibench.reports.section import Section
 
 import json
 import math
