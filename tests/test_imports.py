@@ -87,10 +87,6 @@ KNOWN_UPWARD: Dict[Tuple[str, str], str] = {
 #: imported) → why.  The cycle test removes these and the :data:`KNOWN_UPWARD` edges from the graph and finds no cycle
 #: left; each entry here must still lie on a cycle of the whole graph (else it leaves the list).
 KNOWN_CYCLE_EDGES: Dict[Tuple[str, str], str] = {
-    # a study's page → its own Study (order, published numbers, headline), while the Study names the page by string
-    **{(f"estibench.studies.{name}.page", f"estibench.studies.{name}"):
-       "item 1: the page reads its study's settings from the Study that names it; the settings move to a module of "
-       "the study's folder that both import" for name in ("gmm", "sbn", "rbm", "vae", "air")},
     ("estibench.data.multimnist", "estibench.data.datasets"):
         "not named by issue 27: datasets.load builds a multi-mnist-* name through multimnist.build, which loads the "
         "MNIST it draws digits from through datasets.load (two lazy imports inside data/)",

@@ -8,30 +8,19 @@ Task ``studies/air/task.py`` :class:`AIRTask`; report page ``studies/air/page.py
 log evidence against K, KL against K; reconstructions with the inferred boxes; count accuracy and its confusion
 matrix; the seed-to-seed failures counted).
 """
-from estibench.studies.base import Headline, Preset, Study, Suite
+from estibench.studies.base import Study, Suite
 
-AIR_ESTIMATORS = ("ww", "vimco")
-
-CPU_STUDY = {"eval_points": 100, "test_points": 100, "eval_particles": 10, "final_particles": (200,),
-             "grad_samples": 5, "count_particles": 10}
-
-#: the paper's settings for a GPU run (full multi-MNIST from LeCun's digits: ``run_all.py fetch-data mnist-dynamic``):
-#: 2M iterations of batch 32; the paper's RMSProp 1e-5 (divided by 3 after 400k and 1,000k) is not in the harness,
-#: whose optimiser is Adam: lr 1e-5 without the steps (stated); K over the paper's grid; 5,000-particle test estimates
-PAPER_PRESET = Preset(
-    iterations=2_000_000, eval_every=20_000, seeds=5, batch_size=32, lr=1e-5, particles=(5, 10, 20),
-    model_options={"dataset": "multi-mnist-s0"},
-    study_options={"eval_points": 1000, "test_points": 1000, "final_particles": (5000,), "count_particles": 10},
-)
+from .settings import (  # noqa: F401 - the study's data, importable from the study too
+    AIR_ESTIMATORS, CPU_STUDY, HEADLINE, ORDER, PAPER_PRESET)
 
 STUDY = Study(
     models=("air",),
-    headline=Headline("test_count_accuracy", figure="fig1"),
+    headline=HEADLINE,
     name="air",
     description="Attend-Infer-Repeat on multi-MNIST (RWS §4.1, Fig. 1): WW against VIMCO over K",
     task="estibench.studies.air.task:AIRTask",
     page="estibench.studies.air.page:sections",
-    order=AIR_ESTIMATORS,
+    order=ORDER,
     suites={
         "air": Suite(
             model="air", estimators=AIR_ESTIMATORS, particles=(2, 5, 10), seeds=3, iterations=1500,

@@ -19,17 +19,17 @@ from estibench.reports.section import Section
 from estibench.studies.vae.page import _largest, curves_and_k_figure, final_by_k
 
 from estibench.studies.air.task import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
-from estibench.studies.air import STUDY  # noqa: E402
+from estibench.studies.air.settings import ORDER  # noqa: E402  (the study's data)
 
 
 def _labels(table: pd.DataFrame) -> List[str]:
-    return [l for l in STUDY.order if l in set(table.label)] + sorted(set(table.label) - set(STUDY.order))
+    return [l for l in ORDER if l in set(table.label)] + sorted(set(table.label) - set(ORDER))
 
 
 def figure_fig1(table: pd.DataFrame, path: str) -> str:
     """RWS Fig. 1's layout: (top row) the validation bound along training, one panel per K; (bottom row) the final
     test log evidence and KL(q ‖ p) against K, one line per estimator (mean ± std over seeds)."""
-    return curves_and_k_figure(table, path, STUDY.order)
+    return curves_and_k_figure(table, path, ORDER)
 
 
 def _fmt(mean: float, std: float, digits: int = 2) -> str:
@@ -55,7 +55,7 @@ def summary_by_k(table: pd.DataFrame) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame()
     out = pd.concat(parts, axis=1).reset_index().rename(columns={"label": "estimator", "particles": "K"})
-    rank = {l: i for i, l in enumerate(STUDY.order)}
+    rank = {l: i for i, l in enumerate(ORDER)}
     return out.sort_values(["K", "estimator"], key=lambda c: c.map(rank) if c.name == "estimator" else c)
 
 

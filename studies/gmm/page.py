@@ -33,10 +33,9 @@ from estibench.reports.section import Section  # noqa: E402
 from estibench.reports.summary import cell_marks, diverged_note  # noqa: E402
 
 from estibench.files import write_text  # noqa: E402
-from estibench.studies.gmm import ESTIMATORS as PAPER_ESTIMATORS  # noqa: E402  (RWS §4.3's seven)
-from estibench.studies.gmm import STUDY  # noqa: E402  (this page's study: its estimators' order)
+from estibench.studies.gmm.settings import ESTIMATORS as PAPER_ESTIMATORS, ORDER, PUBLISHED, HEADLINE, METRICS  # noqa: E402  (the study's data)
 
-ORDER = list(STUDY.order)
+ORDER = list(ORDER)
 NAMES = {name: tb.display_name(name) for name in ORDER}  # the estimators' declared display names
 IWAE_METHODS = ("vimco", "reinforce", "relax", "concrete")
 CURVES = [("model_error", "model error ‖p_θ(z) − p_true(z)‖"),
@@ -44,7 +43,7 @@ CURVES = [("model_error", "model error ‖p_θ(z) − p_true(z)‖"),
           ("grad_std_phi", "φ-gradient std")]
 
 #: the GMM metrics' definitions as a Markdown table (from reports.definitions.METRIC_DEFINITIONS)
-DEFINITIONS = markdown_table(STUDY.metrics)
+DEFINITIONS = markdown_table(METRICS)
 
 
 def _ordered(labels) -> List[str]:
@@ -384,7 +383,7 @@ def findings(table: pd.DataFrame) -> List[Tuple[str, str, str]]:
                            f"{min(std[(l, K)] for l in iwm):.3g}" for K in have)
         out.append(("WS/WW have lower φ-gradient std than every IWAE method (median over run and seeds)",
                     f"{detail}; holds at {_K_set(ok_K)}", verdict(bool(have) and len(ok_K) == len(have))))
-    paper = STUDY.published["support_at_K2"].values[("gmm", "K=2")]  # the study's published data
+    paper = PUBLISHED["support_at_K2"].values[("gmm", "K=2")]  # the study's published data
     if k0 == 2 and any(l in labels for l in paper):
         parts, ok = [], True
         for l, ref in paper.items():
@@ -404,7 +403,7 @@ def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if not frame.empty else "(no rows)"
 
 
-FINDING_COLUMNS = ["finding (RWS §4.3 / docs/gmm.md)", "measured here", "verdict"]
+FINDING_COLUMNS = ["finding (RWS §4.3 / studies/gmm/README.md)", "measured here", "verdict"]
 
 EXACT_CAPTION = (
     "N = 100 draws at frozen parameters on the 100 test points, initial parameters and after training.  "
@@ -436,7 +435,7 @@ def reference_from(table: pd.DataFrame) -> dict:
     as :func:`findings` judges them, and the final per-seed values of the study's headline metric (from which
     the leaderboard is computed by the current ``reports.leaderboard``)."""
     t = table[table.study == "gmm"] if "study" in table.columns else table
-    metric = STUDY.headline.metric
+    metric = HEADLINE.metric
     rows = t[t.metric == metric]
     rows = rows[rows.iteration == rows.groupby(["model", "label", "particles", "seed"]).iteration.transform("max")]
     rows = rows.sort_values(["particles", "label", "seed"])
@@ -544,7 +543,7 @@ def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
                        columns={"measured here": "measured at the paper's budget"}),
                    caption=reference_text(ref, table) + "  These verdicts are the paper-budget answer, judged by this "
                            "code's findings check (" + MINIMUM_TEXT + ")", name="reference_findings")]
-    board = lb.leaderboard(reference_table(ref), "gmm", STUDY.headline)
+    board = lb.leaderboard(reference_table(ref), "gmm", HEADLINE)
     if board is not None and not board.empty:
         board = board[board.K.isin(set(int(k) for k in table.particles.unique()))]
         if "rank" in board.columns:
@@ -553,7 +552,7 @@ def reference_sections(table: pd.DataFrame, ref=False) -> List[Section]:
                            board.drop(columns=["model"], errors="ignore"),
                            caption=f"{ref['metric']} at the end of training, from the reference's final per-seed "
                                    f"values ({_budget(ref['seeds'], ref['iterations'])}), ranked as the leaderboard "
-                                   f"of your run: {lb.caption(STUDY.headline, board)}  K values of your run only.",
+                                   f"of your run: {lb.caption(HEADLINE, board)}  K values of your run only.",
                            name="reference_leaderboard"))
     return out
 
@@ -603,7 +602,7 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
                      f"sum of cell wall times: {finished.wall_s.sum() / 60:.1f} min")
         lines.append(f"- machine: {', '.join(sorted(finished.machine.dropna().unique()))}; device: "
                      f"{', '.join(sorted(finished.device.dropna().unique()))}")
-    lines.append("- settings: RWS §4.3 / docs/gmm.md — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
+    lines.append("- settings: RWS §4.3 / studies/gmm/README.md — C = 20, μ_c = 10c, σ = 5, prior logits 0.5·θ, far init, "
                  "guide 1–16–16–20 tanh, batch 100 fresh points per iteration, Adam 1e-3, Concrete 3 → 0.5 with the RWS "
                  "code's relaxed densities, δ = 0.2, RELAX control variate (1+C)–16–16–1 tanh with conditional "
                  "Gumbels from fresh noise (see Estimators)")

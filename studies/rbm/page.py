@@ -26,7 +26,7 @@ from estibench.reports.section import Section
 import json
 import math
 
-from estibench.studies.rbm import DVAEPP_TABLE2, RBM_PRIOR_TABLE1, STUDY  # noqa: E402  (published: the study's data)
+from estibench.studies.rbm.settings import DVAEPP_TABLE2, RBM_PRIOR_TABLE1, ORDER, PUBLISHED  # noqa: E402  (the study's data)
 
 #: our columns of DVAE++ Table 2's layout: (model, estimator, elbo) → column; the first four are the paper's
 TABLE2_COLUMNS = {("rbm_vae", "overlap_exp", "joint"): "RBM (ours)", ("rbm_vae", "spike_exp", "joint"): "RBM (Rolfe)",
@@ -149,7 +149,7 @@ def exact_gradient_table(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     parts = []
     for model, group in rows.groupby("model"):
-        wide = tb.final_ci_table(group, EXACT_GRAD, order=list(STUDY.order))
+        wide = tb.final_ci_table(group, EXACT_GRAD, order=list(ORDER))
         parts.append(wide.assign(model=model))
     out = pd.concat(parts, ignore_index=True)
     return out[["model"] + [c for c in out.columns if c != "model"]]
@@ -276,7 +276,7 @@ def prior_grid(images: List[tuple], path: str, per_row: int = 8) -> str:
 
 
 def _ordered_labels(table: pd.DataFrame) -> List[str]:
-    rank = {e: i for i, e in enumerate(STUDY.order)}
+    rank = {e: i for i, e in enumerate(ORDER)}
     return sorted(table.label.unique(), key=lambda l: (rank.get(tb.estimator_of(l), len(rank)), l))
 
 
@@ -304,13 +304,13 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                                    "in the project); columns: DVAE++'s §5 bound on the RBM prior with overlapping "
                                    "exponential ('ours') and spike-and-exponential ('Rolfe') smoothing, the directed "
                                    "prior with the joint and marginal ELBO, then GumBolt, VIMCO and Contrastive RWS "
-                                   "(K = 5) on the same RBM prior; " + STUDY.published["dvaepp_table2"].source))
+                                   "(K = 5) on the same RBM prior; " + PUBLISHED["dvaepp_table2"].source))
     t1 = rbm_prior_table1(table)
     if not t1.empty:
         out.append(Section("The RBM-prior paper's Table 1 layout", "table", t1, name="rbm_prior_table1",
                            caption="its model (ELU MLPs 784–200–200–100–100–200 and reverse, 200 + 400 RBM with the "
                                    "hidden units summed out), with and without its two-stage pretraining; "
-                                   + STUDY.published["rbm_prior_table1"].source))
+                                   + PUBLISHED["rbm_prior_table1"].source))
     pre = pretraining_table(table)
     if not pre.empty:
         out.append(Section("Pretraining (the RBM-prior paper §3.1)", "table", pre, name="pretraining",
@@ -354,5 +354,5 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                                    "log Z estimate, and with log p(z) from RAISE (conservative: a RAISE value well "
                                    "above the log Z one would mean the log Z estimate is too low)"))
     out.append(Section("Published: the RBM-prior paper, Table 1", "table", published_table(), name="published",
-                       caption=STUDY.published["rbm_prior_table1"].source))
+                       caption=PUBLISHED["rbm_prior_table1"].source))
     return out

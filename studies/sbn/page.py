@@ -9,7 +9,7 @@ dataset, e.g. ``sbn[arch=linear1,dataset=mnist5k-bern0]``.
 Published numbers: DVAE++ Table 1 (Vahdat et al. 2018, §7.1: test log-likelihood by 100
 importance samples, mean ± std over 5 runs, statically binarised MNIST and Omniglot, 2,000,000
 steps; the NVIL/MuProp/REBAR/Concrete columns are Tucker et al.'s) and the RELAX paper's table of
-the highest *training* ELBO (docs/sbn.md).  Our runs use other data and a far smaller
+the highest *training* ELBO (studies/sbn/README.md).  Our runs use other data and a far smaller
 budget, so the comparison is of orderings and gaps, not of values.
 """
 from __future__ import annotations
@@ -31,12 +31,12 @@ from estibench.reports.section import Section  # noqa: E402
 from estibench.reports.summary import cell_marks, diverged_note  # noqa: E402
 
 ARCH_NAMES = {"linear1": "linear 1-layer", "linear2": "linear 2-layer", "nonlinear": "nonlinear", "linear": "linear"}
-from estibench.studies.sbn import STUDY  # noqa: E402  (this page's study: its estimators' order)
+from estibench.studies.sbn.settings import ORDER  # noqa: E402  (the study's data)
 
-ORDER = [*STUDY.order[:STUDY.order.index("overlap_exp") + 1], "overlap_exp[elbo=marginal]",
-         *STUDY.order[STUDY.order.index("overlap_exp") + 1:]]
+ORDER = [*ORDER[:ORDER.index("overlap_exp") + 1], "overlap_exp[elbo=marginal]",
+         *ORDER[ORDER.index("overlap_exp") + 1:]]
 
-from estibench.studies.sbn import DVAEPP_TABLE1, RELAX_TABLE  # noqa: E402  (published numbers: the study's data)
+from estibench.studies.sbn.settings import DVAEPP_TABLE1, RELAX_TABLE  # noqa: E402  (the study's data)
 
 PUBLISHED_NOTE = ("Published columns come from 2,000,000 training steps on the full statically binarised MNIST "
                   "(50k images) and Omniglot; ours from a CPU budget on other data (see the run section).  "

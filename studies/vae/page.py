@@ -14,7 +14,7 @@ from estibench.reports.generic import generic_sections
 from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
 from estibench.reports.section import Section
 
-from estibench.studies.vae import RWS_TABLE1, STUDY  # noqa: E402  (published numbers: the study's data)
+from estibench.studies.vae.settings import RWS_TABLE1, ORDER, PUBLISHED  # noqa: E402  (the study's data)
 
 
 def _largest(table: pd.DataFrame, prefix: str) -> str:
@@ -34,7 +34,7 @@ def final_by_k(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 def figure_fig2(table: pd.DataFrame, path: str) -> str:
     """RWS Fig. 2's layout: (left) validation bound along training, one panel per K; (right) the final test
     log evidence and KL(q ‖ p) against K, one line per estimator (mean ± std over seeds)."""
-    return curves_and_k_figure(table, path, STUDY.order)
+    return curves_and_k_figure(table, path, ORDER)
 
 
 def curves_and_k_figure(table: pd.DataFrame, path: str, order) -> str:
@@ -93,7 +93,7 @@ def summary_by_k(table: pd.DataFrame) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame()
     out = pd.concat(parts, axis=1).reset_index().rename(columns={"label": "estimator", "particles": "K"})
-    rank = {l: i for i, l in enumerate(STUDY.order)}
+    rank = {l: i for i, l in enumerate(ORDER)}
     return out.sort_values(["K", "estimator"], key=lambda c: c.map(rank) if c.name == "estimator" else c)
 
 
@@ -115,7 +115,7 @@ def table1(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _labels(table: pd.DataFrame) -> List[str]:
-    return [l for l in STUDY.order if l in set(table.label)] + sorted(set(table.label) - set(STUDY.order))
+    return [l for l in ORDER if l in set(table.label)] + sorted(set(table.label) - set(ORDER))
 
 
 def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
@@ -140,5 +140,5 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                            name="summary_by_k", caption="mean ± std over seeds at the last iteration"))
     out.append(Section("RWS Table 1 layout: active units", "table", table1(table), name="rws_table1",
                        caption="units u with Cov_x(E_q[z_u | x]) > 0.01 on the test images (Burda et al. §5.2); "
-                               + STUDY.published["rws_table1"].source))
+                               + PUBLISHED["rws_table1"].source))
     return out + generic_sections(table, cells)
