@@ -13,20 +13,17 @@ configuration (``pyproject.toml``, ``[tool.setuptools] package-dir``) onto subpa
 ``estibench.cli``         ``cli/``: the command line, one module per command
 =====================  ===================================================
 
-Nothing else is installed at the top of site-packages.  From a source checkout (``python
-run_all.py`` without installing), this package adds the checkout's root to its ``__path__`` so the
-same import names resolve to the same folders.
+So a name reads as a path: ``estibench.X.Y`` is the file ``X/Y.py`` (or the folder ``X/Y/``) of the checkout, e.g.
+``estibench.studies.gmm.task`` is ``studies/gmm/task.py``; ``estibench.files`` is ``estibench/files.py``.  Nothing
+else is installed at the top of site-packages.  A checkout is used through an editable install (``pip install -e
+.``), which maps the same names onto the same folders; no path is added at run time, so what a reader or a tool
+follows is what Python imports.
 """
 import importlib as _importlib
-import os as _os
 
 __version__ = "0.1.0"
 
-_ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 _SUBPACKAGES = ("estimators", "models", "harness", "reports", "data", "studies", "cli")
-if (_os.path.isfile(_os.path.join(_ROOT, "pyproject.toml")) and _os.path.isfile(_os.path.join(_ROOT, "run_all.py"))
-        and _ROOT not in __path__):  # a source checkout, not site-packages
-    __path__.append(_ROOT)
 
 
 def __getattr__(name):

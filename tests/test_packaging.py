@@ -109,3 +109,22 @@ def test_the_console_command_has_the_same_flags_as_run_all(venv, tmp_path):
     bad = subprocess.run([str(venv / "bin" / "estibench"), "--suite", "nope"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("estibench: error:")
+
+
+def test_a_name_maps_to_its_folder_by_the_install_alone():
+    """No path is added at run time: ``estibench`` has one folder on its ``__path__`` (the editable install maps
+    ``estibench.X`` onto ``X/``), each subpackage is its top-level folder, and ``run_all.py`` without the install
+    (``python -S``: no site-packages, hence no mapping) says so in one line with exit status 2."""
+    import estibench
+    from estibench import models, studies
+    from estibench.studies.gmm import task
+
+    assert [os.path.realpath(p) for p in estibench.__path__] == [os.path.realpath(os.path.join(ROOT, "estibench"))]
+    assert os.path.realpath(models.__file__) == os.path.realpath(os.path.join(ROOT, "models", "__init__.py"))
+    assert os.path.realpath(studies.__file__) == os.path.realpath(os.path.join(ROOT, "studies", "__init__.py"))
+    assert os.path.realpath(task.__file__) == os.path.realpath(os.path.join(ROOT, "studies", "gmm", "task.py"))
+    done = subprocess.run([sys.executable, "-S", "run_all.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("run_all.py: estibench.cli cannot be imported: install this checkout first "
+                           "(pip install -e .)\n")
