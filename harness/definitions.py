@@ -1,5 +1,7 @@
-"""Every metric's one-line definition, written once: the task docstrings (``studies/<name>/task.py``), the
-reports and the site all read them from here.
+"""The one-line definitions of the metrics the engine itself computes or records (runner, metric functions, gradient
+basket) and of those several studies record; a metric that one study alone records is defined in that study's
+folder (``studies/<name>/settings.py``, ``DEFINITIONS``, its ``Study.definitions``).  Each is written once: the
+task docstrings (``studies/<name>/task.py``), the reports and the site read them from here and from the studies.
 
 ``METRIC_DEFINITIONS`` maps a metric name to its definition.  Families of metrics that carry
 parameters in brackets are keyed by a pattern whose bracket values are placeholders, e.g.
@@ -19,17 +21,11 @@ from typing import Dict, Iterable, List, Optional, Tuple
 MEASUREMENTS = ("sec_per_iter", "peak_memory_mb")
 
 METRIC_DEFINITIONS: Dict[str, str] = {
-    "model_error": "‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3)",
-    "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over the M fixed test points (option test_points, "
-                       "default 100), exact true posterior (RWS §4.3)",
     "grad_std_phi": "(1/D_φ) Σ_d std(ĝ_d) over the D_φ guide parameters (644 for the GMM's default guide), sample std "
                     "of grad_std_samples (default 10) φ-gradient estimates at frozen parameters on the test points "
                     "(RWS §4.3; docs/conventions.md, convention 1)",
     "grad_std_phi_code": "the reference code's variant: population std, sum divided by the sum of the φ tensors' leading "
                          "sizes (104 for the GMM's default guide) (compatibility only)",
-    "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the latent states",
-    "kl_qp": "exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)), the exclusive KL of the guide from the model's posterior",
-    "kl_pq": "exact (1/M) Σ_m KL(p_θ(·|x_m) ‖ q_φ), the inclusive KL of the model's posterior from the guide",
     "train_objective": "the estimator's own estimate of its target objective, averaged over the evaluation window",
     "sec_per_iter": "wall seconds per training iteration of the whole vectorised cell (all seeds together)",
     "exact_grad/variance": "Σ_d Var(ĝ_d) over N = exact_samples (default 100) φ-gradient draws at frozen parameters "
@@ -39,10 +35,8 @@ METRIC_DEFINITIONS: Dict[str, str] = {
     "exact_grad/mse": "mean over draws of ‖ĝ − g*‖²",
     "exact_grad/rel_bias": "√max(bias_sq, 0) / ‖g*‖",
     "exact_grad/norm": "‖g*‖₂, the norm of the exact φ-gradient of the estimator's target objective",
-    "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
-    "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
-                          "end of training (Fig 5)",
-    # SBN study (SBNTask; studies/sbn/README.md, docs/conventions.md)
+    # the SBN task's (SBNTask, and the VAE, AIR and RBM tasks that extend it; studies/sbn/README.md,
+    # docs/conventions.md)
     "test_ll[K=k]": "IWAE bound log (1/k) Σ_j p(x, z_j)/q(z_j|x), z_j ~ q, averaged over the test images (Burda et al.); "
                     "a stochastic lower bound on log p(x), evaluated in the binary limit",
     "valid_ll[K=k]": "the same IWAE bound on the validation images at the end of training",
@@ -54,32 +48,7 @@ METRIC_DEFINITIONS: Dict[str, str] = {
                  "training",
     "kl_posterior": "estimate of KL(q_φ(z|x) ‖ p_θ(z|x)): test_ll at the largest K minus test_elbo (RWS §4.1)",
     "test_log_px_exact": "exact (1/M) Σ_m log p_θ(x_m) on the test images by enumerating every latent state (sbn_tiny)",
-    # AIR study (AIRTask; studies/air/README.md)
-    "count_accuracy": "fraction of count_particles (default 10) guide draws per image whose number of steps equals the "
-                      "image's true number of digits, averaged over the first eval_points validation images (the ws_air "
-                      "code's count accuracy), along training",
-    "prior_step_prob": "s, the step-count prior's probability of one more step at that iteration (annealed, models/air.py)",
-    "test_count_accuracy": "count_accuracy on the test images at the end of training",
-    "count_confusion[true=i,inferred=j]": "among the test images with i digits, the fraction of count_particles guide "
-                                          "draws that take j steps (rows sum to 1; Pyro's AIR count confusion matrix)",
-    # RBM study (RBMTask): log Z of the RBM prior; every log-likelihood above is normalised by log_z
-    "log_z": "the log Z every log-likelihood of the cell is normalised by: exact (enumeration) on an enumerable "
-             "prior (rbm_vae_tiny), else the forward-AIS estimate (the model's ais_chains × ais_steps, base-rate "
-             "model at the RBM's visible biases) refreshed before the evaluation",
-    "log_z_ais": "forward-AIS estimate of log Z at the end of training (a stochastic lower bound)",
-    "log_z_reverse_ais": "reverse-AIS estimate of log Z at the end of training from exact prior samples (enumerable "
-                         "prior) or the persistent chains' states (a stochastic upper bound when those are exact)",
-    "log_z_exact": "exact log Z by enumerating the smaller side of the RBM (enumerable priors only)",
-    "test_ll_raise[K=k]": "the RAISE check (the RBM-prior paper §3.3): IWAE bound with k particles on the first "
-                          "raise_points test images, log p(z) = RAISE estimate of log p(z₁) (raise_chains reverse "
-                          "chains, ais_steps temperatures) + exact log p(z₂ | z₁); no log Z, conservative",
-    "test_ll_subset[K=k]": "the same IWAE bound on the same images with log p(z) = log p*(z) − log Z (log_z), for "
-                           "comparison with test_ll_raise",
-    "pretrain_ae_first": "the RBM-prior paper's pretraining (harness/pretrain.py), stage 1: mean reconstruction "
-                         "log p(x | B(E(x))) per image over the first tenth of the autoencoder steps",
-    "pretrain_ae_last": "the same over the last tenth of the autoencoder steps",
-    "pretrain_ae_binary": "after the autoencoder stage: fraction of codes E(x) outside (−½, 1½), i.e. binary under the "
-                          "soft-binarising B of the paper's Eq. 3",
+    # several studies': importance weights, active units, the φ-gradient's variance, memory
     "ess[K=k]": "effective sample size 1 / Σ_k w̃_k² of the normalised importance weights w̃ = w / Σ w of k = the "
                 "cell's K draws from the guide (Bachman & Precup §3), mean over the evaluation points; in [1, k] "
                 "(multi-particle cells only)",
@@ -172,6 +141,7 @@ def families(metrics: Iterable[str], known: Optional[Dict[str, str]] = None) -> 
     return sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 
-def described(metrics: Iterable[str], indent: str = "    ") -> str:
-    """``metric — definition`` lines for a docstring (the definitions are not written twice)."""
-    return "\n".join(f"{indent}{name} — {text}" for name, text in families(metrics))
+def described(metrics: Iterable[str], indent: str = "    ", known: Optional[Dict[str, str]] = None) -> str:
+    """``metric — definition`` lines for a docstring (the definitions are not written twice), defined by ``known``
+    (default: the built-in definitions; a study's task passes them updated by its own, ``settings.DEFINITIONS``)."""
+    return "\n".join(f"{indent}{name} — {text}" for name, text in families(metrics, known))

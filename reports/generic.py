@@ -2,7 +2,7 @@
 curves per model."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
@@ -13,10 +13,12 @@ from .section import Section
 from .summary import cell_marks, diverged_note
 
 
-def _plain_metrics(table: pd.DataFrame) -> List[str]:
+def _plain_metrics(table: pd.DataFrame, known: Optional[Dict[str, str]] = None) -> List[str]:
+    """The metrics without brackets, those defined in ``known`` (default: the built-in definitions) first, in its
+    order, then the rest by name."""
     metrics = [m for m in table.metric.unique() if "[" not in m]
-    known = [m for m in defs.METRIC_DEFINITIONS if m in metrics]
-    return known + sorted(m for m in metrics if m not in known)
+    ordered = [m for m in (defs.METRIC_DEFINITIONS if known is None else known) if m in metrics]
+    return ordered + sorted(m for m in metrics if m not in ordered)
 
 
 def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str]) -> str:
@@ -59,9 +61,11 @@ def figure_learning_curves(table: pd.DataFrame, path: str, metrics: Sequence[str
     return ps.save(fig, path, dpi=90)
 
 
-def generic_sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None) -> List[Section]:
+def generic_sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.DataFrame] = None,
+                     known: Optional[Dict[str, str]] = None) -> List[Section]:
     """Final-iteration mean [95 % Student-t interval] per metric × label × K, and learning curves; one pair per
-    model when the study holds several (two models' numbers never pool)."""
+    model when the study holds several (two models' numbers never pool).  Metrics in the order of ``known`` (default:
+    the built-in definitions; a study page passes them updated by its own), the undefined ones last."""
     if table.empty:
         return [Section("Results", "text", "No metric rows: no cell of this study finished.")]
     models = list(dict.fromkeys(table.model)) if "model" in table.columns else [None]
@@ -69,12 +73,13 @@ def generic_sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Option
     for i, model in enumerate(models):
         rows = table if model is None or len(models) == 1 else table[table.model == model]
         suffix, tag = ("", "") if len(models) == 1 else (f": {model}", f"_{i + 1}")
-        out += _summary_and_curves(rows, cells, suffix, tag)
+        out += _summary_and_curves(rows, cells, suffix, tag, known)
     return out
 
 
-def _summary_and_curves(table: pd.DataFrame, cells: pd.DataFrame, suffix: str, tag: str) -> List[Section]:
-    metrics = _plain_metrics(table)
+def _summary_and_curves(table: pd.DataFrame, cells: pd.DataFrame, suffix: str, tag: str,
+                        known: Optional[Dict[str, str]] = None) -> List[Section]:
+    metrics = _plain_metrics(table, known)
     study = table.study.iloc[0] if "study" in table.columns else None
     note = diverged_note(cells, study)
     out = [Section(f"Final-iteration summary{suffix}", "table",

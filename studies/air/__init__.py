@@ -11,7 +11,7 @@ matrix; the seed-to-seed failures counted).
 from estibench.studies.base import Study, Suite
 
 from .settings import (  # noqa: F401 - the study's data, importable from the study too
-    AIR_ESTIMATORS, CPU_STUDY, HEADLINE, ORDER, PAPER_PRESET)
+    AIR_ESTIMATORS, CPU_STUDY, DEFINITIONS, HEADLINE, ORDER, PAPER_PRESET)
 
 STUDY = Study(
     models=("air",),
@@ -21,6 +21,7 @@ STUDY = Study(
     task="estibench.studies.air.task:AIRTask",
     page="estibench.studies.air.page:sections",
     order=ORDER,
+    definitions=DEFINITIONS,
     suites={
         "air": Suite(
             model="air", estimators=AIR_ESTIMATORS, particles=(2, 5, 10), seeds=3, iterations=1500,

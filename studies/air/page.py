@@ -12,6 +12,7 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
+from estibench.reports import definitions as defs
 from estibench.reports import tables as tb
 from estibench.reports.generic import generic_sections
 from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
@@ -19,7 +20,7 @@ from estibench.reports.section import Section
 from estibench.studies.vae.page import _largest, curves_and_k_figure, final_by_k
 
 from estibench.studies.air.task import AIR_DEFAULTS  # noqa: E402  (the failure threshold's default)
-from estibench.studies.air.settings import ORDER  # noqa: E402  (the study's data)
+from estibench.studies.air.settings import DEFINITIONS, ORDER  # noqa: E402  (the study's data)
 
 
 def _labels(table: pd.DataFrame) -> List[str]:
@@ -170,4 +171,4 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                            lambda path: reconstruction_grid(found, path), name="reconstructions",
                            caption="first replicate of each cell: test images with the true boxes (dashed) and the "
                                    "decoder mean at one guide draw with the inferred glimpse boxes"))
-    return out + generic_sections(table, cells)
+    return out + generic_sections(table, cells, known={**defs.METRIC_DEFINITIONS, **DEFINITIONS})

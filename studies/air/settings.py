@@ -1,5 +1,8 @@
 """The AIR study's settings, read by its ``Study`` (``__init__.py``) and its page (``page.py``): its estimators and
-their order, its options and presets, its headline metric and its published numbers, as data with their sources."""
+their order, its options and presets, its headline metric, its published numbers and the
+definitions of the metrics its task alone records, as data with their sources."""
+from typing import Dict
+
 from estibench.studies.base import Headline, Preset
 
 AIR_ESTIMATORS = ("ww", "vimco")
@@ -23,3 +26,15 @@ ORDER = AIR_ESTIMATORS
 
 #: ``Study.headline``
 HEADLINE = Headline("test_count_accuracy", figure="fig1")
+
+#: the definitions of the metrics the AIR task alone records (``task.py``; studies/air/README.md); the engine's and
+#: the shared ones are in ``harness/definitions.py`` (``METRIC_DEFINITIONS``)
+DEFINITIONS: Dict[str, str] = {
+    "count_accuracy": "fraction of count_particles (default 10) guide draws per image whose number of steps equals the "
+                      "image's true number of digits, averaged over the first eval_points validation images (the ws_air "
+                      "code's count accuracy), along training",
+    "prior_step_prob": "s, the step-count prior's probability of one more step at that iteration (annealed, models/air.py)",
+    "test_count_accuracy": "count_accuracy on the test images at the end of training",
+    "count_confusion[true=i,inferred=j]": "among the test images with i digits, the fraction of count_particles guide "
+                                          "draws that take j steps (rows sum to 1; Pyro's AIR count confusion matrix)",
+}

@@ -1,15 +1,17 @@
 """The AIR study's training task (:class:`AIRTask`, a :class:`estibench.harness.task.Task`): where a cell's data
-come from and what is measured on it; the metrics' definitions are written once, in ``harness/definitions.py``."""
+come from and what is measured on it; the metrics' definitions are written once, in ``harness/definitions.py`` (the
+engine's and the shared ones) and in ``settings.py`` (``DEFINITIONS``: the ones this task alone records)."""
 from __future__ import annotations
 
 from typing import Dict, List
 
 import torch
 
-from estibench.harness.definitions import described
+from estibench.harness.definitions import METRIC_DEFINITIONS, described
 from estibench.harness.metrics import iwae_log_likelihood, normalised_weight_diagnostics
 from estibench.harness.task import rows_from
 from estibench.studies.sbn.task import SBN_DEFAULTS, SBNTask
+from estibench.studies.air.settings import DEFINITIONS
 
 
 AIR_DEFAULTS = {**SBN_DEFAULTS, "eval_particles": 10, "eval_points": 100, "test_points": 100, "final_particles": (200,),
@@ -124,4 +126,5 @@ class AIRTask(SBNTask):
 AIRTask.__doc__ += described(["valid_ll", "count_accuracy", "prior_step_prob", "ess[K=k]", "resampling_entropy[K=k]",
                               "grad_logvar_frozen", "grad_logvar_ema", "train_objective", "sec_per_iter",
                               "test_ll[K=k]", "test_elbo", "kl_posterior", "test_count_accuracy",
-                              "count_confusion[true=i,inferred=j]", "peak_memory_mb"]) + "\n"
+                              "count_confusion[true=i,inferred=j]", "peak_memory_mb"],
+                             known={**METRIC_DEFINITIONS, **DEFINITIONS}) + "\n"

@@ -8,7 +8,7 @@ table by the report page (``studies/gmm/page.py``, ``findings``).
 from estibench.studies.base import Part, Study, Suite
 
 from .settings import (  # noqa: F401 - the study's data, importable from the study too
-    ESTIMATORS, HEADLINE, METRICS, NEW_ESTIMATORS, NEW_K2_ONLY, NEW_PAPER_BUDGET, ORDER, PUBLISHED)
+    DEFINITIONS, ESTIMATORS, HEADLINE, METRICS, NEW_ESTIMATORS, NEW_K2_ONLY, NEW_PAPER_BUDGET, ORDER, PUBLISHED)
 
 STUDY = Study(
     models=("gmm",),
@@ -19,6 +19,7 @@ STUDY = Study(
     page="estibench.studies.gmm.page:sections",
     index_page="estibench.studies.gmm.page:index_sections",
     order=ORDER,
+    definitions=DEFINITIONS,
     metrics=METRICS,
     published=PUBLISHED,
     suites={

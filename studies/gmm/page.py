@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from estibench.reports import tables as tb  # noqa: E402
-from estibench.reports.definitions import markdown_table  # noqa: E402
+from estibench.reports.definitions import METRIC_DEFINITIONS, markdown_table  # noqa: E402
 from estibench.reports.export import materialise  # noqa: E402
 from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table  # noqa: E402
 from estibench.reports.render import md_text, sections_markdown  # noqa: E402
@@ -34,6 +34,7 @@ from estibench.reports.summary import cell_marks, diverged_note  # noqa: E402
 
 from estibench.files import write_text  # noqa: E402
 from estibench.studies.gmm.settings import ESTIMATORS as PAPER_ESTIMATORS, ORDER, PUBLISHED, HEADLINE, METRICS  # noqa: E402  (the study's data)
+from estibench.studies.gmm.settings import DEFINITIONS as STUDY_DEFINITIONS  # noqa: E402  (the metrics it alone records)
 
 ORDER = list(ORDER)
 NAMES = {name: tb.display_name(name) for name in ORDER}  # the estimators' declared display names
@@ -42,8 +43,9 @@ CURVES = [("model_error", "model error ‖p_θ(z) − p_true(z)‖"),
           ("inference_error", "inference error"),
           ("grad_std_phi", "φ-gradient std")]
 
-#: the GMM metrics' definitions as a Markdown table (from reports.definitions.METRIC_DEFINITIONS)
-DEFINITIONS = markdown_table(METRICS)
+#: the GMM metrics' definitions as a Markdown table (the engine's, reports.definitions.METRIC_DEFINITIONS, and the
+#: study's own, settings.DEFINITIONS)
+DEFINITIONS = markdown_table(METRICS, known={**METRIC_DEFINITIONS, **STUDY_DEFINITIONS})
 
 
 def _ordered(labels) -> List[str]:

@@ -1,5 +1,8 @@
 """The GMM study's settings, read by its ``Study`` (``__init__.py``) and its page (``page.py``): its estimators and
-their order, its options and presets, its headline metric and its published numbers, as data with their sources."""
+their order, its options and presets, its headline metric, its published numbers and the
+definitions of the metrics its task alone records, as data with their sources."""
+from typing import Dict
+
 from estibench.studies.base import Headline, Published
 
 ESTIMATORS = ("ws", "ww", "dww", "vimco", "reinforce", "concrete", "relax")
@@ -41,4 +44,18 @@ PUBLISHED = {
     "support_at_K2": Published("Le et al. (2019), RWS §4.3 and Fig 5: largest z in the learned prior's "
                                "support at K = 2", {("gmm", "K=2"): {"ws": 9, "ww": 14, "vimco": 17,
                                                                       "reinforce": 17}}),
+}
+
+#: the definitions of the metrics the GMM task alone records (``task.py``), in the order its page lists them; the
+#: engine's and the shared ones are in ``harness/definitions.py`` (``METRIC_DEFINITIONS``)
+DEFINITIONS: Dict[str, str] = {
+    "model_error": "‖p_θ(z) − p_θtrue(z)‖₂ between the learned and the true prior PMFs (RWS §4.3)",
+    "inference_error": "(1/M) Σ_m ‖q_φ(·|x_m) − p_θtrue(·|x_m)‖₂ over the M fixed test points (option test_points, "
+                       "default 100), exact true posterior (RWS §4.3)",
+    "log_px": "exact (1/M) Σ_m log p_θ(x_m) by enumerating the latent states",
+    "kl_qp": "exact (1/M) Σ_m KL(q_φ ‖ p_θ(·|x_m)), the exclusive KL of the guide from the model's posterior",
+    "kl_pq": "exact (1/M) Σ_m KL(p_θ(·|x_m) ‖ q_φ), the inclusive KL of the model's posterior from the guide",
+    "prior_pmf[z=c]": "the learned prior's mass p_θ(z = c), stored at the start, middle and end of training (Fig 5)",
+    "guide_pmf[x=v,z=c]": "the guide's mass q_φ(z = c | x = v) at a few fixed x, stored at the start, middle and "
+                          "end of training (Fig 5)",
 }

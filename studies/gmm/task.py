@@ -1,5 +1,6 @@
 """The GMM study's training task (:class:`GMMTask`, a :class:`estibench.harness.task.Task`): where a cell's data
-come from and what is measured on it; the metrics' definitions are written once, in ``harness/definitions.py``."""
+come from and what is measured on it; the metrics' definitions are written once, in ``harness/definitions.py`` (the
+engine's and the shared ones) and in ``settings.py`` (``DEFINITIONS``: the ones this task alone records)."""
 from __future__ import annotations
 
 from typing import List
@@ -7,12 +8,13 @@ from typing import List
 import torch
 
 from estibench.harness.basket import evaluate_basket
-from estibench.harness.definitions import described
+from estibench.harness.definitions import METRIC_DEFINITIONS, described
 from estibench.harness.exact import exclusive_kl, inclusive_kl, log_marginal, log_posterior
 from estibench.harness.gradients import gradient_draws
 from estibench.harness.metrics import (exact_gradient_errors, gradient_std, leading_size_sum,
                                        normalised_weight_diagnostics)
 from estibench.harness.task import Task, rows_from
+from estibench.studies.gmm.settings import DEFINITIONS
 
 
 GMM_DEFAULTS = {"test_points": 100, "test_seed": 20190501, "grad_std_samples": 10, "exact_samples": 100,
@@ -92,4 +94,5 @@ GMMTask.__doc__ += "\n" + described(["model_error", "inference_error", "grad_std
                                       "kl_qp", "kl_pq", "ess[K=k]", "resampling_entropy[K=k]", "train_objective", "sec_per_iter", "prior_pmf[z=c]",
                                       "guide_pmf[x=v,z=c]", "exact_grad/variance", "exact_grad/bias_sq",
                                       "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm",
-                                      "peak_memory_mb"]) + "\n"
+                                      "peak_memory_mb"],
+                                     known={**METRIC_DEFINITIONS, **DEFINITIONS}) + "\n"

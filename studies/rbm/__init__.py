@@ -15,8 +15,8 @@ from dataclasses import replace
 from estibench.studies.base import Part, Study, Suite
 
 from .settings import (  # noqa: F401 - the study's data, importable from the study too
-    CPU_MODEL, CPU_STUDY, DVAEPP_TABLE2, HEADLINE, ORDER, PAPER_MODEL, PAPER_MODEL_OPTIONS, PAPER_PRESET,
-    PAPER_STUDY, PRETRAIN_CPU, PRETRAIN_PAPER, PUBLISHED, RBM_ESTIMATORS, RBM_MULTI, RBM_PRIOR_TABLE1,
+    CPU_MODEL, CPU_STUDY, DEFINITIONS, DVAEPP_TABLE2, HEADLINE, ORDER, PAPER_MODEL, PAPER_MODEL_OPTIONS,
+    PAPER_PRESET, PAPER_STUDY, PRETRAIN_CPU, PRETRAIN_PAPER, PUBLISHED, RBM_ESTIMATORS, RBM_MULTI, RBM_PRIOR_TABLE1,
     RBM_SMOOTHED, RBM_TINY, rbm_parts)
 
 STUDY = Study(
@@ -29,6 +29,7 @@ STUDY = Study(
     grid_flags={"--groups": ("groups", "comma-separated guide groups for RBM-prior suites: 1 (factorial), "
                                        "2 (hierarchical)")},
     order=ORDER,
+    definitions=DEFINITIONS,
     published=PUBLISHED,
     suites={
         "rbm": Suite(

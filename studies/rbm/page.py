@@ -18,6 +18,7 @@ import numpy as np
 
 import pandas as pd
 
+from estibench.reports import definitions as defs
 from estibench.reports import tables as tb
 from estibench.reports.generic import generic_sections
 from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
@@ -26,7 +27,7 @@ from estibench.reports.section import Section
 import json
 import math
 
-from estibench.studies.rbm.settings import DVAEPP_TABLE2, RBM_PRIOR_TABLE1, ORDER, PUBLISHED  # noqa: E402  (the study's data)
+from estibench.studies.rbm.settings import DEFINITIONS, DVAEPP_TABLE2, RBM_PRIOR_TABLE1, ORDER, PUBLISHED  # noqa: E402  (the study's data)
 
 #: our columns of DVAE++ Table 2's layout: (model, estimator, elbo) → column; the first four are the paper's
 TABLE2_COLUMNS = {("rbm_vae", "overlap_exp", "joint"): "RBM (ours)", ("rbm_vae", "spike_exp", "joint"): "RBM (Rolfe)",
@@ -326,7 +327,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                            caption="per cell, the first replicate's trained prior: z from exact samples (enumerable "
                                    "prior) or a fresh Gibbs chain of 25 × gibbs_sweeps sweeps, shown as the decoder "
                                    "mean σ(dec(z)); dark = 1"))
-    out += generic_sections(table, cells)
+    out += generic_sections(table, cells, known={**defs.METRIC_DEFINITIONS, **DEFINITIONS})
     z = log_z_table(table)
     if not z.empty:
         out.append(Section("log Z of the RBM prior", "table", z, name="log_z",

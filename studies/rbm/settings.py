@@ -1,6 +1,9 @@
 """The RBM study's settings, read by its ``Study`` (``__init__.py``) and its page (``page.py``): its estimators and
-their order, its options and presets, its headline metric and its published numbers, as data with their sources."""
+their order, its options and presets, its headline metric, its published numbers and the
+definitions of the metrics its task alone records, as data with their sources."""
 from dataclasses import replace
+from typing import Dict
+
 from estibench.studies.base import Headline, Part, Preset, Published
 
 #: single-sample relaxations (DVAE++ Table 2 trains ELBOs, K = 1)
@@ -103,3 +106,26 @@ PUBLISHED = {"dvaepp_table2": Published(
            "rbm_prior_table1": Published(
     "The RBM-prior paper, Table 1: MNIST test NLL (nats; AIS, RAISE in parentheses), 200 + 400 RBM, "
     "pretrained, K = 50", RBM_PRIOR_TABLE1)}
+
+#: the definitions of the metrics the RBM task alone records (``task.py``): log Z of the RBM prior (every
+#: log-likelihood the task records is normalised by log_z), the RAISE check and the pretraining diagnostics; the
+#: engine's and the shared ones are in ``harness/definitions.py`` (``METRIC_DEFINITIONS``)
+DEFINITIONS: Dict[str, str] = {
+    "log_z": "the log Z every log-likelihood of the cell is normalised by: exact (enumeration) on an enumerable "
+             "prior (rbm_vae_tiny), else the forward-AIS estimate (the model's ais_chains × ais_steps, base-rate "
+             "model at the RBM's visible biases) refreshed before the evaluation",
+    "log_z_ais": "forward-AIS estimate of log Z at the end of training (a stochastic lower bound)",
+    "log_z_reverse_ais": "reverse-AIS estimate of log Z at the end of training from exact prior samples (enumerable "
+                         "prior) or the persistent chains' states (a stochastic upper bound when those are exact)",
+    "log_z_exact": "exact log Z by enumerating the smaller side of the RBM (enumerable priors only)",
+    "test_ll_raise[K=k]": "the RAISE check (the RBM-prior paper §3.3): IWAE bound with k particles on the first "
+                          "raise_points test images, log p(z) = RAISE estimate of log p(z₁) (raise_chains reverse "
+                          "chains, ais_steps temperatures) + exact log p(z₂ | z₁); no log Z, conservative",
+    "test_ll_subset[K=k]": "the same IWAE bound on the same images with log p(z) = log p*(z) − log Z (log_z), for "
+                           "comparison with test_ll_raise",
+    "pretrain_ae_first": "the RBM-prior paper's pretraining (harness/pretrain.py), stage 1: mean reconstruction "
+                         "log p(x | B(E(x))) per image over the first tenth of the autoencoder steps",
+    "pretrain_ae_last": "the same over the last tenth of the autoencoder steps",
+    "pretrain_ae_binary": "after the autoencoder stage: fraction of codes E(x) outside (−½, 1½), i.e. binary under the "
+                          "soft-binarising B of the paper's Eq. 3",
+}

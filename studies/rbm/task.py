@@ -1,5 +1,6 @@
 """The RBM study's training task (:class:`RBMTask`, a :class:`estibench.harness.task.Task`): where a cell's data
-come from and what is measured on it; the metrics' definitions are written once, in ``harness/definitions.py``."""
+come from and what is measured on it; the metrics' definitions are written once, in ``harness/definitions.py`` (the
+engine's and the shared ones) and in ``settings.py`` (``DEFINITIONS``: the ones this task alone records)."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,11 @@ from typing import Dict, List
 import torch
 
 from estibench.models.protocols import UNNORMALISED_PRIOR, bernoulli_log_mass, capabilities
-from estibench.harness.definitions import described
+from estibench.harness.definitions import METRIC_DEFINITIONS, described
 from estibench.harness.metrics import iwae_log_likelihood
 from estibench.harness.task import rows_from
 from estibench.studies.sbn.task import SBN_DEFAULTS, SBNTask
+from estibench.studies.rbm.settings import DEFINITIONS
 
 
 RBM_DEFAULTS = {**SBN_DEFAULTS, "raise_points": 20, "raise_particles": 10, "raise_chains": 1,
@@ -127,4 +129,5 @@ RBMTask.__doc__ += described(["valid_ll", "train_elbo", "grad_logvar_frozen", "g
                               "exact_grad/bias_sq", "exact_grad/mse", "exact_grad/rel_bias", "exact_grad/norm",
                               "log_z", "log_z_ais", "log_z_reverse_ais", "log_z_exact", "test_ll_raise[K=k]",
                               "test_ll_subset[K=k]", "pretrain_ae_first", "pretrain_ae_last",
-                              "pretrain_ae_binary"]) + "\n"
+                              "pretrain_ae_binary"],
+                             known={**METRIC_DEFINITIONS, **DEFINITIONS}) + "\n"
