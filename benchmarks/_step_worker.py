@@ -10,6 +10,7 @@ the cell set up last and answers the seconds taken; ``eval`` times one evaluatio
 (``estibench.studies.gmm.task.GMMTask.evaluate``) and answers its seconds; ``where`` answers the file of the
 ``harness.runner`` it imported (the driver checks each worker runs its own checkout); ``quit`` ends.
 """
+import os
 import sys
 import time
 
@@ -42,8 +43,14 @@ def old_step(runner, model, estimator, task, K, optimiser, params):
 def use_checkout_on_sys_path():
     """Import estibench from the checkout on ``PYTHONPATH`` only: setuptools' editable finder (a ``sys.meta_path``
     entry) answers any ``estibench.*`` name the checkout lacks with the installed checkout's module, so an old
-    revision missing a module would silently run today's code instead of failing."""
+    revision missing a module would silently run today's code instead of failing.  A checkout that adds no path at
+    run time (no ``__path__`` addition in its ``estibench/__init__.py``) gets its names mapped onto its own folders
+    (``estibench.X`` → ``X/``), as its own editable install would map them."""
     sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+    import estibench
+    root = os.path.dirname(os.path.dirname(os.path.abspath(estibench.__file__)))
+    if root not in estibench.__path__:
+        estibench.__path__.append(root)
 
 
 def main():

@@ -10,9 +10,13 @@ of metrics that only B has (a new metric) are listed, not counted as a differenc
 in B with the same value.
 """
 import json, os, sys
-if os.environ.get("PYTHONPATH"):  # the checkout on PYTHONPATH only: an editable install's sys.meta_path finder would
-    # answer any estibench.* name that checkout lacks with the installed checkout's module
+if __name__ == "__main__" and os.environ.get("PYTHONPATH"):  # the checkout on PYTHONPATH only: an editable install's
+    # sys.meta_path finder would answer any estibench.* name that checkout lacks with the installed checkout's module
     sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+    import estibench  # a checkout that adds no path at run time: map estibench.X onto its X/ as its install would
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(estibench.__file__)))
+    if _root not in estibench.__path__:
+        estibench.__path__.append(_root)
 try:  # the old layout first (PYTHONPATH=<old checkout>)
     from harness.runner import Cell, train_cell
     from harness.studies import TASKS
@@ -54,8 +58,10 @@ CELLS = {
                                                    "eval_points": 6, "final_particles": (5,), "grad_samples": 2,
                                                    "reconstructions": 3, "test_points": 6}),
 }
-if sys.argv[1:2] == ["--compare"]:
-    a, b = (json.load(open(p)) for p in sys.argv[2:4])
+
+
+def compare(path_a: str, path_b: str) -> int:
+    a, b = (json.load(open(p)) for p in (path_a, path_b))
     same = {}
     for k in a:
         old_rows = {tuple(r[:3]): r[3] for r in a[k]["rows"]}
@@ -65,14 +71,22 @@ if sys.argv[1:2] == ["--compare"]:
                    and all(new_rows[r] == v for r, v in old_rows.items()))
         extra = f"; new metrics in B: {', '.join(added)}" if added else ""
         print(f"{k:<18} {'identical' if same[k] else 'DIFFERENT'} ({len(a[k]['rows'])} rows{extra})")
-    sys.exit(0 if all(same.values()) and set(a) == set(b) else 1)
+    return 0 if all(same.values()) and set(a) == set(b) else 1
 
-out = {}
-for name, kw in CELLS.items():
-    if len(sys.argv) > 2 and name not in sys.argv[2].split(","):
-        continue
-    cell = Cell(seeds=(0, 1), device="cpu", **kw)
-    res = train_cell(cell, TASKS[cell.study])
-    out[name] = {"key": cell.key(), "rows": [list(r) for r in res.rows if r[2] not in TIMING]}
-    print(name, cell.key(), len(out[name]["rows"]), flush=True)
-json.dump(out, open(sys.argv[1], "w"))
+
+def run(path: str, only: str = "") -> None:
+    out = {}
+    for name, kw in CELLS.items():
+        if only and name not in only.split(","):
+            continue
+        cell = Cell(seeds=(0, 1), device="cpu", **kw)
+        res = train_cell(cell, TASKS[cell.study])
+        out[name] = {"key": cell.key(), "rows": [list(r) for r in res.rows if r[2] not in TIMING]}
+        print(name, cell.key(), len(out[name]["rows"]), flush=True)
+    json.dump(out, open(path, "w"))
+
+
+if __name__ == "__main__":  # importing this file (asv discovers every module of benchmarks/) runs nothing
+    if sys.argv[1:2] == ["--compare"]:
+        sys.exit(compare(*sys.argv[2:4]))
+    run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "")

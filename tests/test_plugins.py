@@ -1,6 +1,7 @@
 """Bring your own estimator or model (issue 9 §5): ``package.module:Class`` names and entry points
 run through the CLI, the workers, the store and the reports like built-ins, with a stable label;
 ``estibench check`` verifies an estimator before its numbers are trusted."""
+import re
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def test_check_passes_a_correct_estimator_of_your_own():
     for model in ("gmm", "sbn_tiny-linear1", "sbn_tiny-linear2"):
         assert model in out
     assert "state under measurement" in out
-    assert "FAIL" not in out and out.strip().endswith("24 of 24 checks passed")
+    passed = re.search(r"(\d+) of (\d+) checks passed$", out.strip())  # as many checks as the registered models ask
+    assert "FAIL" not in out and passed and passed[1] == passed[2] and int(passed[1]) >= 24, out[-500:]
 
 
 def test_check_catches_a_biased_estimator_that_claims_to_be_unbiased():

@@ -48,7 +48,7 @@ def test_studies_declare_the_models_they_train_and_a_subclass_needs_no_line():
         def __init__(self, *args, num_clusters=5, **kwargs):
             super().__init__(*args, num_clusters=num_clusters, **kwargs)
 
-    assert studies.studies_of(FiveClusterGMM) == ["gmm"]
+    assert "gmm" in studies.studies_of(FiveClusterGMM) and studies.studies_of(FiveClusterGMM) == studies.studies_of(GMM)
     assert studies.studies_of(models.REGISTRY.factory("linear_gaussian")) == []
     for study in studies.names():  # every listed model is registered and accepted by its own study
         for name in studies.get(study).models:
