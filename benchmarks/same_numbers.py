@@ -10,13 +10,9 @@ of metrics that only B has (a new metric) are listed, not counted as a differenc
 in B with the same value.
 """
 import json, os, sys
-if __name__ == "__main__" and os.environ.get("PYTHONPATH"):  # the checkout on PYTHONPATH only: an editable install's
-    # sys.meta_path finder would answer any estibench.* name that checkout lacks with the installed checkout's module
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
-    import estibench  # a checkout that adds no path at run time: map estibench.X onto its X/ as its install would
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(estibench.__file__)))
-    if _root not in estibench.__path__:
-        estibench.__path__.append(_root)
+if __name__ == "__main__" and os.environ.get("PYTHONPATH"):  # the checkout on PYTHONPATH only, as a before-worker
+    from _step_worker import use_checkout_on_sys_path  # this folder is sys.path[0] when run as a script
+    use_checkout_on_sys_path()
 try:  # the old layout first (PYTHONPATH=<old checkout>)
     from harness.runner import Cell, train_cell
     from harness.studies import TASKS

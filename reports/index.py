@@ -17,10 +17,9 @@ from .section import slug
 
 def headline_of(study: str):
     from estibench import studies
-    if studies.REGISTRY.known(study) is None:  # a name the store holds is data: never imported
-        return None
     try:
-        return studies.get(study).headline
+        registered = studies.lookup(study)  # a name the store holds is data: never imported
+        return registered.headline if registered is not None else None
     except Exception:  # noqa: BLE001 - an unregistered (or broken) study has no leaderboard
         return None
 

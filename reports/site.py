@@ -90,19 +90,17 @@ def _study_folder(study: str) -> str:
 def _registered_page(study: str):
     """The report page the study registry names for ``study`` (``Study.page``), else the generic page."""
     from estibench import studies
-    if studies.REGISTRY.known(study) is None or not studies.get(study).page:
-        return generic_sections
-    return studies.get(study).page_function()
+    registered = studies.lookup(study)
+    return registered.page_function() if registered is not None and registered.page else generic_sections
 
 
 def _own_description(study: str) -> Optional[str]:
     """The registered study's own description (``Study.description``), None for a name the registry lacks (a name a
     store holds is data: never imported) or a study that fails to load."""
     from estibench import studies
-    if studies.REGISTRY.known(study) is None:
-        return None
     try:
-        return studies.get(study).description
+        registered = studies.lookup(study)
+        return registered.description if registered is not None else None
     except Exception:  # noqa: BLE001 - a broken study has no description of its own
         return None
 
@@ -110,9 +108,8 @@ def _own_description(study: str) -> Optional[str]:
 def _index_page(study: str) -> Optional[Callable]:
     """What the study registry names as ``study``'s addition to the index (``Study.index_page``), or None."""
     from estibench import studies
-    if studies.REGISTRY.known(study) is None:
-        return None
-    return studies.get(study).index_function()
+    registered = studies.lookup(study)
+    return registered.index_function() if registered is not None else None
 
 
 def _page_of(study: str):

@@ -12,7 +12,7 @@ never does (a cell carries its task: ``Cell.task``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from estibench.models.registry import Registry, UnknownNameError, import_path
 
@@ -41,6 +41,12 @@ def get(name: str) -> Study:
             raise UnknownNameError(f"study {name!r} is registered as {study!r}, not a Study named {name!r}")
         _CACHE[name] = study
     return _CACHE[name]
+
+
+def lookup(name: str) -> Optional[Study]:
+    """The study registered as ``name``, or None when no study is: a name a store or a table holds is data, so an
+    unregistered one (``"pkg.mod:X"`` included) is never imported.  A registered study that fails to load raises."""
+    return None if REGISTRY.known(name) is None else get(name)
 
 
 def names():
@@ -94,4 +100,4 @@ class _Tasks(Mapping):
 TASKS = _Tasks()
 
 __all__ = ["Study", "Suite", "Part", "Preset", "Settings", "Published", "PublishedValue", "Headline", "REGISTRY",
-           "TASKS", "get", "names", "steps_text", "studies_of", "suites", "task_class", "unregister"]
+           "TASKS", "get", "lookup", "names", "steps_text", "studies_of", "suites", "task_class", "unregister"]
