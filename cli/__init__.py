@@ -11,16 +11,21 @@ word names the command, a command line that starts with a flag (or is empty) is 
 
 What they share (the program's name, the commands, the suites by name, the output-folder check) is in
 :mod:`estibench.cli.common`, which imports none of them.  This module only dispatches; a command's module is
-imported when that command runs."""
+imported when that command runs.
+
+``--help`` (``COMMAND --help``) imports no torch, numpy, pandas or study: every command's parser can be built without
+them (:mod:`estibench.cli.parsers`, with the names its help lists read by :mod:`estibench.cli.catalog`), and a
+command line that asks for help is parsed with it before the engine or the command's module is imported."""
 from __future__ import annotations
 
 import difflib
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
-from estibench.argparse_oneline import exit_status
+from estibench.argparse_oneline import exit_status, parse
 
-from .common import COMMANDS, UsageError, prog, suites
+from . import catalog
+from .common import COMMANDS, UsageError, prog, suites  # noqa: F401 - suites: for importers
 
 def command_of(argv: List[str]) -> Tuple[str, List[str]]:
     """``(command, its arguments)``.  The first word names the command; a first word that is a flag, or none, is a
@@ -34,7 +39,7 @@ def command_of(argv: List[str]) -> Tuple[str, List[str]]:
     close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.6)
     if close:
         hint = f"did you mean {close[0]}?"
-    elif word in suites():
+    elif word in catalog.suite_names():  # the names of suites(), read without importing the studies
         hint = f"to run suite {word}: {prog()} --suite {word}"
     else:
         hint = f"the commands are {', '.join(COMMANDS)} ({prog()} --help)"
@@ -44,9 +49,12 @@ def command_of(argv: List[str]) -> Tuple[str, List[str]]:
 def main(argv=None) -> int:
     """The command line.  Ctrl-C (SIGINT) and SIGTERM end it with one line and the shell's exit status
     (130, 143); what is stored stays stored and the same command resumes."""
-    from estibench.harness.sweep import Interrupted, stop_on_signals
     import warnings
     warnings.formatwarning = lambda message, category, *_, **__: f"{prog()}: warning: {message}\n"  # one line
+    status = _before_the_engine(sys.argv[1:] if argv is None else list(argv))
+    if status is not None:
+        return status
+    from estibench.harness.sweep import Interrupted, stop_on_signals
     state: dict = {}
     with stop_on_signals():
         try:
@@ -71,6 +79,24 @@ def main(argv=None) -> int:
         finally:
             if state.get("store") is not None:
                 state["store"].close()
+
+
+def _before_the_engine(argv: List[str]) -> Optional[int]:
+    """The exit status of a command line answered without importing the engine: a first word that is no command
+    (2, one line, as :func:`_main` says it), a command line that asks for ``--help`` (0, the help printed) or that
+    its parser refuses on the way there (2, one line), answered with the command's parser built without torch
+    (:func:`estibench.cli.parsers.parser`); None for every other command line, which :func:`_main` runs (and
+    parses, with the same parser)."""
+    from . import parsers
+    try:
+        command, rest = command_of(argv)
+    except UsageError as err:
+        print(f"{prog()}: error: {err}", file=sys.stderr)
+        return 2
+    if not parsers.asks_help(rest):
+        return None
+    args, status = parse(parsers.parser(command), rest)
+    return None if args is not None else status
 
 
 def _main(argv, state: dict) -> int:

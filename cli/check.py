@@ -3,12 +3,29 @@ from __future__ import annotations
 
 import sys
 
-from estibench import estimators
 from estibench.argparse_oneline import OneLineParser, parse
 from estibench.harness.grammar import UsageError, parse_estimators
-from estibench.models.registry import UnknownNameError
 
+from . import catalog
 from .common import prog
+
+# The estimators and the checks are imported once the arguments are read: ``check --help`` imports no torch.
+
+
+def parser():
+    """``check``'s parser (its help is :func:`main`'s docstring)."""
+    min_draws = catalog.literal("estibench.harness.checks", "MIN_DRAWS")
+    family_alpha = catalog.literal("estibench.harness.checks", "FAMILY_ALPHA")
+    p = OneLineParser(prog=f"{prog()} check", description=main.__doc__)
+    p.add_argument("estimator", help="a registered name or package.module:Class, with options in brackets, "
+                                     "e.g. rebar[variant=rebar_code] or examples.constant_baseline:ConstantBaseline")
+    p.add_argument("--draws", type=int, help=f"gradient draws per exact-gradient test (default: per model, 2000; at "
+                                              f"least {min_draws}, the fewest at which the false-alarm rate holds for "
+                                              f"skewed draws; more than fit in memory are refused)")
+    p.add_argument("--alpha", type=float, default=family_alpha,
+                   help=f"false-alarm rate of one whole-vector test (default {family_alpha:g})")
+    p.add_argument("--seed", type=int, default=0, help="global torch seed before every check (default 0)")
+    return p
 
 
 def main(argv) -> int:
@@ -18,19 +35,12 @@ def main(argv) -> int:
     1 when one fails, 2 for bad input: among it ``--draws`` below 2,000 (the test's false-alarm rate needs
     them, harness/checks.py MIN_DRAWS) or more than fit in memory (estimated before any check; a run of more
     than 20,000 draws first says how long it will take)."""
-    from estibench.harness.checks import FAMILY_ALPHA, MIN_DRAWS, run_checks
-    p = OneLineParser(prog=f"{prog()} check", description=main.__doc__)
-    p.add_argument("estimator", help="a registered name or package.module:Class, with options in brackets, "
-                                     "e.g. rebar[variant=rebar_code] or examples.constant_baseline:ConstantBaseline")
-    p.add_argument("--draws", type=int, help=f"gradient draws per exact-gradient test (default: per model, 2000; at "
-                                              f"least {MIN_DRAWS}, the fewest at which the false-alarm rate holds for "
-                                              f"skewed draws; more than fit in memory are refused)")
-    p.add_argument("--alpha", type=float, default=FAMILY_ALPHA,
-                   help=f"false-alarm rate of one whole-vector test (default {FAMILY_ALPHA:g})")
-    p.add_argument("--seed", type=int, default=0, help="global torch seed before every check (default 0)")
-    args, status = parse(p, argv)  # argparse's errors: one line, status 2
+    args, status = parse(parser(), argv)  # argparse's errors: one line, status 2
     if args is None:
         return status
+    from estibench import estimators
+    from estibench.harness.checks import MIN_DRAWS, run_checks
+    from estibench.models.registry import UnknownNameError
     try:
         specs = parse_estimators(args.estimator)
         if len(specs) != 1:

@@ -7,13 +7,16 @@ import argparse
 import dataclasses
 import os
 import textwrap
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from estibench.argparse_oneline import program
-from estibench.harness.grammar import UsageError
-from estibench.models.registry import Registry, UnknownNameError
-from estibench import studies as study_registry
-from estibench.studies.base import Suite
+from estibench.harness.grammar import UsageError  # imports nothing of the project
+
+# The registries (models.registry, studies) are imported by the functions that use them, not here: this module is
+# imported for every command line, ``--help`` included, which must not import torch (cli/catalog.py, cli/parsers.py).
+if TYPE_CHECKING:
+    from estibench.models.registry import Registry
+    from estibench.studies.base import Suite
 
 #: the commands, the first word of a command line: name → what it does (one line of ``--help``).  A command line
 #: whose first word is a flag (or that is empty) is a run: ``run_all.py --suite gmm`` = ``run_all.py run --suite gmm``
@@ -25,10 +28,20 @@ COMMANDS = {
     "fetch-data": "download a dataset into the cache: fetch-data NAME",
 }
 
-#: the keys a suite grid written as a dict must have, and those it may have (the fields of ``studies.base.Suite``)
-SUITE_KEYS = ("study",) + tuple(f.name for f in dataclasses.fields(Suite)
-                                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-SUITE_OPTIONAL = tuple(f.name for f in dataclasses.fields(Suite) if f.name not in SUITE_KEYS)
+
+def _suite_keys() -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(:data:`SUITE_KEYS`, :data:`SUITE_OPTIONAL`): the keys a suite grid written as a dict must have, and those it
+    may have (the fields of ``studies.base.Suite``)."""
+    from estibench.studies.base import Suite
+    keys = ("study",) + tuple(f.name for f in dataclasses.fields(Suite)
+                              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    return keys, tuple(f.name for f in dataclasses.fields(Suite) if f.name not in keys)
+
+
+def __getattr__(name):  # SUITE_KEYS, SUITE_OPTIONAL: read from the study base when asked for, not on import
+    if name in ("SUITE_KEYS", "SUITE_OPTIONAL"):
+        return _suite_keys()[name == "SUITE_OPTIONAL"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def prog() -> str:
@@ -58,6 +71,10 @@ def _suite_grid(name: str, loaded):
     """What ``--suite package.module:Attribute`` may load: a suite (a ``studies.base.Suite``, or a dict with the
     keys of :data:`SUITE_KEYS`, others only from :data:`SUITE_OPTIONAL`, read as ``Suite.from_dict``) of a
     registered study, never anything to call (``os:getcwd`` is refused without being called); one line otherwise."""
+    from estibench import studies as study_registry
+    from estibench.models.registry import UnknownNameError
+    from estibench.studies.base import Suite
+    SUITE_KEYS, SUITE_OPTIONAL = _suite_keys()
     if isinstance(loaded, dict):
         missing = [k for k in SUITE_KEYS if k not in loaded]
         unknown = sorted(str(k) for k in loaded if k not in SUITE_KEYS + SUITE_OPTIONAL)
@@ -83,12 +100,14 @@ def _suite_grid(name: str, loaded):
 def suites() -> Dict[str, Suite]:
     """Every study's suites (``estibench.studies``): suite name → :class:`~estibench.studies.base.Suite`; read when
     asked for, so a study registered after this module was imported is seen too."""
+    from estibench import studies as study_registry
     return study_registry.suites()
 
 
 def suite_registry() -> Registry:
     """The suites by name, and ``--suite package.module:Attribute`` for a suite of one's own
     (:func:`_suite_grid`)."""
+    from estibench.models.registry import Registry
     registry = Registry("suite", admits=_suite_grid)
     for name, suite in suites().items():
         registry.register(name)(lambda _suite=suite: _suite)
@@ -98,6 +117,7 @@ def suite_registry() -> Registry:
 def study_descriptions(suite: Optional[str]) -> dict:
     """study → the text heading its report page: the description of the suite run (when given), else
     that of the study itself."""
+    from estibench import studies as study_registry
     out = {name: study_registry.get(name).description for name in study_registry.names()}
     known = suites()
     if suite in known:

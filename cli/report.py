@@ -4,22 +4,29 @@ from __future__ import annotations
 import sys
 
 from estibench.argparse_oneline import OneLineParser, parse
-from estibench.harness.store import Store, StoreError
-from estibench.models.registry import UnknownNameError
 
 from .common import prog, study_descriptions, suite_registry, suites
+
+# The store (pandas) and the registries are imported once the arguments are read: ``report --help`` imports no torch.
+
+
+def parser():
+    """``report``'s parser (its help is :func:`main`'s docstring)."""
+    p = OneLineParser(prog=f"{prog()} report", description=main.__doc__)
+    p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
+    p.add_argument("--suite", default=None, help="suite whose description heads the report")
+    p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
+    return p
 
 
 def main(argv) -> int:
     """``run_all.py report --out DIR [--suite NAME] [--note TEXT]``: rebuild the report from the store alone
     (the store is only read: a read-only store works)."""
-    p = OneLineParser(prog=f"{prog()} report", description=main.__doc__)
-    p.add_argument("--out", required=True, help="folder holding results.sqlite; the report is written there")
-    p.add_argument("--suite", default=None, help="suite whose description heads the report")
-    p.add_argument("--note", default="", help="text added under the description (e.g. how the run went)")
-    args, status = parse(p, argv)  # argparse's errors: one line, status 2
+    args, status = parse(parser(), argv)  # argparse's errors: one line, status 2
     if args is None:
         return status
+    from estibench.harness.store import Store, StoreError
+    from estibench.models.registry import UnknownNameError
     try:
         if args.suite is not None and args.suite not in suites():
             suite_registry().factory(args.suite)

@@ -1,8 +1,8 @@
 """``run_all.py [run] FLAGS``: a run of a suite (a command line that starts with a flag is a run).  A run builds a
 suite's cells (:func:`make_cells`, in named steps), validates them, runs what is not done, exports the tidy table and
 writes the report.  The suites and the grid flags are the studies' (``estibench.studies``), read when a parser or the
-cells are built, not on import: :func:`add_grid_flags` registers each study's flags on the parser
-:func:`parser` builds."""
+cells are built, not on import: :func:`parser` (``cli/parsers.py``, which needs no torch) registers each study's
+flags."""
 from __future__ import annotations
 
 import argparse
@@ -19,17 +19,17 @@ import torch
 
 from estibench import estimators
 from estibench import studies as study_registry
-from estibench.argparse_oneline import OneLineParser, parse
+from estibench.argparse_oneline import parse
 # the option grammar (estimator specs, NAME=VALUE options, comma lists) and its UsageError: harness/grammar.py
 from estibench.harness.grammar import (UsageError, parse_estimators, parse_options, parse_value,  # noqa: F401
                                        refuse_twice as _refuse_twice, split, split_top)
-from estibench.harness.runner import COMPILE_MODES, CONFIG_VERSION, Cell, compile_refusal, resolve_device
+from estibench.harness.runner import CONFIG_VERSION, Cell, compile_refusal, resolve_device
 from estibench.harness.store import Store, StoreError
-from estibench.harness.sweep import BACKENDS, check_backend, dispatch_order, plan, run_sweep
+from estibench.harness.sweep import check_backend, dispatch_order, plan, run_sweep
 from estibench.models.registry import UnknownNameError
 from estibench.studies.base import Preset, Settings, Suite
 
-from .common import (HelpFormatter, check_output_folder, commands_epilog, prog, study_descriptions, suite_registry,
+from .common import (check_output_folder, prog, study_descriptions, suite_registry,
                      suites)
 
 
@@ -51,63 +51,12 @@ def __getattr__(name):  # ``from estibench.cli.run import SUITES``: the studies 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def add_grid_flags(p: argparse.ArgumentParser) -> None:
-    """Register on ``p`` the flags that pick values of a suite's model grid (``--arch``, ``--dataset``,
-    ``--groups``...), read from the registered studies now (:func:`grid_flags`), never at import."""
-    for flag, (option, text) in grid_flags().items():
-        p.add_argument(flag, dest=option, help=text)
-
-
 def parser(command: str = "") -> argparse.ArgumentParser:
     """The run's parser: ``command`` ``"run"`` for ``run_all.py run ...``; ``""`` for the run written without a
-    command, whose ``--help`` also lists the commands."""
-    p = OneLineParser(
-        prog=f"{prog()} {command}".strip(), formatter_class=HelpFormatter,
-        epilog=None if command else commands_epilog(),
-        description="Run an estibench suite: train every (estimator, K) cell with its seeds stacked, "
-                    "store results in OUT/results.sqlite, export OUT/metrics.csv and write OUT/report.md.  "
-                    f"`{prog()} report --out DIR` rebuilds the report from a store alone.")
-    p.add_argument("--suite", default="default",
-                   help=f"suite to run: {', '.join(sorted(suites()))} (default: default, a few minutes on a CPU)")
-    p.add_argument("--estimators", help="comma-separated estimator names, each optionally with options in "
-                                        "brackets, e.g. ww,concrete[final_temperature=1.0],dww[delta=0.1] "
-                                        f"(default: the suite's); known: {', '.join(estimators.names())}")
-    p.add_argument("--model-options", help="model options NAME=VALUE,..., e.g. init=uniform,prior_scale=1.0 "
-                                           "or guide_hidden=(16,) (default: the model's defaults)")
-    p.add_argument("--particles", help="comma-separated particle counts K, e.g. 2,20 (default: the suite's)")
-    p.add_argument("--seeds", type=int, help="number of seeds N; seeds 0..N-1 train as one vectorised program")
-    p.add_argument("--iterations", type=int, help="training iterations per cell (default: the suite's)")
-    p.add_argument("--eval-every", type=int, help="iterations between evaluations (default: the suite's)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
-    p.add_argument("--out", help="output folder for the store, metrics.csv, report.md and figures "
-                                 "(default: results/SUITE)")
-    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
-                   help="torch.compile the training step's surrogate (default: off; 'reduce-overhead' adds CUDA "
-                        "graphs on a GPU); estimators with second-order gradients (REBAR, RELAX) run eagerly; a "
-                        "compiled cell is a different cell in the store")
-    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel through joblib (default: 1)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per worker (default: 1; the GMM's tensors are too small to share)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the suite's / preset's)")
-    p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
-    p.add_argument("--model", help="model name or package.module:Class, overriding the suite's (the suite's study "
-                                   "must train it: one of its `Study.models` or a subclass of one)")
-    add_grid_flags(p)  # declared by the studies, read now
-    p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")
-    p.add_argument("--basket", help="gradient basket: comma-separated estimators (with options in brackets) whose "
-                                    "φ-gradient variance, and bias where exact, is measured at every evaluation "
-                                    "along each cell's own training trajectory, or 'all' (every compatible "
-                                    "registered estimator); a basket cell is a different cell in the store")
-    p.add_argument("--basket-samples", type=int, help="gradient draws per basket estimator and evaluation "
-                                                      "(default: the study's gradient draws)")
-    p.add_argument("--force", action="store_true", help="recompute cells already in the store")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and what is already done; run nothing")
-    p.add_argument("--backend", default="loky", choices=BACKENDS,
-                   help="joblib backend for --jobs: loky (this machine), dask (--scheduler) or ray (--address)")
-    p.add_argument("--scheduler", help="address of a running dask.distributed scheduler (tcp://HOST:PORT)")
-    p.add_argument("--address", help="address of a running Ray cluster (or 'auto')")
-    p.add_argument("--no-report", action="store_true", help="skip writing report.md and figures")
-    return p
+    command, whose ``--help`` also lists the commands.  Built without torch (:func:`estibench.cli.parsers.run_parser`),
+    so that ``--help`` is answered before this module is imported."""
+    from .parsers import run_parser
+    return run_parser(command)
 
 
 def _suites_with(option: str) -> List[str]:
@@ -160,10 +109,10 @@ def make_cells(args) -> List[Cell]:
        studies declare them) keeps the parts whose model takes it, each with the values it takes.
     4. :func:`_basket`: ``--basket`` and ``--basket-samples`` as study options.
     5. :func:`_assign`, :func:`_part_cells`: the user's ``--estimators`` spread over the parts, each part's cells
-       (its grid × its estimators × its K) with every common flag applied; :func:`_same_cell_once`: a cell that
-       two parts make is kept once.
+       (its grid × its estimators × its K) with every common flag applied.
     6. :func:`_check_cells`: each model built once and each estimator checked against it (names, options,
-       compatibility, data on disk); :func:`_check_basket_fits`: the basket's members against the cells."""
+       compatibility, data on disk); :func:`_same_cell_once`: a cell that two parts make (the same key: the same
+       effective options) is kept once; :func:`_check_basket_fits`: the basket's members against the cells."""
     suite = _suite(args.suite)
     preset_name, parts = _suite_parts(args, suite)
     model_options = parse_options(args.model_options, "--model-options") if args.model_options is not None else {}
@@ -178,8 +127,8 @@ def make_cells(args) -> List[Cell]:
         cells += _part_cells(part, specs, args, model_options=model_options, particles=user_particles,
                              preset=preset_name, basket=basket)
         part_of += [part_index] * (len(cells) - len(part_of))
+    probes = _check_cells(cells)  # (names first: a cell's key resolves its names' defaults)
     cells = _same_cell_once(cells, part_of, args)
-    probes = _check_cells(cells)
     if basket_members:
         _check_basket_fits(cells, basket_members, probes)
     return cells

@@ -85,20 +85,12 @@ from estibench import estimators, models
 from estibench.models.registry import UnknownNameError
 from estibench.harness.task import task_class
 
-#: the reference estimator that trains the model between the points: the first of these that fits
-REFERENCES = ("rloo", "reinforce", "vimco", "ww")
+# the reference estimators, the targets and the parser: built without torch, for --help (cli/parsers.py)
+from .parsers import REFERENCES, TARGETS, screen_parser as parser  # noqa: F401
 
 #: zero variance at a point: mean per-coordinate variance ≤ ZERO_VARIANCE_RTOL × mean squared coordinate of the
 #: draws' mean (a relative spread below 1e-5; float32 rounding between summation orders is about 1e-7)
 ZERO_VARIANCE_RTOL = 1e-10
-
-#: target → (its objective in a few words, the line that says whose gradients the group's estimators are), in the
-#: order the groups are shown
-TARGETS: Dict[str, Tuple[str, str]] = {
-    "elbo": ("the ELBO", "train with the ELBO (VAE-style K-sample average)"),
-    "iwae": ("the IWAE bound", "train with the K-sample IWAE bound (importance-weighted, ELBO_IS^K)"),
-    "inclusive_kl": ("the inclusive KL", "train the guide by wake-sleep's wake-φ, −KL(p‖q) (inclusive KL)"),
-}
 
 
 def target_words(target: str) -> str:
@@ -107,43 +99,6 @@ def target_words(target: str) -> str:
 
 class ScreenError(ValueError):
     """Bad input to ``screen`` (one line, exit status 2)."""
-
-
-def parser() -> argparse.ArgumentParser:
-    from estibench.argparse_oneline import OneLineParser, program
-    p = OneLineParser(prog=f"{program()} screen", description=(
-        "Which estimator should I use for this model?  Every compatible estimator's φ-gradient variance, time per "
-        "draw, work-normalised variance and (enumerable models) bias, at the initial parameters and along a short "
-        "training run; a ranked table, a recommendation and what could not be measured."))
-    p.add_argument("--model", required=True, help="a registered model name or package.module:Class")
-    p.add_argument("--model-options", help="model options NAME=VALUE,... (default: the model's defaults)")
-    p.add_argument("--estimators", default="all", help="comma-separated estimators (with options in brackets) or "
-                                                       "'all' (default): every registered one that fits")
-    p.add_argument("--target", choices=tuple(TARGETS), help="the objective you train: elbo (VAE-style K-sample "
-                   "average), iwae (the K-sample IWAE bound) or inclusive_kl (wake-sleep's −KL(p‖q) for the guide); "
-                   "its estimators are recommended for alone and listed first (default: one recommendation per "
-                   "target present)")
-    p.add_argument("--particles", type=int, default=2, help="particles K per estimate (default 2: the smallest K "
-                                                             "every multi-sample estimator accepts)")
-    from estibench.harness.checks import MIN_DRAWS
-    p.add_argument("--draws", type=int, default=200, help=f"gradient draws per estimator and point (default 200; the "
-                                                           f"bias test runs from {MIN_DRAWS}, the fewest at which its "
-                                                           f"false-alarm rate holds)")
-    p.add_argument("--points", type=int, default=3, help="points: the initial parameters and points−1 more along "
-                                                         "training (default 3)")
-    p.add_argument("--steps", type=int, default=200, help="training steps of the reference between the first and "
-                                                          "the last point (default 200)")
-    p.add_argument("--reference", help=f"the estimator that trains the model (default: the first of "
-                                        f"{', '.join(REFERENCES)} that fits)")
-    p.add_argument("--batch-size", type=int, default=24, help="data points per batch (default 24)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the short training run (default 1e-3)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the draws (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads while screening (default 1, as a training "
-                                                           "cell runs unless --threads; the times are this setting's)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    p.add_argument("--out", help="folder for screen.csv (every point) and screen.md (the ranked table)")
-    return p
 
 
 def _check_args(args) -> None:
