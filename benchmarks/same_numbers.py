@@ -1,7 +1,7 @@
 """Same numbers before and after a refactor: run a fixed list of small cells and compare their rows.
 
     python benchmarks/same_numbers.py OUT.json                 # run the cells in this checkout
-    python benchmarks/same_numbers.py --compare A.json B.json   # every key and every row of A equal in B?
+    python benchmarks/same_numbers.py --compare A.json B.json   # every cell and every row of A equal in B?
 
 For an older revision, run the first form from a worktree of it (``git worktree add /tmp/old REV``;
 ``PYTHONPATH=/tmp/old`` for checkouts before the estibench namespace).  Timing metrics are left
@@ -19,6 +19,10 @@ try:  # the old layout first (PYTHONPATH=<old checkout>)
 except ImportError:
     from estibench.harness.runner import Cell, train_cell
     from estibench.studies import TASKS
+try:
+    from estibench.harness.store.schema import config_key
+except ImportError:  # before config version 2
+    config_key = None
 TIMING = ("sec_per_iter", "peak_memory_mb")
 G = {"test_points": 20, "grad_std_samples": 3, "exact_samples": 5}
 S = {"eval_points": 50, "test_points": 50, "final_particles": (10,), "valid_final_particles": (10,),
@@ -63,7 +67,10 @@ def compare(path_a: str, path_b: str) -> int:
         old_rows = {tuple(r[:3]): r[3] for r in a[k]["rows"]}
         new_rows = {tuple(r[:3]): r[3] for r in b.get(k, {}).get("rows", [])}
         added = sorted({r[2] for r in set(new_rows) - set(old_rows)})  # new metrics: reported, not a difference
-        same[k] = (a[k]["key"] == b.get(k, {}).get("key") and set(old_rows) <= set(new_rows)
+        # the same cell: the same key, or (config version 2, which keys the effective options) a key whose
+        # version-1 form, the settings as requested, is A's key
+        keys_b = {b.get(k, {}).get("key"), b.get(k, {}).get("requested_key")}
+        same[k] = (a[k]["key"] in keys_b and set(old_rows) <= set(new_rows)
                    and all(new_rows[r] == v for r, v in old_rows.items()))
         extra = f"; new metrics in B: {', '.join(added)}" if added else ""
         print(f"{k:<18} {'identical' if same[k] else 'DIFFERENT'} ({len(a[k]['rows'])} rows{extra})")
@@ -78,6 +85,8 @@ def run(path: str, only: str = "") -> None:
         cell = Cell(seeds=(0, 1), device="cpu", **kw)
         res = train_cell(cell, TASKS[cell.study])
         out[name] = {"key": cell.key(), "rows": [list(r) for r in res.rows if r[2] not in TIMING]}
+        if hasattr(cell, "requested"):  # config version 2: also the key of the settings as requested (version 1)
+            out[name]["requested_key"] = config_key(cell.requested())
         print(name, cell.key(), len(out[name]["rows"]), flush=True)
     json.dump(out, open(path, "w"))
 

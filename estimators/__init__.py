@@ -8,7 +8,7 @@ behind one name: ``REGISTRY.register(name)(one_of(ForCategorical, ForBernoulli))
 """
 from estibench.models.registry import Registry, UnknownNameError
 
-from .base import Estimate, Estimator, Family, IncompatibleError, one_of
+from .base import Estimate, Estimator, Family, IncompatibleError, implementation_for, one_of
 from .concrete import ConcreteBernoulli, ConcreteCategorical
 from .dww import DefensiveWakeWake
 from .rebar import Rebar
@@ -87,4 +87,4 @@ get = REGISTRY.get
 names = REGISTRY.names
 
 __all__ = ["get", "names", "REGISTRY", "Estimate", "Estimator", "Family", "IncompatibleError", "UnknownNameError",
-           "one_of"]
+           "implementation_for", "one_of"]

@@ -118,6 +118,9 @@ class Estimator(nn.Module, abc.ABC):
     #: True when :meth:`gradients` differentiates the estimate itself (a variance objective for the estimator's
     #: own parameters: REBAR, RELAX); ``--compile`` then leaves the estimator eager (harness.runner)
     second_order: bool = False
+    #: the changes of this class's code that altered its numbers, oldest first (``models.registry.Revision``): each
+    #: raises the numerics version, and with it the key, of every cell it runs in (``harness.runner``)
+    revisions: Tuple = ()
     bound_replicates = None
 
     @property
@@ -299,6 +302,13 @@ class Family(Estimator):
                     raise
                 target = candidates[0]
             return getattr(target, name)
+
+
+def implementation_for(factory, kind: str):
+    """The class that runs for a model whose latents are of ``kind``: a family's first implementation that
+    supports it (what :meth:`Family.choose` tries first), any other estimator class itself; None when none does."""
+    implementations = getattr(factory, "implementations", None) or (factory,)
+    return next((i for i in implementations if kind in getattr(i, "latent_types", ())), None)
 
 
 def one_of(*implementations) -> type:

@@ -39,6 +39,8 @@ from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 from estibench.models.protocols import (CATEGORICAL, LAYERED_BERNOULLI, RELAXED_LOG_JOINT,
                                         RELAXED_LOG_JOINT_MASS)
 
+from estibench.models.registry import Revision
+
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .binary import relaxed_bound
 
@@ -69,6 +71,7 @@ class ConcreteOptions(Estimator):  # the options of ``concrete``, shared by both
 
 
 class ConcreteCategorical(ConcreteOptions):  # one categorical latent: the first part of the docstring
+    revisions = (Revision(2, "scores the reference code's relaxed densities (option relaxation=mass: the old ones)"),)
     latent_types = frozenset({"categorical"})
 
     @property

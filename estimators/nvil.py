@@ -41,6 +41,8 @@ from estibench.models.nn import StackedMLP
 
 from estibench.models.protocols import LAYERED_BERNOULLI, TRAINING_MEAN
 
+from estibench.models.registry import Revision
+
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, wake_theta
 from .binary import chain, direct_term, hard_sample, log_mass
 
@@ -144,6 +146,7 @@ VARIANTS = {"rebar_code": dict(normalise_variance=False, running_mean=False),
 
 
 class Nvil(StatefulSignalEstimator):
+    revisions = (Revision(3, "its default variant is the REBAR code's (variant=mnih_gregor: the old one)"),)
     variants = ("rebar_code", "mnih_gregor")
 
     def __init__(self, variant: str = "rebar_code", decay: float = 0.8, hidden: int = 100):

@@ -108,6 +108,8 @@ from torch import nn
 from estibench.models.nn import StackedMLP
 from estibench.models.protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, TRAINING_MEAN, bernoulli_log_mass
 
+from estibench.models.registry import Revision
+
 from .base import Estimate, Estimator, IncompatibleError, logmeanexp
 
 
@@ -407,6 +409,7 @@ def control_variate_surrogate(cv: BernoulliControlVariate, model, x, num_particl
 
 
 class Rebar(Estimator):
+    revisions = (Revision(4, "the reference code's variants (the rebar preset runs rebar_code)"),)
     display_name = "REBAR"
     cost_hint = 4.0
     variants = ("paper", "rebar_code", "relax_code")

@@ -48,6 +48,8 @@ from estibench.models.nn import StackedMLP
 
 from estibench.models.protocols import CATEGORICAL, LAYERED_BERNOULLI
 
+from estibench.models.registry import Revision
+
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .rebar import (USES, BernoulliControlVariate, bind_control_variate, control_variate_gradients,
                     control_variate_surrogate)
@@ -104,6 +106,7 @@ class RelaxOptions(Estimator):  # the options of ``relax``, shared by both imple
 
 
 class RelaxCategorical(RelaxOptions):  # one categorical latent (the GMM study): the first display above
+    revisions = (Revision(1, "the conditional Gumbels are drawn from fresh noise (the reused noise was biased)"),)
 
     latent_types = frozenset({"categorical"})
     needs = frozenset({CATEGORICAL})
@@ -154,6 +157,7 @@ class RelaxCategorical(RelaxOptions):  # one categorical latent (the GMM study):
 
 
 class RelaxBernoulli(RelaxOptions):  # layered Bernoulli latents (SBNs): the second display above
+    revisions = (Revision(5, "the reference code's variants (the rebar preset runs relax_code)"),)
 
     latent_types = frozenset({"bernoulli"})
     needs = frozenset({LAYERED_BERNOULLI})

@@ -26,66 +26,73 @@ from torch.distributions import Distribution
 from estibench import estimators
 from estibench import models
 
+from estibench.models.registry import Revision, UnknownNameError
+
+from .store.schema import config_key
 from .task import Task, require_task
 
-#: bump when a change alters the numbers of every cell; part of every cell's key
-CONFIG_VERSION = 1
+#: the version of a cell's identity: 2 records the effective model and estimator options (defaults resolved from
+#: the factories' signatures, ``Registry.effective``), so that a changed default changes the key by itself.  The
+#: training stream's seed is still derived from the settings as requested, in the form of version 1
+#: (:meth:`Cell.rng_seed`), so that a cell keeps its numbers
+CONFIG_VERSION = 2
 
-@dataclass(frozen=True)
-class NumericsChange:
-    """A change of the code that alters the numbers of some cells: those of ``study`` and ``estimator`` ("*":
-    every study / estimator).  ``invalidates``: a cell computed before it is wrong (e.g. a bias fixed) and is left
-    out of every table until rerun (``stale``); otherwise it stays valid under its own version and is recomputed
-    only when its suite is run again into its folder."""
-
-    study: str
-    estimator: str
-    what: str
-    invalidates: bool = True
-
-    def applies(self, study: str, estimator: str) -> bool:
-        return self.study in ("*", study) and self.estimator in ("*", estimator)
-
-
-#: every numerics change, oldest first.  A cell's numerics version is 1 + the number of changes that apply to its
-#: (study, estimator); it is part of the cell's key from version 2 on (absent at version 1, so the cells no change
-#: touched keep their keys).  A stored cell whose configuration differs only by its version is marked
-#: ``superseded`` when its successor is written (kept in the store, left out of tables).
-NUMERICS_CHANGES: Tuple[NumericsChange, ...] = (
-    NumericsChange("gmm", "relax", "categorical RELAX draws the conditional Gumbels from fresh noise (the reused "
-                                   "noise was biased)"),
-    NumericsChange("gmm", "concrete", "the GMM's Concrete scores the reference code's relaxed densities (option "
-                                      "relaxation=mass: the old ones)"),
-    # NVIL's default became the REBAR code's variant; REBAR and RELAX gained their reference codes' variants (the
-    # rebar preset runs them).  The debiased trajectory variance changed one metric of every SBN cell: stores
-    # written before it have it renamed grad_logvar_ema_undebiased (harness.store schema 3) instead of a rerun.
-    NumericsChange("sbn", "nvil", "NVIL's default is the REBAR code's variant"),
-    NumericsChange("sbn", "rebar", "REBAR's reference-code variants (the rebar preset runs rebar_code)"),
-    NumericsChange("sbn", "relax", "RELAX's reference-code variants (the rebar preset runs relax_code)"),
-    NumericsChange("*", "*", "measurement (every evaluation, the gradient basket, the final metrics) draws from its "
-                             "own random stream, forked from the cell's seed, and leaves the model's and estimator's "
-                             "state as it was (harness/measurement.py): a cell's trajectory no longer depends on "
-                             "--eval-every; earlier cells stay valid under their version",
-                   invalidates=False),
+#: the changes of the engine's own code that altered the numbers of every cell (the classes a cell runs declare
+#: their own: ``Model.revisions``, ``Estimator.revisions``)
+ENGINE_REVISIONS: Tuple[Revision, ...] = (
+    Revision(6, "measurement (every evaluation, the gradient basket, the final metrics) draws from its own random "
+                "stream, forked from the cell's seed, and leaves the model's and estimator's state as it was "
+                "(harness/measurement.py): a cell's trajectory no longer depends on --eval-every; earlier cells "
+                "stay valid under their version", invalidates=False),
 )
 
 
-def numerics_history(study: str, estimator: str) -> List[Tuple[int, NumericsChange]]:
-    """(version, change) for every change that applies to (study, estimator), oldest first: version v is the
-    numbers after the change."""
-    changes = [c for c in NUMERICS_CHANGES if c.applies(study, estimator)]
-    return [(i + 2, c) for i, c in enumerate(changes)]
+def _revisions(model_factory, estimator_factory) -> Tuple[Revision, ...]:
+    """The revisions that apply to a (model, estimator) pair, oldest first: the engine's, the model class's and
+    those of the estimator's implementation for the model's declared ``latent_kind``."""
+    implementation = estimators.implementation_for(estimator_factory, getattr(model_factory, "latent_kind", ""))
+    own = tuple(getattr(model_factory, "revisions", ())) + tuple(getattr(implementation, "revisions", ()))
+    return tuple(sorted(ENGINE_REVISIONS + own, key=lambda r: r.order))
 
 
-def numerics_version(study: str, estimator: str) -> int:
-    """The numerics version this code computes for (study, estimator) cells."""
-    return 1 + len(numerics_history(study, estimator))
+def numerics_history(model: str, estimator: str, known_only: bool = False) -> Optional[List[Tuple[int, Revision]]]:
+    """(version, revision) for every revision that applies to (model, estimator), oldest first: version v is the
+    numbers after it.  ``known_only``: look the names up without importing anything (``Registry.known``; a
+    store is read as data) and answer None for a name this process does not know."""
+    if known_only:
+        factories = models.REGISTRY.known(model), estimators.REGISTRY.known(estimator)
+        if None in factories:
+            return None
+    else:
+        factories = _factory(models.REGISTRY, model), _factory(estimators.REGISTRY, estimator)
+    return [(i + 2, r) for i, r in enumerate(_revisions(*factories))]
 
 
-def numerics_stale(study: str, estimator: str, version: int) -> bool:
-    """Whether a stored cell of numerics ``version`` is wrong under this code: a later change that applies to it
-    ``invalidates`` earlier cells."""
-    return any(v > int(version) and c.invalidates for v, c in numerics_history(study, estimator))
+def _factory(registry, name: str):
+    """The factory of ``name`` (importing a ``package.module:Class``), None for a name no registry knows: a cell
+    of such a name cannot be built (:func:`build` says so in one line), but it can be described and stored (tests,
+    tools), with its options as passed and the engine's revisions only."""
+    try:
+        return registry.factory(name)
+    except UnknownNameError:
+        return None
+
+
+def _effective(registry, name: str, options: dict) -> dict:
+    factory = _factory(registry, name)
+    return dict(sorted(options.items())) if factory is None else registry.effective(name, options)
+
+
+def numerics_version(model: str, estimator: str) -> int:
+    """The numerics version this code computes for (model, estimator) cells: 1 + the revisions that apply."""
+    return 1 + len(numerics_history(model, estimator))
+
+
+def numerics_stale(model: str, estimator: str, version: int) -> bool:
+    """Whether a stored cell of numerics ``version`` is wrong under this code: a later revision that applies to
+    it ``invalidates`` earlier cells (False for a name this process does not know)."""
+    history = numerics_history(model, estimator, known_only=True) or ()
+    return any(v > int(version) and r.invalidates for v, r in history)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -138,7 +145,9 @@ class Cell:
     #: of the cell's identity: the study, which is, names the task
     task: str = ""
 
-    def config(self) -> dict:
+    def requested(self) -> dict:
+        """The cell's settings as requested (its options as passed), in the form of config version 1, with the
+        numerics version: what the training stream's seed is derived from (:meth:`rng_seed`)."""
         cfg = dataclasses.asdict(self)
         cfg.pop("device")  # where it ran is recorded beside the result, not part of its identity
         cfg.pop("task")  # named by the study, which is in the identity
@@ -148,15 +157,31 @@ class Cell:
         if cfg["compile"] == "off":  # likewise
             cfg.pop("compile")
         cfg["seeds"] = list(self.seeds)
-        cfg["config_version"] = CONFIG_VERSION
-        version = numerics_version(self.study, self.estimator)
+        cfg["config_version"] = 1
+        version = numerics_version(self.model, self.estimator)
         if version != 1:
             cfg["numerics_version"] = version
         return cfg
 
+    def effective_model_options(self) -> dict:
+        """The model options the cell runs with: the model's defaults overridden by those passed."""
+        return _effective(models.REGISTRY, self.model, self.model_options)
+
+    def effective_estimator_options(self) -> dict:
+        """The estimator options the cell runs with: the estimator's defaults overridden by those passed."""
+        return _effective(estimators.REGISTRY, self.estimator, self.estimator_options)
+
+    def config(self) -> dict:
+        """The cell's identity (stored with it; :meth:`key` hashes it): its settings with the effective model
+        and estimator options, the config version and the numerics version."""
+        cfg = self.requested()
+        cfg["model_options"] = self.effective_model_options()
+        cfg["estimator_options"] = self.effective_estimator_options()
+        cfg["config_version"] = CONFIG_VERSION
+        return cfg
+
     def key(self) -> str:
-        blob = json.dumps(self.config(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+        return config_key(self.config())
 
     def label(self) -> str:
         return option_label(self.estimator, self.estimator_options)
@@ -165,11 +190,14 @@ class Cell:
         return option_label(self.model, self.model_options)
 
     def rng_seed(self) -> int:
-        """The training stream's seed: a hash of the cell's configuration without the settings that only measure it
-        (``eval_every`` and the gradient basket's options, :data:`harness.measurement.MEASUREMENT_OPTIONS`), so
-        the same cell measured more or less often, or with a basket, trains exactly the same trajectory."""
+        """The training stream's seed: a hash of the cell's settings as requested (:meth:`requested`, the form in
+        which every stored cell was seeded) without the settings that only measure it (``eval_every`` and the
+        gradient basket's options, :data:`harness.measurement.MEASUREMENT_OPTIONS`), so the same cell measured
+        more or less often, or with a basket, trains exactly the same trajectory.  Two requests that differ only
+        by passing an option at its default are one cell (one key) seeded differently: the store keeps the
+        first computed."""
         from .measurement import MEASUREMENT_OPTIONS
-        cfg = self.config()
+        cfg = self.requested()
         cfg.pop("eval_every")
         cfg["study_options"] = {k: v for k, v in cfg["study_options"].items() if k not in MEASUREMENT_OPTIONS}
         blob = json.dumps(cfg, sort_keys=True, default=str)
@@ -188,11 +216,25 @@ def build_model(name: str, seeds=(0,), **options):
     return models.get(name, seeds=tuple(seeds), **options)
 
 
+def check_latent_kind(model, estimator_factory) -> None:
+    """The model's declared ``latent_kind`` (what a cell's numerics version is computed from before the model is
+    built) is its latents' kind; a model that declares none passes unless the estimator implementation for its
+    latents declares revisions (its cells' versions would miss them).  Otherwise a one-line ValueError."""
+    declared, kind = type(model).latent_kind, model.latent.kind
+    if declared == kind:
+        return
+    implementation = estimators.implementation_for(estimator_factory, kind)
+    if declared or getattr(implementation, "revisions", ()):
+        raise ValueError(f"model {type(model).__name__} declares latent_kind = {declared!r} but its latents are "
+                         f"{kind!r}: declare latent_kind = {kind!r} on the class")
+
+
 def build(cell: Cell, device: Optional[torch.device] = None):
     """(model, estimator) for a cell, checked for compatibility before any work."""
     model = build_model(cell.model, seeds=tuple(cell.seeds), **cell.model_options)
     estimator = estimators.get(cell.estimator, **cell.estimator_options)
     estimator.check(model, cell.particles)
+    check_latent_kind(model, estimators.REGISTRY.factory(cell.estimator))
     if device is not None:
         model = model.to(device)
     estimator.bind(model)

@@ -148,6 +148,7 @@ class DefensiveAIR(Distribution):
 
 
 class AIR(LatentVariableModel):
+    latent_kind = "structured"
     provides = (STRUCTURED_RSAMPLE, TRAINING_MEAN)
     default_dataset = "multi-mnist5k-s0"
     data_statistics = ("train_mean", "image_shape", "max_count")

@@ -48,6 +48,12 @@ class LatentVariableModel(nn.Module, abc.ABC):
             cls.__doc__ = sys.modules[cls.__module__].__doc__
 
     latent: LatentSpace
+    #: the ``kind`` of :attr:`latent`, declared so that what depends on it (which implementation of an estimator
+    #: family runs, and that implementation's revisions) is known before the model is built; a test checks every
+    #: registered model's instances agree
+    latent_kind: str = ""
+    #: the changes of this class's code that altered its numbers, oldest first (``models.registry.Revision``)
+    revisions: tuple = ()
     provides: tuple = ()
     #: the dataset a model trains on when its options do not say (a column of every results table)
     default_dataset: str = ""

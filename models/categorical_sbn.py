@@ -46,6 +46,7 @@ TINY_MAX_STATES = 4096
 
 
 class CategoricalSBN(LatentVariableModel):
+    latent_kind = "multicategorical"
     provides = (FACTORIAL_CATEGORICAL, TRAINING_MEAN)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)

@@ -29,6 +29,7 @@ from .sbn import apply_stacked, image_statistics_query
 
 
 class GaussianVAE(LatentVariableModel):
+    latent_kind = "normal"
     provides = (REPARAMETERISED, TRAINING_MEAN)
     default_dataset = "mnist5k-dynamic"
     data_statistics = ("train_mean",)

@@ -54,7 +54,19 @@ from .latents import CategoricalLatent
 from .nn import StackedMLP
 
 
+def cluster_means(num_clusters: int, mean_spacing: float) -> torch.Tensor:
+    """The true means μ_c = spacing · c, c = 0 … C − 1 (float32, as the model's buffer)."""
+    return mean_spacing * torch.arange(int(num_clusters), dtype=torch.float32)
+
+
+def log_likelihood_table(x: torch.Tensor, means: torch.Tensor, std: float) -> torch.Tensor:
+    """log N(x; μ_c, σ²) for every cluster c, ``[*x.shape, C]``: the model's likelihood as a function of its settings
+    (what a report computes from a cell's option columns, without building the model)."""
+    return -0.5 * ((x.unsqueeze(-1) - means) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
+
+
 class GMM(LatentVariableModel):
+    latent_kind = "categorical"
     obs_shape = ()
     provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL)
     #: fresh batches from the paper's true model (synthetic: mixture weights ∝ c + 5)
@@ -90,7 +102,7 @@ class GMM(LatentVariableModel):
         self.guide_hidden = tuple(int(h) for h in guide_hidden)
         self.latent = CategoricalLatent(C)
         self.std = float(std)
-        self.register_buffer("means", mean_spacing * torch.arange(C, dtype=torch.float32))
+        self.register_buffer("means", cluster_means(C, mean_spacing))
         self.theta = nn.Parameter(self.initial_theta(init).expand(self.replicates, C).clone())
         self.guide_net = StackedMLP(self.seeds, [1, *self.guide_hidden, C], activation="tanh")
 
@@ -134,7 +146,7 @@ class GMM(LatentVariableModel):
 
     def log_likelihood_table(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x | z = c) for every c, ``[R, B, C]``."""
-        return -0.5 * ((x.unsqueeze(-1) - self.means) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
+        return log_likelihood_table(x, self.means, self.std)
 
     def log_joint_table(self, x: torch.Tensor) -> torch.Tensor:
         """log p_θ(x, z = c) for every c, ``[R, B, C]``."""

@@ -36,6 +36,7 @@ from .protocols import CLOSED_FORM_GAUSSIAN, REPARAMETERISED
 
 
 class LinearGaussian(LatentVariableModel):
+    latent_kind = "normal"
     provides = (REPARAMETERISED, CLOSED_FORM_GAUSSIAN)
     default_dataset = "linear-gaussian-model"
 

@@ -100,6 +100,7 @@ class HierarchicalBernoulli(Distribution):
 
 
 class RBMVAE(LatentVariableModel):
+    latent_kind = "bernoulli"
     provides = (UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, TRAINING_MEAN)  # narrowed per instance (rbm_hidden)
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)

@@ -34,6 +34,7 @@ import os
 import sys
 import traceback
 from importlib import metadata
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 
@@ -100,6 +101,47 @@ def _signature(factory) -> Optional[inspect.Signature]:
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A change of a class's code that altered the numbers it computes, declared on that class (``revisions``).
+    A cell's numerics version is 1 + the number of revisions of the engine, its model class and its estimator
+    implementation (``harness.runner.numerics_history``); it is part of the cell's key, so a revised cell is
+    computed anew.  ``order``: the project-wide sequence of revisions (how a cell's revisions are ordered into
+    versions; the next one takes the next number); ``invalidates``: a cell computed before it is wrong (a bias
+    fixed) and is left out of every table until rerun; otherwise it stays valid under its own version."""
+
+    order: int
+    what: str
+    invalidates: bool = True
+
+
+def signature_defaults(factory) -> Dict[str, object]:
+    """See :meth:`Registry.defaults`.  A constructor that passes ``**kwargs`` on (``def __init__(self, num_clusters=5,
+    **kw): super().__init__(num_clusters=num_clusters, **kw)``) takes its parents' options too: their defaults are
+    read up the class hierarchy, the nearest class's winning, until a constructor without ``**kwargs``."""
+    signature = _signature(factory)
+    first = getattr(factory, "implementations", (factory,))[0]
+    if signature is None or _init_owner(first).startswith("torch."):
+        return {}
+    derived = set(getattr(factory, "data_statistics", ())) | {"self", "seeds"}
+    out: Dict[str, object] = {}
+    owners = [k for k in getattr(first, "__mro__", ()) if "__init__" in vars(k)] or [first]
+    for owner in owners:
+        if owner is not first and (owner.__module__.startswith("torch.") or owner is object):
+            break
+        try:
+            params = (signature if owner is first else inspect.signature(owner.__init__)).parameters
+        except (TypeError, ValueError):
+            break
+        for n, p in params.items():
+            if n not in derived and n not in out and p.default is not inspect.Parameter.empty \
+                    and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                out[n] = p.default
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break
+    return out
 
 
 def _init_owner(cls) -> str:
@@ -256,6 +298,18 @@ class Registry:
         factory = self.factory(name)
         check_options(factory, options, f"{self.kind} {name!r}")
         return factory(**options)
+
+    def defaults(self, name: str) -> Dict[str, object]:
+        """The options ``name`` takes and their defaults, read from its signature (an estimator family: its first
+        implementation's, on which every implementation agrees; ``tests/test_registry.py`` checks it): every
+        keyword parameter with a default but ``seeds`` and the training statistics a model reads from its data
+        (``data_statistics``, resolved from its ``dataset``).  Empty for a factory whose signature cannot be read."""
+        return signature_defaults(self.factory(name))
+
+    def effective(self, name: str, options: dict) -> Dict[str, object]:
+        """The options ``name`` runs with: its :meth:`defaults` overridden by ``options`` (what a cell records,
+        so that a changed default changes the cell)."""
+        return dict(sorted({**self.defaults(name), **options}.items()))
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -103,6 +103,7 @@ class LayeredBernoulli(Distribution):
 
 
 class SigmoidBeliefNet(LatentVariableModel):
+    latent_kind = "bernoulli"
     provides = (LAYERED_BERNOULLI, RELAXED_LOG_JOINT, TRAINING_MEAN)
     default_dataset = "mnist5k-bern0"
     #: the training statistics it needs, which the harness reads from the data layer and passes in

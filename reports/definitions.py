@@ -53,14 +53,19 @@ ESTIMATOR_VARIANTS: Dict[str, str] = {
     "concrete[relaxation=mass]": "Concrete with a mixture of log-masses Σ_c z̃_c log q_c and Σ_c z̃_c log p_θ(x, c) "
                                  "(this project's first GMM variant; not the paper's nor its code's)",
 }
+#: the defaults' explicit forms (a cell records its effective options: a default cell's columns name its default)
+ESTIMATOR_VARIANTS.update({"relax[variant=paper]": ESTIMATOR_VARIANTS["relax"],
+                           "rebar[variant=paper]": ESTIMATOR_VARIANTS["rebar"],
+                           "nvil[variant=rebar_code]": ESTIMATOR_VARIANTS["nvil"],
+                           "concrete[relaxation=reference]": ESTIMATOR_VARIANTS["concrete"]})
 
 
 def variant_rows(table, labels: Iterable[str]) -> List[Tuple[str, str]]:
-    """(label, what it computes) for the labels given that have an entry, matched from the table's
-    ``estimator`` and ``estimator_options`` columns: the label itself, else the estimator with its
-    ``variant`` or ``relaxation`` option (e.g. a ``rebar[variant=rebar_code,temperature=1]`` cell is
-    described as ``rebar[variant=rebar_code]``), else the bare estimator when it has neither option."""
-    import json
+    """(label, what it computes) for the labels given that have an entry, matched from the table's ``estimator``
+    column and its option columns ``estimator__variant`` and ``estimator__relaxation`` (a cell's effective options):
+    the label itself, else the estimator with its ``variant``, else with its ``relaxation`` (e.g. a
+    ``rebar[variant=rebar_code,temperature=1]`` cell is described as ``rebar[variant=rebar_code]``), else the bare
+    estimator when it has neither option."""
     cells = table.drop_duplicates("label").set_index("label") if len(table) else table
     out = []
     for label in labels:
@@ -68,9 +73,8 @@ def variant_rows(table, labels: Iterable[str]) -> List[Tuple[str, str]]:
         if key is None and label in getattr(cells, "index", ()):
             row = cells.loc[label]
             base = row["estimator"]
-            raw = row.get("estimator_options") if hasattr(row, "get") else None
-            options = json.loads(raw) if isinstance(raw, str) else {}
-            named = [f"{k}={options[k]}" for k in ("variant", "relaxation") if k in options]
+            named = [f"{o}={row.get('estimator__' + o)}" for o in ("variant", "relaxation")
+                     if isinstance(row.get("estimator__" + o), str)]
             key = (f"{base}[{named[0]}]" if named and f"{base}[{named[0]}]" in ESTIMATOR_VARIANTS else
                    (base if not named and base in ESTIMATOR_VARIANTS else None))
         if key is not None:

@@ -11,7 +11,6 @@ One statistic per page: the leaderboard's centre is the mean over seeds, as in e
 (the GMM page's included), because the interval and the rank test are both about means."""
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import pandas as pd
@@ -65,10 +64,7 @@ def leaderboard(table: pd.DataFrame, study: str, head: Optional[Headline]) -> Op
                    "estimator": tb.pretty_label(r.label), "seeds": int(r.n),
                    head.metric: tb.format_ci(r.mean, r.lo, r.hi, digits=4)}
             if lookup is not None:
-                name = settings.at[model, "model_name"] if "model_name" in settings.columns else model.split("[")[0]
-                raw = settings.at[model, "model_options"] if "model_options" in settings.columns else "{}"
-                options = json.loads(raw) if isinstance(raw, str) and raw else {}
-                value = lookup(name, options, r.label)
+                value = lookup(settings.loc[model], r.label)
                 row["published"] = "" if value is None else str(value)
                 # the cost beside the value (short, so that it fits the row); its source is in the caption
                 row["published budget"] = value.cost if isinstance(value, PublishedValue) else ""

@@ -280,19 +280,24 @@ def study_blurb(cells: pd.DataFrame, description: str = "", own: Optional[str] =
     return f"{facts}  The suite's default is: {description.rstrip('.')}."
 
 
-def _current_versions(study: str, estimators: Sequence[str]):
-    """(estimator → the numerics version this code computes, estimator → [(version, what changed)])
-    (``harness.runner.numerics_version`` / ``numerics_history``; a version depends only on the names)."""
+def _current_versions(pairs: Sequence[Tuple[str, str]]):
+    """((model, estimator) → the numerics version this code computes, (model, estimator) → [(version, what
+    changed)]) (``harness.runner.numerics_history``: the revisions the engine and the classes declare; a pair this
+    process does not know is left out)."""
     from estibench.harness import runner
-    current = {e: runner.numerics_version(study, e) for e in estimators}
-    history = {e: [(v, c.what) for v, c in runner.numerics_history(study, e)] for e in estimators}
+    history = {}
+    for m, e in pairs:
+        h = runner.numerics_history(m, e, known_only=True)
+        if h is not None:
+            history[(m, e)] = [(v, r.what) for v, r in h]
+    current = {pair: 1 + len(h) for pair, h in history.items()}
     return current, history
 
 
 def numerics_text(cells: pd.DataFrame, study: Optional[str] = None) -> str:
     """One line: the numerics version(s) the cells were computed under (the cells' ``numerics_version``; absent =
-    1), the version the current code computes for them (``harness.runner.numerics_version``) and what changed
-    since (``harness.runner.numerics_history``)."""
+    1), the version the current code computes for them and what changed since (``harness.runner.numerics_history``,
+    per model and estimator)."""
     c = live_cells(cells)
     if c.empty:
         return ""
@@ -301,20 +306,22 @@ def numerics_text(cells: pd.DataFrame, study: Optional[str] = None) -> str:
     parts = []
     for s in sorted(c.study.dropna().unique()) if study is None else [study]:
         rows = c[c.study == s] if "study" in c.columns else c
-        current, history = _current_versions(s, sorted(rows.estimator.dropna().unique()))
+        pairs = sorted({(m, e) for m, e in zip(rows.model_name, rows.estimator) if isinstance(m, str)
+                        and isinstance(e, str)})
+        current, history = _current_versions(pairs)
         if not current:
             continue
-        by_version: Dict[int, List[str]] = {}
-        for e, v in current.items():
-            by_version.setdefault(v, []).append(tb.display_name(e))
+        by_version: Dict[int, set] = {}
+        for (m, e), v in current.items():
+            by_version.setdefault(v, set()).add(tb.display_name(e))
         now = "; ".join(f"{v}" + ("" if len(by_version) == 1 else f" ({', '.join(sorted(es))})")
                         for v, es in sorted(by_version.items()))
         changed: Dict[str, set] = {}  # a change's text → the estimators whose stored cells predate it
-        for e, v in zip(rows.estimator, stored[rows.index]):
-            for version, what in history.get(e, []):
+        for m, e, v in zip(rows.model_name, rows.estimator, stored[rows.index]):
+            for version, what in history.get((m, e), []):
                 if version > v:
                     changed.setdefault(what, set()).add(tb.display_name(e))
-        n_est = len(current)
+        n_est = len({e for _, e in current})
         what = "; ".join(f"{t}" + (" [every estimator here]" if len(es) == n_est else f" [{', '.join(sorted(es))}]")
                          for t, es in sorted(changed.items(), key=lambda te: -len(te[1])))
         parts.append(("" if study is not None else f"`{s}`: ") + f"the current code computes version {now}"

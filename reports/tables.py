@@ -322,9 +322,11 @@ __all__ = ["LEVEL", "ALPHA", "ci_label", "mean_ci", "mean_ci_groups", "format_ci
 
 
 #: settings that distinguish two cells beside (study, model, label, K): a difference in any of them
-#: keeps the cells apart in every report (columns of the store's cells table and the tidy table)
+#: keeps the cells apart in every report (columns of the store's cells table and the tidy table).  The labels name
+#: the options as passed; the effective options (``model_options``, ``estimator_options``) tell apart two cells of
+#: one label computed before and after a default changed
 DISTINGUISHING = ("dataset", "iterations", "eval_every", "batch_size", "lr", "optimiser", "study_options", "preset",
-                  "config_version", "numerics_version")
+                  "config_version", "numerics_version", "model_options", "estimator_options")
 
 
 def _setting_text(value) -> str:

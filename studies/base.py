@@ -78,9 +78,10 @@ class Published:
 class Headline:
     """The one metric a study's leaderboard ranks by (the site's index opens with it): its final value per seed,
     mean and interval over seeds, per model and K.  ``figure``: the name of the page section whose figure the
-    index shows as a thumbnail; ``published``: ``module:function(model_name, model_options, label)`` returning the
-    published value to print beside ours (a :class:`PublishedValue`, whose budget the row prints too; plain text
-    is printed without one; None where there is none)."""
+    index shows as a thumbnail; ``published``: ``module:function(cell, label)`` returning the published value to
+    print beside ours for a cell (a mapping of its columns: ``model_name``, its option columns ``model__<option>``,
+    …) and an estimator label (a :class:`PublishedValue`, whose budget the row prints too; plain text is printed
+    without one; None where there is none)."""
 
     metric: str
     higher_is_better: bool = True

@@ -155,6 +155,8 @@ def test_the_gmm_report_measures_how_far_resampling_corrects_each_guide():
     for key in ("good", "flat"):
         rows += [dict(key=key, label=key, particles=2, seed=0, iteration=10, metric=f"prior_pmf[z={c}]",
                       value=float(v)) for c, v in enumerate(prior)]
+    gmm = {"model__num_clusters": 20, "model__mean_spacing": 10.0, "model__std": 5.0}  # the cells' option columns
+    rows = [{**r, **gmm} for r in rows]
     d = resampled_proposal_distances(pd.DataFrame(rows)).set_index(["label", "K"]).distance
     assert d["good"].max() < 1e-7
     flat = d["flat"].sort_index()

@@ -246,7 +246,7 @@ def test_every_multi_line_figure_follows_the_style_rule(monkeypatch, tmp_path):
                      columns=["label", "particles", "K", "distance", "n"])
     gmm.figure_resampled(d, path)
     # SBN curves
-    s = t.assign(model="sbn[arch=linear1]", model_name="sbn", model_options='{"arch": "linear1"}', dataset="d",
+    s = t.assign(model="sbn[arch=linear1]", model_name="sbn", model__arch="linear1", dataset="d",
                  metric=t.metric.map({"model_error": "valid_ll", "inference_error": "train_elbo",
                                       "grad_std_phi": "x"}), iteration=t.iteration + 1)
     sbn.figure_curves(s, path, ["valid_ll", "train_elbo"], "title")
@@ -452,7 +452,7 @@ def test_each_page_says_which_numerics_versions_its_cells_are(tmp_path):
 
 def test_older_cells_say_what_changed_since():
     from estibench.harness import runner
-    cells = pd.DataFrame({"key": ["a", "b"], "study": "gmm", "model": "gmm", "label": ["ws", "relax"],
+    cells = pd.DataFrame({"key": ["a", "b"], "study": "gmm", "model": "gmm", "model_name": "gmm", "label": ["ws", "relax"],
                           "estimator": ["ws", "relax"], "particles": 2, "numerics_version": [None, 2.0],
                           "status": "done"})
     text = summary.numerics_text(cells, "gmm")

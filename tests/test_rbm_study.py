@@ -74,16 +74,16 @@ def test_the_raise_likelihood_agrees_with_the_exact_log_z_one_on_the_tiny_model(
 def test_the_papers_layouts_are_pure_functions_of_the_table():
     """DVAE++ Table 2's layout places each cell by its columns (model, options, estimator, elbo), with the
     published value beside ours; the RBM-prior paper's Table 1 separates pretrained cells from the ablation."""
-    import json
-
     from estibench.studies.rbm import page as page
 
     def rows(key, model_name, model_options, estimator, values, estimator_options=None, study_options=None,
              metric="test_ll[K=100]"):
+        columns = {**{f"model__{k}": v for k, v in model_options.items()},  # the store's option columns
+                   **{f"estimator__{k}": v for k, v in (estimator_options or {}).items()},
+                   **{f"study__{k}": v for k, v in (study_options or {}).items()}}
         return [dict(key=key, model=model_name, model_name=model_name, label=estimator, estimator=estimator,
-                     particles=1, seed=seed, iteration=10, metric=metric, value=v,
-                     model_options=json.dumps(model_options), estimator_options=json.dumps(estimator_options or {}),
-                     study_options=json.dumps(study_options or {})) for seed, v in enumerate(values)]
+                     particles=1, seed=seed, iteration=10, metric=metric, value=v, **columns)
+                for seed, v in enumerate(values)]
 
     table = pd.DataFrame(
         rows("a", "rbm_vae", {"arch": "linear", "groups": 2}, "overlap_exp", [-100.0, -102.0])

@@ -11,6 +11,7 @@ import pandas as pd
 
 from estibench.harness.runner import Cell
 from estibench.harness.store import SCHEMA_VERSION, SETTING_COLUMNS, TABLE_COLUMNS, Store
+from estibench.harness.store.schema import config_key
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,40 +48,53 @@ def test_every_setting_is_a_column_of_both_tables(tmp_path):
     c = cell()
     store.write_cell(c, [(0, 10, "valid_ll", -90.0), (1, 10, "valid_ll", -91.0)], 1.0, 0.1, "cpu", "m", "t")
     cells, table = store.cells(), store.table()
-    assert list(table.columns) == list(TABLE_COLUMNS)
+    options = [c for c in table.columns if c not in TABLE_COLUMNS]
+    assert list(table.columns[:len(TABLE_COLUMNS)]) == list(TABLE_COLUMNS)
+    # every effective model and estimator option, and every study option, is a typed column of both tables
+    assert set(options) == ({f"model__{k}" for k in c.effective_model_options()}
+                            | {f"estimator__{k}" for k in c.effective_estimator_options()})
     for frame in (cells, table):
         row = frame.iloc[0]
         assert row.model_name == "sbn_tiny" and row.dataset == "mnist5k-bern0" and row.preset == "rebar"
         assert (row.iterations, row.eval_every, row.batch_size, row.lr) == (10, 5, 24, 1e-3)
         assert json.loads(row.optimiser) == {"betas": [0.9, 0.99999]}
-        assert json.loads(row.model_options) == {"arch": "linear2"} and json.loads(row.estimator_options) == {}
-        assert row.config_version == 1 and row.numerics_version == 3  # sbn nvil: its variant change and the measurement stream
+        assert json.loads(row.model_options) == {**c.effective_model_options(), "arch": "linear2"}
+        assert json.loads(row.estimator_options)["variant"] == "rebar_code"  # the default, resolved
+        assert row.model__arch == "linear2" and row.model__latent_bits == 8 and row.estimator__hidden == 100
+        assert row.estimator__variant == "rebar_code" and row.estimator__decay == 0.8
+        assert row.config_version == 2 and row.numerics_version == 3  # sbn nvil: its variant change and the measurement stream
     assert set(SETTING_COLUMNS) <= set(cells.columns)
     assert cell(preset="other").key() == c.key()  # the preset's name is recorded, not part of the identity
 
 
 def test_a_schema_3_store_is_migrated_in_place_additively(tmp_path):
-    """Legacy cells keep their key, rows and every old column; the new columns are filled from the
-    stored configuration (the preset, never recorded before, stays empty)."""
+    """Legacy cells keep their rows and every old column; the new columns are filled from the stored
+    configuration (the preset, never recorded before, stays empty).  Schema 9 gives a cell of config version 1
+    (its options as passed) its effective options and the key of config version 2, keeping the former key in
+    ``legacy_key``: the key this code computes for the same cell, so a rerun finds it done."""
     path = tmp_path / "results.sqlite"
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA_3)
     c = cell(model="gmm", study="gmm", estimator="vimco", particles=2, model_options={}, batch_size=100,
              optimiser={}, preset="")
-    values = (c.key(), c.study, c.model_label(), c.estimator, c.label(), c.particles, json.dumps(list(c.seeds)),
-              json.dumps(c.config(), sort_keys=True), "done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
+    old_key = config_key(c.requested())  # how a cell was keyed before config version 2
+    values = (old_key, c.study, c.model_label(), c.estimator, c.label(), c.particles, json.dumps(list(c.seeds)),
+              json.dumps(c.requested(), sort_keys=True), "done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
     conn.execute("INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
-    conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", [(c.key(), 0, 10, "model_error", 0.5),
-                                                                (c.key(), 1, 10, "model_error", 0.25)])
+    conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", [(old_key, 0, 10, "model_error", 0.5),
+                                                                (old_key, 1, 10, "model_error", 0.25)])
     conn.commit()
     conn.close()
     store = Store(str(tmp_path))
     assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     row = store.cells().iloc[0]
-    assert tuple(row[:17]) == values[:8] + ("done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
+    assert row.key == c.key() != old_key and row.legacy_key == old_key
+    assert json.loads(row.config) == json.loads(json.dumps(c.config())) and row.model__num_clusters == 20 and row.model__init == "far"
+    assert tuple(row[1:7]) == values[1:7] and tuple(row[8:17]) == ("done", 1.0, 0.1, "cpu", "m", "t", None, None, 1)
     assert row.dataset == "gmm-true-model" and row.batch_size == 100 and row.iterations == 10
     assert row.preset is None
     assert store.table().value.tolist() == [0.5, 0.25] and store.done_keys() == {c.key()}
+    assert store.get_meta("config_version") == "2"  # (a rerun into this folder is not refused)
     assert store.artifacts().empty  # schema 6's artifacts table, created empty by the migration
 
 

@@ -190,11 +190,11 @@ def test_index_opens_with_the_leaderboards(built):
 
 def test_the_sbn_leaderboard_prints_the_published_value_beside_ours():
     from estibench.studies.sbn import published_test_ll
-    value = published_test_ll("sbn", {"arch": "nonlinear"}, "rebar[variant=rebar_code]")
+    value = published_test_ll({"model_name": "sbn", "model__arch": "nonlinear"}, "rebar[variant=rebar_code]")
     assert str(value) == "-100.69 ± 0.08" and value.steps == 2_000_000 and "MNIST" in value.data  # with its budget
     assert value.budget == "DVAE++ Table 1: 2M steps, static MNIST, 50k images"
-    assert published_test_ll("sbn", {"arch": "linear2"}, "rebar[variant=rebar_code]") is None  # not in Table 1
-    assert published_test_ll("sbn_tiny", {"arch": "linear1"}, "nvil") is None
+    assert published_test_ll({"model_name": "sbn", "model__arch": "linear2"}, "rebar[variant=rebar_code]") is None
+    assert published_test_ll({"model_name": "sbn_tiny", "model__arch": "linear1"}, "nvil") is None
 
 
 def test_every_metric_has_its_definition_shown(built):

@@ -8,9 +8,9 @@ A cell's ``status`` is
 * ``diverged``  its loss or gradients became NaN/inf: ``diverged_at`` is the iteration and its
                 rows are the metrics recorded up to the last finite evaluation; a rerun skips it;
 * ``failed``    it raised: ``error`` holds the traceback, it has no rows, and a rerun retries it;
-* ``superseded`` a cell of the same configuration written by a newer numerics version
-                (``harness.runner.NUMERICS_CHANGES``) replaced it: its rows are kept, but
-                :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
+* ``superseded`` a cell of the same configuration written by a newer numerics version (the revisions
+                the engine and the classes declare: ``harness.runner.numerics_history``) replaced it: its
+                rows are kept, but :meth:`cells` and :meth:`table` leave it out, so two numerics never pool.
 
 ``artifacts`` holds small binary results a task made at the end of a cell (name, MIME type, bytes; e.g.
 the RBM study's prior samples), written in the cell's transaction.  ``runs`` records every invocation
@@ -22,7 +22,9 @@ twice with different values (see below).  :meth:`Store.table` exports every metr
 row of done and diverged cells as one tidy pandas table (columns :data:`TABLE_COLUMNS`: study, model,
 estimator, label, particles, seed, iteration, metric, value, the cell's key and every setting of the
 cell — model name and options, dataset, estimator options, iterations, evaluation interval, batch
-size, lr, optimiser, study options, preset, configuration and numerics versions, compile mode).  The torch thread
+size, lr, optimiser, study options, preset, configuration and numerics versions, compile mode — then one
+typed column per option: ``model__<option>`` and ``estimator__<option>`` for the effective model and estimator
+options, defaults resolved, and ``study__<option>`` for the study's options).  The torch thread
 count a cell ran with is recorded beside it (``threads``), not in its identity.
 
 Reliability (each guarantee has a test in ``tests/test_reliability.py``)

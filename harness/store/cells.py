@@ -12,7 +12,7 @@ import pandas as pd
 from estibench import files
 
 from .errors import StoreFullError
-from .schema import SETTING_COLUMNS, settings_of, tables
+from .schema import SETTING_COLUMNS, add_option_columns, option_column_names, option_columns, settings_of, tables
 
 #: the tidy table's columns, in order
 TABLE_COLUMNS = ("study", "model", "estimator", "label", "particles", "seed", "iteration", "metric", "value",
@@ -96,7 +96,11 @@ class CellQueries:
                           sec_per_iter=sec_per_iter, device=device, machine=machine, finished_at=finished_at,
                           error=error, diverged_at=diverged_at, attempts=attempts, threads=threads,
                           **settings_of(config, preset=cell.preset))
-            conn.execute(f"INSERT INTO cells ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+            options = option_columns(config)
+            add_option_columns(conn, options)
+            values.update(options)
+            columns = ", ".join('"' + c + '"' for c in values)
+            conn.execute(f"INSERT INTO cells ({columns}) VALUES ({', '.join('?' * len(values))})",
                          tuple(values.values()))
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?)",
@@ -135,12 +139,13 @@ class CellQueries:
 
     def table(self, study: Optional[str] = None) -> pd.DataFrame:
         """The tidy table: one row per (cell, seed, iteration, metric), with every setting of its cell
-        as a column (:data:`TABLE_COLUMNS`), so that reports group by columns and never pool two cells
-        that differ in a setting.  (A metric an older store recorded twice with different values has a row
+        as a column (:data:`TABLE_COLUMNS`, then every model and estimator option the store's cells ran with,
+        ``model__<option>`` and ``estimator__<option>``: :data:`.schema.OPTION_PREFIXES`), so that reports
+        group by columns and never pool two cells that differ in a setting.  (A metric an older store recorded twice with different values has a row
         per value, from ``metric_repeats``: see :func:`.schema.upgrade_from_7`.)"""
-        settings = ", ".join(f"c.{c}" for c in SETTING_COLUMNS)
         rows = "metrics"
         with self.lock:
+            settings = ", ".join('c."' + c + '"' for c in SETTING_COLUMNS + option_column_names(self.conn))
             if "metric_repeats" in tables(self.conn) and \
                     self.conn.execute("SELECT 1 FROM metric_repeats LIMIT 1").fetchone():
                 # an older store's second values of a metric (see schema.upgrade_from_7), read beside the first
@@ -162,17 +167,17 @@ class CellQueries:
         return out
 
     def stale_keys(self) -> set:
-        """Finished cells written by an older numerics version than this code's for their (study,
-        estimator) that a later change invalidates (``harness.runner.NUMERICS_CHANGES``,
-        ``numerics_stale``) and not yet superseded: left out of
-        :meth:`table` so that a partly rerun store never pools two numerics; ``cells()`` marks them."""
+        """Finished cells written by an older numerics version than this code's for their (model, estimator)
+        that a later revision invalidates (``harness.runner.numerics_stale``: the revisions the engine and the
+        classes declare) and not yet superseded: left out of :meth:`table` so that a partly rerun store never
+        pools two numerics; ``cells()`` marks them.  A name this process does not know is never stale."""
         from ..runner import numerics_stale
         out = set()
         with self.lock:
             rows = self.conn.execute(
-                "SELECT key, study, estimator, config FROM cells WHERE status IN ('done', 'diverged')").fetchall()
-        for key, study, estimator, cfg in rows:
-            if numerics_stale(study, estimator, int(json.loads(cfg).get("numerics_version", 1))):
+                "SELECT key, model_name, estimator, config FROM cells WHERE status IN ('done', 'diverged')").fetchall()
+        for key, model, estimator, cfg in rows:
+            if model and numerics_stale(model, estimator, int(json.loads(cfg).get("numerics_version", 1))):
                 out.add(key)
         return out
 

@@ -5,11 +5,13 @@ transaction of its opening (a kill at any step leaves the old store or the new o
 when it reads an older store read-only."""
 from __future__ import annotations
 
+import hashlib
 import json
+import numbers
 import sqlite3
-from typing import Optional
+from typing import Dict, Optional
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -20,7 +22,7 @@ CREATE TABLE IF NOT EXISTS cells (
     finished_at TEXT, error TEXT, diverged_at INTEGER, attempts INTEGER DEFAULT 1,
     model_name TEXT, dataset TEXT, model_options TEXT, estimator_options TEXT, iterations INTEGER,
     eval_every INTEGER, batch_size INTEGER, lr REAL, optimiser TEXT, study_options TEXT, preset TEXT,
-    config_version INTEGER, numerics_version INTEGER, threads INTEGER, compile TEXT
+    config_version INTEGER, numerics_version INTEGER, threads INTEGER, compile TEXT, legacy_key TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, finished_at TEXT, command TEXT,
@@ -55,6 +57,66 @@ SETTING_TYPES = {"model_name": "TEXT", "dataset": "TEXT", "model_options": "TEXT
                  "optimiser": "TEXT", "study_options": "TEXT", "preset": "TEXT", "config_version": "INTEGER",
                  "numerics_version": "INTEGER", "compile": "TEXT"}
 SETTING_COLUMNS = tuple(SETTING_TYPES)
+
+
+#: the prefix of the typed column of each model, estimator and study option (``model__arch``, ``estimator__variant``,
+#: ``study__pretrain_ae_steps``; the double underscore as in scikit-learn's nested parameters), in the cells table
+#: and the tidy table: every option a cell ran with is a column (model and estimator options: the effective ones,
+#: defaults resolved; study options: those the study passed its task)
+OPTION_PREFIXES = {"model_options": "model__", "estimator_options": "estimator__", "study_options": "study__"}
+
+
+def config_key(config: dict) -> str:
+    """A cell's key: the hash of its identity (``harness.runner.Cell.config``)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _column_value(value):
+    """An option's value as a column holds it: numbers, text and NULL as they are, a bool as 0/1, anything
+    else (a tuple of layer sizes, a mapping) as its JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _column_type(value) -> str:
+    """The declared type of a new option column, from the first value written to it (no declared type for NULL:
+    the column then keeps each value as written)."""
+    if isinstance(value, (bool, numbers.Integral)):
+        return "INTEGER"
+    if isinstance(value, numbers.Real):
+        return "REAL"
+    return "TEXT" if value is not None else ""
+
+
+def option_columns(config: dict) -> Dict[str, object]:
+    """The typed option columns of a cell (see :data:`OPTION_PREFIXES`), from its stored configuration."""
+    out = {}
+    for field, prefix in OPTION_PREFIXES.items():
+        for name, value in sorted((config.get(field) or {}).items()):
+            out[prefix + name] = _column_value(value)
+    return out
+
+
+def option_column_names(conn) -> tuple:
+    """The option columns the cells table has, in order."""
+    return tuple(row[1] for row in conn.execute("PRAGMA table_info(cells)")
+                 if row[1].startswith(tuple(OPTION_PREFIXES.values())))
+
+
+def add_option_columns(conn, columns: Dict[str, object]) -> None:
+    """Add to the cells table the option columns it lacks (additive; an older cell's value there is NULL:
+    it did not have that option)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+    for name, value in columns.items():
+        if name not in have:
+            if not name.replace("_", "a").isalnum():  # an option name is a Python identifier
+                raise ValueError(f"cannot store option column {name!r}")
+            conn.execute(f'ALTER TABLE cells ADD COLUMN "{name}" {_column_type(value)}')
 
 
 def _json_setting(value) -> str:
@@ -117,6 +179,8 @@ def upgrade(conn, version: int) -> None:
         upgrade_from_6(conn)
     if version <= 7:
         upgrade_from_7(conn)
+    if version <= 8:
+        upgrade_from_8(conn)
     conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -198,3 +262,69 @@ def upgrade_from_7(conn):
             conn.executemany("INSERT INTO metric_repeats VALUES (?, ?, ?, ?, ?)",
                              [(*group, value) for _, value in later])
     conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS metrics_unique ON metrics (key, seed, iteration, metric)")
+
+
+#: defaults that changed before the cells recorded their effective options (config version 2): (study, estimator,
+#: option) → the default a cell of numerics version 1 of that study and estimator ran with.  History, read only by
+#: :func:`upgrade_from_8`; a later change of a default changes the key by itself
+_FORMER_DEFAULTS = {("sbn", "nvil", "variant"): "mnih_gregor", ("gmm", "concrete", "relaxation"): "mass"}
+
+
+def effective_config(config: dict) -> Optional[dict]:
+    """The configuration of version 2 of a cell stored under version 1 (its options as passed): its model and
+    estimator options with the defaults resolved (``Registry.effective`` of the classes this process has
+    registered, never importing a name; the defaults of :data:`_FORMER_DEFAULTS` for the cells computed before
+    they changed).  None for a cell whose model or estimator this process does not know.  An option added to a
+    class after the cell was computed is recorded at its default; such cells predate a revision that invalidates
+    them (``harness.runner.numerics_stale``), so no table shows them."""
+    from estibench import estimators, models
+    from estibench.models.registry import signature_defaults
+    model, estimator = config.get("model"), config.get("estimator")
+    factories = models.REGISTRY.known(model), estimators.REGISTRY.known(estimator)
+    if None in factories:
+        return None
+    version = int(config.get("numerics_version", 1))
+    resolved = []
+    for factory, field in zip(factories, ("model_options", "estimator_options")):
+        defaults = signature_defaults(factory)
+        for (study, name, option), former in _FORMER_DEFAULTS.items():
+            if field == "estimator_options" and (study, name) == (config.get("study"), estimator) and version < 2 \
+                    and option in defaults:
+                defaults[option] = former
+        resolved.append(dict(sorted({**defaults, **(config.get(field) or {})}.items())))
+    return {**config, "model_options": resolved[0], "estimator_options": resolved[1], "config_version": 2}
+
+
+def upgrade_from_8(conn):
+    """Schema 8 → 9: every cell records its effective options.  A cell of config version 1 (its options as
+    passed) gets the configuration of version 2 (:func:`effective_config`) and the key that hashes it; its
+    rows, artifacts and claim follow the key, and its former key is kept in ``legacy_key``.  Every option
+    becomes a typed column (:func:`option_columns`).  No value is changed or dropped; a cell whose model or
+    estimator this process does not know keeps its configuration and key (a rerun computes it anew)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+    if not have:
+        return
+    if "legacy_key" not in have:
+        conn.execute("ALTER TABLE cells ADD COLUMN legacy_key TEXT")
+    cells = conn.execute("SELECT key, config FROM cells").fetchall()
+    if cells:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('config_version', '2')")
+    for key, text in cells:
+        config = json.loads(text)
+        if int(config.get("config_version", 1)) < 2:
+            new = effective_config(config)
+            if new is not None:
+                new_key = config_key(new)
+                for table in ("metrics", "metric_repeats", "artifacts", "claims"):
+                    if table in tables(conn):
+                        conn.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (new_key, key))
+                conn.execute("UPDATE cells SET key = ?, legacy_key = ?, config = ?, model_options = ?, "
+                             "estimator_options = ?, config_version = 2 WHERE key = ?",
+                             (new_key, key, json.dumps(new, sort_keys=True), _json_setting(new["model_options"]),
+                              _json_setting(new["estimator_options"]), key))
+                key, config = new_key, new
+        columns = option_columns(config)
+        add_option_columns(conn, columns)
+        if columns:
+            sets = ", ".join(f'"{c}" = ?' for c in columns)
+            conn.execute(f"UPDATE cells SET {sets} WHERE key = ?", (*columns.values(), key))

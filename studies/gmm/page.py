@@ -428,7 +428,7 @@ def findings_table(table: pd.DataFrame) -> pd.DataFrame:
 #: that it matches what published/gmm gives.  An installation without it (a wheel) says so in one line.
 REFERENCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gmm_reference.json")
 REFERENCE_SOURCE = "published/gmm/metrics.csv.gz"
-_FINAL_COLUMNS = ["model", "model_name", "model_options", "estimator", "label", "particles", "seed", "iteration",
+_FINAL_COLUMNS = ["model", "model_name", "estimator", "label", "particles", "seed", "iteration",
                   "value"]
 
 
@@ -441,7 +441,7 @@ def reference_from(table: pd.DataFrame) -> dict:
     rows = t[t.metric == metric]
     rows = rows[rows.iteration == rows.groupby(["model", "label", "particles", "seed"]).iteration.transform("max")]
     rows = rows.sort_values(["particles", "label", "seed"])
-    for c in ("model_name", "model_options"):
+    for c in ("model_name",):
         if c not in rows.columns:
             rows = rows.assign(**{c: None})
     cells = t.groupby(["label", "particles"])
@@ -611,41 +611,43 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: the option columns that fix the GMM's likelihood (number of clusters, spacing of the means, σ)
+GMM_SETTINGS = ("model__num_clusters", "model__mean_spacing", "model__std")
+
 #: the particle budgets of the resampled-proposal table (Bachman & Precup's q_p^K)
 RESAMPLED_KS = (1, 2, 5, 10, 20, 50, 100, 1000)
 
 
-def resampled_proposal_distances(table: pd.DataFrame, cells: pd.DataFrame = None, Ks=RESAMPLED_KS) -> pd.DataFrame:
+def resampled_proposal_distances(table: pd.DataFrame, Ks=RESAMPLED_KS) -> pd.DataFrame:
     """How much the particle budget corrects each trained guide (Bachman & Precup ``002_…`` §3, §5.3): per cell,
     seed and snapshot x of the last iteration (``guide_pmf[x=v,z=c]``, ``prior_pmf[z=c]``), the exact PMF of the
     resampled proposal q_p^K (draw K from q_φ(·|x), resample one by the normalised weights;
     :func:`estibench.harness.metrics.resampled_proposal`) and its distance ‖q_p^K − p_θ(·|x)‖₂ to the model's own
     exact posterior (the distribution q_p^K tends to as K → ∞), p_θ(x, c) = p_θ(c) N(x; μ_c, σ²) with the cell's
     GMM means and σ.  Columns: label, training K, K (the resampling budget), distance (mean over seeds and x),
-    n (seeds × x)."""
-    import json
+    n (seeds × x).  The GMM's settings come from the option columns (``model__num_clusters``, ``model__mean_spacing``,
+    ``model__std``)."""
     import torch
     from estibench.harness.metrics import resampled_proposal
-    from estibench.models.gmm import GMM
+    from estibench.models.gmm import cluster_means, log_likelihood_table
     rows = table[table.metric.str.contains("_pmf\\[")]
-    if rows.empty:
+    if rows.empty or not set(GMM_SETTINGS) <= set(rows.columns):  # (a table that does not say which GMM: no table)
         return pd.DataFrame(columns=["label", "particles", "K", "distance", "n"])
     last = rows[rows.iteration == rows.groupby("key").iteration.transform("max")]
     parts = last.metric.str.extract(PMF)
     last = last.assign(kind=parts[0].values, x=parts[1].fillna("prior").values, z=parts[2].astype(int).values)
-    options = {}
-    if cells is not None and "model_options" in cells.columns:
-        options = {k: json.loads(v) if isinstance(v, str) and v else {} for k, v in zip(cells.key, cells.model_options)}
+    settings = last.groupby("key")[list(GMM_SETTINGS)].first()
     guides = last[last.kind == "guide_pmf"].pivot_table(index=["key", "label", "particles", "seed", "x"], columns="z",
                                                          values="value")
     priors = last[last.kind == "prior_pmf"].pivot_table(index=["key", "seed"], columns="z", values="value")
     index = guides.index.to_frame(index=False)
-    specs = [json.dumps({k: v for k, v in options.get(key, {}).items() if k in ("num_clusters", "mean_spacing", "std")},
-                        sort_keys=True) for key in index.key]
-    models = {spec: GMM(**json.loads(spec)) for spec in set(specs)}
     x = torch.tensor(index.x.astype(float).to_numpy())
-    log_lik = torch.stack([models[spec].log_likelihood_table(x[i:i + 1].float())[0].double()
-                           for i, spec in enumerate(specs)])
+    log_lik = []
+    for i, key in enumerate(index.key):
+        clusters, spacing, std = settings.loc[key]
+        means = cluster_means(int(clusters), float(spacing))
+        log_lik.append(log_likelihood_table(x[i:i + 1].float(), means, float(std))[0].double())
+    log_lik = torch.stack(log_lik)
     q = torch.tensor(guides.to_numpy(), dtype=torch.float64)  # an underflowed q(c) = 0 is never proposed
     prior = torch.tensor(priors.loc[list(zip(index.key, index.seed))].to_numpy(), dtype=torch.float64)
     log_joint = prior.log() + log_lik
@@ -732,7 +734,7 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame = None, artifacts: Optiona
                                        "middle and end of training; in each panel the first row (black) is p_θ(z), the "
                                        "others (blue) q_φ(z|x) for a few x (labelled on the right); square areas ∝ "
                                        "probability.", name=f"fig5_gmm_hinton_K{K}"))
-    distances = resampled_proposal_distances(table, cells)
+    distances = resampled_proposal_distances(table)
     if not distances.empty:
         caption = ("Bachman & Precup (§3, §5.3): the resampled proposal q_p^K draws K particles from the trained guide "
                    "and resamples one by the normalised weights; its exact PMF (harness.metrics.resampled_proposal) "

@@ -7,8 +7,8 @@ learning curves; the log Z estimates that normalise every log-likelihood, with t
 bracket; on the enumerable prior, how far the AIS-based numbers sit from the exact ones; the RAISE check.
 
 Pure functions of the tidy table and the cells table; a cell's place in the papers' tables is read from
-its columns (model_name, model_options, estimator, estimator_options, study_options), nothing parsed
-from labels.
+its columns (model_name, estimator and the option columns model__arch, model__groups, model__rbm_hidden,
+estimator__elbo, study__pretrain_*_steps), nothing parsed from labels or JSON.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from estibench.reports.generic import generic_sections
 from estibench.reports.naming import ESTIMATORS_CAPTION, estimators_table
 from estibench.reports.section import Section
 
-import json
 import math
 
 from estibench.studies.rbm.settings import DEFINITIONS, DVAEPP_TABLE2, RBM_PRIOR_TABLE1, ORDER, PUBLISHED  # noqa: E402  (the study's data)
@@ -36,32 +35,30 @@ TABLE2_COLUMNS = {("rbm_vae", "overlap_exp", "joint"): "RBM (ours)", ("rbm_vae",
                   ("rbm_vae", "contrastive_rws", "joint"): "Contrastive RWS"}
 
 
-def _json(text) -> dict:
-    if isinstance(text, dict):
-        return text
-    try:
-        return json.loads(text) if isinstance(text, str) and text else {}
-    except ValueError:
-        return {}
+def _value(value, default=None):
+    """A column's value, ``default`` where the cell has none (NULL: its model or estimator has no such option)."""
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def training(study_options) -> str:
-    """'pretrained' when a cell ran the RBM-prior paper's pretraining (any pretrain_*_steps > 0), else
+#: the study options that pretrain a cell (RBM-prior paper §4)
+PRETRAINING = ("study__pretrain_ae_steps", "study__pretrain_cd_steps", "study__pretrain_pcd_steps")
+
+
+def training(cell) -> str:
+    """'pretrained' for a cell (a row of the tidy or cells table) whose study options pretrain it, else
     'no pretraining'."""
-    options = _json(study_options)
-    return "pretrained" if any(int(options.get(k) or 0) > 0 for k in
-                               ("pretrain_ae_steps", "pretrain_cd_steps", "pretrain_pcd_steps")) else "no pretraining"
+    return "pretrained" if any(int(_value(cell.get(c), 0)) > 0 for c in PRETRAINING) else "no pretraining"
 
 
-def table2_row(model_name: str, model_options) -> str:
+def table2_row(cell) -> str:
     """DVAE++ Table 2's row of a cell ("1 Linear" … "2 Nonlin."), or "" for a model not in that table."""
-    options = _json(model_options)
-    if model_name == "rbm_vae" and not int(options.get("rbm_hidden") or 0):
-        arch = options.get("arch", "linear")
+    model_name = cell.get("model_name")
+    if model_name == "rbm_vae" and not int(_value(cell.get("model__rbm_hidden"), 0)):
+        arch = cell.get("model__arch")
         if arch in ("linear", "nonlinear"):
-            return f"{int(options.get('groups', 1))} {'Linear' if arch == 'linear' else 'Nonlin.'}"
+            return f"{int(_value(cell.get('model__groups'), 1))} {'Linear' if arch == 'linear' else 'Nonlin.'}"
     if model_name == "sbn":
-        return {"linear1": "1 Linear", "linear2": "2 Linear", "nonlinear": "1 Nonlin."}.get(options.get("arch", "linear1"), "")
+        return {"linear1": "1 Linear", "linear2": "2 Linear", "nonlinear": "1 Nonlin."}.get(cell.get("model__arch"), "")
     return ""
 
 
@@ -89,9 +86,10 @@ def dvaepp_table2(table: pd.DataFrame) -> pd.DataFrame:
     final = _final_per_seed(table, metric) if metric else pd.DataFrame()
     if final.empty:
         return pd.DataFrame()
-    final = final.assign(row=[table2_row(m, o) for m, o in zip(final.model_name, final.model_options)],
-                         column=[TABLE2_COLUMNS.get((m, e, _json(o).get("elbo", "joint")), "")
-                                 for m, e, o in zip(final.model_name, final.estimator, final.estimator_options)])
+    cells = [row for _, row in final.iterrows()]
+    final = final.assign(row=[table2_row(c) for c in cells],
+                         column=[TABLE2_COLUMNS.get((c.get("model_name"), c.get("estimator"),
+                                                     _value(c.get("estimator__elbo"), "joint")), "") for c in cells])
     final = final[(final.row != "") & (final.column != "")]
     if final.empty:
         return pd.DataFrame()
@@ -117,7 +115,7 @@ def rbm_prior_table1(table: pd.DataFrame) -> pd.DataFrame:
     final = _final_per_seed(table, metric) if metric else pd.DataFrame()
     if final.empty:
         return pd.DataFrame()
-    hidden = final.model_options.map(lambda o: int(_json(o).get("rbm_hidden") or 0))
+    hidden = final.get("model__rbm_hidden", pd.Series(0, index=final.index)).fillna(0).astype(int)
     final = final[(final.model_name == "rbm_vae") & (hidden > 0)]
     if final.empty:
         return pd.DataFrame()
@@ -125,7 +123,7 @@ def rbm_prior_table1(table: pd.DataFrame) -> pd.DataFrame:
     raise_names = [m for m in table.metric.unique() if m.startswith("test_ll_raise[")]
     rows = []
     for (estimator, model, trained), group in final.groupby(
-            ["estimator", "model", final.study_options.map(training)]):
+            ["estimator", "model", final.apply(training, axis=1)]):
         key = estimator if trained == "pretrained" else f"{estimator}[no pretraining]"
         row = {"estimator": estimator, "training": trained, "model": model,
                f"test NLL (ours, −{metric})": _mean_std(-group.value)}
@@ -245,16 +243,22 @@ def prior_images(artifacts: Optional[pd.DataFrame], cells: pd.DataFrame) -> List
             continue
         row = found.loc[cell.key]
         shape = tuple(int(v) for v in row.mime.split("shape=")[1].split("x"))
-        out.append((short_model(cell), tb.display_name(cell.estimator) + (" [pretrained]" if training(
-                        cell.get("study_options")) == "pretrained" else ""),
+        out.append((short_model(cell), tb.display_name(cell.estimator) + (" [pretrained]" if training(cell) == "pretrained"
+                                                                      else ""),
                     np.frombuffer(row.data, dtype=np.float16).reshape(shape).astype(np.float32)))
     return out
 
 
 def short_model(cell) -> str:
-    """A figure's short name for a cell's model: its name and the options that place it in the tables."""
-    options = _json(cell.get("model_options"))
-    shown = [f"{k}={options[k]}" for k in ("arch", "groups", "rbm_hidden") if k in options]
+    """A figure's short name for a cell's model: its name and the options that place it in the tables (its
+    architecture and guide groups; the RBM's hidden units where it has some)."""
+    shown = []
+    for k in ("arch", "groups", "rbm_hidden"):
+        v = _value(cell.get("model__" + k))
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)  # (a column that other models leave NULL reads as float)
+        if v is not None and not (k == "rbm_hidden" and v == 0):
+            shown.append(f"{k}={v}")
     return f"{cell.get('model_name') or cell.model} {' '.join(shown)}".strip()
 
 

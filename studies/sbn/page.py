@@ -14,7 +14,6 @@ budget, so the comparison is of orderings and gaps, not of values.
 """
 from __future__ import annotations
 
-import json
 from typing import Dict, List, Optional
 
 import matplotlib
@@ -46,10 +45,9 @@ PUBLISHED_NOTE = ("Published columns come from 2,000,000 training steps on the f
 
 def with_fields(table: pd.DataFrame) -> pd.DataFrame:
     """The table with ``base`` (the model's registry name) and ``arch`` from the setting columns
-    (``model_name``, ``model_options``; ``dataset`` is a column already): nothing parsed from labels."""
-    options = {o: json.loads(o) if isinstance(o, str) else {} for o in table.model_options.unique()}
-    return table.assign(base=table.model_name,
-                        arch=table.model_options.map(lambda o: options[o].get("arch", "linear1")))
+    (``model_name``, ``model__arch``; ``dataset`` is a column already): nothing parsed from labels or JSON."""
+    arch = table["model__arch"] if "model__arch" in table.columns else pd.Series(None, index=table.index, dtype=object)
+    return table.assign(base=table.model_name, arch=arch)
 
 
 def ordered(labels) -> List[str]:
@@ -203,9 +201,8 @@ def run_text(table: pd.DataFrame, cells: pd.DataFrame) -> str:
                      f"architectures {', '.join(sorted(sub.arch.unique()))}, data {', '.join(sorted(sub.dataset.unique()))}, "
                      f"{_span(seeds)} seeds, {_span(iters)} iterations")
     if cells is not None and len(cells):
-        configs = cells.config.dropna().map(lambda c: __import__("json").loads(c))
-        opts = sorted({f"batch {c.get('batch_size')}, lr {c.get('lr')}, optimiser {c.get('optimiser', {}) or 'Adam'}"
-                       for c in configs})
+        opts = sorted({f"batch {b}, lr {lr}, optimiser {o if o not in (None, '{}') else 'Adam'}"
+                       for b, lr, o in zip(cells.batch_size, cells.lr, cells.optimiser)})
         lines.append(f"- optimiser settings: {'; '.join(opts)}")
     return "\n".join(lines)
 

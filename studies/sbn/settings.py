@@ -87,13 +87,14 @@ RELAX_TABLE = {
 }
 
 
-def published_test_ll(model_name: str, model_options: dict, label: str):
-    """The leaderboard's published column: DVAE++ Table 1's MNIST (static) test log-likelihood for this
-    architecture and estimator label, with the table's budget (``studies.PublishedValue``: 2,000,000 steps on
-    static MNIST); None where the table has no such entry, e.g. for sbn_tiny."""
-    if model_name != "sbn":
+def published_test_ll(cell, label: str):
+    """The leaderboard's published column: DVAE++ Table 1's MNIST (static) test log-likelihood for this cell's
+    architecture (its ``model__arch`` column) and estimator label, with the table's budget
+    (``studies.PublishedValue``: 2,000,000 steps on static MNIST); None where the table has no such entry, e.g.
+    for sbn_tiny."""
+    if cell.get("model_name") != "sbn":
         return None
-    return PUBLISHED["dvaepp_table1"].lookup(("MNIST (static)", model_options.get("arch", "linear1")), label)
+    return PUBLISHED["dvaepp_table1"].lookup(("MNIST (static)", cell.get("model__arch")), label)
 
 
 #: ``Study.order``
