@@ -12,8 +12,8 @@ Conventions
 * One training step = ``harness.runner.TrainingStep``, the very object ``train_cell`` calls per iteration:
   schedules, fresh batch, ``estimator.gradients`` (θ, φ and the estimator's own parameters), the
   per-replicate finiteness bookkeeping, ``p.grad = g``, one Adam step (``make_optimiser``, own
-  parameters at the estimator's learning-rate multiplier).  ``benchmarks/sbn_step.py`` also times
-  ``train_cell`` itself (with the task's trajectory hook and the evaluations' bookkeeping).
+  parameters at the estimator's learning-rate multiplier).  ``benchmarks/step_speed.py --runner`` also times
+  ``train_cell`` itself (:class:`RunnerBlock`: with the task's trajectory hook and the evaluations' bookkeeping).
 * Every estimator in ``estimators.names()`` is included; pairs whose ``check(model, K)`` raises
   ``IncompatibleError`` are skipped (asv: ``NotImplementedError`` in ``setup``).
 """
@@ -24,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +159,42 @@ class Trainer:
     def __call__(self):
         self.it += 1
         self.step(self.it)
+
+
+def block(step, n: int) -> float:
+    """Seconds per call of ``step`` over a block of ``n`` calls (wall clock)."""
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - start) / n
+
+
+def harness_trainer(name, batch=SBN_BATCH, K=1):
+    """The harness step of ``name`` on the linear SBN (R = 1), after ``torch.manual_seed(0)``."""
+    torch.manual_seed(0)
+    model = sbn_model()
+    return Trainer(model, bind(name, model, K), sbn_batcher(model, batch), K)
+
+
+class RunnerBlock:
+    """Each call trains a fresh ``train_cell`` on the ``sbn`` study (linear SBN, K = 1, R = 1, cheap evaluation
+    options) for ``steps`` iterations and returns its ``sec_per_iter`` (evaluations excluded)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def seconds_per_step(self, steps):
+        from estibench.harness.runner import Cell, train_cell
+        from estibench.studies import TASKS
+        cell = Cell(study="sbn", model="sbn", estimator=self.estimator, particles=1, seeds=(0,),
+                    iterations=steps, eval_every=steps, batch_size=SBN_BATCH, lr=1e-3, device="cpu",
+                    model_options={"arch": "linear1", "dataset": "mnist5k-bern0"},
+                    study_options={"eval_particles": 1, "final_particles": (1,), "eval_points": 8,
+                                   "elbo_samples": 1, "grad_samples": 2})
+        result = train_cell(cell, TASKS["sbn"])
+        if result.status != "done":
+            raise RuntimeError(f"runner: {self.estimator} {result.status}: {result.error}")
+        return result.sec_per_iter
 
 
 def mean_variance(draws: torch.Tensor) -> float:

@@ -1,5 +1,5 @@
 """Minimal hand-written PyTorch training loops of three costly estimators, RODEO, double control variates
-and IndeCateR, as the speed references of ``benchmarks/new_estimators_speed.py`` (issue: "``rodeo``,
+and IndeCateR, as the speed references of ``benchmarks/step_speed.py --compare hand`` (issue: "``rodeo``,
 ``double_cv`` and ``indecater`` within 1.5× of a hand-written loop of the same estimator"), and the check that
 each is the same estimator as estibench's.
 

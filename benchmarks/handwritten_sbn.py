@@ -1,5 +1,5 @@
 """Minimal hand-written PyTorch training loops for the linear SBN, one per estimator, as the speed
-references of ``benchmarks/sbn_step.py`` (issue: "every other estimator ≤ 1.5× a hand-written loop
+references of ``benchmarks/step_speed.py --study sbn --compare hand`` (issue: "every other estimator ≤ 1.5× a hand-written loop
 of the same estimator"), and the check that each is the same estimator as estibench's.
 
     python benchmarks/handwritten_sbn.py [NAME ...] [--draws 300]     # run check() and print it
@@ -18,7 +18,7 @@ terms Σ_k (1/K − w̃_k) ∇ log q(z_k) are exactly zero (the hand loops leave
 The loops (``HANDWRITTEN[name]``; each implements the registered name's default options):
 
 * ``reinforce``  ``HandReinforceNoBaseline``: ĝ_φ = ℓ ∇ log q(z) + ∇_φ ℓ (ℓ = log p(x,z) − log q(z|x),
-  no baseline: estibench's ``reinforce``).  ``HandReinforce`` (the sbn_step reference since issue 3,
+  no baseline: estibench's ``reinforce``).  ``HandReinforce`` (the former sbn_step.py's reference since issue 3, ``step_speed.py --yardstick``,
   unchanged) adds an EMA baseline (decay 0.9) and is kept as the common yardstick of the
   "÷ hand-written" column.
 * ``nvil``       ``HandNvil`` (variant ``rebar_code``): (ℓ − C_ψ(x)) ∇ log q, C_ψ = MLP x − x̄ → 100 tanh → 1,
@@ -93,7 +93,7 @@ def mlp(sizes, activation):
 
 class HandReinforce:
     """The minimal REINFORCE loop for the linear SBN, written directly in PyTorch (EMA baseline, decay 0.9;
-    sbn_step's common reference since issue 3; estibench's ``reinforce`` has no baseline:
+    the common yardstick since issue 3, ``step_speed.py --yardstick``; estibench's ``reinforce`` has no baseline:
     :class:`HandReinforceNoBaseline`)."""
 
     def __init__(self, train, mean, batch=SBN_BATCH, latent=200, lr=1e-3, decay=0.9):

@@ -48,9 +48,8 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from benchmarks.common import command_line, write_record  # noqa: E402
-from benchmarks.common import header, load_average, markdown, sbn_data  # noqa: E402
+from benchmarks.common import RunnerBlock, block, harness_trainer, header, load_average, markdown, sbn_data  # noqa: E402,E501
 from benchmarks.handwritten_sbn import HANDWRITTEN  # noqa: E402
-from benchmarks.sbn_step import RunnerBlock, block, harness_trainer  # noqa: E402
 
 STORCHASTIC = "0.3.7"
 BOTH = ("reinforce", "concrete", "rebar", "relax")

@@ -1,5 +1,5 @@
 """The hand-written loops of ``benchmarks/handwritten_new.py`` (the speed references of
-``benchmarks/new_estimators_speed.py``) are estibench's ``rodeo``, ``double_cv`` (linear SBN, K = 2) and
+``benchmarks/step_speed.py --compare hand``) are estibench's ``rodeo``, ``double_cv`` (linear SBN, K = 2) and
 ``indecater`` (categorical SBN "linear", K = 1), with the same defaults.
 
 ``handwritten_new.check(name)`` per estimator, at identical parameters (the harness model's, the estimator's

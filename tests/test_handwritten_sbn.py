@@ -1,5 +1,5 @@
 """The hand-written SBN loops of ``benchmarks/handwritten_sbn.py`` (the speed references of
-``benchmarks/sbn_step.py``) are estibench's estimators of the same names, with the same defaults.
+``benchmarks/step_speed.py --study sbn --compare hand``) are estibench's estimators of the same names, with the same defaults.
 
 ``handwritten_sbn.check(name)`` per estimator, at identical parameters (the harness model's, the
 estimator's own state set off its start by ``_set_state``, copied into the hand loop) and the fixed

@@ -1,56 +1,22 @@
-"""RBM priors: AIS throughput, and one training step of every RBM-prior method on the RBM-prior VAE against
-a hand-written PyTorch loop of the same method (issue 11 §5).
+"""Minimal hand-written PyTorch training loops of the RBM-prior methods on the RBM-prior VAE, as the speed
+references of ``benchmarks/step_speed.py --study rbm_vae --compare hand`` (issue 11 §5: the harness step within
+1.3× of a hand-written loop of the same method).  Moved unchanged from the former ``rbm_speed.py``.
 
-    python benchmarks/rbm_speed.py [--rounds 5] [--out FILE]
-
-* AIS: forward AIS (``models/rbm.py``) on the RBM-prior paper's 200 + 400 RBM and on DVAE++'s
-  100 + 100 one, 1,000 chains × 100 temperatures, float64 (as the estimates run); throughput =
-  chains × temperatures per second, median of ``--rounds`` runs.
-* Training step: ``rbm_vae`` (linear, factorial guide, 100 + 100 latents, 784 pixels, the rbm suite's
-  200 persistent chains × 10 Gibbs sweeps per step), batch 24, R = 1, one torch thread, each method at
-  its defaults: overlap_exp (β = 12) and spike_exp (β = 5) with DVAE++'s §5 bound, gumbolt (τ = 0.25) at
-  K = 1; VIMCO and Contrastive RWS at K = 5.  The harness step (``benchmarks/common.py: Trainer``:
-  ``estimator.gradients`` + one Adam step) against a hand-written loop (below, ``Hand*``: ``nn.Linear``
-  encoder and decoder, the RBM's W, a, b as plain tensors, the same objective, the same negative phase
-  from its own persistent chains, ``loss.backward()``, ``torch.optim.Adam``).  Paired blocks of 20 steps,
-  the methods interleaved, 10 warm-up steps; ratio = median over rounds of (harness block ÷ the
-  hand-written block beside it).  Target: ≤ 1.3×.
-Writes ``rbm_speed.md`` next to this script unless ``--out``.
+Model: ``rbm_vae`` (linear, factorial guide, 100 + 100 latents, 784 pixels) with the rbm suite's 200 persistent
+chains × 10 Gibbs sweeps per step, batch 24, R = 1, each method at its defaults: overlap_exp (β = 12) and spike_exp
+(β = 5) with DVAE++'s §5 bound, gumbolt (τ = 0.25) at K = 1; VIMCO and Contrastive RWS at K = 5.  Each loop
+(``HANDS[name]``): ``nn.Linear`` encoder and decoder, the RBM's W, a, b as plain tensors, the same objective, the
+same negative phase from its own persistent chains, ``loss.backward()``, ``torch.optim.Adam``.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import statistics
-import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from benchmarks.common import Trainer, header, load_average, markdown, sbn_data  # noqa: E402
-
-BLOCK = 20
-WARMUP = 10
 K, BATCH, CHAINS, SWEEPS = 5, 24, 200, 10
-
-
-def ais_throughput(n_v, n_h, rounds, chains=1000, steps=100):
-    from estibench.models.rbm import RBM
-    rbm = RBM((0,), n_v, n_h, init_scale=0.05)
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        rbm.log_partition_ais(chains=chains, steps=steps)
-        times.append(time.perf_counter() - started)
-    t = statistics.median(times)
-    return {"RBM": f"{n_v} + {n_h}", "chains × temperatures": f"{chains} × {steps}", "median s": t,
-            "per second": chains * steps / t}
 
 
 class HandRBM:
@@ -181,71 +147,3 @@ class HandGumBolt(HandRBM):
 
 HANDS = {"overlap_exp": HandOverlapExp, "spike_exp": HandSpikeExp, "gumbolt": HandGumBolt,
          "vimco": HandVimcoRBM, "contrastive_rws": HandContrastiveRWS}
-
-
-def step_ratios(rounds):
-    """Every method's harness step against its hand-written loop, interleaved block by block."""
-    from estibench import estimators
-    from estibench.harness.runner import build_model
-    data = sbn_data()
-    x_train = data.train.float()
-    mean = x_train.mean(0)
-
-    def batch():
-        return x_train[torch.randint(len(x_train), (1, BATCH))]
-
-    runners = {}
-    for name, hand in HANDS.items():
-        model = build_model("rbm_vae", seeds=(0,), chains=CHAINS, gibbs_sweeps=SWEEPS, train_mean=mean)
-        est = estimators.get(name)
-        est.check(model, hand.particles)
-        est.bind(model)
-        runners[name] = (Trainer(model, est, batch, hand.particles), hand(x_train, mean))
-    for harness, hand in runners.values():
-        for _ in range(WARMUP):
-            harness()
-            hand()
-    pairs = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, (harness, hand) in runners.items():
-            started = time.perf_counter()
-            for _ in range(BLOCK):
-                hand()
-            t_hand = time.perf_counter() - started
-            started = time.perf_counter()
-            for _ in range(BLOCK):
-                harness()
-            t_harness = time.perf_counter() - started
-            pairs[name].append((t_hand / BLOCK, t_harness / BLOCK))
-    out = []
-    for name, p in pairs.items():
-        ratio = statistics.median(h / t for t, h in p)
-        out.append({"method": f"{name} (K = {HANDS[name].particles})", "hand-written ms/step": statistics.median(t for t, _ in p) * 1e3,
-                    "harness ms/step": statistics.median(h for _, h in p) * 1e3, "ratio": ratio, "target": "≤ 1.3×",
-                    "met": "yes" if ratio <= 1.3 else "no"})
-    return out
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "rbm_speed.md"))
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    load = load_average()
-    ais = [ais_throughput(200, 400, args.rounds), ais_throughput(100, 100, args.rounds)]
-    step = step_ratios(args.rounds)
-    text = [header(f"python benchmarks/rbm_speed.py --rounds {args.rounds}", load_before=load), "",
-            "## AIS throughput (forward AIS, float64, one thread)", "",
-            markdown(ais, ["RBM", "chains × temperatures", "median s", "per second"], floatfmt=",.3g"), "",
-            "## One training step against a hand-written loop", "",
-            markdown(step, ["method", "hand-written ms/step", "harness ms/step", "ratio", "target", "met"]), ""]
-    with open(args.out, "w") as fh:
-        fh.write("\n".join(text))
-    print("\n".join(text))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
