@@ -15,6 +15,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
 from .section import Section
 
@@ -184,69 +185,22 @@ def safe_url(url: str) -> bool:
     return m is None or m.group(1).lower() in SAFE_SCHEMES
 
 
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-_BOLD_OR_LINK = re.compile(f"{_BOLD.pattern}|{_LINK.pattern}")
-
-
-def _link(m: "re.Match") -> str:
-    text, url = m.group(m.re.groups - 1), m.group(m.re.groups)
-    if not safe_url(url):
-        return m.group(0)  # shown as the text it is
-    href = url.replace('"', "&quot;").replace("'", "&#x27;")  # the attribute's value cannot end early
-    return f'<a href="{href}">{_BOLD.sub(lambda b: f"<strong>{b.group(1)}</strong>", text)}</a>'
-
-
-def _markup(escaped: str) -> str:
-    """**bold** and [links](url) in text already escaped (no ``<``, ``>`` or raw ``&`` left; a URL's quotes are
-    escaped where it becomes an attribute), in one pass (nothing inserted is read again)."""
-    def one(m):
-        if m.group(1) is not None:
-            return f"<strong>{_LINK.sub(_link, m.group(1))}</strong>"
-        return _link(_LINK.fullmatch(m.group(0)))
-    return _BOLD_OR_LINK.sub(one, escaped)
+#: the site's Markdown renderer: markdown-it-py (CommonMark with GitHub's pipe tables), raw HTML off (every ``<`` in
+#: a label or option is text), links only where :func:`safe_url` allows them (others stay text); offline
+_MD = MarkdownIt("commonmark", {"html": False}).enable("table")
+_MD.validateLink = safe_url
 
 
 def md_inline(text: str) -> str:
-    """Escape ``text`` and turn `code`, **bold** and [links](url) into HTML (code spans first, so nothing inside
-    them is interpreted); a link's target is escaped for its attribute (quotes included), and a link whose target
-    is not relative or http(s)/mailto (:func:`safe_url`) stays text.  Element text is escaped without its quotes
-    (``'`` and ``"`` cannot end an element's text; pages stay readable and searchable)."""
-    parts = re.split(r"(`[^`]+`)", str(text))
-    out = []
-    for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) > 1:
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        out.append(_markup(html.escape(part, quote=False)))
-    return "".join(out)
-
-
-def _md_table_html(lines: List[str]) -> str:
-    def cells(line):
-        line = line.strip().strip("|")
-        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
-    head, body = cells(lines[0]), [cells(l) for l in lines[2:]] if len(lines) > 1 else []
-    out = ["<div class=\"scroll\"><table>", "<thead><tr>" + "".join(f"<th>{md_inline(c)}</th>" for c in head)
-           + "</tr></thead>", "<tbody>"]
-    out += ["<tr>" + "".join(f"<td>{md_inline(c)}</td>" for c in row) + "</tr>" for row in body]
-    return "\n".join(out + ["</tbody></table></div>"])
+    """``text`` as inline Markdown → HTML (`code`, **bold**, [links](url); everything else escaped; a link whose
+    target is not relative or http(s)/mailto (:func:`safe_url`) stays text)."""
+    return _MD.renderInline(str(text))
 
 
 def md_block(text: str) -> str:
-    """A small Markdown subset → HTML: paragraphs, ``- `` lists, pipe tables."""
-    out = []
-    for block in re.split(r"\n\s*\n", str(text).strip()):
-        lines = [l for l in block.splitlines() if l.strip()]
-        if not lines:
-            continue
-        if all(l.lstrip().startswith("|") for l in lines):
-            out.append(_md_table_html(lines))
-        elif all(l.lstrip().startswith(("- ", "* ")) for l in lines):
-            out.append("<ul>" + "".join(f"<li>{md_inline(l.lstrip()[2:])}</li>" for l in lines) + "</ul>")
-        else:
-            out.append(f"<p>{md_inline(' '.join(l.strip() for l in lines))}</p>")
-    return "\n".join(out)
+    """Markdown → HTML (paragraphs, lists, pipe tables; a table scrolls sideways inside its ``div.scroll``)."""
+    out = _MD.render(str(text).strip())
+    return out.replace("<table>", '<div class="scroll"><table>').replace("</table>", "</table></div>").strip()
 
 
 def frame_html(frame: pd.DataFrame) -> str:
