@@ -26,6 +26,13 @@ different binarisations are not comparable:
 * ``caltech101-silhouettes``: Marlin's split 1, binary as published.
 * ``multi-mnist5k-s<seed>`` / ``multi-mnist-s<seed>``: 0–2 digits on a 50×50 canvas for Attend-Infer-Repeat,
   generated from the name (:mod:`estibench.data.multimnist`); ``ds.targets[split]`` holds counts and boxes.
+* ``cifar10``: Krizhevsky's ``cifar-10-python.tar.gz``, 8-bit colour, not binarised: a
+  :class:`ColourImageData` (uint8 [N, 3, 32, 32], channel-major; ``bits = 8``; no ``binarise``); the archive's
+  50k/10k train/test split with the last 5,000 training images as validation (45,000/5,000/10,000).
+
+Units, as the published tables give them: binary data in nats (−log p(x)), colour data in bits per dimension.
+``unit(name)`` (or ``ds.unit``) says which; ``bits_per_dim(log_px_nats, dims)`` = −log p(x) / (dims · ln 2)
+(:mod:`estibench.data.units`).
 
 Models never load data: the harness asks :func:`statistics` for what a model declares it needs
 (``data_statistics``, e.g. the training mean for an SBN's input centring) and passes it in.  Synthetic
@@ -37,15 +44,18 @@ A dataset that is not cached raises :class:`DatasetMissingError` (one line: file
 put it) without touching the network unless ``download=True`` or :func:`fetch` is used; a cache
 folder that cannot be used raises :class:`DatasetCacheError` (a :class:`DatasetMissingError`).
 """
-from .datasets import (BinaryImageData, IMAGE_SHAPE, clear_memory_cache, downsample, fetch, load,
-                       names, statistics)
+from .datasets import (BinaryImageData, ColourImageData, IMAGE_SHAPE, clear_memory_cache, downsample, fetch,
+                       kind, load, names, statistics, unit)
+from .units import BITS_PER_DIM, NATS, bits_per_dim, report_value
 from .synthetic import SYNTHETIC, synthetic, synthetic_names
 from .cli import main
-from .sources import (CACHE_ENV, KNOWN_SHA256, MIRRORS, SOURCES, DatasetCacheError,
-                      DatasetChecksumError, DatasetMissingError, UnknownDatasetError, cache_root)
+from .sources import (CACHE_ENV, KNOWN_SHA256, KNOWN_SIZES, MIRRORS, SOURCES, DatasetCacheError,
+                      DatasetChecksumError, DatasetMissingError, UnknownDatasetError, cache_root, pinned)
+from .formats import UnsafePickleError
 
 __all__ = [
-    "BinaryImageData", "IMAGE_SHAPE", "CACHE_ENV", "KNOWN_SHA256", "MIRRORS", "SOURCES",
+    "BinaryImageData", "ColourImageData", "IMAGE_SHAPE", "CACHE_ENV", "KNOWN_SHA256", "KNOWN_SIZES", "MIRRORS",
+    "SOURCES", "BITS_PER_DIM", "NATS", "bits_per_dim", "report_value", "unit", "kind", "pinned", "UnsafePickleError",
     "DatasetCacheError", "DatasetChecksumError", "DatasetMissingError", "UnknownDatasetError", "cache_root",
     "clear_memory_cache", "downsample", "fetch", "load", "main", "names", "statistics", "SYNTHETIC", "synthetic",
     "synthetic_names",

@@ -27,6 +27,11 @@ name                        source and binarisation                             
                             MNIST (60,000/10,000/10,000); stochastically binarised
 ``caltech101-silhouettes``  Marlin's split 1, binary as published (pixel values kept;  4,100/2,264/2,307
                             images transposed upright, see :mod:`estibench.data.formats`)
+``cifar10``                 Krizhevsky's ``cifar-10-python.tar.gz``, 8-bit colour     45,000/5,000/10,000
+                            32x32x3, not binarised (:class:`ColourImageData`):
+                            the archive's 50,000/10,000 train/test split; validation
+                            = last 5,000 training images (second half of
+                            ``data_batch_5``)
 ==========================  =======================================================  ==================
 
 ``mnist5k-bern0`` uses numpy's legacy ``RandomState`` rather than a ``torch.Generator`` because
@@ -36,6 +41,17 @@ changed between versions; the result is also checked against a recorded fingerpr
 Binary sets are processed once and cached as ``<cache>/<name>/<name>.processed-v1.npz`` (bits
 packed, written atomically); a process also keeps what it loaded in memory.  Tensors are float32
 on the CPU, one flattened 28x28 image per row.
+
+Colour data (``cifar10``) loads as :class:`ColourImageData`: uint8 CPU tensors [N, 3, 32, 32] of the 256
+levels (channel-major, as the archive stores them: the R, G and B planes), no ``binarise``, ``bits = 8``.
+Its split: CIFAR-10's own 50,000/10,000 train/test split (the one PixelCNN++ and the other colour
+likelihood papers report test bits/dim on); our validation set is the last 5,000 training images, so
+``train`` holds 45,000 (a number meant to be compared with those papers' comes from a model trained on
+train + valid and evaluated on test).  It is decoded from the verified archive on each process's first
+load (a few seconds) and kept in memory; no processed copy is written (it would add 184 MB to the cache).
+
+Units: binary data are reported in nats (−log p(x)), colour data in bits per dimension
+(:mod:`estibench.data.units`: ``unit(name)``, ``bits_per_dim``); every dataset object says which in ``unit``.
 """
 from __future__ import annotations
 
@@ -51,7 +67,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import formats, sources
+from . import formats, sources, units
 from .sources import (EMBEDDED, DatasetChecksumError, UnknownDatasetError, dataset_dir,
                       require_files, verify_file)
 
@@ -68,9 +84,13 @@ MNIST_DYNAMIC_VALID = 10_000
 OMNIGLOT_BINARISE_SEED = 5
 OMNIGLOT_SHUFFLE_SEED = 123
 OMNIGLOT_VALID = 1_345
+CIFAR10_VALID = 5_000
+CIFAR10_SHAPE = (3, 32, 32)
 
 _NAMES = ("mnist5k-bern0", "mnist5k-dynamic", "mnist-static", "mnist-dynamic", "omniglot-bern5",
-          "caltech101-silhouettes")
+          "caltech101-silhouettes", "cifar10")
+#: the 8-bit colour sets (:class:`ColourImageData`); every other name is binary (:class:`BinaryImageData`)
+_COLOUR = ("cifar10",)
 
 Arrays = Dict[str, np.ndarray]
 
@@ -105,6 +125,11 @@ class BinaryImageData:
     """
 
     image_shape: Tuple[int, int] = IMAGE_SHAPE
+    #: the unit its likelihoods are reported in (:mod:`estibench.data.units`): −log p(x) in nats
+    unit: str = units.NATS
+    #: bits per pixel value (binary)
+    bits: int = 1
+    kind: str = "binary"
 
     def __init__(self, name: str, train: torch.Tensor, valid: torch.Tensor, test: torch.Tensor,
                  dynamic: bool, description: str, image_shape: Tuple[int, int] = IMAGE_SHAPE,
@@ -128,9 +153,65 @@ class BinaryImageData:
         """One line: source, binarisation and seed, split sizes."""
         return self._description
 
+    @property
+    def dims(self) -> int:
+        """The number of pixels of one image (the D of a per-dimension unit)."""
+        return int(np.prod(self.image_shape))
+
     def __repr__(self) -> str:
         return (f"BinaryImageData({self.name!r}, train={len(self.train)}, valid={len(self.valid)},"
                 f" test={len(self.test)}, dynamic={self.dynamic})")
+
+
+class ColourImageData:
+    """Three splits of 8-bit colour images as uint8 CPU tensors [N, C, H, W] (``image_shape`` = (C, H, W),
+    (3, 32, 32) for CIFAR-10), channel-major as the source stores them: ``x[i, 0]`` is the red plane.
+
+    The values are the 256 levels 0..255; there is no ``binarise`` (a colour likelihood, e.g. a
+    discretised logistic mixture, models the levels) and no ``dynamic``.  Convert with ``x.float()`` (and
+    scale as the model wants) batch by batch: the whole of CIFAR-10 is 184 MB as uint8, four times that as
+    float32.  ``train_mean`` is the float32 mean training image [C, H, W] in levels (0..255);
+    ``targets[split]["labels"]`` the class labels (int64 [N]), which no likelihood uses.  Likelihoods are
+    reported in bits per dimension (``unit``; ``dims`` = C·H·W, :func:`estibench.data.units.bits_per_dim`).
+    Treat the tensors as read-only; each :func:`load` returns its own copy.
+    """
+
+    unit: str = units.BITS_PER_DIM
+    kind: str = "colour"
+
+    def __init__(self, name: str, train: torch.Tensor, valid: torch.Tensor, test: torch.Tensor,
+                 description: str, image_shape: Tuple[int, int, int] = CIFAR10_SHAPE, bits: int = 8,
+                 train_mean: Optional[torch.Tensor] = None, targets: Optional[dict] = None):
+        for split, t in (("train", train), ("valid", valid), ("test", test)):
+            if t.dtype != torch.uint8 or tuple(t.shape[1:]) != tuple(image_shape):
+                raise ValueError(f"{name}: {split} should be uint8 [N, {', '.join(map(str, image_shape))}], "
+                                 f"got {t.dtype} {tuple(t.shape)}")
+        self.name = name
+        self.train, self.valid, self.test = train, valid, test
+        self.image_shape = tuple(image_shape)
+        self.bits = int(bits)
+        self.targets = dict(targets or {})
+        self.train_mean = (train_mean if train_mean is not None
+                           else torch.from_numpy(train.numpy().mean(axis=0, dtype=np.float64).astype(np.float32)))
+        self._description = description
+
+    @property
+    def levels(self) -> int:
+        """The number of levels of a sub-pixel: 2**bits (256)."""
+        return 1 << self.bits
+
+    @property
+    def dims(self) -> int:
+        """The number of sub-pixels of one image, C·H·W (3,072 for CIFAR-10): the D of bits/dim."""
+        return int(np.prod(self.image_shape))
+
+    def describe(self) -> str:
+        """One line: source, levels, split and its sizes."""
+        return self._description
+
+    def __repr__(self) -> str:
+        return (f"ColourImageData({self.name!r}, train={len(self.train)}, valid={len(self.valid)},"
+                f" test={len(self.test)}, image_shape={self.image_shape}, bits={self.bits})")
 
 
 def downsample(x: torch.Tensor, factor: int, image_shape: Tuple[int, int] = IMAGE_SHAPE) -> torch.Tensor:
@@ -390,6 +471,25 @@ def _load_caltech(folder: Path) -> Tuple[Arrays, str]:
     )
 
 
+def _load_cifar10(folder: Path) -> Tuple[Arrays, str]:
+    """Images uint8 [N, 3, 32, 32] and labels uint8 [N] per split, decoded from the verified archive."""
+    (path,) = _verified(folder, "cifar10")
+    read = formats.read_cifar_python(path)
+    train, train_labels = read["train"]
+    test, test_labels = read["test"]
+    if len(train) <= CIFAR10_VALID:
+        raise ValueError(f"{path}: {len(train)} training images, need more than {CIFAR10_VALID}")
+    arrays = {"train": train[:-CIFAR10_VALID], "valid": train[-CIFAR10_VALID:], "test": test,
+              "train_labels": train_labels[:-CIFAR10_VALID], "valid_labels": train_labels[-CIFAR10_VALID:],
+              "test_labels": test_labels}
+    return arrays, (
+        f"cifar10: Krizhevsky's cifar-10-python.tar.gz (CIFAR-10, python version), 8-bit colour 32x32x3, "
+        f"uint8 levels 0..255 in channel-major order, not binarised; the archive's train/test split "
+        f"(data_batch_1..5 / test_batch) with the last {CIFAR10_VALID:,} training images as validation; "
+        f"{_splits_text(arrays)}; reported in bits/dim"
+    )
+
+
 _LOADERS = {
     "mnist5k-bern0": _load_mnist5k,
     "mnist5k-dynamic": _load_mnist5k_dynamic,
@@ -397,6 +497,7 @@ _LOADERS = {
     "mnist-dynamic": _load_dynamic,
     "omniglot-bern5": _load_omniglot,
     "caltech101-silhouettes": _load_caltech,
+    "cifar10": _load_cifar10,
 }
 _DYNAMIC = {"mnist-dynamic", "mnist5k-dynamic"}
 
@@ -418,8 +519,30 @@ def clear_memory_cache() -> None:
     _multimnist.cache_clear()
 
 
-def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = False) -> BinaryImageData:
-    """Load a dataset by name (see the module docstring for the names).
+def unit(name: str) -> str:
+    """The unit a dataset's likelihoods are reported in, from its name (nothing is loaded): ``"bits/dim"``
+    for colour data (``cifar10``), ``"nats"`` for binary data; an unknown name raises
+    :class:`UnknownDatasetError` (a synthetic source's name, e.g. ``gmm-true-model``, is in nats)."""
+    from .synthetic import SYNTHETIC
+    if name not in SYNTHETIC:
+        check_name(name)
+    return units.unit(name)
+
+
+def kind(name: str) -> str:
+    """What a dataset's values are, from its name (nothing is loaded): ``"colour"`` (8-bit levels, ``cifar10``),
+    ``"synthetic"`` (a model's own draws, e.g. ``gmm-true-model``) or ``"binary"``; an unknown name raises
+    :class:`UnknownDatasetError`."""
+    from .synthetic import SYNTHETIC
+    if name in SYNTHETIC:
+        return "synthetic"
+    check_name(name)
+    return "colour" if name in _COLOUR else "binary"
+
+
+def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = False):
+    """Load a dataset by name (see the module docstring for the names): a :class:`BinaryImageData`,
+    or for colour data (``cifar10``) a :class:`ColourImageData`.
 
     ``mnist5k-bern0`` needs no download.  Another dataset whose files are not in the cache
     raises :class:`DatasetMissingError` at once, unless ``download=True``, which fetches them.
@@ -436,6 +559,12 @@ def load(name: str, cache_dir: Optional[os.PathLike] = None, download: bool = Fa
     if name not in EMBEDDED:
         require_files(name, cache_dir, download=download)
     arrays, description = _arrays(name, str(folder))
+    if name in _COLOUR:  # a copy per load: the arrays kept in memory must not change with a returned tensor
+        images = [torch.from_numpy(arrays[s].copy()) for s in ("train", "valid", "test")]
+        targets = {s: {"labels": torch.from_numpy(arrays[f"{s}_labels"].astype(np.int64))}
+                   for s in ("train", "valid", "test")}
+        return ColourImageData(name, *images, description=description, image_shape=CIFAR10_SHAPE, bits=8,
+                               targets=targets)
     dynamic = name in _DYNAMIC
     tensors = [torch.from_numpy(arrays[s]).to(torch.float32) for s in ("train", "valid", "test")]
     if dynamic:  # stored as grey levels 0..255
@@ -486,14 +615,25 @@ def statistics(name: str, downsample: int = 1, cache_dir=None) -> dict:
     (dataset, resolution): ``train_mean`` = the mean training image ``[pixels]`` (grey levels for a
     dynamically binarised set), after ``downsample``×``downsample`` max-pooling when > 1; ``image_shape`` (height,
     width) at that resolution; ``max_count`` = the most objects in a training image for a set that records counts
-    (multi-MNIST), else None."""
+    (multi-MNIST), else None.  Every set also gives ``unit`` (``"nats"``, ``"bits/dim"``) and ``dims`` (pixels, or
+    sub-pixels C·H·W of colour data).  Colour data (``cifar10``): ``train_mean`` is the float32 mean image
+    [C, H, W] in levels 0..255 and ``image_shape`` is (C, H, W); ``downsample`` must be 1 (max-pooling is the
+    binary sets' downsampling)."""
     key = (name, int(downsample), None if cache_dir is None else str(cache_dir))
     if key not in _STATISTICS:
         data = load(name, cache_dir=cache_dir)
+        if isinstance(data, ColourImageData):
+            if int(downsample) != 1:
+                raise ValueError(f"statistics({name!r}): downsample={downsample} is for binary sets; colour data "
+                                 f"({data.image_shape}) are used at full resolution (downsample=1)")
+            _STATISTICS[key] = {"train_mean": data.train_mean, "image_shape": data.image_shape, "max_count": None,
+                                "unit": data.unit, "dims": data.dims}
+            return dict(_STATISTICS[key])
         train = (data.train if int(downsample) == 1
                  else globals()["downsample"](data.train, int(downsample), data.image_shape))
         counts = data.targets.get("train", {}).get("counts")
         side = tuple(d // int(downsample) for d in data.image_shape)
         _STATISTICS[key] = {"train_mean": train.mean(0), "image_shape": side,
-                            "max_count": None if counts is None else int(counts.max())}
+                            "max_count": None if counts is None else int(counts.max()),
+                            "unit": data.unit, "dims": int(np.prod(side))}
     return dict(_STATISTICS[key])

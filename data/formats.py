@@ -9,13 +9,23 @@
   so that rows hold row-major (upright) images.  For Omniglot this is exactly what Burda's IWAE
   code and the REBAR code do with ``data.T.reshape((-1, 28, 28)).reshape((-1, 784),
   order='fortran')``.
+* CIFAR-10's python archive (``cifar-10-python.tar.gz``): a gzipped tar holding
+  ``cifar-10-batches-py/data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``; each
+  batch a pickle (Python 2 ``cPickle``, protocol 2) of a dict whose ``data`` is a uint8 numpy array
+  [10000, 3072] (each row the 1,024 red, then green, then blue values of a 32x32 image, each plane
+  row-major) and ``labels`` a list of 10,000 ints in 0..9.  :func:`read_cifar_python` reads the members
+  straight from the archive (nothing is extracted to disk) through :class:`RestrictedUnpickler`.
 """
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import pickle
 import struct
-from typing import Dict
+import tarfile
+import zlib
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -115,3 +125,134 @@ def read_marlin_silhouettes(path: os.PathLike):
             raise ValueError(f"{path}: {key!r} is not binary")
         out.append(columns_to_rows(images.astype(np.uint8)))
     return tuple(out)
+
+
+# --------------------------------------------------------------------------- CIFAR-10 (python version)
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_BATCH = "test_batch"
+CIFAR_ROW = 3 * 32 * 32
+
+
+class UnsafePickleError(ValueError):
+    """A pickle asked for a global its reader does not allow; nothing it named was imported or called.
+    The message is one line naming the file and the refused global."""
+
+
+def _numpy_globals() -> Dict[Tuple[str, str], object]:
+    """The globals a pickled numpy array needs, resolved from numpy itself (never by importing a
+    name the pickle gives): ``_reconstruct``, ``ndarray`` and ``dtype`` (protocols 0-4, as Python 2's
+    cPickle wrote CIFAR-10) and ``_frombuffer`` (protocol 5), under numpy 1's ``numpy.core`` and
+    numpy 2's ``numpy._core`` module names."""
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray, numeric
+    table: Dict[Tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for package in ("numpy.core", "numpy._core"):
+        table[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        if hasattr(numeric, "_frombuffer"):
+            table[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    return table
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the numpy globals of :func:`_numpy_globals` (from a fixed table;
+    ``find_class`` never imports) and refuses every other global with :class:`UnsafePickleError`, so a
+    pickle naming ``os.system``, ``builtins.eval``, ``subprocess.Popen``... raises before anything it
+    names is looked up, let alone called.  Persistent ids are refused too.  What it can build is plain
+    data: dicts, lists, tuples, str/bytes, numbers, and numpy arrays and dtypes."""
+
+    def __init__(self, file, source: str = "pickle", **kwargs):
+        super().__init__(file, **kwargs)
+        self._source = source
+        self._allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str):
+        found = self._allowed.get((module, name))
+        if found is None:
+            raise UnsafePickleError(f"{self._source}: refused to load the global {module}.{name} (only numpy "
+                                    f"arrays are allowed in this file); nothing was executed")
+        return found
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self._source}: refused a persistent id in the pickle; nothing was executed")
+
+
+def restricted_loads(data: bytes, source: str = "pickle", encoding: str = "latin1"):
+    """``pickle.loads`` through :class:`RestrictedUnpickler`; ``encoding="latin1"`` turns Python 2 ``str``
+    into ``str`` and lets numpy read Python 2 array data (numpy's documented setting)."""
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load()
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError, UnicodeDecodeError) as error:
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{source}: not a readable pickle ({type(error).__name__}: {text})") from None
+
+
+def _key(key) -> object:
+    return key.decode("latin1") if isinstance(key, bytes) else key
+
+
+def read_cifar_batch(raw: bytes, source: str = "batch") -> Tuple[np.ndarray, np.ndarray]:
+    """One CIFAR batch pickle → (uint8 [n, 3072] rows, uint8 [n] labels), both checked."""
+    batch = restricted_loads(raw, source)
+    if not isinstance(batch, dict):
+        raise ValueError(f"{source}: expected a pickled dict, got {type(batch).__name__}")
+    batch = {_key(k): v for k, v in batch.items()}
+    for key in ("data", "labels"):
+        if key not in batch:
+            raise ValueError(f"{source}: no {key!r} entry (has {', '.join(sorted(map(str, batch)))})")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_ROW:
+        described = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"{source}: 'data' should be a uint8 array [n, {CIFAR_ROW}], got {described}")
+    labels = batch["labels"]
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist()
+    if (not isinstance(labels, (list, tuple)) or len(labels) != data.shape[0]
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 9 for v in labels)):
+        raise ValueError(f"{source}: 'labels' should be {data.shape[0]} ints in 0..9")
+    return np.ascontiguousarray(data), np.asarray(labels, dtype=np.uint8)
+
+
+def read_cifar_python(path: os.PathLike) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """CIFAR-10's python archive → ``{"train": (images, labels), "test": (images, labels)}``.
+
+    ``images`` are uint8 [N, 3, 32, 32] (channel-major as stored: R, G, B planes), ``labels`` uint8
+    [N]; train is ``data_batch_1`` .. ``data_batch_5`` in that order, test is ``test_batch``.  Members
+    are read from the archive by their exact names (nothing is extracted; a member that is not a
+    regular file is refused), and each pickle through :class:`RestrictedUnpickler`.
+    """
+    out: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with tarfile.open(os.fspath(path), mode="r:gz") as archive:
+            def member(name: str) -> bytes:
+                full = f"{CIFAR_FOLDER}/{name}"
+                try:
+                    info = archive.getmember(full)
+                except KeyError:
+                    raise ValueError(f"{path}: no member {full} (not CIFAR-10's python archive?)") from None
+                if not info.isfile():
+                    raise ValueError(f"{path}: member {full} is not a regular file")
+                handle = archive.extractfile(info)
+                if handle is None:
+                    raise ValueError(f"{path}: member {full} cannot be read")
+                return handle.read()
+
+            for split, batches in (("train", CIFAR_TRAIN_BATCHES), ("test", (CIFAR_TEST_BATCH,))):
+                images: List[np.ndarray] = []
+                labels: List[np.ndarray] = []
+                for name in batches:
+                    rows, batch_labels = read_cifar_batch(member(name), f"{path}:{CIFAR_FOLDER}/{name}")
+                    images.append(rows)
+                    labels.append(batch_labels)
+                rows = np.concatenate(images)
+                out[split] = (rows.reshape(len(rows), 3, 32, 32), np.concatenate(labels))
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{path}: not a readable tar.gz archive ({text})") from None
+    return out

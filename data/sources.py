@@ -11,6 +11,9 @@ Sources (one folder per dataset name under the cache folder):
   (grey levels, re-binarised per batch by the training loop).
 * ``omniglot-bern5``: Burda et al.'s ``chardata.mat`` (IWAE repository).
 * ``caltech101-silhouettes``: Marlin et al.'s ``caltech101_silhouettes_28_split1.mat``.
+* ``cifar10``: Krizhevsky's ``cifar-10-python.tar.gz`` (the "CIFAR-10 python version", 170,498,071
+  bytes) from https://www.cs.toronto.edu/~kriz/, read in place (never extracted) by
+  :func:`estibench.data.formats.read_cifar_python`.
 
 Cache folder: the ``cache_dir`` argument, else the environment variable ``ESTIBENCH_DATA``,
 else ``~/.cache/estibench``.  Files live at ``<cache>/<dataset name>/<file name>``.
@@ -34,7 +37,21 @@ published value only the file is deleted); the file itself is left where it is.
 A cache folder that cannot be used (a file in the way, permission denied, a read-only file
 system) raises :class:`DatasetCacheError`, one line naming the folder and the system's reason.
 
-Provenance of the known hashes: the three ``.amat`` files from TensorFlow Datasets'
+Sizes.  ``KNOWN_SIZES`` maps a file name to its published size in bytes where one is known; a
+download or cache file of another size is refused like a wrong hash (the message gives both sizes),
+before it is hashed.
+
+Expected values for a file one builds oneself (a test fixture, a re-packed copy) are set for a
+``with`` block by :func:`pinned` (``with sources.pinned("cifar-10-python.tar.gz", sha256, size):``),
+which restores the published values on leaving it; nothing else should edit the tables.
+
+Provenance of the known hashes: ``cifar-10-python.tar.gz`` (SHA-256 ``6d958be0...5c001ce``, 170,498,071
+bytes) from Keras, ``keras/src/datasets/cifar10.py`` (``file_hash=`` of ``get_file`` for
+https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz; github.com/keras-team/keras, read at commit
+7e4b17c57b00de45bf099fef18b8f05037ebf3c9; public manifests that list the archive with this SHA-256 give
+the same size); its MD5, c58f30108f718f92721af3b95e74349a (torchvision, ``torchvision/datasets/cifar.py``,
+``tgz_md5``), is recorded in a comment only.  TensorFlow Datasets' ``url_checksums/cifar10.txt`` lists the
+binary version (``cifar-10-binary.tar.gz``), not this file.  The three ``.amat`` files from TensorFlow Datasets'
 ``url_checksums/binarized_mnist.txt`` (same URLs); the two MNIST image files from TensorFlow
 Datasets' ``url_checksums/mnist.txt``, which lists the CVDF mirror of LeCun's files with the
 same byte sizes (9,912,422 and 1,648,877) as LeCun's originals; ``mnist_5k.csv.gz`` computed
@@ -43,6 +60,7 @@ fingerprint of the decoded pixels instead, which survives re-compression of the 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -53,7 +71,7 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from estibench import files
 
@@ -65,6 +83,8 @@ EMBEDDED = ("mnist5k-bern0", "mnist5k-dynamic")
 
 _LAROCHELLE = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _LECUN = "https://yann.lecun.com/exdb/mnist/"
+_KRIZHEVSKY = "https://www.cs.toronto.edu/~kriz/"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
 # name -> [(file name, primary URL)], in the order the loader reads them
 URLS: Dict[str, List[Tuple[str, str]]] = {
@@ -91,6 +111,9 @@ URLS: Dict[str, List[Tuple[str, str]]] = {
         ("caltech101_silhouettes_28_split1.mat",
          "https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat"),
     ],
+    "cifar10": [
+        (CIFAR10_ARCHIVE, f"{_KRIZHEVSKY}{CIFAR10_ARCHIVE}"),
+    ],
 }
 
 # file name -> published SHA-256, or None ("record on first download, verify afterwards")
@@ -103,6 +126,13 @@ KNOWN_SHA256: Dict[str, Optional[str]] = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "chardata.mat": None,
     "caltech101_silhouettes_28_split1.mat": None,
+    # Keras, keras/src/datasets/cifar10.py (see the module docstring); MD5 c58f30108f718f92721af3b95e74349a
+    CIFAR10_ARCHIVE: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+}
+
+# file name -> published size in bytes (checked before the hash; a truncated download is named as such)
+KNOWN_SIZES: Dict[str, int] = {
+    CIFAR10_ARCHIVE: 170_498_071,
 }
 
 # file name -> further URLs tried in order when the primary one fails (same bytes; the hash decides)
@@ -121,6 +151,37 @@ MIRRORS: Dict[str, List[str]] = {
 SOURCES: Dict[str, List[Tuple[str, str, Optional[str]]]] = {
     name: [(fname, url, KNOWN_SHA256[fname]) for fname, url in files] for name, files in URLS.items()
 }
+
+
+@contextlib.contextmanager
+def pinned(filename: str, sha256: str, size: Optional[int] = None) -> Iterator[None]:
+    """Within the ``with`` block, expect ``filename`` to have SHA-256 ``sha256`` (and ``size`` bytes, or
+    any size when None) instead of its published values; they are restored on leaving the block.
+
+    The one sanctioned way to make a file one builds oneself (a test fixture, a re-packed copy) pass
+    the checks of :func:`fetch_file` and :func:`verify_file`: published values are never edited.
+    :data:`SOURCES` (a view taken at import time) is not changed.
+    """
+    digest = str(sha256).lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"pinned({filename!r}): {sha256!r} is not a SHA-256 hex digest")
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise ValueError(f"pinned({filename!r}): size {size!r} is not a byte count")
+    missing = object()
+    old_hash, old_size = KNOWN_SHA256.get(filename, missing), KNOWN_SIZES.get(filename, missing)
+    KNOWN_SHA256[filename] = digest
+    if size is None:
+        KNOWN_SIZES.pop(filename, None)
+    else:
+        KNOWN_SIZES[filename] = size
+    try:
+        yield
+    finally:
+        for table, old in ((KNOWN_SHA256, old_hash), (KNOWN_SIZES, old_size)):
+            if old is missing:
+                table.pop(filename, None)
+            else:
+                table[filename] = old
 
 
 class DatasetMissingError(RuntimeError):
@@ -259,6 +320,12 @@ def verify_file(path: Path, name: Optional[str] = None) -> None:
     deletes it (and the sidecar, when the expected value came from one) and fetches it again
     (:func:`refetch_command`; ``name`` is the dataset, by default the file's folder name).
     """
+    size, want = path.stat().st_size, KNOWN_SIZES.get(path.name)
+    if want is not None and size != want:
+        raise DatasetChecksumError(
+            f"{path} has {size:,} bytes but {want:,} are expected (published size); the file was not used; "
+            f"delete it and fetch it again: {refetch_command(path, name)}"
+        )
     expected, origin = expected_sha256(path)
     digest = sha256_file(path)
     if expected is None:
@@ -317,6 +384,13 @@ def fetch_file(name: str, filename: str, url: str, folder: Path, verbose: bool =
                 _download(source, tmp)
             except (urllib.error.URLError, OSError, ValueError) as error:
                 failures.append(f"{source}: {_one_line(getattr(error, 'reason', error))}")
+                continue
+            size, want = tmp.stat().st_size, KNOWN_SIZES.get(filename)
+            if want is not None and size != want:
+                mismatch = (
+                    f"{filename} downloaded from {source} has {size:,} bytes but {want:,} are expected "
+                    f"(published size); the file was rejected and nothing was written to {target}"
+                )
                 continue
             digest = sha256_file(tmp)
             if expected is not None and digest != expected:

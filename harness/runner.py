@@ -209,6 +209,12 @@ def build_model(name: str, seeds=(0,), **options):
     (``data_statistics``), read from the data layer: data → models, models never load data."""
     factory = models.REGISTRY.factory(name)
     needed = [k for k in factory.data_statistics if options.get(k) is None]
+    if factory.default_dataset or options.get("dataset"):
+        from estibench import data
+        dataset = factory.statistics_query(options)["name"]
+        if data.kind(dataset) not in factory.data_kinds:
+            raise ValueError(f"model {name!r} trains on {' or '.join(factory.data_kinds)} data; {dataset!r} is "
+                             f"{data.kind(dataset)} data: choose another dataset")
     if needed:
         from estibench import data
         stats = data.statistics(**factory.statistics_query(options))

@@ -60,6 +60,9 @@ class LatentVariableModel(nn.Module, abc.ABC):
     #: training statistics the model needs (keyword arguments of its constructor, e.g. ``train_mean``);
     #: the harness reads them from the data layer (``statistics_query(options)`` says for which data)
     data_statistics: tuple = ()
+    #: the kinds of dataset it trains on (``estibench.data.kind``: ``binary``, ``colour``, ``synthetic``); the
+    #: harness refuses another in one line before building it
+    data_kinds: tuple = ("binary", "synthetic")
     #: buffers (qualified names) holding estimates that measurement refreshes and that no gradient reads (the
     #: RBM-prior VAE's AIS estimate of log Z): kept after a measurement; every other parameter, buffer and
     #: plain attribute is restored (``harness/measurement.py``)

@@ -86,7 +86,7 @@ def leftovers(folder):
 
 def test_names_and_sources_table():
     assert estidata.names() == ["mnist5k-bern0", "mnist5k-dynamic", "mnist-static", "mnist-dynamic",
-                                "omniglot-bern5", "caltech101-silhouettes"]
+                                "omniglot-bern5", "caltech101-silhouettes", "cifar10"]
     for name in estidata.names():
         assert estidata.SOURCES[name], name
         for filename, url, digest in estidata.SOURCES[name]:
