@@ -212,9 +212,13 @@ def build_model(name: str, seeds=(0,), **options):
     if factory.default_dataset or options.get("dataset"):
         from estibench import data
         dataset = factory.statistics_query(options)["name"]
-        if data.kind(dataset) not in factory.data_kinds:
+        try:
+            kind = data.kind(dataset)
+        except data.UnknownDatasetError:  # a source of the model's own (e.g. the linear-Gaussian model's draws)
+            kind = None
+        if kind is not None and kind not in factory.data_kinds:
             raise ValueError(f"model {name!r} trains on {' or '.join(factory.data_kinds)} data; {dataset!r} is "
-                             f"{data.kind(dataset)} data: choose another dataset")
+                             f"{kind} data: choose another dataset")
     if needed:
         from estibench import data
         stats = data.statistics(**factory.statistics_query(options))
