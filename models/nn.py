@@ -6,6 +6,7 @@ stepping an elementwise optimiser (Adam) trains ``R`` exactly independent networ
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Sequence
 
@@ -61,3 +62,115 @@ class StackedMLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = self.activation(x)
         return x
+
+
+class StackedModule(nn.Module):
+    """``R`` independent copies of any single-replicate module, stacked and evaluated with :func:`torch.func.vmap`.
+
+    ``factory()`` builds one module.  Replicate ``r`` is built inside ``torch.random.fork_rng`` after
+    ``torch.manual_seed(seeds[r])``, so it equals (parameters and buffers) ``factory()`` built right after
+    ``torch.manual_seed(seeds[r])``, and the caller's global RNG state (CPU, and CUDA when available) is unchanged.
+
+    Every parameter and buffer of the module becomes one tensor with a leading replicate dimension ``R``
+    (:func:`torch.func.stack_module_state`): parameters live in :attr:`params` (an ``nn.ParameterDict``), buffers in
+    :attr:`stacked_buffers`, under the module's own names with ``.`` replaced by ``__`` (``branch.0.weight`` →
+    ``branch__0__weight``).  ``.parameters()`` therefore yields only the stacked tensors, and ``.to(device)`` moves
+    them.  One stateless copy of the module on the ``meta`` device (not a submodule) supplies the code that
+    :func:`torch.func.functional_call` runs.  As in :class:`StackedMLP`, summing the replicates' losses and stepping
+    an elementwise optimiser (Adam) trains ``R`` exactly independent networks.
+
+    ``forward(x, *args, **kwargs)``: ``x`` is ``[R, B, ...]``; replicate ``r`` computes ``module(x[r], ...)`` and the
+    outputs (any nest of tensors: a tensor, a list, a tuple) come back stacked along a new leading dimension ``R``.
+    Every *tensor* among ``args``/``kwargs`` (top level only) must also lead with ``R`` and is split the same way;
+    anything else (``None``, numbers, strings, callables) is passed unchanged to every replicate.  Only ``forward``
+    is vectorised: to call another method (e.g. ``log_prob``), wrap the module in one whose ``forward`` calls it.
+
+    Limitations (``torch.func`` rules):
+
+    * random operations (dropout in training mode) run under ``vmap(randomness=randomness)``, default
+      ``"different"``: each replicate gets its own draws from the global RNG, which are *not* the draws the single
+      module would make (the parameters still are); ``"same"`` shares one draw, ``"error"`` refuses random ops;
+    * BatchNorm works in both modes: in training mode each replicate normalises over its own batch ``x[r]`` and
+      updates its own slice of the stacked running statistics in place (the buffers are batched under ``vmap``,
+      which its batching rule supports; checked against single modules in the tests).  ``train()``/``eval()`` on
+      this wrapper also set the mode of the stateless copy, which is what decides the behaviour;
+    * in-place updates by ``forward`` of an *unbatched* tensor with a batched one (a module writing a replicate-
+      dependent value into a tensor it created itself) are refused by ``vmap``;
+    * the module's forward must be ``vmap``-compatible (no ``.item()``, no data-dependent Python control flow).
+    """
+
+    def __init__(self, factory, seeds: Sequence[int], randomness: str = "different"):
+        super().__init__()
+        from torch.func import stack_module_state
+
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise ValueError("StackedModule needs at least one seed")
+        if randomness not in ("error", "different", "same"):
+            raise ValueError(f"randomness must be 'error', 'different' or 'same', got {randomness!r}")
+        self.seeds = seeds
+        self.randomness = randomness
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        modules = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                modules.append(factory())
+        first = modules[0]
+        if not isinstance(first, nn.Module):
+            raise ValueError(f"factory() must return an nn.Module, got {type(first).__name__}")
+        layout = [(n, t.shape, t.dtype) for n, t in (*first.named_parameters(), *first.named_buffers())]
+        for m in modules[1:]:
+            if [(n, t.shape, t.dtype) for n, t in (*m.named_parameters(), *m.named_buffers())] != layout:
+                raise ValueError("factory() built modules with different parameters or buffers for different seeds")
+        params, buffers = stack_module_state(modules)
+        names = list(params) + list(buffers)
+        self._names = {n: n.replace(".", "__") for n in names}
+        if len(set(self._names.values())) != len(names):
+            raise ValueError("parameter/buffer names collide after replacing '.' with '__'")
+        self.params = nn.ParameterDict(
+            {self._names[n]: nn.Parameter(t.detach(), requires_grad=t.requires_grad) for n, t in params.items()})
+        self.stacked_buffers = nn.Module()
+        for n, t in buffers.items():
+            self.stacked_buffers.register_buffer(self._names[n], t.detach())
+        base = copy.deepcopy(first).to("meta")
+        object.__setattr__(self, "_base", base)  # not a submodule: not in .parameters(), .to(), state_dict()
+        self.train(first.training)
+
+    @property
+    def replicates(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def base(self) -> nn.Module:
+        """The stateless (``meta``) copy of the module whose code each replicate runs."""
+        return self._base
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._base.train(mode)
+        return self
+
+    def forward(self, x: torch.Tensor, *args, **kwargs):
+        from torch.func import functional_call, vmap
+
+        R = self.replicates
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != R:
+            raise ValueError(f"x must lead with the replicate dimension R={R}, got shape "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        t_args = {i: a for i, a in enumerate(args) if isinstance(a, torch.Tensor)}
+        t_kwargs = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+        for where, t in [*((f"args[{i}]", a) for i, a in t_args.items()), *t_kwargs.items()]:
+            if t.dim() < 1 or t.shape[0] != R:
+                raise ValueError(f"tensor argument {where} must lead with the replicate dimension R={R}, "
+                                 f"got shape {tuple(t.shape)}")
+        params = {n: self.params[m] for n, m in self._names.items() if m in self.params}
+        buffers = {n: getattr(self.stacked_buffers, m) for n, m in self._names.items() if m not in self.params}
+        base = self._base
+
+        def one(p, b, xi, ta, tk):
+            call_args = tuple(ta[i] if i in ta else a for i, a in enumerate(args))
+            call_kwargs = {k: tk.get(k, v) for k, v in kwargs.items()}
+            return functional_call(base, (p, b), (xi, *call_args), call_kwargs)
+
+        return vmap(one, randomness=self.randomness)(params, buffers, x, t_args, t_kwargs)
