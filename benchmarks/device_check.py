@@ -2,7 +2,7 @@
 scarce: with the defaults the whole run takes a few minutes on the GPU, plus the CPU side), recording every figure
 with the device's name.
 
-    python benchmarks/device_check.py [--device cuda] [--iterations 1000] [--rounds 3] [--parts gmm,sbn,ais,sync,compile]
+    python benchmarks/device_check.py [--device cuda] [--iterations 1000] [--rounds 3] [--parts gmm,sbn,ais,sync,compile,pixelcnn]
                                       [--out FILE]
 
 Each part runs on ``--device`` and on the CPU of the same machine (one torch thread, as the CPU studies run), the
@@ -21,6 +21,9 @@ two interleaved where it times steps:
   under ``torch.cuda.set_sync_debug_mode("error")`` (a step that reads a tensor back raises); CUDA only.
 * ``compile``: ``--compile reduce-overhead`` (CUDA graphs on a GPU) against eager, GMM K = 2, the estimators that
   compile (first-order ones): ms per step and compile seconds.
+* ``pixelcnn``: PixelVAE++'s PixelCNN++ decoders at the paper's sizes and batches (:data:`PIXELCNN_CONFIGS`): one
+  training step's ms, the parameters and the peak GPU memory (whether it fits one 80 GB GPU); on the device only
+  (the CPU side would take minutes a step), and on the CPU at a tiny size when there is no GPU.
 
 Without a GPU, ``--device cpu`` runs every part but ``sync`` with the CPU on both sides: a check that the script
 works (tests/test_benchmarks.py runs it so, tiny), not a device figure.  Writes ``device_check.md`` next to this
@@ -44,7 +47,15 @@ from benchmarks.common import (Trainer, bind, command_line, compatible, header, 
 
 GMM_ESTIMATORS = ("ws", "ww", "dww", "reinforce", "vimco", "concrete", "relax")
 BLOCK, WARMUP = 20, 5
-PARTS = ("gmm", "sbn", "ais", "sync", "compile")
+PARTS = ("gmm", "sbn", "ais", "sync", "compile", "pixelcnn")
+
+#: PixelVAE++'s decoders (Sadeghi et al. 2019, §4: PixelCNN++ with n = 3 ResNet layers and 64 maps on 28 × 28 binary
+#: data, batch 128; on CIFAR-10 PixelCNN++'s settings with 128 filters instead of 160, n = 5, batch 64 in total):
+#: (label, channels, side, filters, n, batch); 10 logistic mixture components (ours: the paper does not say)
+PIXELCNN_CONFIGS = (("28×28×1, n = 3, 64 maps, batch 128", 1, 28, 64, 3, 128),
+                    ("32×32×3, n = 5, 128 maps, batch 64", 3, 32, 128, 5, 64))
+#: the same code path at a size the CPU side (and the CPU-only check of this script) runs in seconds
+PIXELCNN_TINY = (("8×8×3, n = 1, 8 maps, batch 4 (the script's check, not a paper configuration)", 3, 8, 8, 1, 4),)
 
 
 def sync(device):
@@ -177,6 +188,42 @@ def compiled(device, rounds, names=GMM_ESTIMATORS):
     return rows
 
 
+def pixelcnn_steps(device, rounds, configs=PIXELCNN_CONFIGS, block=5):
+    """Per configuration: parameters, median ms of one training step (log-likelihood of a random 8-bit batch,
+    backward, Adam) over ``rounds`` blocks of ``block`` steps, and the peak device memory (CUDA) of the step."""
+    from estibench.models.logistic_mixture import to_unit
+    from estibench.models.pixelcnn import PixelCNNpp
+    rows = []
+    for label, channels, side, filters, n, batch in configs:
+        torch.manual_seed(0)
+        model = PixelCNNpp(channels=channels, filters=filters, n_blocks=n, n_mix=10).to(device)
+        params = sum(p.numel() for p in model.parameters())
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = to_unit(torch.randint(0, 256, (batch, channels, side, side), device=device))  # the 256 levels in [−1, 1]
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = -model.log_prob(x).mean()
+            loss.backward()
+            opt.step()
+
+        step()  # first-call allocations outside the timing
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for _ in range(rounds):
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(block):
+                step()
+            sync(device)
+            times.append((time.perf_counter() - start) / block)
+        peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
+        rows.append([label, params, 1e3 * statistics.median(times), peak])
+        print("pixelcnn", rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -237,6 +284,12 @@ def main(argv=None):
         rows = compiled(device, args.rounds, gmm_names)
         sections.append("### `--compile` against eager, GMM K = 2 (first-order estimators)\n\n" + markdown(
             rows, ["estimator", "K", "mode", "eager ms/step", "compiled ms/step", "speed-up", "compile s"]))
+    if "pixelcnn" in parts:
+        configs = PIXELCNN_CONFIGS if d == "cuda" else PIXELCNN_TINY
+        rows = pixelcnn_steps(device, args.rounds, configs)
+        sections.append("### PixelVAE++'s PixelCNN++ decoder: one training step (`models/pixelcnn.py`, log-likelihood "
+                        f"of a random 8-bit batch, backward, Adam; {args.rounds} rounds of 5-step blocks; on {d} only)"
+                        "\n\n" + markdown(rows, ["configuration", "parameters", f"{d} ms/step", "peak GiB"]))
     sections.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     text = header(command_line(__file__, argv), "\n\n".join(sections), load_before)
     write_record(text, args.out)
