@@ -209,8 +209,8 @@ def build_model(name: str, seeds=(0,), **options):
     (``data_statistics``), read from the data layer: data → models, models never load data."""
     factory = models.REGISTRY.factory(name)
     needed = [k for k in factory.data_statistics if options.get(k) is None]
+    from estibench import data
     if factory.default_dataset or options.get("dataset"):
-        from estibench import data
         dataset = factory.statistics_query(options)["name"]
         try:
             kind = data.kind(dataset)
@@ -220,7 +220,6 @@ def build_model(name: str, seeds=(0,), **options):
             raise ValueError(f"model {name!r} trains on {' or '.join(factory.data_kinds)} data; {dataset!r} is "
                              f"{kind} data: choose another dataset")
     if needed:
-        from estibench import data
         stats = data.statistics(**factory.statistics_query(options))
         options = {**options, **{k: stats[k] for k in needed}}
     return models.get(name, seeds=tuple(seeds), **options)
