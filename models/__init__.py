@@ -11,6 +11,7 @@ from .gaussian_vae import GaussianVAE
 from .linear_gaussian import LinearGaussian
 from .registry import Registry, UnknownNameError
 from .rbm_vae import RBMVAE, TinyRBMVAE
+from .conv_vae import ConvVAE, ConvVAENormal
 from .sbn import SigmoidBeliefNet, TinySigmoidBeliefNet
 from .categorical_sbn import CategoricalSBN, TinyCategoricalSBN
 
@@ -25,10 +26,12 @@ REGISTRY.register("rbm_vae_tiny")(TinyRBMVAE)
 REGISTRY.register("linear_gaussian")(LinearGaussian)
 REGISTRY.register("gaussian_vae")(GaussianVAE)
 REGISTRY.register("air")(AIR)
+REGISTRY.register("conv_vae")(ConvVAE)
+REGISTRY.register("conv_vae_normal")(ConvVAENormal)
 
 get = REGISTRY.get
 names = REGISTRY.names
 
 __all__ = ["get", "names", "REGISTRY", "LatentVariableModel", "GMM", "SigmoidBeliefNet", "TinySigmoidBeliefNet", "CategoricalSBN",
            "TinyCategoricalSBN", "LatentSpace", "CategoricalLatent",
-           "BernoulliLatent", "NormalLatent", "StructuredLatent", "AIR", "LinearGaussian", "GaussianVAE", "Registry", "UnknownNameError"]
+           "BernoulliLatent", "NormalLatent", "StructuredLatent", "AIR", "LinearGaussian", "GaussianVAE", "ConvVAE", "ConvVAENormal", "Registry", "UnknownNameError"]

@@ -155,12 +155,17 @@ class SEResidualBlock(nn.Module):
         if use_bn:
             layers.append(nn.BatchNorm2d(channels))
         layers.append(ACTIVATIONS[activation]())
-        self.last_conv = nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=not use_bn)
-        layers.append(self.last_conv)
+        self._last = len(layers)  # an index, not a second registration (an alias breaks functional_call's restore)
+        layers.append(nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=not use_bn))
         if use_bn:
             layers.append(nn.BatchNorm2d(channels))
         layers.append(SqueezeExcite(channels, reduction))
         self.branch = nn.Sequential(*layers)
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        """The branch's last convolution (zero it and the block is the identity)."""
+        return self.branch[self._last]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, lead = _flatten(x, self.channels, "SEResidualBlock")

@@ -208,6 +208,15 @@ class RBMVAE(LatentVariableModel):
         """log p(x | z), ``[*particles, R, B]``; a relaxed z ∈ [0, 1] (RELAXED_BOLTZMANN) is evaluated as is."""
         return bernoulli_log_mass(self.decoder_logits(z), x)
 
+    def log_likelihood_discrete(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) at binary z (the same as :meth:`log_likelihood`; a model with latents of its own inside the
+        decoder, ``conv_vae``, evaluates them in the binary limit here)."""
+        return self.log_likelihood(x, z)
+
+    def prior_image_means(self, z: torch.Tensor) -> torch.Tensor:
+        """σ(dec(z)): the decoded means of latents ``[R, n, D]``, ``[R, n, pixels]`` (the report's image grid)."""
+        return torch.sigmoid(self.decoder_logits(z))
+
     def split(self, z: torch.Tensor):
         return z.split(self.split_sizes, dim=-1)
 

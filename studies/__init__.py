@@ -29,6 +29,7 @@ REGISTRY.register("sbn")(_lazy("estibench.studies.sbn:STUDY"))
 REGISTRY.register("rbm")(_lazy("estibench.studies.rbm:STUDY"))
 REGISTRY.register("vae")(_lazy("estibench.studies.vae:STUDY"))
 REGISTRY.register("air")(_lazy("estibench.studies.air:STUDY"))
+REGISTRY.register("conv")(_lazy("estibench.studies.conv:STUDY"))
 
 _CACHE: Dict[str, Study] = {}
 

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import torch
 
-from estibench.models.protocols import UNNORMALISED_PRIOR, bernoulli_log_mass, capabilities
+from estibench.models.protocols import UNNORMALISED_PRIOR, capabilities
 from estibench.harness.definitions import METRIC_DEFINITIONS, described
 from estibench.harness.metrics import iwae_log_likelihood
 from estibench.harness.task import rows_from
@@ -71,7 +71,7 @@ class RBMTask(SBNTask):
         q = model.guide(x)
         z = q.sample((int(num_particles),))  # [K, R, B, D]
         log_pz = model.log_prior_raise(z, chains=chains, steps=steps)
-        log_px = bernoulli_log_mass(model.decoder_logits(z), x).to(log_pz.dtype)
+        log_px = model.log_likelihood_discrete(x, z).to(log_pz.dtype)
         log_w = log_px + log_pz - q.log_prob(z).to(log_pz.dtype)
         return (torch.logsumexp(log_w, 0) - math.log(int(num_particles))).to(x.dtype)
 
@@ -94,7 +94,7 @@ class RBMTask(SBNTask):
         if not self.boltzmann or n < 1:
             return {}
         z = model.sample(n)[0]  # [R, n, D]
-        means = torch.sigmoid(model.decoder_logits(z.to(model.dtype)))[0]  # [n, pixels] of the first replicate
+        means = model.prior_image_means(z.to(model.dtype))[0]  # [n, obs] of the first replicate
         side = int(round(means.shape[-1] ** 0.5))
         data = means.to(torch.float16).cpu().numpy().tobytes()
         return {"prior_means": (f"application/x-float16; shape={n}x{side}x{side}", data)}

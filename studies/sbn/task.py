@@ -41,11 +41,10 @@ class SBNTask(Task):
         from estibench import data as estidata
         data = estidata.load(model.dataset)
         self.data = data
-        down = (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))
+        fix = self.observations(model, data)
         dev, dt = model.device, model.dtype
-        gen = torch.Generator().manual_seed(int(self.options["test_seed"]))
-        fix = lambda t: down(data.binarise(t, generator=gen)).to(device=dev, dtype=dt)  # noqa: E731
-        self.train = down(data.train).to(device=dev, dtype=dt)  # grey if dynamic: binarised per batch
+        down = (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))
+        self.train = down(data.train.flatten(1)).to(device=dev, dtype=dt)  # grey if dynamic: binarised per batch
         M = int(self.options["eval_points"])
         R = model.replicates
         rep = lambda t: t.expand(R, *t.shape).contiguous()  # noqa: E731
@@ -56,11 +55,19 @@ class SBNTask(Task):
         bgen = torch.Generator().manual_seed(int(self.options["grad_batch_seed"]))
         idx = torch.randint(len(data.train), (cell.batch_size,), generator=bgen)
         self.grad_batch = rep(fix(data.train[idx]))
-        self.dynamic = data.dynamic
+        self.dynamic = data.kind == "binary" and data.dynamic
         self.phi_index = [i for i, p in enumerate(model.parameters())
                           if id(p) in {id(q) for q in model.guide_parameters()}]
         self.trajectory = TrajectoryVariance(float(self.options["ema_decay"]))
         self.enumerable = model.latent.enumerable
+
+    def observations(self, model, data):
+        """The function that turns a split's images into the fixed observations the metrics read (binarised once
+        with the ``test_seed`` stream, down-sampled as the model's ``downsample`` option says)."""
+        from estibench import data as estidata
+        down = (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))
+        gen = torch.Generator().manual_seed(int(self.options["test_seed"]))
+        return lambda t: down(data.binarise(t, generator=gen)).to(device=model.device, dtype=model.dtype)
 
     def train_batch(self) -> torch.Tensor:
         R, B = self.model.replicates, self.cell.batch_size
