@@ -2,8 +2,9 @@
 scarce: with the defaults the whole run takes a few minutes on the GPU, plus the CPU side), recording every figure
 with the device's name.
 
-    python benchmarks/device_check.py [--device cuda] [--iterations 1000] [--rounds 3] [--parts gmm,sbn,ais,sync,compile,pixelcnn]
-                                      [--out FILE]
+    python benchmarks/device_check.py [--device cuda] [--iterations 1000] [--rounds 3]
+                                      [--parts gmm,sbn,ais,sync,compile,pixelcnn,conv] [--conv-steps 3]
+                                      [--conv-ais 5000x1000] [--out FILE]
 
 Each part runs on ``--device`` and on the CPU of the same machine (one torch thread, as the CPU studies run), the
 two interleaved where it times steps:
@@ -24,6 +25,16 @@ two interleaved where it times steps:
 * ``pixelcnn``: PixelVAE++'s PixelCNN++ decoders at the paper's sizes and batches (:data:`PIXELCNN_CONFIGS`): one
   training step's ms, the parameters and the peak GPU memory (whether it fits one 80 GB GPU); on the device only
   (the CPU side would take minutes a step), and on the CPU at a tiny size when there is no GPU.
+* ``conv``: the convolutional VAEs (``models/conv_vae.py``) at the papers' configurations (:data:`CONV_CONFIGS`:
+  ``CONFIGS["paper"]``, ``"paper_cifar"`` with ``overlap_exp`` and DVAE++'s batch 100, ``"pixelvae"`` /
+  ``"pixelvae_cifar"`` with ``gumbolt`` and PixelVAE++'s batches 128 / 64, and ``ConvVAENormal`` at each size with
+  ``vae``; the RBM options of the study's paper presets): parameters, median ms of ``--conv-steps`` training steps
+  (``benchmarks/conv_step.py``'s step: fresh synthetic batch, ``est.surrogate(...).loss.backward()``, Adam) after 2
+  warm-up steps, peak device memory (``torch.cuda.max_memory_allocated`` over the timed steps), and the forward-AIS
+  time of the papers' RBM priors (64 + 64, 200 + 200, 256 + 256) at ``--conv-ais`` chains × temperatures (PixelVAE++'s
+  training AIS: 5,000 × 1,000).  A configuration that fails (out of memory) is a row saying so, not the end of the
+  run.  On the device only; without a GPU the same code runs ``CONFIGS["tiny"]`` / ``"pixelvae_small"`` sizes, 1 step,
+  and AIS at 50 × 10 on the 8 + 8 RBM: the script's check.
 
 Without a GPU, ``--device cpu`` runs every part but ``sync`` with the CPU on both sides: a check that the script
 works (tests/test_benchmarks.py runs it so, tiny), not a device figure.  Writes ``device_check.md`` next to this
@@ -47,7 +58,7 @@ from benchmarks.common import (Trainer, bind, command_line, compatible, header, 
 
 GMM_ESTIMATORS = ("ws", "ww", "dww", "reinforce", "vimco", "concrete", "relax")
 BLOCK, WARMUP = 20, 5
-PARTS = ("gmm", "sbn", "ais", "sync", "compile", "pixelcnn")
+PARTS = ("gmm", "sbn", "ais", "sync", "compile", "pixelcnn", "conv")
 
 #: PixelVAE++'s decoders (Sadeghi et al. 2019, §4: PixelCNN++ with n = 3 ResNet layers and 64 maps on 28 × 28 binary
 #: data, batch 128; on CIFAR-10 PixelCNN++'s settings with 128 filters instead of 160, n = 5, batch 64 in total):
@@ -224,6 +235,83 @@ def pixelcnn_steps(device, rounds, configs=PIXELCNN_CONFIGS, block=5):
     return rows
 
 
+#: the conv part's configurations: (label, model, ``CONFIGS`` key, estimator, batch); the RBM's options are the conv
+#: study's paper presets' (``studies/conv/settings.py``: 1,000 persistent chains × 40 Gibbs sweeps)
+CONV_CONFIGS = (("DVAE++ binary (RBM 8 + 8, normal local)", "conv_vae", "paper", "overlap_exp", 100),
+                ("DVAE++ binary, Normal / Normal", "conv_vae_normal", "paper", "vae", 100),
+                ("DVAE++ CIFAR-10 (RBM 64 + 64, normal local)", "conv_vae", "paper_cifar", "overlap_exp", 100),
+                ("DVAE++ CIFAR-10, Normal / Normal", "conv_vae_normal", "paper_cifar", "vae", 100),
+                ("PixelVAE++ binary (RBM 200 + 200)", "conv_vae", "pixelvae", "gumbolt", 128),
+                ("PixelVAE++ binary, Normal", "conv_vae_normal", "pixelvae", "vae", 128),
+                ("PixelVAE++ CIFAR-10 (RBM 256 + 256)", "conv_vae", "pixelvae_cifar", "gumbolt", 64),
+                ("PixelVAE++ CIFAR-10, Normal", "conv_vae_normal", "pixelvae_cifar", "vae", 64))
+#: the same code paths at sizes the CPU runs in seconds (the script's check, not paper configurations)
+CONV_TINY = (("tiny (RBM 3 + 3, exact local), the script's check", "conv_vae", "tiny", "overlap_exp", 4),
+             ("tiny, Normal / Normal, the script's check", "conv_vae_normal", "tiny", "vae", 4),
+             ("pixelvae_small (RBM 8 + 8), the script's check", "conv_vae", "pixelvae_small", "gumbolt", 4))
+CONV_PAPER_RBM = {"chains": 1000, "gibbs_sweeps": 40}
+CONV_TINY_RBM = {"chains": 10, "gibbs_sweeps": 1}
+
+
+def conv_steps(device, configs=CONV_CONFIGS, rbm_options=CONV_PAPER_RBM, steps=3, warmup=2):
+    """Per configuration: parameters, median ms per training step, peak device memory (CUDA) of the timed steps;
+    and the built RBM priors (by size) for :func:`conv_ais`."""
+    from benchmarks.conv_step import Step, build, n_parameters
+    from estibench.models.conv_vae import CONFIGS
+    from estibench.studies.conv.settings import normal_options
+    rows, rbms = [], {}
+    for label, model_name, config, est_name, batch in configs:
+        model = est = step = None
+        try:
+            opts = dict(CONFIGS[config])
+            opts = normal_options(opts) if model_name == "conv_vae_normal" else {**opts, **rbm_options}
+            model, est = build(model_name, opts, est_name, {})
+            model.to(device)
+            est.to(device)
+            params = n_parameters(model, est)
+            if model_name == "conv_vae" and model.rbm.n_visible + model.rbm.n_hidden > 16:
+                rbms.setdefault(f"{model.rbm.n_visible} + {model.rbm.n_hidden}", model.rbm)
+            step = Step(model, est, batch)
+            for _ in range(warmup):
+                step()
+            sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times = []
+            for _ in range(steps):
+                start = time.perf_counter()
+                step()
+                sync(device)
+                times.append(time.perf_counter() - start)
+            peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
+            rows.append([label, est_name, batch, params, 1e3 * statistics.median(times), peak, "ok"])
+        except Exception as err:  # noqa: BLE001 — a failed configuration (out of memory) is a row, the run goes on
+            rows.append([label, est_name, batch, float("nan"), float("nan"), float("nan"),
+                         f"{type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''}"])
+        finally:
+            del model, est, step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        print("conv", rows[-1], flush=True)
+    return rows, rbms
+
+
+def conv_ais(device, rbms, chains, steps):
+    """Forward AIS (``log_partition_ais``) on each RBM prior: seconds and chains × temperatures per second."""
+    rows = []
+    for size, rbm in rbms.items():
+        rbm = rbm.to(device)
+        rbm.log_partition_ais(chains=min(chains, 100), steps=min(steps, 10))  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        rbm.log_partition_ais(chains=chains, steps=steps)
+        sync(device)
+        t = time.perf_counter() - start
+        rows.append([size, f"{chains:,} × {steps:,}", t, chains * steps / t])
+        print("conv ais", rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -235,6 +323,9 @@ def main(argv=None):
                    help="comma-separated estimators for every part (default: the GMM paper's seven for gmm, sync and "
                         "compile; every compatible one for sbn)")
     p.add_argument("--ais", default="1000x100", help="AIS chains x temperatures (default: 1000x100)")
+    p.add_argument("--conv-steps", type=int, default=3, help="conv: timed steps per configuration (default: 3)")
+    p.add_argument("--conv-ais", default="5000x1000",
+                   help="conv: AIS chains x temperatures on the papers' RBM priors (default: 5000x1000)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "device_check.md"))
     args = p.parse_args(argv)
     parts = args.parts.split(",")
@@ -256,6 +347,12 @@ def main(argv=None):
         chains, steps = (int(v) for v in args.ais.lower().split("x"))
     except ValueError:
         print(f"device_check: error: --ais {args.ais!r}: give CHAINSxTEMPERATURES, e.g. 1000x100", file=sys.stderr)
+        return 2
+    try:
+        conv_chains, conv_temps = (int(v) for v in args.conv_ais.lower().split("x"))
+    except ValueError:
+        print(f"device_check: error: --conv-ais {args.conv_ais!r}: give CHAINSxTEMPERATURES, e.g. 5000x1000",
+              file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU (no GPU: a check of this script)"
@@ -290,6 +387,26 @@ def main(argv=None):
         sections.append("### PixelVAE++'s PixelCNN++ decoder: one training step (`models/pixelcnn.py`, log-likelihood "
                         f"of a random 8-bit batch, backward, Adam; {args.rounds} rounds of 5-step blocks; on {d} only)"
                         "\n\n" + markdown(rows, ["configuration", "parameters", f"{d} ms/step", "peak GiB"]))
+    if "conv" in parts:
+        on_device = d == "cuda"
+        rows, rbms = conv_steps(device, CONV_CONFIGS if on_device else CONV_TINY,
+                                CONV_PAPER_RBM if on_device else CONV_TINY_RBM,
+                                steps=args.conv_steps if on_device else 1, warmup=2 if on_device else 1)
+        chains_c, temps_c = (conv_chains, conv_temps) if on_device else (min(conv_chains, 50), min(conv_temps, 10))
+        if not on_device:  # the check's AIS: the tiny RBMs are under 16 bits; time the 8 + 8 one anyway
+            from estibench.models.rbm import RBM
+            rbms = {"8 + 8": RBM((0,), 8, 8)}
+        ais_rows = conv_ais(device, rbms, chains_c, temps_c)
+        steps_shown = args.conv_steps if on_device else 1
+        what = "the papers' configurations" if on_device else "tiny sizes (no GPU: the script's check)"
+        sections.append(f"### Convolutional VAEs at {what}: one training step (`models/conv_vae.py`, "
+                        f"`benchmarks/conv_step.py`'s step, K = 1, R = 1, synthetic batch; median of {steps_shown} "
+                        f"steps after warm-up; on {d} only)\n\n" + markdown(
+                            rows, ["configuration", "estimator", "batch", "parameters", f"{d} ms/step", "peak GiB",
+                                   "status"]))
+        sections.append(f"### Forward AIS on the conv models' RBM priors ({chains_c:,} chains × {temps_c:,} "
+                        f"temperatures, float64, `log_partition_ais`, one run after a warm-up; on {d})\n\n" + markdown(
+                            ais_rows, ["RBM", "chains × temperatures", "s", "chains × temperatures per s"]))
     sections.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     text = header(command_line(__file__, argv), "\n\n".join(sections), load_before)
     write_record(text, args.out)

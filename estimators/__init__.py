@@ -28,7 +28,7 @@ from .overlap_exp import OverlapExp
 from .overlap_logistic import OverlapLogistic
 from .overlap_power import OverlapPower
 from .contrastive_rws import ContrastiveRWS
-from .gumbolt import GumBolt
+from .gumbolt import GumBolt, GumBoltPathDerivative
 from .iwae import Iwae
 from .rloo import Rloo
 from .arms import Arms
@@ -67,6 +67,7 @@ REGISTRY.register("overlap_logistic")(one_of(OverlapLogistic, OverlapLogisticRBM
 REGISTRY.register("overlap_power")(one_of(OverlapPower, OverlapPowerRBM))
 REGISTRY.register("contrastive_rws")(ContrastiveRWS)
 REGISTRY.register("gumbolt")(GumBolt)
+REGISTRY.register("gumbolt_pd")(GumBoltPathDerivative)
 REGISTRY.register("vae")(Vae)
 REGISTRY.register("iwae")(Iwae)
 REGISTRY.register("rw+rws")(ReweightedWakeWakeSleep)

@@ -215,7 +215,7 @@ class _ConvFamily:
     def _setup(self, seeds, dataset, downsample, scales, width, blocks, global_sizes, global_normal, hierarchical,
                local_groups, local_channels, local, local_beta, local_integration, likelihood, n_mix,
                pixelcnn_resnets, pixelcnn_filters, train_mean):
-        from_kind = "colour" if likelihood == "logistic" or str(dataset).startswith("cifar") else "binary"
+        from_kind = "colour" if str(dataset).startswith("cifar") else "binary"
         for name, value, low in (("scales", scales, 1), ("width", width, 1), ("blocks", blocks, 1),
                                  ("local_groups", local_groups, 0), ("local_channels", local_channels, 1),
                                  ("n_mix", n_mix, 1), ("pixelcnn_resnets", pixelcnn_resnets, 1),
@@ -285,7 +285,8 @@ class _ConvFamily:
     GUIDE_PREFIXES = ("encoder__", "global_q__", "local_post__")
 
     def _net_parameters(self, guide: bool) -> List[nn.Parameter]:
-        return [p for n, p in self.net.params.items() if n.startswith(self.GUIDE_PREFIXES) == guide]
+        ids = {id(p) for n, p in self.net.params.items() if n.startswith(self.GUIDE_PREFIXES) == guide}
+        return [p for p in self.parameters() if id(p) in ids]
 
     # -- images -----------------------------------------------------------------------------------------
     def images(self, x: torch.Tensor) -> torch.Tensor:
@@ -502,7 +503,8 @@ class ConvVAE(_ConvFamily, RBMVAE):
         return super().log_partition()
 
     def generative_parameters(self) -> List[nn.Parameter]:
-        return list(self.rbm.parameters()) + self._net_parameters(guide=False)
+        ids = {id(p) for p in [*self.rbm.parameters(), *self._net_parameters(guide=False)]}
+        return [p for p in self.parameters() if id(p) in ids]  # in parameters() order (the model contract)
 
     def guide_parameters(self) -> List[nn.Parameter]:
         return self._net_parameters(guide=True)

@@ -139,7 +139,10 @@ class StackedModule(nn.Module):
 
     @property
     def replicates(self) -> int:
-        return len(self.seeds)
+        """R: the leading size of the stacked parameters (``len(seeds)`` when built; a model tiled for vectorised
+        draws, ``harness.gradients.replicate``, tiles the parameters and so the replicates)."""
+        first = next(iter(self.params.values()), None)
+        return len(self.seeds) if first is None else first.shape[0]
 
     @property
     def base(self) -> nn.Module:
