@@ -212,7 +212,8 @@ def test_device_check_runs_every_part_on_the_cpu(tmp_path):
                               "--estimators", "reinforce", "--ais", "20x3", "--out", str(out)]) == 0
     text = out.read_text()
     for section in ("### GMM at a reduced budget", "### SBN training step", "### AIS throughput",
-                    "### `--compile` against eager", "### PixelVAE++'s PixelCNN++ decoder"):
+                    "### `--compile` against eager", "### PixelVAE++'s PixelCNN++ decoder", "### Convolutional VAEs at",
+                    "### Forward AIS on the conv models' RBM priors"):
         assert section in text, section
     assert re.search(r"^\| reinforce +\| +2 \|", text, re.M) and "Host synchronisation" not in text  # sync: CUDA only
     assert device_check.main(["--parts", "gmm,warp", "--out", str(tmp_path / "x.md")]) == 2
