@@ -77,7 +77,8 @@ class GumBoltPathDerivative(GumBolt):
     """GumBolt as PixelVAE++ trains its RBM prior (Sadeghi et al., 2019, §2.1 and §4: "the encoder is trained with
     path derivatives" and "KL annealing"): the objective of :class:`GumBolt` with
 
-    * the path-derivative encoder gradient (Roeder, Wu & Duvenaud, 2017, "Sticking the landing", Eq. 8 in spirit):
+    * the path-derivative encoder gradient (Roeder, Wu & Duvenaud, 2017, "Sticking the landing", §3: the total
+      derivative of the ELBO with its score-function term dropped):
       in log q̃(ζ | x) the logits are held constant, so φ gets only the gradient through the reparameterised ζ and
       not the score-like term ∇_φ log q̃(ζ | x) at fixed ζ (its expectation is not zero for the proxy q̃, so this
       changes the relaxed objective's gradient, as the paper's choice does); θ's gradient is unchanged;
