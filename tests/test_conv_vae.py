@@ -525,3 +525,19 @@ def test_pixelcnn_prior_images_are_drawn_pixel_by_pixel():
     assert images.shape == (1, 3, 16) and set(images.unique().tolist()) <= {0.0, 1.0}
     obs = model.sample_observations(model.sample_prior(2).transpose(0, 1))
     assert obs.shape == (1, 2, 16) and set(obs.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_the_conv_task_enumerates_only_small_global_spaces():
+    """The study's task computes exact metrics for the tiny configuration (64 global states) and not for a 16-bit
+    prior through a PixelCNN++ (65,536 states per image: the CPU run's memory ran out doing it)."""
+    from estibench.harness.runner import Cell, build_model
+    from estibench.studies import TASKS
+    from estibench.studies.conv.task import EXACT_MAX_STATES
+    for options, enumerable in ((CONFIGS["tiny"], True), ({**CONFIGS["pixelvae_small"], "width": 4}, False)):
+        cell = Cell(study="conv", model="conv_vae", estimator="gumbolt", particles=1, seeds=(0,), iterations=1,
+                    eval_every=1, batch_size=4, model_options=dict(options),
+                    study_options={"eval_points": 4, "test_points": 4})
+        model = build_model("conv_vae", seeds=(0,), **options)
+        task = TASKS["conv"](model, cell)
+        assert model.latent.enumerable and task.enumerable == enumerable
+        assert (model.latent.num_states <= EXACT_MAX_STATES) == enumerable

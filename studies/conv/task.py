@@ -15,17 +15,25 @@ from estibench.studies.conv.settings import DEFINITIONS
 from estibench.studies.rbm.task import RBM_DEFAULTS, RBMTask
 
 CONV_DEFAULTS = {**RBM_DEFAULTS, "kl_samples": 10}
+#: the exact metrics (test_log_px_exact, exact_grad/*) enumerate the global latents through the whole decoder, per
+#: test image (and, for the gradients, with autograd): only where there are at most this many states (the ``tiny``
+#: configuration's 64); the 65,536 states of an enumerable 16-bit prior through a PixelCNN++ exhaust a CPU's memory
+EXACT_MAX_STATES = 4096
 
 
 class ConvTask(RBMTask):
     """Convolutional VAEs with a global discrete (or normal) prior and local latents (DVAE++ §7.3 Table 3,
     PixelVAE++ Table 1): RBMTask's data and metrics, on binary images as it reads them and on colour images (the
-    8-bit values as observations, no binarisation, no down-sampling), plus ``test_kl`` on the test images.  The
-    metrics:
+    8-bit values as observations, no binarisation, no down-sampling), plus ``test_kl`` on the test images; the exact
+    metrics only where the global latents have at most :data:`EXACT_MAX_STATES` states.  The metrics:
 
     """
 
     defaults = CONV_DEFAULTS
+
+    def __init__(self, model, cell):
+        super().__init__(model, cell)
+        self.enumerable = self.enumerable and model.latent.num_states <= EXACT_MAX_STATES
 
     def observations(self, model, data):
         if data.kind == "colour":
