@@ -1,6 +1,5 @@
 """Convolutional building blocks for DVAE++'s convolutional model (Vahdat, Macready, Bian, Khoshaman & Andriyash,
-ICML 2018, "DVAE++: Discrete Variational Autoencoders with Overlapping Transformations", §6.2 and §7.3;
-``/work/shared/papers/001_*.txt``).
+ICML 2018, "DVAE++: Discrete Variational Autoencoders with Overlapping Transformations", §6.2 and §7.3).
 
 What the paper says (§6.2, "Neural Network Architecture"): the networks use residual connections (He et al. 2016)
 with squeeze-and-excitation (SE) blocks (Hu et al. 2017/2018); "a SE-ResNet block" is the residual block; the encoder
