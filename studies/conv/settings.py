@@ -58,15 +58,21 @@ def pixelvae_parts(options: dict) -> tuple:
             Part(estimators=("gumbolt_pd", "gumbolt"), model_options=dict(options)))
 
 
+def with_rbm(parts, rbm: dict, **changes) -> tuple:
+    """``parts`` with the RBM options ``rbm`` added to every ``conv_vae`` part (not to ``conv_vae_normal``, which has
+    no RBM) and the fields ``changes`` set on every part."""
+    return tuple(replace(p, **changes, model_options={**p.model_options,
+                                                       **({} if p.model == "conv_vae_normal" else rbm)})
+                 for p in parts)
+
+
 CPU_RBM = {"chains": 100, "gibbs_sweeps": 10, "ais_chains": 100, "ais_steps": 100}
 CPU_STUDY = {"eval_points": 200, "test_points": 200, "final_particles": (100,), "valid_final_particles": (100,),
              "raise_points": 20, "prior_samples": 16}
 TINY_PART = Part(model_options={**TINY, **CPU_RBM}, estimators=("overlap_exp", "spike_exp"), iterations=300,
                  eval_every=150, study_options={**CPU_STUDY, "grad_samples": 10, "raise_points": 0})
-DVAEPP_CPU = tuple(replace(p, model_options={**p.model_options, **({} if p.model == "conv_vae_normal" else CPU_RBM)})
-                   for p in dvaepp_parts({**SMALL})) + (TINY_PART,)
-PIXELVAE_CPU = tuple(replace(p, model_options={**p.model_options, **({} if p.model == "conv_vae_normal" else CPU_RBM)})
-                     for p in pixelvae_parts({**PIXELVAE_SMALL}))
+DVAEPP_CPU = with_rbm(dvaepp_parts(SMALL), CPU_RBM) + (TINY_PART,)
+PIXELVAE_CPU = with_rbm(pixelvae_parts(PIXELVAE_SMALL), CPU_RBM)
 #: the PixelCNN++ decoder costs about 0.5 s per training step of 3 replicates × 32 images and ~20 ms per image and
 #: particle in evaluation on 2 cores, and drawing a prior sample takes one pass per pixel: fewer evaluation points
 PIXELVAE_CPU_STUDY = {**CPU_STUDY, "eval_points": 50, "eval_particles": 10, "test_points": 50,
@@ -82,29 +88,24 @@ DVAEPP_PAPER = Preset(
     model_grid={"dataset": BINARY_DATASETS},
     study_options={"eval_points": 1000, "test_points": None, "final_particles": (4000,),
                    "valid_final_particles": (100,), "raise_points": 1000},
-    parts=tuple(replace(p, model_options={**p.model_options, **({} if p.model == "conv_vae_normal" else PAPER_RBM)})
-                for p in dvaepp_parts(PAPER))
-    + tuple(replace(p, model_grid={"dataset": ("cifar10",)},
-                    model_options={**p.model_options, **({} if p.model == "conv_vae_normal" else PAPER_RBM)})
-            for p in dvaepp_parts(PAPER_CIFAR)),
+    parts=with_rbm(dvaepp_parts(PAPER), PAPER_RBM)
+    + with_rbm(dvaepp_parts(PAPER_CIFAR), PAPER_RBM, model_grid={"dataset": ("cifar10",)}),
     description="DVAE++ §7.3's sizes (16 local groups × 32 variables per position, 16 RBM units on binary data and "
                 "128 on CIFAR-10) for one GPU; full datasets (run_all.py fetch-data)")
 #: PixelVAE++ (§3–4): binary data batch 128 for 500 epochs (≈ 195k steps of 50k images), CIFAR-10 batch 64 for 1,000
 #: epochs (≈ 703k steps of 45k images: its 8 GPUs × 8 on one GPU); log Z by AIS with 5,000 chains × 1,000
 #: temperatures (the paper's training AIS; its evaluation uses ten times that, ours the same); LL with 1,000
 #: importance samples.  Its path-derivative encoder gradient and KL annealing are not reproduced (stated on the page).
+#: PixelVAE++'s training AIS (5,000 chains × 1,000 temperatures) with the paper presets' chains
+PIXELVAE_RBM = {**PAPER_RBM, "ais_chains": 5000, "ais_steps": 1000}
 PIXELVAE_PAPER = Preset(
     iterations=195_500, eval_every=10_000, seeds=3, batch_size=128, lr=1e-3,
     model_grid={"dataset": BINARY_DATASETS},
     study_options={"eval_points": 1000, "test_points": None, "final_particles": (1000,),
                    "valid_final_particles": (100,), "raise_points": 0},
-    parts=tuple(replace(p, model_options={**p.model_options, **({} if p.model == "conv_vae_normal" else
-                                                                 {**PAPER_RBM, "ais_chains": 5000, "ais_steps": 1000})})
-                for p in pixelvae_parts(PIXELVAE))
-    + tuple(replace(p, model_grid={"dataset": ("cifar10",)}, iterations=703_000, batch_size=64,
-                    model_options={**p.model_options, **({} if p.model == "conv_vae_normal" else
-                                                         {**PAPER_RBM, "ais_chains": 5000, "ais_steps": 1000})})
-            for p in pixelvae_parts(PIXELVAE_CIFAR)),
+    parts=with_rbm(pixelvae_parts(PIXELVAE), PIXELVAE_RBM)
+    + with_rbm(pixelvae_parts(PIXELVAE_CIFAR), PIXELVAE_RBM, model_grid={"dataset": ("cifar10",)},
+               iterations=703_000, batch_size=64),
     description="PixelVAE++'s sizes (400 latents with a 200 + 200 RBM, PixelCNN++ n = 3 with 64 maps; CIFAR-10: "
                 "512 latents, n = 5 with 128 filters) for one GPU; full datasets (run_all.py fetch-data)")
 

@@ -21,6 +21,12 @@ SBN_DEFAULTS = {"eval_particles": 100, "final_particles": (100, 1000), "valid_fi
                 "test_seed": 20180705}
 
 
+def downsampler(model):
+    """Flattened images → the resolution the model's ``downsample`` option asks for (max-pooling; the identity at 1)."""
+    from estibench import data as estidata
+    return (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))
+
+
 class SBNTask(Task):
     """Sigmoid belief networks on binarised images (REBAR §6, DVAE++ §7.1; studies/sbn/README.md, docs/conventions.md).
 
@@ -43,8 +49,7 @@ class SBNTask(Task):
         self.data = data
         fix = self.observations(model, data)
         dev, dt = model.device, model.dtype
-        down = (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))
-        self.train = down(data.train.flatten(1)).to(device=dev, dtype=dt)  # grey if dynamic: binarised per batch
+        self.train = downsampler(model)(data.train.flatten(1)).to(device=dev, dtype=dt)  # grey if dynamic: binarised per batch
         M = int(self.options["eval_points"])
         R = model.replicates
         rep = lambda t: t.expand(R, *t.shape).contiguous()  # noqa: E731
@@ -64,8 +69,7 @@ class SBNTask(Task):
     def observations(self, model, data):
         """The function that turns a split's images into the fixed observations the metrics read (binarised once
         with the ``test_seed`` stream, down-sampled as the model's ``downsample`` option says)."""
-        from estibench import data as estidata
-        down = (lambda t: t) if model.downsample == 1 else (lambda t: estidata.downsample(t, model.downsample))
+        down = downsampler(model)
         gen = torch.Generator().manual_seed(int(self.options["test_seed"]))
         return lambda t: down(data.binarise(t, generator=gen)).to(device=model.device, dtype=model.dtype)
 
