@@ -11,14 +11,17 @@ Per cell: parameters (model + estimator), median ms per step (each step timed al
 of one step: the largest sum of the bytes the CPU allocator held above the step's start, from the ``[memory]`` events
 of ``torch.profiler`` (``profile_memory=True``; parameters, gradients and Adam state that exist before the step are
 not in it; Adam's first step allocates its state and is the warm-up's).  A step is the brief's: ``opt.zero_grad();
-est.surrogate(model, x, 1).loss.backward(); opt.step()`` (Adam, lr 1e-3, over the model's and the estimator's
-parameters) on a fresh batch of binary images drawn pixel by pixel from a fixed mean image (synthetic data: no
+est.surrogate(model, x, 1).loss.backward(); opt.step()`` (the engine's Adam, ``harness.runner.make_optimiser``,
+lr 1e-3, over the model's and the estimator's parameters) on a fresh batch of binary images drawn pixel by pixel from a fixed mean image (synthetic data: no
 dataset is read; the step's cost does not depend on the pixel values).  The estimators get the study's options
 (``BETA``), the models the study's (``CPU_RBM``: 100 persistent chains × 10 Gibbs sweeps).  ``--profile`` profiles
 one cell's step with ``torch.profiler`` and lists the top operators by self CPU time.  ``--paper`` adds the papers'
 configurations' parameters and a meta-device activation estimate (``models.conv_blocks.activation_estimate`` of
 the networks' forward pass; estimates, not measurements).  ``--smoke``: 2 timed steps per cell, no warm-up beyond 1
-step, no profile: a seconds-long check that every cell runs.
+step, no profile: a seconds-long check that every cell runs.  The cells with an RBM prior and local latents run a
+second time with the encoder-features cache off (``ConvVAE.features_cache = False``, label
+``[features cache off]``), interleaved with the others, for the ratio of what the cache saves (``--no-baseline``
+leaves them out).
 """
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.common import command_line, header, load_average, markdown, write_record  # noqa: E402
+from estibench.harness.runner import make_optimiser  # noqa: E402
 
 TARGET_MS = 50.0
+#: the label suffix of a cell run without the encoder-features cache (``ConvVAE.features_cache = False``)
+NO_CACHE = " [features cache off]"
 
 
 def train_mean_for(downsample: int) -> torch.Tensor:
@@ -89,7 +95,7 @@ class Step:
     def __init__(self, model, est, batch, lr=1e-3):
         self.model, self.est, self.batch = model, est, batch
         self.params = list(model.parameters()) + list(est.parameters())
-        self.opt = torch.optim.Adam(self.params, lr=lr)
+        self.opt = make_optimiser(self.params, lr)  # the engine's Adam (one multi-tensor kernel per operation)
         if model.kind == "colour":
             self.draw = lambda: torch.randint(0, 256, (model.replicates, batch, *model.obs_shape),
                                                   device=model.device).float()
@@ -232,6 +238,8 @@ def main(argv=None):
     p.add_argument("--profile", default="small overlap_exp rbm/normal",
                    help="the cell label to profile ('' for none; default: small overlap_exp rbm/normal)")
     p.add_argument("--paper", action="store_true", help="add the papers' configurations' sizes (estimates)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="leave out the cells run without the encoder-features cache")
     p.add_argument("--smoke", action="store_true", help="2 timed steps per cell after 1 warm-up, no profile")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_step.md"))
     args = p.parse_args(argv)
@@ -245,6 +253,11 @@ def main(argv=None):
         print(f"conv_step: error: --profile {args.profile!r}: choose from {', '.join(labels)}", file=sys.stderr)
         return 2
     built = {label: build(m, o, e, eo) for label, m, o, e, eo in cells}
+    for label, m, o, e, eo in cells:  # the same cells without the encoder-features cache, for the ratio
+        if m == "conv_vae" and o.get("local_groups", 2) and not args.no_baseline:
+            model, est = build(m, o, e, eo)
+            model.features_cache = False
+            built[label + NO_CACHE] = model, est
     steps = {label: Step(model, est, args.batch) for label, (model, est) in built.items()}
     times = time_cells(steps, args.rounds, args.block, args.warmup)
     rows = []
@@ -252,7 +265,9 @@ def main(argv=None):
         ms = 1e3 * statistics.median(times[label])
         q = statistics.quantiles([1e3 * t for t in times[label]], n=4) if len(times[label]) >= 2 else [ms, ms, ms]
         peak = peak_step_bytes(steps[label]) / 2 ** 20
-        rows.append([label, n_parameters(model, est), ms, f"{q[0]:.1f}–{q[2]:.1f}", ms / TARGET_MS, peak])
+        with_cache = 1e3 * statistics.median(times[label[:-len(NO_CACHE)]]) if label.endswith(NO_CACHE) else None
+        rows.append([label, n_parameters(model, est), ms, f"{q[0]:.1f}–{q[2]:.1f}", ms / TARGET_MS, peak,
+                     "" if with_cache is None else f"{with_cache / ms:.2f}"])
         print("step", rows[-1], flush=True)
     n = args.rounds * args.block
     sections = [f"torch threads: {args.threads} (`torch.set_num_threads`); batch {args.batch}, R = 1 (seeds = (0,)), "
@@ -260,7 +275,8 @@ def main(argv=None):
                 f"{args.warmup} warm-up steps each.",
                 f"### Training step of the conv study's CPU cells (target {TARGET_MS:.0f} ms at batch 32)\n\n"
                 + markdown(rows, ["cell (configuration, estimator, prior/local)", "parameters", "median ms/step",
-                                  "quartiles ms", f"÷ {TARGET_MS:.0f} ms", "peak step MiB (profiler)"])]
+                                  "quartiles ms", f"÷ {TARGET_MS:.0f} ms", "peak step MiB (profiler)",
+                                  "with cache ÷ without"])]
     if args.profile:
         model, est = built[args.profile]
         table = profile_table(steps[args.profile])

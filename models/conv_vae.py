@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -66,6 +67,7 @@ from .latents import BernoulliLatent, NormalLatent
 from .logistic_mixture import dlm_log_prob, dlm_num_params, dlm_sample, to_unit
 from .nn import StackedModule
 from .pixelcnn import PixelCNNpp
+from .registry import Revision
 from .protocols import (MULTILINEAR_ENERGY, RELAXED_BOLTZMANN, REPARAMETERISED, TRAINING_MEAN, UNNORMALISED_PRIOR,
                         bernoulli_log_mass)
 from .rbm import RBM, PersistentChains
@@ -211,8 +213,19 @@ class ConvNet(nn.Module):
         return dlm_log_prob(x_img, params, self.n_mix)
 
 
+_FEATURES_ONCE = Revision(
+    7, "the encoder's features of a batch are computed once per training step and shared by the guide and the local "
+       "posteriors (one backward pass through the encoder instead of two or three): the same values, the gradients "
+       "summed in another order (differences in the last bits); earlier cells stay valid under their version",
+    invalidates=False)
+
+
 class _ConvFamily:
     """What :class:`ConvVAE` and :class:`ConvVAENormal` share: the options, the networks and the local latents."""
+
+    #: keep the encoder's features of a batch within a step (:meth:`features`); ``benchmarks/conv_step.py`` turns it
+    #: off on an instance to measure what it saves
+    features_cache: bool = True
 
     def _setup(self, seeds, dataset, downsample, scales, width, blocks, global_sizes, global_normal, hierarchical,
                local_groups, local_channels, local, local_beta, local_integration, likelihood, n_mix,
@@ -305,16 +318,54 @@ class _ConvFamily:
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's coarsest feature map, ``[*P, R, B, width, r, r]`` for x ``[*P, R, B, obs]`` (computed once
-        along the particle dimensions P over which x is only expanded, as the estimators expand it)."""
+        along the particle dimensions P over which x is only expanded, as the estimators expand it, or of size 1).
+
+        One training step asks for the features of the same batch several times (the guide's groups, then the
+        local posteriors); they are computed once and kept (:meth:`_cached_features`) while the batch, the networks'
+        parameters and buffers and the grad mode are unchanged, and dropped when the backward pass reaches them."""
         lead = tuple(x.shape[:-1])
         p = len(lead) - 2
-        shared = [i for i in range(p) if x.stride(i) == 0]
+        shared = [i for i in range(p) if x.stride(i) == 0 or x.shape[i] == 1]
         base = x[tuple(0 if i in shared else slice(None) for i in range(len(lead)))]
-        flat, blead = _lead_to_rn(base, self.replicates, 1)
-        f = _rn_to_lead(self.net(self.encoder_input(flat), "features"), blead)
+        f = self._cached_features(base)
         for i in shared:
             f = f.unsqueeze(i)
         return f.expand(*lead, *f.shape[len(lead):])
+
+    def _cached_features(self, base: torch.Tensor) -> torch.Tensor:
+        """The features of ``base`` ``[*P', R, B, obs]``, from the cache when its key matches: the root tensor of
+        ``base`` (held by a weak reference, so a freed batch at a reused address cannot match), its version counter
+        (an in-place change of the batch misses), the view's geometry, every network parameter's and buffer's
+        identity, version counter and storage (an optimiser step misses) and the grad mode."""
+        root = base if base._base is None else base._base
+        key = (root._version, base.data_ptr(), tuple(base.shape), base.stride(), base.dtype, base.device,
+               torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+               tuple((id(t), t._version, t.data_ptr()) for t in self.net.parameters()),
+               tuple((id(t), t._version, t.data_ptr()) for t in self.net.buffers()))
+        hit = self.__dict__.get("_features_cache") if self.features_cache else None
+        if hit is not None and hit[0] == key and hit[1]() is root:
+            return hit[2]
+        flat, blead = _lead_to_rn(base, self.replicates, 1)
+        f = _rn_to_lead(self.net(self.encoder_input(flat), "features"), blead)
+        self.__dict__["_features_cache"] = (key, weakref.ref(root), f)
+        if f.requires_grad:
+            owner = weakref.ref(self)
+
+            def drop(grad, owner=owner, f_id=id(f)):
+                model = owner()
+                if model is not None:
+                    cached = model.__dict__.get("_features_cache")
+                    if cached is not None and id(cached[2]) == f_id:
+                        del model.__dict__["_features_cache"]
+                return grad
+            f.register_hook(drop)
+        return f
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_features_cache", None)  # a cache, not state: never copied nor pickled
+        return state
 
     # -- the local latents -------------------------------------------------------------------------------
     def _noise(self, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -460,6 +511,7 @@ class ConvVAE(_ConvFamily, RBMVAE):
     data_statistics = ("train_mean",)
     data_kinds = ("binary", "colour")
     measurement_caches = ("log_z",)
+    revisions = (_FEATURES_ONCE,)
 
     def __init__(self, seeds: Sequence[int] = (0,), dataset: str = "mnist5k-bern0", prior: str = "rbm",
                  latent_bits: int = 16, groups: int = 2, local: str = "normal", local_groups: int = 2,
@@ -577,6 +629,7 @@ class ConvVAENormal(_ConvFamily, LatentVariableModel):
     default_dataset = "mnist5k-bern0"
     data_statistics = ("train_mean",)
     data_kinds = ("binary", "colour")
+    revisions = (_FEATURES_ONCE,)
 
     def __init__(self, seeds: Sequence[int] = (0,), dataset: str = "mnist5k-bern0", latent_dim: int = 16,
                  local_groups: int = 2, local_channels: int = 4, likelihood: str = "bernoulli", downsample: int = 2,

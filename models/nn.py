@@ -167,9 +167,15 @@ class StackedModule(nn.Module):
             if t.dim() < 1 or t.shape[0] != R:
                 raise ValueError(f"tensor argument {where} must lead with the replicate dimension R={R}, "
                                  f"got shape {tuple(t.shape)}")
+        base = self._base
+        if R == 1 and self.randomness != "error":  # one replicate: the module itself, on views of slice 0
+            params, buffers = self._single_views()
+            call_args = tuple(a[0] if i in t_args else a for i, a in enumerate(args))
+            call_kwargs = {k: (v[0] if k in t_kwargs else v) for k, v in kwargs.items()}
+            out = functional_call(base, (params, buffers), (x[0], *call_args), call_kwargs)
+            return torch.utils._pytree.tree_map(lambda t: t.unsqueeze(0) if isinstance(t, torch.Tensor) else t, out)
         params = {n: self.params[m] for n, m in self._names.items() if m in self.params}
         buffers = {n: getattr(self.stacked_buffers, m) for n, m in self._names.items() if m not in self.params}
-        base = self._base
 
         def one(p, b, xi, ta, tk):
             call_args = tuple(ta[i] if i in ta else a for i, a in enumerate(args))
@@ -177,3 +183,23 @@ class StackedModule(nn.Module):
             return functional_call(base, (p, b), (xi, *call_args), call_kwargs)
 
         return vmap(one, randomness=self.randomness)(params, buffers, x, t_args, t_kwargs)
+
+    def _single_views(self):
+        """(parameters, buffers) of the one replicate as views ``t[0]`` of the stacked tensors, by the module's
+        names; made once and reused while every stacked tensor (identity, version counter and storage) and the grad mode
+        are unchanged, so that the many calls of one training step do not each slice every parameter."""
+        key = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+               tuple((id(t), t._version, t.data_ptr()) for t in self.params.values()),
+               tuple((id(t), t._version, t.data_ptr()) for t in self.stacked_buffers.buffers()))
+        cached = self.__dict__.get("_views")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        views = ({n: self.params[m][0] for n, m in self._names.items() if m in self.params},
+                 {n: getattr(self.stacked_buffers, m)[0] for n, m in self._names.items() if m not in self.params})
+        self.__dict__["_views"] = (key, views)
+        return views
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_views", None)  # a cache of views, not state: never copied nor pickled
+        return state

@@ -415,5 +415,6 @@ def test_a_conv_cell_trains_and_evaluates_on_the_fixture(pin, tmp_path, monkeypa
     result = train_cell(cell, TASKS["conv"])
     assert result.status == "done", result.error
     final = {m: v for _, i, m, v in result.rows if i == 2}
-    assert math.isfinite(final["test_ll[K=2]"]) and final["test_ll[K=2]"] < 0 and final["test_kl"] >= -1e-4
+    # test_kl is a 2-draw Monte Carlo estimate of a KL near 0 after 2 steps: finite, of either sign
+    assert math.isfinite(final["test_ll[K=2]"]) and final["test_ll[K=2]"] < 0 and math.isfinite(final["test_kl"])
     assert final["test_ll[K=2]"] > -3072 * math.log(256) * 2  # nats per image of 3,072 sub-pixels, not a sum of batches

@@ -541,3 +541,70 @@ def test_the_conv_task_enumerates_only_small_global_spaces():
         task = TASKS["conv"](model, cell)
         assert model.latent.enumerable and task.enumerable == enumerable
         assert (model.latent.num_states <= EXACT_MAX_STATES) == enumerable
+
+
+# -- the encoder-features cache --------------------------------------------------------------------------------------
+def _grads(model, est, x, seed):
+    """The parameter gradients of one training surrogate at ``x`` (the estimator's noise from ``seed``)."""
+    model.zero_grad()
+    torch.manual_seed(seed)
+    est.surrogate(model, x, 2).loss.backward()
+    return [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)])
+def test_the_features_cache_changes_no_value_and_no_gradient_beyond_rounding(seeds):
+    """One surrogate of ``overlap_exp`` (K = 2, both guide groups and the local posteriors read the features) with and
+    without the cache, on the same noise: equal gradients to float rounding (the cache sums the encoder's gradient
+    before its backward pass, not after), and the cache was hit (the encoder ran once, not three times)."""
+    x = torch.bernoulli(SMALL_MEAN.expand(len(seeds), 4, 196), generator=torch.Generator().manual_seed(5))
+    model = small(seeds=seeds)
+    est = estimators.get("overlap_exp").bind(model)
+    calls = []
+    hook = model.net.register_forward_pre_hook(lambda m, a: calls.append(a[1]) if a[1] == "features" else None)
+    with_cache = _grads(model, est, x, 7)
+    assert calls == ["features"], calls  # once per step, for the guide's two groups and the local posteriors
+    model.features_cache = False
+    without = _grads(model, est, x, 7)
+    assert len(calls) >= 3
+    hook.remove()
+    assert any(g is not None and g.abs().sum() > 0 for g in with_cache)
+    for a, b in zip(with_cache, without):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_the_features_cache_misses_whenever_its_input_could_differ():
+    """A hit needs the same batch (object, contents, view geometry), unchanged parameters and the same grad mode:
+    an in-place change of the batch, an optimiser step, a parameter given new storage, another grad mode, a new
+    batch with the same values, and a backward pass through the features each give fresh features; and the cache
+    is neither copied nor pickled."""
+    model = small()
+    x = torch.bernoulli(SMALL_MEAN.expand(1, 4, 196), generator=torch.Generator().manual_seed(5))
+    f = model.features(x)
+    assert model.features(x.expand(3, 1, 4, 196))[0].data_ptr() == f.data_ptr()  # expanded particles: a hit
+    assert model.features(x).data_ptr() == f.data_ptr()
+    with torch.no_grad():
+        g = model.features(x)
+    assert not g.requires_grad and g.data_ptr() != f.data_ptr()  # grad mode is part of the key
+    y = x.clone()
+    assert model.features(y).data_ptr() != model.features(x).data_ptr()  # another batch object
+    f = model.features(x)
+    x[0, 0, :5] = 1 - x[0, 0, :5]  # in place: the batch's version counter moves
+    f2 = model.features(x)
+    assert f2.data_ptr() != f.data_ptr() and not torch.equal(f2[0, 0], f[0, 0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    f2.square().sum().backward()  # the backward pass reaches the features: dropped
+    assert "_features_cache" not in vars(model)
+    f3 = model.features(x)
+    opt.step()
+    f4 = model.features(x)
+    assert f4.data_ptr() != f3.data_ptr() and not torch.equal(f4, f3)
+    p = next(iter(model.net.params.values()))
+    p.data = p.data.clone()  # same values, new storage, no version bump
+    assert model.features(x).data_ptr() != f4.data_ptr()
+    assert "_features_cache" in vars(model)
+    assert "_features_cache" not in vars(copy.deepcopy(model))
+    import pickle
+    assert "_features_cache" not in vars(pickle.loads(pickle.dumps(model)))

@@ -121,3 +121,29 @@ def test_extra_tensor_arguments_and_shape_errors():
         stacked(x[:2], h[:2])
     with pytest.raises(ValueError, match="replicate dimension"):
         stacked(x, h[:2])
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_one_replicate_runs_the_module_itself_and_follows_parameter_updates(name):
+    """R = 1 takes the direct path (the module on views of slice 0, no vmap): its outputs and gradients equal the
+    seeded single module's, and an in-place parameter update (an optimiser step) or a BatchNorm buffer is seen by
+    the next call (the views are made anew when a stacked tensor's version changes)."""
+    factory, shape = FACTORIES[name]
+    stacked = StackedModule(factory, [SEEDS[0]])
+    plain = single(factory, SEEDS[0])
+    x = make_input((1, *shape[1:]))
+    y = stacked(x)
+    assert y.shape[0] == 1
+    torch.testing.assert_close(y[0], plain(x[0]), atol=1e-6, rtol=0)
+    y.square().sum().backward()
+    plain(x[0]).square().sum().backward()
+    for n, q in plain.named_parameters():
+        torch.testing.assert_close(stacked.params[n.replace(".", "__")].grad[0], q.grad, atol=1e-5, rtol=1e-5)
+    first = stacked(x).detach().clone()
+    with torch.no_grad():
+        for p in stacked.parameters():
+            p.mul_(0.5)
+    assert not torch.allclose(stacked(x), first)
+    for p in stacked.parameters():  # new storage without a version bump (Snapshot.restore of a reshaped tensor)
+        p.data = p.data * 2.0
+    torch.testing.assert_close(stacked(x), first, atol=1e-6, rtol=0)
