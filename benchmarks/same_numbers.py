@@ -5,7 +5,7 @@
 
 For an older revision, run the first form from a worktree of it (``git worktree add /tmp/old REV``;
 ``PYTHONPATH=/tmp/old`` for checkouts before the estibench namespace).  Timing metrics are left
-out.  Cells: 4 GMM, 5 SBN, 3 enumerable SBN, and one each of the RBM, VAE and AIR studies.  Rows
+out.  Cells: 9 GMM, 6 SBN, 6 enumerable SBN, and one each of the RBM, VAE and AIR studies.  Rows
 of metrics that only B has (a new metric) are listed, not counted as a difference; every row of A must be
 in B with the same value.
 """
@@ -46,6 +46,15 @@ CELLS = {
     "tiny-relax": dict(TINY, estimator="relax", particles=1),
     "tiny-ww": dict(TINY, estimator="ww", particles=5),
     "tiny-disarm": dict(TINY, estimator="disarm", particles=1),
+    "gmm-rloo-K3": dict(GMM, estimator="rloo", particles=3),
+    "gmm-reinforce-K2": dict(GMM, estimator="reinforce", particles=2),
+    "gmm-reinmax-K2": dict(GMM, estimator="reinmax", particles=2, estimator_options={"temperature": 1.5}),
+    "gmm-gst-K2": dict(GMM, estimator="gst", particles=2),
+    "gmm-gumbel_rao-K2": dict(GMM, estimator="gumbel_rao", particles=2, estimator_options={"samples": 5}),
+    "tiny-arm-K2": dict(TINY, estimator="arm", particles=2),
+    "tiny-straight_through": dict(TINY, estimator="straight_through", particles=1),
+    "tiny-gumbel_st": dict(TINY, estimator="gumbel_st", particles=1),
+    "sbn-double_cv": dict(SBN, estimator="double_cv", particles=2, model_options={"arch": "linear1"}),
     "rbm-overlap_exp": dict(study="rbm", model="rbm_vae_tiny", model_options={"arch": "linear", "groups": 2},
                             estimator="overlap_exp", particles=1, batch_size=24, iterations=20, eval_every=10,
                             study_options={"eval_points": 50, "test_points": 50, "final_particles": (10,),

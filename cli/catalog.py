@@ -124,13 +124,14 @@ def _entry_point_names(group: str) -> List[str]:
 
 def estimator_names() -> List[str]:
     """``estimators.names()``: the registered estimators and the installed plug-ins (by their entry points' names),
-    sorted."""
+    sorted; not the ``package.module:Class`` paths this process has admitted as it used them (a plug-in named by
+    its path is not a registered name)."""
     if ESTIMATORS not in sys.modules:
         try:
             return sorted({name for name, _ in _registrations(ESTIMATORS)} | set(_entry_point_names(ESTIMATORS)))
         except Unreadable:
             pass
-    return importlib.import_module(ESTIMATORS).names()
+    return [name for name in importlib.import_module(ESTIMATORS).names() if ":" not in name]
 
 
 def _study_from_source(spec: str) -> Tuple[List[str], Dict[str, Tuple[str, str]]]:

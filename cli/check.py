@@ -18,7 +18,8 @@ def parser():
     family_alpha = catalog.literal("estibench.harness.checks", "FAMILY_ALPHA")
     p = OneLineParser(prog=f"{prog()} check", description=main.__doc__)
     p.add_argument("estimator", help="a registered name or package.module:Class, with options in brackets, "
-                                     "e.g. rebar[variant=rebar_code] or examples.constant_baseline:ConstantBaseline")
+                                     "e.g. rebar[variant=rebar_code] or "
+                                     "estibench.examples.constant_baseline:ConstantBaseline")
     p.add_argument("--draws", type=int, help=f"gradient draws per exact-gradient test (default: per model, 2000; at "
                                               f"least {min_draws}, the fewest at which the false-alarm rate holds for "
                                               f"skewed draws; more than fit in memory are refused)")

@@ -60,6 +60,11 @@ def run_parser(command: str = "") -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="data points per training step (default: the suite's / preset's)")
     p.add_argument("--model", help="model name or package.module:Class, overriding the suite's (the suite's study "
                                    "must train it: one of its `Study.models` or a subclass of one)")
+    p.add_argument("--data", help="the observations to train on, for suites whose study takes them (generic): a "
+                                  ".npz file with arrays train (and optionally test, valid), a .pt file of a tensor "
+                                  "or a dict of them, each [N, *obs]; or a dataset name (see `fetch-data --help`); "
+                                  "the file's path, size and SHA-256 are part of each cell (default: the model's own "
+                                  "samples)")
     for flag, (option, text) in catalog.grid_flags().items():  # declared by the studies, read now
         p.add_argument(flag, dest=option, help=text)
     p.add_argument("--preset", help="optimiser/budget preset of the suite, e.g. rebar, dvaepp, disarm, paper")

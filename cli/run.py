@@ -107,11 +107,14 @@ def make_cells(args) -> List[Cell]:
     2. :func:`_check_numbers`: the counts, the learning rate, the device and the backend are usable.
     3. :func:`_grid_choices`, :func:`_parts_taking`: a grid flag (``--arch``, ``--dataset``, ``--groups``; the
        studies declare them) keeps the parts whose model takes it, each with the values it takes.
-    4. :func:`_basket`: ``--basket`` and ``--basket-samples`` as study options.
+    4. :func:`_basket`: ``--basket`` and ``--basket-samples`` as study options; :func:`_data`: ``--data`` as study
+       options (the suite's study reads it: ``Study.data``; a file's path, size and hash, so a changed file is
+       another cell).
     5. :func:`_assign`, :func:`_part_cells`: the user's ``--estimators`` spread over the parts, each part's cells
        (its grid × its estimators × its K) with every common flag applied.
     6. :func:`_check_cells`: each model built once and each estimator checked against it (names, options,
-       compatibility, data on disk); :func:`_same_cell_once`: a cell that two parts make (the same key: the same
+       compatibility, data on disk, the capabilities the study needs: ``Study.needs``, and what its task refuses:
+       ``Task.refusal``, e.g. observations of another shape than the model's); :func:`_same_cell_once`: a cell that two parts make (the same key: the same
        effective options) is kept once; :func:`_check_basket_fits`: the basket's members against the cells."""
     suite = _suite(args.suite)
     preset_name, parts = _suite_parts(args, suite)
@@ -120,14 +123,15 @@ def make_cells(args) -> List[Cell]:
     _check_numbers(args, user_particles)
     parts = _parts_taking(parts, _grid_choices(args, suite), args.suite)
     basket, basket_members = _basket(args)
+    data = _data(args, suite)
     user_specs = parse_estimators(args.estimators) if args.estimators is not None else None
     part_specs = _assign(user_specs, parts) if user_specs else [[(n, {}) for n in part.estimators] for part in parts]
     cells, part_of = [], []  # part_of: the index of the part each cell comes from
     for part_index, (part, specs) in enumerate(zip(parts, part_specs)):
         cells += _part_cells(part, specs, args, model_options=model_options, particles=user_particles,
-                             preset=preset_name, basket=basket)
+                             preset=preset_name, basket={**data, **basket})
         part_of += [part_index] * (len(cells) - len(part_of))
-    probes = _check_cells(cells)  # (names first: a cell's key resolves its names' defaults)
+    probes = _check_cells(cells, args.suite)  # (names first: a cell's key resolves its names' defaults)
     cells = _same_cell_once(cells, part_of, args)
     if basket_members:
         _check_basket_fits(cells, basket_members, probes)
@@ -155,10 +159,13 @@ def _suite_parts(args, suite: Suite) -> Tuple[str, List[Settings]]:
         except UnknownNameError as err:
             raise UsageError(str(err)) from None
         study = study_registry.get(suite.study)
-        if not study.accepts(model_class):  # the study declares the models it trains (Study.models), subclasses too
+        if not study.trains(model_class):  # the models it names (Study.models), subclasses, or what it needs declared
+            lacking = study.lacking(model_class) if study.needs else None
+            if lacking is not None:
+                raise UsageError(study.lacking_text(lacking, args.suite, args.model))
             fits = [n for n in models.names() if study.accepts(models.REGISTRY.factory(n))]
             raise UsageError(f"model {args.model!r} does not fit suite {args.suite!r} (study {suite.study!r} "
-                             f"takes {', '.join(fits)})")
+                             f"takes {', '.join(fits)}); --suite generic trains any model")
         parts = [replace(part, model=args.model) for part in parts]
     return preset_name, parts
 
@@ -265,6 +272,24 @@ def _basket(args) -> Tuple[dict, list]:
     return basket, members
 
 
+def _data(args, suite: Suite) -> dict:
+    """The study options of ``--data`` (``{}`` without it), read by the function the suite's study names
+    (``Study.data``): the file checked (its arrays) and hashed, or the dataset named; a UsageError for a study that
+    takes no ``--data`` or input it cannot use, before any work."""
+    value = getattr(args, "data", None)
+    if value is None:
+        return {}
+    study = study_registry.get(suite.study)
+    if not study.data:
+        takes = sorted(name for name, s in suites().items() if study_registry.get(s.study).data)
+        raise UsageError(f"--data does not apply to suite {args.suite!r} (study {suite.study!r} draws its own data; "
+                         f"suites that take it: {', '.join(takes) or 'none'})")
+    try:
+        return dict(study.data_function()(value))
+    except (ValueError, OSError, RuntimeError) as err:
+        raise UsageError(f"--data {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
 def _part_cells(part: Settings, specs: List[Tuple[str, dict]], args, *, model_options: dict,
                 particles: Optional[List[int]], preset: str, basket: dict) -> List[Cell]:
     """One part's cells: every variant of its model grid × its estimators (the preset's options under the
@@ -290,18 +315,24 @@ def _part_cells(part: Settings, specs: List[Tuple[str, dict]], args, *, model_op
             for variant in variants for name, options in specs for k in particles]
 
 
-def _check_cells(cells: List[Cell]) -> dict:
+def _check_cells(cells: List[Cell], suite: str = "") -> dict:
     """Refuse unknown names, incompatible pairs and missing data before any work starts: each model is built once
-    (the probes, returned: (model, options) → model) and each cell's estimator checked against it.  A cell whose
+    (the probes, returned: (model, options) → model), checked against what its cell's study needs
+    (``Study.needs``) and what its task refuses (``Task.refusal``: the data), and each cell's estimator checked
+    against it.  A cell whose
     estimator ``--compile`` would leave eager is marked eager (the same computation; its key says so), in one note
     line."""
-    probes, eager_under_compile = {}, set()
+    probes, eager_under_compile, fitted = {}, set(), set()
     for cell in cells:
         try:
             ident = (cell.model, tuple(sorted(cell.model_options.items(), key=str)))
             if ident not in probes:
                 from estibench.harness.runner import build_model
                 probes[ident] = build_model(cell.model, seeds=(0,), **cell.model_options)
+            fit = (ident, cell.study, cell.task, repr(sorted(cell.study_options.items(), key=str)))
+            if fit not in fitted:
+                fitted.add(fit)
+                _check_fits(probes[ident], cell, suite or cell.study)
             est = estimators.get(cell.estimator, **cell.estimator_options)
             est.check(probes[ident], cell.particles)
             if cell.compile != "off" and compile_refusal(est, cell.compile):
@@ -322,6 +353,17 @@ def _check_cells(cells: List[Cell]) -> dict:
         print(f"{prog()}: note: --compile leaves {', '.join(sorted(eager_under_compile))} eager (second-order "
               f"gradients)", file=sys.stderr)
     return probes
+
+
+def _check_fits(probe, cell: Cell, suite: str) -> None:
+    """A UsageError when ``cell``'s study cannot train ``probe`` (a capability of ``Study.needs`` it does not
+    provide) or its task refuses it (``Task.refusal``: data it cannot read, observations of another shape)."""
+    from estibench.harness.task import task_class
+    refusal = study_registry.get(cell.study).refusal(probe, suite, cell.model)
+    if refusal is None:
+        refusal = task_class(cell.task).refusal(probe, cell)
+    if refusal:
+        raise UsageError(refusal.splitlines()[0])
 
 
 def _same_cell_once(cells: List[Cell], part_of: List[int], args) -> List[Cell]:

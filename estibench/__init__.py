@@ -14,7 +14,8 @@ configuration (``pyproject.toml``, ``[tool.setuptools] package-dir``) onto subpa
 =====================  ===================================================
 
 So a name reads as a path: ``estibench.X.Y`` is the file ``X/Y.py`` (or the folder ``X/Y/``) of the checkout, e.g.
-``estibench.studies.gmm.task`` is ``studies/gmm/task.py``; ``estibench.files`` is ``estibench/files.py``.  Nothing
+``estibench.studies.gmm.task`` is ``studies/gmm/task.py``; ``estibench.files`` is ``estibench/files.py``, and
+``estibench.testing`` (``estibench/testing.py``) runs ``estibench check``'s checks in your own pytest suite.  Nothing
 else is installed at the top of site-packages.  A checkout is used through an editable install (``pip install -e
 .``), which maps the same names onto the same folders; no path is added at run time, so what a reader or a tool
 follows is what Python imports.
@@ -23,12 +24,14 @@ import importlib as _importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("estimators", "models", "harness", "reports", "data", "studies", "cli")
+_SUBPACKAGES = ("estimators", "models", "harness", "reports", "data", "studies", "cli", "testing")
 
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
         return _importlib.import_module(f"{__name__}.{name}")
+    if name == "grad":  # the functional API: estimators.grad.grad (estibench.grad(dist, f, "disarm"))
+        return _importlib.import_module(f"{__name__}.estimators.grad").grad
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -38,4 +41,4 @@ def main(argv=None) -> int:
     return cli_main(argv)
 
 
-__all__ = list(_SUBPACKAGES) + ["main", "__version__"]
+__all__ = list(_SUBPACKAGES) + ["grad", "main", "__version__"]

@@ -32,6 +32,7 @@ from estibench.models.protocols import LAYERED_BERNOULLI
 
 from .base import Estimate, Estimator, batch_loss, logmeanexp, wake_theta
 from .binary import chain, direct_term, log_mass, logit, uniform_like
+from .functional import arm_logit_gradient
 
 
 class Arm(Estimator):
@@ -40,8 +41,8 @@ class Arm(Estimator):
     needs = frozenset({LAYERED_BERNOULLI})
 
     def pair_weight(self, u, a, b, b_anti, f_base, f_anti):
-        """ĝ for the logits of one layer, ``[K, R, B, D]``; f_* are ``[R, B]``."""
-        return (f_anti - f_base)[None, :, :, None] * (u - 0.5)
+        """ĝ for the logits of one layer, ``[K, R, B, D]``; f_* are ``[R, B]``, shared by the K particles."""
+        return arm_logit_gradient(u, f_base[None], f_anti[None])
 
     def surrogate(self, model, x, num_particles):
         uniforms, eps = [], []

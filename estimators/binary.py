@@ -16,6 +16,7 @@ from estibench.models.protocols import bernoulli_log_mass as log_mass
 from estibench.models.protocols import guide_chain as chain
 
 from .base import IncompatibleError, logmeanexp
+from .functional import logit
 
 __all__ = ["log_mass", "chain", "uniform_like", "logit", "hard_sample", "direct_term", "relaxed_bound",
            "check_temperatures"]
@@ -23,11 +24,6 @@ __all__ = ["log_mass", "chain", "uniform_like", "logit", "hard_sample", "direct_
 
 def uniform_like(logits: torch.Tensor) -> torch.Tensor:
     return torch.rand(logits.shape, device=logits.device, dtype=logits.dtype)
-
-
-def logit(u: torch.Tensor) -> torch.Tensor:
-    """log u − log(1 − u) (−∞ at u = 0, which torch.rand can return: then 1[ε < a] = 1, no NaN)."""
-    return u.log() - torch.log1p(-u)
 
 
 def hard_sample(l: int, a: torch.Tensor) -> torch.Tensor:

@@ -17,15 +17,12 @@ evaluations) — is ARM's, see ``estimators/arm.py``.  Deviation: the paper's "l
 is not implemented; the joint K·D-bit form used here is unbiased but does not have its per-particle
 credit assignment.  Unbiased.
 """
-import torch
-
 from .arm import Arm
+from .functional import disarm_logit_gradient
 
 
 class DisArm(Arm):
     display_name = "DisARM"
 
     def pair_weight(self, u, a, b, b_anti, f_base, f_anti):
-        differ = (b != b_anti).to(a.dtype)
-        sign = 1.0 - 2.0 * b_anti
-        return 0.5 * (f_base - f_anti)[None, :, :, None] * sign * differ * torch.sigmoid(a.abs())
+        return disarm_logit_gradient(a, b, b_anti, f_base[None], f_anti[None])

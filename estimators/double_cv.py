@@ -37,11 +37,11 @@ from estibench.models.protocols import LAYERED_BERNOULLI
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
 from .binary import hard_sample, log_mass
+from .functional import leave_one_out
 
 
-def leave_one_out_mean(t: torch.Tensor) -> torch.Tensor:
-    """(1/(K−1)) Σ_{j≠k} t_j for every k, along dim 0."""
-    return (t.sum(0, keepdim=True) - t) / (t.shape[0] - 1)
+#: (1/(K−1)) Σ_{j≠k} t_j for every k, along dim 0 (RLOO's baseline, :func:`estimators.functional.leave_one_out`)
+leave_one_out_mean = leave_one_out
 
 
 def sample_with_gradient(model, x, num_particles):

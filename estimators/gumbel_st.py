@@ -16,12 +16,11 @@ Several layers: ancestral chain, layer l's z_st feeds guide_layer(l + 1, ·).  �
 linearly from ``initial_temperature`` to ``final_temperature`` over training (deviation from the
 paper's exponential schedule; defaults 1 → 0.5 as its schedule's range).  K ≥ 1.  Biased.
 """
-import torch
-
 from estibench.models.protocols import LAYERED_BERNOULLI
 
 from .base import Estimate, Estimator, batch_loss
-from .binary import check_temperatures, logit, relaxed_bound, uniform_like
+from .binary import check_temperatures, relaxed_bound, uniform_like
+from .functional import gumbel_straight_through_bernoulli
 
 
 class GumbelStraightThrough(Estimator):
@@ -44,9 +43,7 @@ class GumbelStraightThrough(Estimator):
         tau = self.temperature
 
         def draw(l, a):
-            y = a + logit(uniform_like(a))
-            relaxed = torch.sigmoid(y / tau)
-            return (y.detach() > 0).to(a.dtype) + (relaxed - relaxed.detach())
+            return gumbel_straight_through_bernoulli(a, uniform_like(a), tau)
 
         bound = relaxed_bound(model, x, num_particles, draw, model.log_joint)
         return Estimate(batch_loss(bound), bound.detach().mean(-1))

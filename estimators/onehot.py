@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from estibench.models.protocols import FACTORIAL_CATEGORICAL
 
+from .functional import straight_through
+
 #: the latent kinds with a factorial categorical interface (GMM: "categorical"; categorical SBNs)
 ONEHOT_LATENTS = frozenset({"categorical", "multicategorical"})
 NEEDS = frozenset({FACTORIAL_CATEGORICAL})
@@ -55,6 +57,6 @@ def straight_through_elbo(model, x: torch.Tensor, ell: torch.Tensor, y: torch.Te
     Jacobian), with log q(y_st) = Σ y_st·ℓ and ℓ differentiated too.  So φ's gradient is the estimator's
     backward of ∂f/∂y = ∂ log p_θ(x, y)/∂y − ℓ, plus the direct score term −∇_φ log q(y) at fixed y (zero mean);
     θ's is mean_k ∇_θ log p_θ(x, y_k) at the hard y (unbiased for the ELBO's θ-gradient)."""
-    y_st = y + (soft - soft.detach())
+    y_st = straight_through(y, soft)
     log_p, lq = elbo_terms(model, x, ell, y_st)
     return (log_p - lq).mean(0)

@@ -11,6 +11,7 @@ itself is not otherwise checked against released code.
 This file: the paper's estimator.  No deviation from the paper.
 """
 from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, logmeanexp, sample_guide
+from .functional import score_function
 
 
 class Reinforce(Estimator):
@@ -19,5 +20,5 @@ class Reinforce(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = logmeanexp(log_p - log_q, 0)
-        per_point = bound.detach() * log_q.sum(0) + bound
+        per_point = score_function(bound, log_q.sum(0))  # the K particles' joint score
         return Estimate(batch_loss(per_point), bound.detach().mean(-1))

@@ -19,12 +19,9 @@ term (1/K) Σ_k ∇_φ[log p − log q](z_k) at fixed z (= −(1/K) Σ_k ∇_φ 
 (1/K) Σ_k ∇_θ log p_θ(x, z_k).  Any latent the guide can sample and score.  K ≥ 2.  Unbiased.
 """
 from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide
+from .functional import leave_one_out, rloo
 
-
-def leave_one_out(f):
-    """(1/(K−1)) Σ_{j≠k} f_j for every k, along dim 0."""
-    K = f.shape[0]
-    return (f.sum(0, keepdim=True) - f) / (K - 1)
+__all__ = ["Rloo", "leave_one_out"]
 
 
 class Rloo(Estimator):
@@ -37,6 +34,5 @@ class Rloo(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         f = log_p - log_q
-        signal = (f - leave_one_out(f)).detach()
-        per_point = (signal * log_q + f).mean(0)
+        per_point = rloo(f, log_q)
         return Estimate(batch_loss(per_point), f.detach().mean(0).mean(-1))

@@ -16,18 +16,15 @@ is biased (measured in the tests).  Several layers: the chain runs ancestrally, 
 feeding guide_layer(l + 1, ·), so the surrogate gradient also flows through the upstream samples.
 K ≥ 1.  Biased.
 """
-import torch
-
 from estibench.models.protocols import LAYERED_BERNOULLI
 
 from .base import Estimate, Estimator, batch_loss
-from .binary import logit, relaxed_bound, uniform_like
+from .binary import relaxed_bound, uniform_like
+from .functional import straight_through_bernoulli
 
 
 def straight_through_sample(l, a):
-    z = (logit(uniform_like(a)) < a.detach()).to(a.dtype)
-    mean = torch.sigmoid(a)
-    return z + (mean - mean.detach())
+    return straight_through_bernoulli(a, uniform_like(a))
 
 
 class StraightThrough(Estimator):

@@ -7,8 +7,8 @@ unbiased for ∇ ELBO_IS^K for every b, since E[∇_φ log Q_φ] = 0.
 
 Run it like a built-in::
 
-    python run_all.py check examples.constant_baseline:ConstantBaseline[baseline=-50.0]
-    python run_all.py --estimators examples.constant_baseline:ConstantBaseline,reinforce --particles 2
+    python run_all.py check estibench.examples.constant_baseline:ConstantBaseline[baseline=-50.0]
+    python run_all.py --estimators estibench.examples.constant_baseline:ConstantBaseline,reinforce --particles 2
 """
 from estibench.estimators.base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, sample_guide
 

@@ -17,8 +17,8 @@ estimator's state after each measurement (``harness/measurement.py``), so its tr
 ``--eval-every``; but within one measurement its b moves from draw to draw, so its measured variance is not
 that of the estimator being trained, and ``check`` fails it ("state under measurement")::
 
-    python run_all.py check examples.ema_baseline:EMABaseline          # passes
-    python run_all.py check examples.ema_baseline:LeakyEMABaseline     # fails "state under measurement"
+    python run_all.py check estibench.examples.ema_baseline:EMABaseline          # passes
+    python run_all.py check estibench.examples.ema_baseline:LeakyEMABaseline     # fails "state under measurement"
 """
 import torch
 

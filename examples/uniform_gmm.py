@@ -4,7 +4,7 @@ Le et al., Revisiting Reweighted Wake-Sleep, §4.3 (the GMM of ``models/gmm.py``
 gives every equation), with θ = 0 at the start (the ``init=uniform`` option) instead of the
 authors' far initialisation.  It inherits the GMM's declared studies and capabilities, so::
 
-    python run_all.py --model examples.uniform_gmm:UniformGMM --estimators ww,vimco --particles 2
+    python run_all.py --model estibench.examples.uniform_gmm:UniformGMM --estimators ww,vimco --particles 2
 """
 from estibench.models.gmm import GMM
 

@@ -117,3 +117,16 @@ def evaluate_basket(task, model, estimator, x: torch.Tensor, default_samples: in
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return basket_metrics(model, task.basket, x, cell.particles, samples, model.latent.enumerable)
+
+
+def gradient_variance_metrics(task, model, estimator, x: torch.Tensor, samples: int, iteration: int
+                              ) -> Dict[str, torch.Tensor]:
+    """The φ-gradient's variance metrics a task reports at each evaluation: ``grad_logvar_frozen`` (``samples``
+    draws at frozen parameters on ``x``), ``grad_logvar_ema`` (along training, from ``task.trajectory``, once it has
+    steps) and the task's gradient basket (:func:`evaluate_basket`), in that order (the draws' random stream)."""
+    draws = gradient_draws(model, estimator, x, task.cell.particles, int(samples), which="guide")
+    metrics = {"grad_logvar_frozen": log_mean_variance(draws.var(0, unbiased=True))}
+    if task.trajectory.steps > 0 and iteration > 0:
+        metrics["grad_logvar_ema"] = task.trajectory.log_variance()
+    metrics.update(evaluate_basket(task, model, estimator, x, int(samples)))
+    return metrics

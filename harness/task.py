@@ -52,6 +52,13 @@ class Task(abc.ABC):
         self.model = model
         self.options: Dict[str, Any] = {**self.defaults, **cell.study_options}
 
+    @classmethod
+    def refusal(cls, model, cell) -> Optional[str]:
+        """One line saying why this task cannot train ``model`` (built with one replicate, before any work) under
+        ``cell``'s options (data it cannot read, observations of another shape than the model's), or None when it
+        can.  The command line asks it where the cells are planned, before the store is opened.  Default: None."""
+        return None
+
     @abc.abstractmethod
     def train_batch(self) -> torch.Tensor:
         """The next training batch ``[R, B, ...]`` (one per replicate), drawn from the cell's training stream."""

@@ -49,7 +49,7 @@ from torch.distributions import Normal, OneHotCategorical
 from .distributions import Categorical
 
 from .base import LatentVariableModel
-from .protocols import FACTORIAL_CATEGORICAL, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS
+from .protocols import FACTORIAL_CATEGORICAL, GMM_TRUTH, RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS
 from .latents import CategoricalLatent
 from .nn import StackedMLP
 
@@ -68,7 +68,8 @@ def log_likelihood_table(x: torch.Tensor, means: torch.Tensor, std: float) -> to
 class GMM(LatentVariableModel):
     latent_kind = "categorical"
     obs_shape = ()
-    provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL)
+    #: GMM_TRUTH: the true model, mixture weights, means and std the GMM study measures against (Study.needs)
+    provides = (RELAXED_LOG_JOINT, RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL, GMM_TRUTH)
     #: fresh batches from the paper's true model (synthetic: mixture weights ∝ c + 5)
     default_dataset = "gmm-true-model"
 

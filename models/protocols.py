@@ -69,6 +69,14 @@ The protocols
 :data:`CLOSED_FORM_GAUSSIAN` exact ground truth in closed form for a continuous model (the role enumeration plays
     for discrete ones): ``log_marginal_exact(x)``, ``elbo_exact(x)`` and ``negative_inclusive_kl_exact(x)``,
     each ``[R, B]`` and differentiable in θ and φ (``harness.exact`` dispatches on it).
+:data:`GMM_TRUTH`          the true parameters of a Gaussian mixture, for a study that measures a model against its
+    truth (the GMM study of RWS §4.3): ``true_model()`` (a frozen copy with θ at the truth, whose ``sample(n)``
+    draws the study's data), ``prior_probs()`` (the mixture weights ``[R, C]``), ``means`` ``[C]`` and ``std`` (the
+    clusters' common standard deviation).  Declared by a model (``provides``), never probed; a study states it in
+    ``Study.needs``.
+
+A study states what it needs from a model the same way (``Study.needs``, the names of these constants), and the
+command line refuses a model that does not provide it in one line before any work (:func:`named` reads a name).
 
 The layered helpers (the Bernoulli log-mass and the ancestral pass through the guide's layers) live
 here, next to the protocol, once.
@@ -135,13 +143,30 @@ STRUCTURED_RSAMPLE = Capability("structured reparameterised sampling", ("guide_r
                                 "continuous choices reparameterised, discrete ones scored, log q split by kind")
 TRAINING_MEAN = Capability("training mean", ("train_mean",),
                            "x̄, the mean training observation, for centring inputs")
+GMM_TRUTH = Capability("true GMM parameters", ("true_model", "prior_probs", "means", "std"),
+                       "the true mixture weights, means and std, and a frozen copy at the truth that draws data")
 
 #: every protocol, for documentation and the ``estibench check`` table
 ALL = (CATEGORICAL, BERNOULLI, MULTICATEGORICAL, NORMAL, STRUCTURED, ENUMERABLE, RELAXED_LOG_JOINT,
        RELAXED_LOG_JOINT_MASS, FACTORIAL_CATEGORICAL, LAYERED_BERNOULLI, UNNORMALISED_PRIOR, RELAXED_BOLTZMANN, MULTILINEAR_ENERGY, REPARAMETERISED, STRUCTURED_RSAMPLE, CLOSED_FORM_GAUSSIAN,
-       TRAINING_MEAN)
+       TRAINING_MEAN, GMM_TRUTH)
 #: capabilities an estimator must declare in ``handles`` to be used with a model that provides them
 SPECIAL = (UNNORMALISED_PRIOR,)
+
+
+def named(name: str) -> Capability:
+    """The capability this module declares as ``name`` (``"GMM_TRUTH"``), as a study names what it needs
+    (``Study.needs``) without importing torch; a one-line ValueError for a name that is none."""
+    found = globals().get(name)
+    if not isinstance(found, Capability):
+        known = ", ".join(sorted(k for k, v in globals().items() if isinstance(v, Capability)))
+        raise ValueError(f"no capability {name!r} in estibench.models.protocols (known: {known})")
+    return found
+
+
+def name_of(capability: Capability) -> str:
+    """The name this module declares ``capability`` under (``GMM_TRUTH``), or its own name when it declares none."""
+    return next((k for k, v in globals().items() if v is capability), capability.name)
 
 
 def capabilities(model) -> FrozenSet[Capability]:

@@ -43,7 +43,9 @@ Columns: **latents**, the latent kinds it accepts; **needs**, the model capabili
 is refused for such a model); **uses**, capabilities it uses where a model provides them and does without
 otherwise (never a reason to refuse); **min K**, the fewest particles; **φ / θ target**, the exact objective
 whose gradient it estimates for the guide and for the generative model; **unbiased**, whether the
-expected estimate equals that exact gradient (the statistical tests check every one that says yes).
+expected estimate equals that exact gradient (the statistical tests check every one that says yes);
+**`estibench.grad`**, the distributions the functional API takes for it (`estimators/grad.py`: your own
+`torch.distributions` object and f; the same arithmetic as the registered estimator), — where it needs a model.
 
 Targets: {"; ".join(f"`{k}` = {v}" for k, v in TARGETS.items())}.
 
@@ -122,6 +124,16 @@ def _file(impl) -> str:
     return module[len(prefix):].replace(".", "/") + ".py" if module.startswith(prefix) else module
 
 
+def _grad_cell(method) -> str:
+    """What the functional API takes for this estimator (``estimators/grad.py``), or — where it is not offered."""
+    if method is None:
+        return "—"
+    kinds = {"bernoulli": "Bernoulli", "categorical": "categorical", "product": "products", "any": "any"}
+    taken = ", ".join(kinds[k] for k in ("bernoulli", "categorical", "product", "any") if k in method.kinds)
+    needs = "; a `control_variate=` module" if "control_variate" in method.options else ""
+    return taken + ("; f at relaxed values" if method.relaxed else "") + needs
+
+
 def registered() -> List[tuple]:
     """(name, factory) of every estimator ``estimators/__init__.py`` registers, by name: the registry's own
     entries, never a plug-in (those register under ``package.module:Class`` or come from another package)."""
@@ -133,17 +145,19 @@ def registered() -> List[tuple]:
 
 def render() -> str:
     """The whole of ``docs/estimators.md``."""
+    from estibench.estimators.grad import METHODS
     rows = registered()
     lines = [_HEAD, f"{len(rows)} estimators.", "",
              "| name | label | latents | needs | handles | uses | min K | φ target | θ target | unbiased | variants "
-             "| options |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| options | `estibench.grad` |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, factory in rows:
         lines.append("| " + " | ".join(_cell(c) for c in (
             f"`{name}`", factory.display_name or name, ", ".join(sorted(factory.latent_types)), _needs_cell(factory),
             _caps(factory.handles), _caps(_uses(factory)), factory.min_particles, f"`{factory.guide_target}`",
             f"`{factory.generative_target}`", "yes" if factory.unbiased else "no",
-            ", ".join(f"`{v}`" for v in factory.variants) or "—", _options(factory))) + " |")
+            ", ".join(f"`{v}`" for v in factory.variants) or "—", _options(factory),
+            _grad_cell(METHODS.get(name)))) + " |")
     lines += ["", "## Sources", "",
               "The first paragraph of each class's docstring: the paper, and the form this project computes.  The "
               "rest of the docstring separates what the paper says, what the authors' released code does and what "

@@ -30,6 +30,7 @@ REGISTRY.register("rbm")(_lazy("estibench.studies.rbm:STUDY"))
 REGISTRY.register("vae")(_lazy("estibench.studies.vae:STUDY"))
 REGISTRY.register("air")(_lazy("estibench.studies.air:STUDY"))
 REGISTRY.register("conv")(_lazy("estibench.studies.conv:STUDY"))
+REGISTRY.register("generic")(_lazy("estibench.studies.generic:STUDY"))
 
 _CACHE: Dict[str, Study] = {}
 
@@ -75,7 +76,8 @@ def suites() -> Dict[str, Suite]:
 
 
 def studies_of(model_class: type) -> list:
-    """The names of the registered studies whose task trains ``model_class`` (``Study.accepts``), in registry order."""
+    """The names of the registered studies whose task trains ``model_class`` (``Study.accepts``), in registry order; a
+    study that trains any model (``Study.any_model``, the generic study) is not listed: it would be for every model."""
     return [name for name in names() if get(name).accepts(model_class)]
 
 

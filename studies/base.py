@@ -228,6 +228,17 @@ class Study:
     #: ``index_sections(table, folder) -> (heading, list[Section])``, ``table`` its rows, ``folder`` its page's folder
     #: relative to the index (the GMM study's paper-budget reference beside a short run)
     index_page: str = ""
+    #: what its task needs from a model, as the names of declared capabilities (``models/protocols.py``, e.g.
+    #: ``("GMM_TRUTH",)``): a model whose ``provides`` (or latent space) lacks one is refused in one line where the
+    #: cells are planned, before any work (:meth:`refusal`); names, so that reading a study imports no torch
+    needs: Tuple[str, ...] = ()
+    #: True: its task trains any model that satisfies the model contract (``models/base.py``), whatever its class
+    #: (the generic study); ``models`` then names none, and :func:`estibench.studies.studies_of` does not list it
+    any_model: bool = False
+    #: ``module:function`` reading the run's ``--data VALUE`` into the study options of every cell
+    #: (``function(value) -> dict``, a one-line ValueError for input it cannot use, before any work); empty: the
+    #: study takes no ``--data``
+    data: str = ""
 
     def __post_init__(self):
         suites = {name: replace(Suite.from_dict(suite) if isinstance(suite, Mapping) else suite, study=self.name)
@@ -235,10 +246,57 @@ class Study:
         object.__setattr__(self, "suites", suites)
 
     def accepts(self, model_class: type) -> bool:
-        """Whether this study's task trains ``model_class``: it is (a subclass of) one of :attr:`models`."""
+        """Whether this study's task trains ``model_class``: it is (a subclass of) one of :attr:`models`, or, for a
+        study that states its :attr:`needs`, it declares every one of them (``provides``)."""
         from estibench import models
+        if self.needs and isinstance(model_class, type) and self.lacking(model_class) is None:
+            return True
         return any(isinstance(model_class, type) and issubclass(model_class, models.REGISTRY.factory(name))
                    for name in self.models)
+
+    def trains(self, model_class: type) -> bool:
+        """Whether ``--model`` may name ``model_class`` for this study's suites: any model for a study that trains
+        any (:attr:`any_model`), else :meth:`accepts`."""
+        return self.any_model or self.accepts(model_class)
+
+    def needed(self) -> tuple:
+        """The capabilities :attr:`needs` names (``models.protocols`` objects; imports torch)."""
+        from estibench.models import protocols
+        return tuple(protocols.named(name) for name in self.needs)
+
+    def lacking(self, model_class: type) -> Optional[str]:
+        """The name of the first capability of :attr:`needs` that ``model_class`` does not declare in ``provides``
+        (read from the class, before it is built), or None."""
+        from estibench.models import protocols
+        declared = set(getattr(model_class, "provides", ()))
+        return next((name for name in self.needs if protocols.named(name) not in declared), None)
+
+    def refusal(self, model, suite: str, model_name: str) -> Optional[str]:
+        """One line saying why suite ``suite`` of this study cannot train ``model`` (an instance, built before any
+        work) named ``model_name``: a capability of :attr:`needs` it does not provide, or a member of one it lacks;
+        None when it can."""
+        from estibench.models import protocols
+        have = protocols.capabilities(model)
+        for name in self.needs:
+            cap = protocols.named(name)
+            if cap not in have:
+                return self.lacking_text(name, suite, model_name)
+            lost = cap.missing(model)
+            if lost:
+                return (f"model {model_name!r} does not fit suite {suite!r}: it needs a model providing the "
+                        f"{cap.name} ({name}); {model_name} declares it but lacks {', '.join(lost)}")
+        return None
+
+    def lacking_text(self, name: str, suite: str, model_name: str) -> str:
+        """The one line refusing ``model_name`` for ``suite`` because it does not provide capability ``name``."""
+        from estibench.models.protocols import named
+        return (f"model {model_name!r} does not fit suite {suite!r}: it needs a model providing the "
+                f"{named(name).name} ({name}); {model_name} does not"
+                + ("" if self.any_model else ": use --suite generic"))
+
+    def data_function(self) -> Optional[Callable]:
+        """The function :attr:`data` names, or None when the study takes no ``--data``."""
+        return import_path(self.data) if self.data else None
 
     def task_class(self) -> type:
         return import_path(self.task)

@@ -21,13 +21,13 @@ Layers, lowest first (a module may import its own layer and those below it):
                   ``estimator_doc``): the site builder, which reads the study registry
 9     cli         ``estibench.cli.*`` (``cli/``: the command line, one module per command), ``estibench`` itself
                   (its ``main``), ``estibench.__main__``, ``run_all``
-10    outside     ``examples.*``, ``benchmarks.*``: plug-ins and scripts that use the project; nothing in it imports
-                  them
+10    outside     ``estibench.examples`` and ``estibench.examples.*`` (``examples/``), ``benchmarks.*``: plug-ins and
+                  scripts that use the project (they may import anything); nothing in it imports them
 ====  ==========  =====================================================================================
 
 :data:`LAYERS` holds these rules (first match wins).  A file's module name comes from ``pyproject.toml``
-(``[tool.setuptools.package-dir]``: ``estibench.X`` → its folder), plus ``run_all.py``, ``examples/`` and
-``benchmarks/`` at the top of the checkout.
+(``[tool.setuptools.package-dir]``: ``estibench.X`` → its folder), plus ``run_all.py`` and ``benchmarks/`` at the
+top of the checkout.
 
 What is an import (an edge of the graph), wherever it stands (module level, inside a function, a class, a ``try``):
 
@@ -37,7 +37,7 @@ What is an import (an edge of the graph), wherever it stands (module level, insi
   harness.runner import …``, as a benchmark does for old checkouts) name the same modules;
 * ``importlib.import_module(S)`` and ``__import__(S)`` with ``S`` a literal or ``f"{__name__}.name"``;
 * an import-path string: a string constant ``"package.module:Attribute"`` naming a project module by its full name
-  (``estibench.…``, ``examples.…``; not a folder's bare name: ``"data:…"`` is no import), as the registries
+  (``estibench.…``; not a folder's bare name: ``"data:…"`` is no import), as the registries
   import them when used (``Study.task`` and ``page``, ``Headline.published``, plug-ins on the command line).  These
   hide an import in data, so they count as one.
 
@@ -74,8 +74,9 @@ LAYERS: Tuple[Tuple[int, str, Tuple[str, ...]], ...] = (
     (3, "estimators", ("estibench.estimators", "estibench.estimators.*")),
     (4, "engine", ("estibench.harness", "estibench.harness.*")),
     (8, "site", ("estibench.reports", "estibench.reports.*")),
+    (4, "engine", ("estibench.testing",)),
     (9, "cli", ("estibench",)),
-    (10, "outside", ("examples", "examples.*", "benchmarks", "benchmarks.*")),
+    (10, "outside", ("estibench.examples", "estibench.examples.*", "benchmarks", "benchmarks.*")),
 )
 LAYER_NAMES = {number: name for number, name, _ in LAYERS}
 
@@ -117,12 +118,11 @@ def package_dirs(root: str = ROOT) -> Dict[str, str]:
 
 
 def module_files(root: str = ROOT) -> Dict[str, str]:
-    """Module name → file, for every ``.py`` under the project's packages, ``examples/``, ``benchmarks/`` and
+    """Module name → file, for every ``.py`` under the project's packages (``examples/`` is one), ``benchmarks/`` and
     ``run_all.py``."""
     tops = dict(package_dirs(root))
-    for extra in ("examples", "benchmarks"):
-        if os.path.isdir(os.path.join(root, extra)):
-            tops[extra] = extra
+    if os.path.isdir(os.path.join(root, "benchmarks")):
+        tops["benchmarks"] = "benchmarks"
     out: Dict[str, str] = {}
     for package, folder in tops.items():
         base = os.path.join(root, folder)

@@ -11,7 +11,7 @@ from estibench.harness.measurement import Snapshot, changed_state, frozen, measu
 from estibench.harness.runner import Cell, train_cell
 from estibench.studies import TASKS
 
-from examples.ema_baseline import EMABaseline, LeakyEMABaseline
+from estibench.examples.ema_baseline import EMABaseline, LeakyEMABaseline
 
 
 def final_rows(eval_every, estimator="reinforce", iterations=120, study="gmm", model="gmm", **kw):
@@ -40,7 +40,7 @@ def test_trajectory_does_not_depend_on_eval_every(estimator):
 def test_a_stateful_plugin_trains_the_same_whatever_eval_every():
     """An EMA baseline updated inside ``surrogate`` (a leaky plug-in): the harness restores its state after each
     measurement, so its trajectory does not depend on --eval-every either."""
-    name = "examples.ema_baseline:LeakyEMABaseline"
+    name = "estibench.examples.ema_baseline:LeakyEMABaseline"
     often, rarely = final_rows(20, name, iterations=60), final_rows(60, name, iterations=60)
     assert [k for k in often if k[1] not in WINDOWED and often[k] != rarely.get(k)] == []
 
@@ -119,9 +119,9 @@ def test_check_fails_an_estimator_whose_state_changes_under_measurement():
     independent of the current sample), the state check fails on every fixture; the correct pattern passes."""
     from estibench.harness.checks import FIXTURES
     fixtures = {"gmm": FIXTURES["gmm"]}
-    leaky = run_checks("examples.ema_baseline:LeakyEMABaseline", fixtures=fixtures, n=300)
+    leaky = run_checks("estibench.examples.ema_baseline:LeakyEMABaseline", fixtures=fixtures, n=300)
     state = [r for r in leaky if r.check == "state under measurement"]
     assert state and not any(r.passed for r in state) and "b" in state[0].detail
     assert all(r.passed for r in leaky if r.check in ("contract", "replicate independence"))
-    good = run_checks("examples.ema_baseline:EMABaseline", fixtures=fixtures, n=300)
+    good = run_checks("estibench.examples.ema_baseline:EMABaseline", fixtures=fixtures, n=300)
     assert all(r.passed for r in good if r.check == "state under measurement")

@@ -56,7 +56,7 @@ def cases():
 
 def test_every_unbiased_estimator_with_own_parameters_is_covered():
     """Every registered unbiased estimator that owns parameters appears in VARIANTS (the project's registry lines;
-    a plug-in another test ran by its import path, e.g. ``examples.ema_baseline:EMABaseline``, is not one)."""
+    a plug-in another test ran by its import path, e.g. ``estibench.examples.ema_baseline:EMABaseline``, is not one)."""
     make = MODELS["sbn_tiny-linear2"][0]
     covered = {n for n, _ in VARIANTS}
     for name in estimators.names():

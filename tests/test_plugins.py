@@ -13,7 +13,7 @@ from estibench import cli
 from estibench.harness.checks import FIXTURES, MIN_DRAWS, run_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOOD = "examples.constant_baseline:ConstantBaseline[baseline=-50.0]"
+GOOD = "estibench.examples.constant_baseline:ConstantBaseline[baseline=-50.0]"
 #: the in-process checks' fixtures: the GMM and one tiny SBN (the CLI test above runs every fixture)
 SMALL_FIXTURES = {name: FIXTURES[name] for name in ("gmm", "sbn_tiny-linear1")}
 
@@ -47,7 +47,7 @@ def test_check_catches_a_biased_estimator_that_claims_to_be_unbiased():
     """SampleBaseline's "baseline" is computed from its own sample: its contract holds, its exact-gradient
     tests fail (measured at n = 2000: max |z| 55–86 on the SBNs, 3,228–8,595 on the GMM, against thresholds
     4.58–4.82), exit status 1.  In process, on the GMM and one tiny SBN, at the fewest draws ``check`` accepts."""
-    results = run_checks("examples.constant_baseline:SampleBaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
+    results = run_checks("estibench.examples.constant_baseline:SampleBaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
     exact = [r for r in results if r.check.startswith("unbiased φ-gradient")]
     assert exact and not any(r.passed for r in exact), exact
     assert all(r.passed for r in results if r.check == "contract")
@@ -55,9 +55,9 @@ def test_check_catches_a_biased_estimator_that_claims_to_be_unbiased():
 
 
 def test_bad_check_input_is_one_line_and_status_2(capsys):
-    done = run("check", "examples.nothere:X")  # once as a user types it
+    done = run("check", "estibench.examples.nothere:X")  # once as a user types it
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-    for spec in ("nope", "examples.nothere:X", "os.path:join", "ww,vimco", "reinforce[bogus=1]"):
+    for spec in ("nope", "estibench.examples.nothere:X", "os.path:join", "ww,vimco", "reinforce[bogus=1]"):
         capsys.readouterr()
         assert cli.main(["check", spec]) == 2, spec
         err = capsys.readouterr().err
@@ -68,19 +68,19 @@ def test_an_own_estimator_and_model_run_through_the_sweep_store_and_report(tmp_p
     """--estimators and --model with package.module:Class names, two loky workers (which resolve the
     names themselves), the store, metrics.csv and the report; a second run finds every cell done."""
     out = str(tmp_path / "mine")
-    args = ["--model", "examples.uniform_gmm:UniformGMM", "--estimators", f"{GOOD},ww", "--particles", "2",
+    args = ["--model", "estibench.examples.uniform_gmm:UniformGMM", "--estimators", f"{GOOD},ww", "--particles", "2",
             "--seeds", "2", "--iterations", "10", "--eval-every", "5", "--jobs", "2", "--device", "cpu",
             "--out", out]
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     table = pd.read_csv(os.path.join(out, "metrics.csv"))
-    assert set(table.label) == {GOOD, "ww"} and set(table.model) == {"examples.uniform_gmm:UniformGMM"}
-    assert set(table.estimator) == {"examples.constant_baseline:ConstantBaseline", "ww"}
+    assert set(table.label) == {GOOD, "ww"} and set(table.model) == {"estibench.examples.uniform_gmm:UniformGMM"}
+    assert set(table.estimator) == {"estibench.examples.constant_baseline:ConstantBaseline", "ww"}
     report = open(os.path.join(out, "gmm", "report.md")).read()
     assert GOOD in report
     again = run(*args)
     assert again.returncode == 0 and "2 already done, 0 to run" in again.stdout, again.stdout
-    wrong = run("--suite", "sbn", "--model", "examples.uniform_gmm:UniformGMM", "--dry-run")
+    wrong = run("--suite", "sbn", "--model", "estibench.examples.uniform_gmm:UniformGMM", "--dry-run")
     assert wrong.returncode == 2 and "does not fit suite 'sbn'" in wrong.stderr
 
 
@@ -117,10 +117,10 @@ def test_check_fails_an_estimator_whose_state_moves_under_measurement():
     """LeakyEMABaseline (examples/ema_baseline.py) updates its baseline inside ``surrogate``: its exact-gradient
     tests pass (the baseline never depends on the current sample), its state-under-measurement checks fail with
     the changed buffer named, exit status 1; EMABaseline, which updates only when ``with_own`` is true, passes."""
-    leaky = run_checks("examples.ema_baseline:LeakyEMABaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
+    leaky = run_checks("estibench.examples.ema_baseline:LeakyEMABaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
     rows = [r for r in leaky if r.check == "state under measurement"]
     assert rows and all(not r.passed and "changed its state: b" in r.detail for r in rows), rows
     assert all(r.passed for r in leaky if r.check.startswith("unbiased φ-gradient"))
     assert checks_status(leaky) == 1
-    good = run_checks("examples.ema_baseline:EMABaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
+    good = run_checks("estibench.examples.ema_baseline:EMABaseline", fixtures=SMALL_FIXTURES, n=MIN_DRAWS)
     assert checks_status(good) == 0, [r for r in good if not r.passed]

@@ -185,8 +185,8 @@ def test_an_estimator_list_the_grammar_does_not_accept_is_one_line(spec, tmp_pat
 def test_the_estimator_grammar_reads_what_it_should():
     assert parse_estimators(" ww , concrete[final_temperature=1.0, initial_temperature=2] ,relax[hidden=(4, 4)]") == [
         ("ww", {}), ("concrete", {"final_temperature": 1.0, "initial_temperature": 2}), ("relax", {"hidden": (4, 4)})]
-    assert parse_estimators("examples.constant_baseline:ConstantBaseline,dww[delta=0.1]") == [
-        ("examples.constant_baseline:ConstantBaseline", {}), ("dww", {"delta": 0.1})]
+    assert parse_estimators("estibench.examples.constant_baseline:ConstantBaseline,dww[delta=0.1]") == [
+        ("estibench.examples.constant_baseline:ConstantBaseline", {}), ("dww", {"delta": 0.1})]
     assert parse_estimators("rebar[variant=relax_code],rebar[variant=rebar_code]") == [
         ("rebar", {"variant": "relax_code"}), ("rebar", {"variant": "rebar_code"})]
     with pytest.raises(UsageError, match="never closed"):

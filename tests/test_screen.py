@@ -41,8 +41,8 @@ def test_screen_ranks_estimators_on_an_enumerable_model(tmp_path, capsys):
 def test_screen_says_what_it_could_not_measure_on_a_model_of_your_own(capsys):
     """A plugin model (examples/uniform_gmm.py) by import path; 'all' estimators: the refused ones are listed with
     their reasons; the GMM is enumerable, so bias is measured."""
-    assert main(["screen", "--model", "examples.uniform_gmm:UniformGMM", "--estimators", "reinforce,rloo,iwae,arm"]
-                + FAST) == 0
+    assert main(["screen", "--model", "estibench.examples.uniform_gmm:UniformGMM",
+                 "--estimators", "reinforce,rloo,iwae,arm"] + FAST) == 0
     text = capsys.readouterr().out
     assert "refused (2): do not fit this model at K = 2, by reason:" in text
     assert "supports only bernoulli latents (1): arm" in text and "supports only normal latents (1): iwae" in text

@@ -12,6 +12,9 @@ from .settings import (  # noqa: F401 - the study's data, importable from the st
 
 STUDY = Study(
     models=("gmm",),
+    # the task measures the model against its truth (true_model, prior_probs, means, std: GMMTask); a model that does
+    # not declare it is refused in one line before any work (models/protocols.py GMM_TRUTH; --suite generic trains it)
+    needs=("GMM_TRUTH",),
     headline=HEADLINE,
     name="gmm",
     description="The 20-cluster GMM of RWS §4.3: model and inference errors and φ-gradient std against K",

@@ -33,7 +33,8 @@ class GMMTask(Task):
     def __init__(self, model, cell):
         super().__init__(model, cell)
         from estibench import data
-        self.true = data.synthetic(model.default_dataset).bind(model)  # "gmm-true-model": the paper's true model
+        # "gmm-true-model": the paper's true model, from the model's GMM_TRUTH (Study.needs), whatever its default
+        self.true = data.synthetic(model.default_dataset or "gmm-true-model").bind(model)
         self.batch_size = cell.batch_size
         M = int(self.options["test_points"])
         gen = torch.Generator().manual_seed(int(self.options["test_seed"]))

@@ -6,12 +6,11 @@ from typing import Dict, List
 
 import torch
 
-from estibench.harness.basket import evaluate_basket
+from estibench.harness.basket import gradient_variance_metrics
 from estibench.harness.definitions import described
 from estibench.harness.exact import log_marginal_chunked
-from estibench.harness.gradients import gradient_draws
 from estibench.harness.metrics import (TrajectoryVariance, active_units, exact_gradient_errors, iwae_log_likelihood,
-                                       log_mean_variance, normalised_weight_diagnostics)
+                                       normalised_weight_diagnostics)
 from estibench.harness.task import Task, rows_from
 
 
@@ -100,12 +99,7 @@ class SBNTask(Task):
         """:meth:`evaluation_metrics`, then the φ-gradient variance at frozen parameters and along training."""
         o = self.options
         metrics = self.evaluation_metrics(model)
-        draws = gradient_draws(model, estimator, self.grad_batch, self.cell.particles, int(o["grad_samples"]),
-                               which="guide")
-        metrics["grad_logvar_frozen"] = log_mean_variance(draws.var(0, unbiased=True))
-        if self.trajectory.steps > 0 and iteration > 0:
-            metrics["grad_logvar_ema"] = self.trajectory.log_variance()
-        metrics.update(evaluate_basket(self, model, estimator, self.grad_batch, int(o["grad_samples"])))
+        metrics.update(gradient_variance_metrics(self, model, estimator, self.grad_batch, o["grad_samples"], iteration))
         if extra:
             metrics.update(extra)
         return rows_from(metrics, model.seeds, iteration)
