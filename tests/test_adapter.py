@@ -131,10 +131,10 @@ def test_exact_log_marginal_by_enumeration_is_the_log_of_the_summed_joint(rng):
                                    atol=1e-5)
 
 
-def test_the_contract_checks_pass_for_a_couple_of_estimators():
+def test_the_contract_checks_pass_for_vimco():
     make = lambda seeds: TinyVAE(seeds=seeds)  # noqa: E731
     fixtures = {"tiny_vae": Fixture(make, lambda: sample_data(make, 3, 0), (2,), 2000)}
-    for name in ("vimco", "rloo"):
+    for name in ("vimco",):  # one estimator: building the 2,000 replicates of the draws is most of the time
         results = run_checks(name, fixtures=fixtures)
         assert {r.check for r in results} >= {"contract", "replicate independence", "state under measurement",
                                               "unbiased φ-gradient (n = 2000)"}, results

@@ -323,3 +323,23 @@ def test_the_trained_control_variate_lowers_relaxs_variance():
     v0 = relax_draws("bernoulli", logits, w, zero, N_DRAWS, 1, 8)[:, :B * D].var(0).sum()
     v1 = relax_draws("bernoulli", logits, w, trained, N_DRAWS, 1, 8)[:, :B * D].var(0).sum()
     assert v1 < v0, (float(v1), float(v0))
+
+
+def test_concrete_on_a_categorical_equals_the_registered_estimator_on_the_gmm():
+    """K = 1 on the GMM: f(z̃) = log p(x, z̃) − log q̃_τ(z̃) with the relaxed joint and the Concrete density the
+    registered estimator scores (its default ``relaxation``), at the same temperature."""
+    from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
+    model, x = gmm_and_data()
+    est = estimators.get("concrete", initial_temperature=0.7, final_temperature=0.7).bind(model)
+    torch.manual_seed(4)
+    registered = _model_gradients(model, est.surrogate(model, x, 1).loss)
+    torch.manual_seed(4)
+    logits = model.guide(x).logits
+    tau = torch.tensor(0.7)
+
+    def f(z):
+        log_q = ExpRelaxedCategorical(tau, logits=logits, validate_args=False).log_prob(z.log()) - z.log().sum(-1)
+        return model.relaxed_log_joint(x, z) - log_q
+
+    out = estibench.grad(Categorical(logits=logits), f, "concrete", particles=1, temperature=0.7)
+    _same(registered, _model_gradients(model, batch_loss(out.surrogate)))
