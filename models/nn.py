@@ -168,38 +168,68 @@ class StackedModule(nn.Module):
                 raise ValueError(f"tensor argument {where} must lead with the replicate dimension R={R}, "
                                  f"got shape {tuple(t.shape)}")
         base = self._base
-        if R == 1 and self.randomness != "error":  # one replicate: the module itself, on views of slice 0
-            params, buffers = self._single_views()
+        slots = self._slots()
+        if R == 1 and self.randomness != "error" and slots is not None:
+            # one replicate: the module itself on views of slice 0, put in place of its meta tensors for the call
+            # (what functional_call does, without its per-call search of the module tree)
+            views = self._single_views()
             call_args = tuple(a[0] if i in t_args else a for i, a in enumerate(args))
             call_kwargs = {k: (v[0] if k in t_kwargs else v) for k, v in kwargs.items()}
-            out = functional_call(base, (params, buffers), (x[0], *call_args), call_kwargs)
+            saved = [table[attr] for table, attr in slots]
+            try:
+                for (table, attr), view in zip(slots, views):
+                    table[attr] = view
+                out = base(x[0], *call_args, **call_kwargs)
+            finally:
+                for (table, attr), meta in zip(slots, saved):
+                    table[attr] = meta
             return torch.utils._pytree.tree_map(lambda t: t.unsqueeze(0) if isinstance(t, torch.Tensor) else t, out)
         params = {n: self.params[m] for n, m in self._names.items() if m in self.params}
         buffers = {n: getattr(self.stacked_buffers, m) for n, m in self._names.items() if m not in self.params}
+        tie = slots is None  # tied weights: functional_call unties them (else skip its search for them)
 
         def one(p, b, xi, ta, tk):
             call_args = tuple(ta[i] if i in ta else a for i, a in enumerate(args))
             call_kwargs = {k: tk.get(k, v) for k, v in kwargs.items()}
-            return functional_call(base, (p, b), (xi, *call_args), call_kwargs)
+            return functional_call(base, (p, b), (xi, *call_args), call_kwargs, tie_weights=tie)
 
         return vmap(one, randomness=self.randomness)(params, buffers, x, t_args, t_kwargs)
 
+    def _slots(self):
+        """(the table, the name) where the stateless module keeps each of its tensors (``_parameters`` or
+        ``_buffers`` of the submodule that owns it), in the order of :attr:`_names`; None when the module ties
+        weights (one tensor under several names: functional_call's untying is then needed).  Found once."""
+        if "_slot_list" not in self.__dict__:
+            base = self._base
+            named = [n for n, _ in base.named_parameters(remove_duplicate=False)]
+            named += [n for n, _ in base.named_buffers(remove_duplicate=False)]
+            slots = None
+            if sorted(named) == sorted(self._names):
+                slots = []
+                for full, stacked in self._names.items():
+                    owner, _, attr = full.rpartition(".")
+                    module = base.get_submodule(owner) if owner else base
+                    slots.append((module._parameters if stacked in self.params else module._buffers, attr))
+            self.__dict__["_slot_list"] = slots
+        return self.__dict__["_slot_list"]
+
     def _single_views(self):
-        """(parameters, buffers) of the one replicate as views ``t[0]`` of the stacked tensors, by the module's
-        names; made once and reused while every stacked tensor (identity, version counter and storage) and the grad mode
-        are unchanged, so that the many calls of one training step do not each slice every parameter."""
+        """The one replicate's tensors as views ``t[0]`` of the stacked ones, in the order of :attr:`_names`; made
+        once and reused while every stacked tensor (identity, version counter and storage) and the grad mode are
+        unchanged, so that the many calls of one training step do not each slice every parameter."""
         key = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
                tuple((id(t), t._version, t.data_ptr()) for t in self.params.values()),
                tuple((id(t), t._version, t.data_ptr()) for t in self.stacked_buffers.buffers()))
         cached = self.__dict__.get("_views")
         if cached is not None and cached[0] == key:
             return cached[1]
-        views = ({n: self.params[m][0] for n, m in self._names.items() if m in self.params},
-                 {n: getattr(self.stacked_buffers, m)[0] for n, m in self._names.items() if m not in self.params})
+        views = [(self.params[m] if m in self.params else getattr(self.stacked_buffers, m))[0]
+                 for m in self._names.values()]
         self.__dict__["_views"] = (key, views)
         return views
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state.pop("_views", None)  # a cache of views, not state: never copied nor pickled
+        for cache in ("_views", "_slot_list"):  # caches (views, the stateless module's tables), not state
+            state.pop(cache, None)
         return state
