@@ -233,11 +233,12 @@ def load_average() -> str:
         return "unknown"
 
 
-def header(command: str, extra: str = "", load_before: str = "") -> str:
+def header(command: str, extra: str = "", load_before: str = "", threads: str = "1 torch thread per process") -> str:
+    """A record's header; ``threads`` says how many torch threads the measured processes used."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Command: `{command}`  ",
              f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
-             f"Python {platform.python_version()}, torch {torch.__version__}, 1 torch thread per process  ",
+             f"Python {platform.python_version()}, torch {torch.__version__}, {threads}  ",
              f"Commit: {git_commit()}; measured {now}  ",
              f"Load average before / after: {load_before or 'n/a'} / {load_average()}"]
     if extra:

@@ -295,7 +295,8 @@ def main(argv=None):
                         + markdown(prow, ["configuration", "CONFIGS", "estimator", "batch", "parameters",
                                           "activation elements (M)", "activation GiB (float32)"], floatfmt=".3f"))
     sections.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
-    text = header(command_line(__file__, argv), "\n\n".join(sections), load_before)
+    text = header(command_line(__file__, argv), "\n\n".join(sections), load_before,
+                  threads=f"{args.threads} torch threads (torch.set_num_threads)")
     write_record(text, args.out)
     return 0
 

@@ -192,7 +192,8 @@ def main(argv=None):
             + markdown(rows, ["model", "estimator", "K", "hand-written median ms", "estibench.grad median ms",
                               "ratio", "max |Δ gradient| (same draws)"], floatfmt=".3g")
             + f"\n\nWhole run: {time.perf_counter() - started:.0f} s.")
-    write_record(header(command_line(__file__, argv), text, load_before), args.out)
+    write_record(header(command_line(__file__, argv), text, load_before,
+                        threads=f"{args.threads} torch threads (torch.set_num_threads)"), args.out)
     return 0
 
 
