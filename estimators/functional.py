@@ -35,6 +35,15 @@ def rloo(f: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (signal * log_q + f).mean(0)
 
 
+def relax(f: torch.Tensor, log_q: torch.Tensor, c_relaxed: torch.Tensor, c_conditional: torch.Tensor,
+          c_conditional_own: torch.Tensor) -> torch.Tensor:
+    """RELAX (Grathwohl et al., 2018, §3.3; RWS §2.2's display): the surrogate (f − c(z̃))·log q(b) + c(z) − c(z̃) + f
+    with c(z) at the relaxed sample z, c(z̃) at the conditional one z̃ ~ z | b (both reparameterised), and in the
+    coefficient ``c_conditional_own`` = c at a detached z̃ (its gradient reaches c's own parameters only, for the
+    variance objective).  Unbiased for every c that does not depend on f's or q's parameters."""
+    return (f.detach() - c_conditional_own) * log_q + c_relaxed - c_conditional + f
+
+
 def logit(u: torch.Tensor) -> torch.Tensor:
     """log u − log(1 − u): standard logistic noise from uniform u (−∞ at u = 0, which ``torch.rand`` can return;
     then 1[ε < a] = 1, no NaN)."""

@@ -51,8 +51,8 @@ from torch.distributions import Bernoulli, Categorical, Distribution, Independen
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from .base import IncompatibleError
-from .functional import (arm_logit_gradient, disarm_logit_gradient, gumbel_straight_through_bernoulli, logit, rloo,
-                         score_function, straight_through, straight_through_bernoulli)
+from .functional import (arm_logit_gradient, disarm_logit_gradient, gumbel_straight_through_bernoulli, logit, relax,
+                         rloo, score_function, straight_through, straight_through_bernoulli)
 from .gst import gst_soft
 from .gumbel_rao import gumbel_rao_soft
 from .onehot import onehot_sample
@@ -311,7 +311,7 @@ def _relax(view, f, K, control_variate):
         if tuple(c.shape) != (K, *view.batch):
             raise ValueError(f"estibench.grad: control_variate must return one value per particle and item, "
                              f"[K, *batch] = {[K, *view.batch]}; got {tuple(c.shape)}")
-    surrogate = ((fz.detach() - c_tilde_own) * log_q + c_z - c_tilde + fz).mean(0)
+    surrogate = relax(fz, log_q, c_z, c_tilde, c_tilde_own).mean(0)
     return surrogate, fz.detach().mean(0), sample
 
 

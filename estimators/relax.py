@@ -51,6 +51,7 @@ from estibench.models.protocols import CATEGORICAL, LAYERED_BERNOULLI
 from estibench.models.registry import Revision
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
+from .functional import relax
 from .rebar import (USES, BernoulliControlVariate, bind_control_variate, control_variate_gradients,
                     control_variate_surrogate)
 
@@ -137,8 +138,7 @@ class RelaxCategorical(RelaxOptions):  # one categorical latent (the GMM study):
         # evaluations share one MLP call.
         c_g, c_tilde, c_tilde_rho = self.control_variate(x, torch.cat([g, g_tilde, g_tilde.detach()]),
                                                          groups=3)
-        coefficient = bound.detach() - c_tilde_rho
-        per_point = coefficient * log_q.sum(0) + c_g - c_tilde + bound
+        per_point = relax(bound, log_q.sum(0), c_g, c_tilde, c_tilde_rho)  # the K particles' joint score
         return Estimate(batch_loss(per_point), bound.detach().mean(-1))
 
     def gradients(self, model, x, num_particles, with_own: bool = True):

@@ -27,8 +27,8 @@ from estibench.harness.store import FILENAME, Store, StoreBusyError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: 8 small GMM cells, about 1 s each
-SWEEP = ["--estimators", "ws,ww,vimco,reinforce", "--particles", "2,5", "--seeds", "2", "--iterations", "300",
-         "--eval-every", "100", "--device", "cpu", "--no-report"]
+SWEEP = ["--estimators", "ws,ww,vimco,reinforce", "--particles", "2,5", "--seeds", "2", "--iterations", "150",
+         "--eval-every", "50", "--device", "cpu", "--no-report"]
 TINY = ["--estimators", "ww", "--particles", "2", "--seeds", "1", "--iterations", "20", "--eval-every", "10",
         "--device", "cpu", "--no-report"]
 
