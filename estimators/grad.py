@@ -25,15 +25,19 @@ or any other distribution with ``sample`` and ``log_prob``.  What each estimator
   ``gst``): ``f`` must accept relaxed values (numbers in [0, 1], or for categorical latents one-hot codes relaxed
   on the simplex, ``[K, *batch, *event, C]``, whether ``dist`` is a ``Categorical`` or a ``OneHotCategorical``);
   they are biased (their docstrings say how);
-* ``relax`` (Grathwohl et al., 2018): Bernoulli or categorical latents and ``control_variate=``, an ``nn.Module`` of
-  the relaxed sample whose parameters you train by minimising :meth:`GradEstimate.variance` (a default:
-  :class:`RelaxControlVariate`); unbiased for every value of its parameters;
+* ``relax`` (Grathwohl et al., 2018) and ``rebar`` (Tucker et al., 2017): Bernoulli or categorical latents and a
+  control variate whose parameters you train by minimising :meth:`GradEstimate.variance`: for ``relax`` an
+  ``nn.Module`` of the relaxed sample (``control_variate=``; a default: :class:`RelaxControlVariate`), for ``rebar``
+  η·f(σ_λ(z)) with learnable η and λ (:class:`RebarControlVariate`; f must accept relaxed values); both unbiased for
+  every value of those parameters, also where the control variate depends on f's or q's parameters;
 * estimators that need a model's structure (its data x, its layers, its bound: ``vimco``, ``nvil``, ``muprop``,
-  ``rebar``, the wake-sleep family, the DVAE smoothings, …) are refused in one line that says what they need; use
+  the wake-sleep family, the DVAE smoothings, …) are refused in one line that says what they need; use
   them through a model (``estibench.models``' contract).
 
 One implementation: the arithmetic of every estimator here is the function the registered estimator calls
-(:mod:`estimators.functional`, and the soft functions of ``reinmax``, ``gumbel_rao`` and ``gst``), and the
+(:mod:`estimators.functional`, and the soft functions of ``reinmax``, ``gumbel_rao`` and ``gst``; ``rebar`` here is
+RELAX's surrogate with REBAR's control variate, while the registered ``rebar`` runs on a model's layers with its
+reference-code variants), and the
 temperatures' and options' defaults are the registered estimators' (the final temperature where those anneal: anneal
 by passing your own).  ``tests/test_grad.py`` checks that, on the same draws, this API and the registered estimator
 on an equivalent model give the same gradient, and that every unbiased method matches the exact gradient of an
@@ -60,7 +64,7 @@ from .rebar import conditional_logit, uniform_noise
 from .reinmax import reinmax_soft
 from .relax import gumbel_pair
 
-__all__ = ["grad", "GradEstimate", "METHODS", "available", "RelaxControlVariate"]
+__all__ = ["grad", "GradEstimate", "METHODS", "available", "RelaxControlVariate", "RebarControlVariate"]
 
 
 @dataclass
@@ -110,11 +114,11 @@ def _view(dist) -> _View:
                         f"{type(dist).__name__}")
     base = dist.base_dist if isinstance(dist, Independent) else dist
     batch = tuple(dist.batch_shape)
-    if type(base) is Bernoulli:
+    if isinstance(base, Bernoulli):
         return _View("bernoulli", dist, batch, logits=base.logits)
-    if type(base) is OneHotCategorical:
+    if isinstance(base, OneHotCategorical):
         return _View("categorical", dist, batch, logits=torch.log_softmax(base.logits, -1))
-    if type(base) is Categorical:
+    if isinstance(base, Categorical):
         return _View("categorical", dist, batch, logits=torch.log_softmax(base.logits, -1), indices=True)
     return _View("any", dist, batch)
 
@@ -280,39 +284,81 @@ class RelaxControlVariate(nn.Module):
         return self.net(flat).squeeze(-1)
 
 
-def _relax(view, f, K, control_variate):
-    """RELAX (Grathwohl et al., 2018, §3.3 and Alg. 2; the registered ``relax``'s display, ``estimators/relax.py``)
-    per particle: [f(b) − c(z̃)] ∇ log q(b) + ∇c(z) − ∇c(z̃) + ∇f(b), with z the relaxed sample, b = H(z) and z̃ ~ z | b
-    from fresh noise (Bernoulli: :func:`estimators.rebar.conditional_logit`; categorical:
-    :func:`estimators.relax.gumbel_pair`), both reparameterised; c is ``control_variate(relaxed, batch_dims)``.  The
-    coefficient's c(z̃) is evaluated at a detached z̃ (its gradient reaches c's own parameters only, for
-    :meth:`GradEstimate.variance`).  Unbiased for every value of c's parameters, provided c does not close over the
-    parameters of q or f (its own parameters only)."""
-    if not isinstance(control_variate, nn.Module):
-        raise IncompatibleError("estibench.grad: 'relax' needs control_variate=, an nn.Module of the relaxed sample "
-                                "(e.g. estibench.estimators.grad.RelaxControlVariate(event_size)), got "
-                                f"{type(control_variate).__name__}")
-    nb = len(view.batch)
+class RebarControlVariate(nn.Module):
+    """REBAR's control variate c(z) = η·f(σ_λ(z)) (Tucker et al., 2017, §3, Eq. 8 with the concrete relaxation σ_λ:
+    σ(z/λ) for Bernoulli latents, softmax(g/λ) for categorical ones), with learnable η and log λ (the "dynamic"
+    REBAR of §3.4; train them by minimising :meth:`GradEstimate.variance`).  Defaults: η = 1, λ = 0.5 (the
+    registered ``rebar``'s starting values)."""
+
+    def __init__(self, eta: float = 1.0, temperature: float = 0.5):
+        super().__init__()
+        if not temperature > 0:
+            raise IncompatibleError(f"estibench.grad: rebar needs a positive temperature, got {temperature}")
+        self.eta = nn.Parameter(torch.tensor(float(eta)))
+        self.log_temperature = nn.Parameter(torch.tensor(float(temperature)).log())
+
+    def relaxed(self, z: torch.Tensor, bernoulli: bool) -> torch.Tensor:
+        tau = self.log_temperature.exp()
+        return torch.sigmoid(z / tau) if bernoulli else torch.softmax(z / tau, -1)
+
+
+def _relaxed_pair(view, K):
+    """(z, sample b = H(z), z̃ ~ z | b from fresh noise): Bernoulli latents by the logistic reparameterisation
+    (:func:`estimators.rebar.conditional_logit`), categorical ones by Gumbels (:func:`estimators.relax.gumbel_pair`);
+    z and z̃ are reparameterised in the logits."""
     if view.kind == "bernoulli":
         a = view.logits
         a_k = a.expand(K, *a.shape)
         z = a_k + logit(uniform_noise(a_k.shape, a))
         b = (z.detach() > 0).to(a.dtype)
-        z_tilde = a_k + conditional_logit(a_k, b, uniform_noise(a_k.shape, a))
-        sample = b
-    else:
-        g, index, z_tilde = gumbel_pair(view.logits, K)
-        z = g
-        sample = index if view.indices else torch.nn.functional.one_hot(index, g.shape[-1]).to(g.dtype)
+        return z, b, a_k + conditional_logit(a_k, b, uniform_noise(a_k.shape, a))
+    g, index, g_tilde = gumbel_pair(view.logits, K)
+    sample = index if view.indices else torch.nn.functional.one_hot(index, g.shape[-1]).to(g.dtype)
+    return g, sample, g_tilde
+
+
+def _control_variate_surrogate(view, f, K, c):
+    """The RELAX / REBAR surrogate (:func:`estimators.functional.relax`) per particle, for a control variate
+    ``c(relaxed)`` → ``[K, *batch]``, plus log q(b)·(c(z̃) − stopgrad c(z̃)) at the detached z̃: a term of value 0 that
+    removes the first-order gradient of the coefficient's c, so that a c which depends on f's or q's parameters (REBAR's
+    η f(σ_λ(z)), or a module that closes over them) does not bias their gradients; the φ-gradient's dependence on c's
+    parameters (the variance objective) is unchanged."""
+    z, sample, z_tilde = _relaxed_pair(view, K)
     fz = _evaluate(f, sample, K, view.batch)
     log_q = view.dist.log_prob(sample)
-    c_z, c_tilde, c_tilde_own = (control_variate(t, nb) for t in (z, z_tilde, z_tilde.detach()))
-    for c in (c_z, c_tilde, c_tilde_own):
-        if tuple(c.shape) != (K, *view.batch):
-            raise ValueError(f"estibench.grad: control_variate must return one value per particle and item, "
-                             f"[K, *batch] = {[K, *view.batch]}; got {tuple(c.shape)}")
-    surrogate = relax(fz, log_q, c_z, c_tilde, c_tilde_own).mean(0)
-    return surrogate, fz.detach().mean(0), sample
+    c_z, c_tilde, c_tilde_own = (c(t) for t in (z, z_tilde, z_tilde.detach()))
+    for value in (c_z, c_tilde, c_tilde_own):
+        if tuple(value.shape) != (K, *view.batch):
+            raise ValueError(f"estibench.grad: the control variate must give one value per particle and item, "
+                             f"[K, *batch] = {[K, *view.batch]}; got {tuple(value.shape)}")
+    surrogate = relax(fz, log_q, c_z, c_tilde, c_tilde_own) + log_q.detach() * (c_tilde_own - c_tilde_own.detach())
+    return surrogate.mean(0), fz.detach().mean(0), sample
+
+
+def _relax(view, f, K, control_variate):
+    """RELAX (Grathwohl et al., 2018, §3.3 and Alg. 2; the registered ``relax``'s display, ``estimators/relax.py``)
+    per particle: [f(b) − c(z̃)] ∇ log q(b) + ∇c(z) − ∇c(z̃) + ∇f(b), with z the relaxed sample, b = H(z) and z̃ ~ z | b
+    from fresh noise, both reparameterised; c is ``control_variate(relaxed, batch_dims)`` (:class:`RelaxControlVariate`
+    or any module).  Unbiased for every value of c's parameters (:func:`_control_variate_surrogate`)."""
+    if not isinstance(control_variate, nn.Module):
+        raise IncompatibleError("estibench.grad: 'relax' needs control_variate=, an nn.Module of the relaxed sample "
+                                "(e.g. estibench.estimators.grad.RelaxControlVariate(event_size)), got "
+                                f"{type(control_variate).__name__}")
+    nb = len(view.batch)
+    return _control_variate_surrogate(view, f, K, lambda t: control_variate(t, nb))
+
+
+def _rebar(view, f, K, control_variate):
+    """REBAR (Tucker et al., 2017, §3, Eq. 8): RELAX's surrogate with c(z) = η·f(σ_λ(z)) (:class:`RebarControlVariate`;
+    a fresh one, η = 1 and λ = 0.5 held, when none is given), so f must accept relaxed values.  Unbiased for every η,
+    λ; f's own parameters get ∇f(b) plus η(∇f(σ_λ(z)) − ∇f(σ_λ(z̃))), of zero mean."""
+    cv = RebarControlVariate() if control_variate is None else control_variate
+    if not isinstance(cv, RebarControlVariate):
+        raise IncompatibleError("estibench.grad: 'rebar' takes control_variate=RebarControlVariate(eta, temperature) "
+                                f"(its η and λ), got {type(cv).__name__}")
+    bernoulli = view.kind == "bernoulli"
+    return _control_variate_surrogate(view, f, K, lambda t: cv.eta * _evaluate(f, cv.relaxed(t, bernoulli), K,
+                                                                                  view.batch))
 
 
 _ANY = frozenset({"bernoulli", "categorical", "product", "any"})
@@ -337,6 +383,7 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method("gst", _CATEGORICAL, _straight_through_onehot(_gst), {"gap": 1.0, "temperature": 1.0}, unbiased=False,
            relaxed=True),
     Method("relax", _DISCRETE, _relax, {"control_variate": None}, unbiased=True),
+    Method("rebar", _DISCRETE, _rebar, {"control_variate": None}, unbiased=True, relaxed=True),
 )}
 
 
@@ -357,8 +404,6 @@ NOT_OFFERED = {
     "contrastive_rws": "a model's joint p(x, z) and the data x",
     "nvil": "a baseline network of the data x and a model's layered Bernoulli interface",
     "muprop": "a baseline network of the data x and a model's layered Bernoulli interface",
-    "rebar": "its control variate f(σ_λ(z)) at relaxed values of a model's layers, trained through the model's "
-             "parameters: not offered here (relax with a control-variate module is)",
 }
 
 

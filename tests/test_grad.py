@@ -88,7 +88,7 @@ def parameters(case, seed):
     return logits, w
 
 
-UNBIASED = [(m, case, K) for m in available() if METHODS[m].unbiased and m != "relax"  # relax: its own test below
+UNBIASED = [(m, case, K) for m in available() if METHODS[m].unbiased and m not in ("relax", "rebar")  # tests below
             for case in CASES if case == "bernoulli" or "categorical" in METHODS[m].kinds or "any" in METHODS[m].kinds
             for K in ((2, 3) if METHODS[m].min_particles > 1 else (1, 2))]
 
@@ -229,7 +229,7 @@ def test_straight_through_categorical_methods_equal_the_registered_estimator_on_
     (lambda q, f: estibench.grad(q, f, "vimco"), "vimco"),
     (lambda q, f: estibench.grad(q, f, "nvil"), "baseline network"),
     (lambda q, f: estibench.grad(q, f, "relax"), "needs control_variate="),
-    (lambda q, f: estibench.grad(q, f, "rebar"), "relax with a control-variate module"),
+    (lambda q, f: estibench.grad(q, f, "rebar", control_variate=torch.nn.Linear(1, 1)), "RebarControlVariate"),
     (lambda q, f: estibench.grad(q, f, "disarmm"), "did you mean disarm"),
     (lambda q, f: estibench.grad(q, f, "rloo", particles=1), "particles ≥ 2"),
     (lambda q, f: estibench.grad(q, f, "disarm", temperature=1.0), "no option temperature"),
@@ -253,6 +253,8 @@ def test_every_offered_method_is_a_registered_estimator_and_runs_on_what_it_take
         logits = torch.randn(B, D if kind == "bernoulli" else C, requires_grad=True)
         q = Independent(Bernoulli(logits=logits), 1) if kind == "bernoulli" else OneHotCategorical(logits=logits)
         options = {}
+        if name == "rebar" and kind != "bernoulli":
+            continue  # f below takes one-hot codes of its own width; rebar evaluates it at relaxed ones too: covered below
         if name == "relax":
             from estibench.estimators.grad import RelaxControlVariate
             options["control_variate"] = RelaxControlVariate(logits.shape[-1], zero_output=False,
@@ -371,3 +373,51 @@ def test_relax_equals_the_registered_estimator_on_the_gmm():
     out = estibench.grad(q, lambda z: model.log_joint(x, z) - q.log_prob(z), "relax", particles=1,
                          control_variate=RegisteredCV())
     _same(registered, _model_gradients(model, batch_loss(out.surrogate)))
+
+
+# -- REBAR: unbiased for every η and λ, also where f depends on q's own logits ----------------------------------------
+def rebar_draws(case, logits, w, cv, n, seed, direct):
+    """n draws, K = 1; f = sin(z·w) + (z·w)²/4 (+ 0.3 Σ z·logits with ``direct``: f depends on q's parameters)."""
+    build, _, _, features = CASES[case]
+    L = logits.detach().expand(n, *logits.shape).clone().requires_grad_()
+    W = w.detach().expand(n, *w.shape).clone().requires_grad_()
+    base = f_of(features, W[:, None])
+    f = (lambda z: base(z) + 0.3 * (z * L).sum(-1)) if direct else base
+    torch.manual_seed(seed)
+    estibench.grad(build(L), f, "rebar", particles=1, control_variate=cv).surrogate.sum().backward()
+    return torch.cat([L.grad.reshape(n, -1), W.grad.reshape(n, -1)], 1)
+
+
+def exact_with_direct(case, logits, w):
+    build, _, states, features = CASES[case]
+    logits, w = logits.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    q = build(logits)
+    z = states.reshape(len(states), 1, *states.shape[1:]).expand(len(states), *q.batch_shape, *states.shape[1:])
+    f = f_of(features, w)(z) + 0.3 * (z * logits).sum(-1)
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad((q.log_prob(z).exp() * f).sum(), (logits, w))])
+
+
+@pytest.mark.parametrize("case", ["bernoulli", "onehot"])
+@pytest.mark.parametrize("state", ["initial", "random", "trained"])
+def test_rebar_matches_the_exact_gradient_for_any_eta_and_temperature(case, state):
+    """η = 1, λ = 0.5 (initial); η = 1.7, λ = 0.3 (random); after 40 steps of the variance objective (trained); f
+    depends on q's own logits too (so the coefficient's c carries φ): n = 4,000 draws, K = 1, α = 1e-3."""
+    from estibench.estimators.grad import RebarControlVariate
+    seed = {"initial": 1, "random": 2, "trained": 3}[state] + 20 * len(case)
+    logits, w = parameters(case, seed)
+    cv = RebarControlVariate(*((1.7, 0.3) if state == "random" else (1.0, 0.5)))
+    if state == "trained":
+        build, _, _, features = CASES[case]
+        opt = torch.optim.Adam(cv.parameters(), lr=0.05)
+        torch.manual_seed(seed)
+        for _ in range(40):
+            L = logits.detach().clone().requires_grad_()
+            out = estibench.grad(build(L), lambda z: f_of(features, w)(z) + 0.3 * (z * L).sum(-1), "rebar",
+                                 control_variate=cv)
+            opt.zero_grad()
+            out.variance([L]).backward(inputs=list(cv.parameters()))
+            opt.step()
+        assert abs(float(cv.eta.detach()) - 1.0) > 1e-3, "the variance objective moved nothing"
+    d = rebar_draws(case, logits, w, cv, N_DRAWS, seed, direct=True)
+    passed, zmax, thr = unbiased_test(d, exact_with_direct(case, logits, w), FAMILY_ALPHA)
+    assert passed, f"rebar on {case} ({state}): max |z| {zmax:.2f} ≥ {thr:.2f}"
