@@ -67,13 +67,13 @@ from estibench.models.registry import UnknownNameError, import_path
 __all__ = ["EstimatorSpec", "Check", "SpecError", "KINDS", "estimator_checks", "check_estimator",
            "parametrize_with_checks", "resolve", "failure_line"]
 
-#: check kind → (the checks module's function, the name of its row in ``estibench check``'s table); ``unbiased``'s
-#: row also names n
-KINDS: Dict[str, Tuple[Any, str]] = {
-    "contract": (_checks.contract, "contract"),
-    "independence": (_checks.independence, "replicate independence"),
-    "measurement_state": (_checks.measurement_state, "state under measurement"),
-    "unbiased": (None, "unbiased φ-gradient"),
+#: check kind → the name of its row in ``estibench check``'s table (``harness.checks.STRUCTURAL``; ``unbiased``'s row
+#: also names n)
+KINDS: Dict[str, str] = {
+    "contract": "contract",
+    "independence": "replicate independence",
+    "measurement_state": "state under measurement",
+    "unbiased": "unbiased φ-gradient",
 }
 
 Spec = Union[str, type, Tuple[Union[str, type], dict]]
@@ -144,27 +144,12 @@ class Check:
             _skip(self.refused)
         name, options, K, fixture = self.estimator.name, self.estimator.kwargs, self.particles, self.fixture_object
         with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
             if self.kind == "unbiased":
-                draws_n = int(self.n or fixture.draws)
-                title = f"{KINDS['unbiased'][1]} (n = {draws_n})"
-                try:
-                    d, exact = _checks.draws(fixture.make, name, fixture.data(), K, draws_n, **options)
-                    ok, zmax, threshold = _checks.unbiased_test(d, exact, self.alpha)
-                    return Result(self.fixture, K, title, ok, f"max |z| = {zmax:.2f}", f"{threshold:.2f}")
-                except Exception as err:  # as run_checks: a broken estimator is a failed check
-                    return Result(self.fixture, K, title, False, detail=f"raised {type(err).__name__}: {err}")
-            model = fixture.make((0, 1))
-            with torch.random.fork_rng():
-                torch.manual_seed(1)
-                x2 = model.sample(5)[1]
-            fn, title = KINDS[self.kind]
-            torch.manual_seed(self.seed)
-            try:
-                why = fn(name, options, model, x2, K)
-            except Exception as err:  # a broken estimator is a failed check, not a crash
-                why = f"raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            return Result(self.fixture, K, title, why is None, detail=why or "")
+                return _checks.exact_gradient_check(name, options, self.fixture, fixture, K, self.n, self.alpha,
+                                                    self.seed)
+            model, x2 = _checks.check_inputs(fixture, self.seed)
+            return _checks.structural_check(KINDS[self.kind], name, options, model, x2, self.fixture, K,
+                                            self.seed)
 
     def __call__(self) -> None:
         result = self.result()

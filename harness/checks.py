@@ -357,36 +357,61 @@ def run_checks(name: str, options: Optional[dict] = None, fixtures: Optional[Dic
     _check_resources(name, options, plan, n, note)
     results: List[Result] = []
     for fixture_name, fixture, K, tested in plan:
-        torch.manual_seed(seed)
-        model = fixture.make((0, 1))
-        with torch.random.fork_rng():
-            torch.manual_seed(1)
-            x2 = model.sample(5)[1]
-        for check, fn in (("contract", contract), ("replicate independence", independence),
-                          ("state under measurement", measurement_state)):
-            torch.manual_seed(seed)
-            try:
-                why = fn(name, options, copy.deepcopy(model), x2, K)
-            except Exception as err:  # a broken estimator is a failed check, not a crash
-                why = f"raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            results.append(Result(fixture_name, K, check, why is None, detail=why or ""))
+        model, x2 = check_inputs(fixture, seed)
+        for check in STRUCTURAL:
+            results.append(structural_check(check, name, options, copy.deepcopy(model), x2, fixture_name, K, seed))
         if tested:
-            torch.manual_seed(seed)
-            draws_n = int(n or fixture.draws)
-            if draws_n < MIN_DRAWS:
-                results.append(Result(fixture_name, K, f"unbiased φ-gradient (n = {draws_n})", False,
-                                      detail=f"not run: fewer than {MIN_DRAWS:,} draws, the fewest at which "
-                                             f"its false-alarm rate holds for skewed draws"))
-                continue
-            try:
-                d, exact = draws(fixture.make, name, fixture.data(), K, draws_n, **options)
-                ok, zmax, threshold = unbiased_test(d, exact, alpha)
-                results.append(Result(fixture_name, K, f"unbiased φ-gradient (n = {draws_n})", ok,
-                                      f"max |z| = {zmax:.2f}", f"{threshold:.2f}"))
-            except Exception as err:
-                results.append(Result(fixture_name, K, f"unbiased φ-gradient (n = {draws_n})", False,
-                                      detail=f"raised {type(err).__name__}: {err}"))
+            results.append(exact_gradient_check(name, options, fixture_name, fixture, K, n, alpha, seed))
     return results
+
+
+#: the checks every accepted fixture gets, by their rows' names, in the order of ``estibench check``'s table
+STRUCTURAL = ("contract", "replicate independence", "state under measurement")
+
+
+def check_inputs(fixture: Fixture, seed: int = 0):
+    """(model, x) of a fixture's structural checks: its model at seeds (0, 1) built after ``torch.manual_seed(seed)``,
+    and 5 points sampled from it under seed 1 (the caller's stream is left as it was)."""
+    torch.manual_seed(seed)
+    model = fixture.make((0, 1))
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        x2 = model.sample(5)[1]
+    return model, x2
+
+
+def structural_check(check: str, name: str, options: dict, model, x, fixture_name: str, K: int,
+                     seed: int = 0) -> Result:
+    """One structural check's row (``check`` a key of :data:`STRUCTURAL`), under ``torch.manual_seed(seed)``; an
+    estimator that raises fails the check instead of crashing it."""
+    fn = {"contract": contract, "replicate independence": independence,
+          "state under measurement": measurement_state}[check]
+    torch.manual_seed(seed)
+    try:
+        why = fn(name, options, model, x, K)
+    except Exception as err:  # a broken estimator is a failed check, not a crash
+        why = f"raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return Result(fixture_name, K, check, why is None, detail=why or "")
+
+
+def exact_gradient_check(name: str, options: dict, fixture_name: str, fixture: Fixture, K: int,
+                         n: Optional[int] = None, alpha: float = FAMILY_ALPHA, seed: int = 0) -> Result:
+    """The exact-gradient test's row: ``n`` (default: the fixture's) draws against the exact gradient, the
+    whole-vector test at ``alpha``, under ``torch.manual_seed(seed)``; fewer than :data:`MIN_DRAWS` draws are not
+    run (the row says so and does not pass)."""
+    torch.manual_seed(seed)
+    draws_n = int(n or fixture.draws)
+    title = f"unbiased φ-gradient (n = {draws_n})"
+    if draws_n < MIN_DRAWS:
+        return Result(fixture_name, K, title, False,
+                      detail=f"not run: fewer than {MIN_DRAWS:,} draws, the fewest at which its false-alarm rate "
+                             f"holds for skewed draws")
+    try:
+        d, exact = draws(fixture.make, name, fixture.data(), K, draws_n, **options)
+        ok, zmax, threshold = unbiased_test(d, exact, alpha)
+        return Result(fixture_name, K, title, ok, f"max |z| = {zmax:.2f}", f"{threshold:.2f}")
+    except Exception as err:
+        return Result(fixture_name, K, title, False, detail=f"raised {type(err).__name__}: {err}")
 
 
 def _plan(name: str, options: dict, probe, fixtures: Dict[str, Fixture]) -> List[tuple]:
