@@ -12,8 +12,8 @@ of one step: the largest sum of the bytes the CPU allocator held above the step'
 of ``torch.profiler`` (``profile_memory=True``; parameters, gradients and Adam state that exist before the step are
 not in it; Adam's first step allocates its state and is the warm-up's).  A step is the brief's: ``opt.zero_grad();
 est.surrogate(model, x, 1).loss.backward(); opt.step()`` (the engine's Adam, ``harness.runner.make_optimiser``,
-lr 1e-3, over the model's and the estimator's parameters) on a fresh batch of binary images drawn pixel by pixel from a fixed mean image (synthetic data: no
-dataset is read; the step's cost does not depend on the pixel values).  The estimators get the study's options
+lr 1e-3, over the model's and the estimator's parameters) on a fresh batch of binary images drawn pixel by pixel
+from a fixed mean image (synthetic data: no dataset is read; the step's cost does not depend on the pixel values).  The estimators get the study's options
 (``BETA``), the models the study's (``CPU_RBM``: 100 persistent chains × 10 Gibbs sweeps).  ``--profile`` profiles
 one cell's step with ``torch.profiler`` and lists the top operators by self CPU time.  ``--paper`` adds the papers'
 configurations' parameters and a meta-device activation estimate (``models.conv_blocks.activation_estimate`` of

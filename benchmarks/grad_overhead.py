@@ -77,7 +77,7 @@ class CategoricalVAE(nn.Module):
         return f
 
 
-# -- the hand-written estimators (the formulas of estimators/functional.py, inline) --------------------------------------
+# -- the hand-written estimators (the formulas of estimators/functional.py, inline) -------------------------------------
 def hand_disarm(q, f):
     a = q.base_dist.logits
     u = torch.rand((1, *a.shape))
@@ -168,7 +168,8 @@ def main(argv=None):
             print(f"grad_overhead: error: {key}: the API and the hand-written step differ by {diff:.2e}",
                   file=sys.stderr)
             return 1
-    steps = {(label, name, api): Step(cls, name, api, args.batch) for label, cls, name in CELLS for api in (False, True)}
+    steps = {(label, name, api): Step(cls, name, api, args.batch)
+             for label, cls, name in CELLS for api in (False, True)}
     for s in steps.values():
         for _ in range(args.warmup):
             s()

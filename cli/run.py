@@ -114,8 +114,9 @@ def make_cells(args) -> List[Cell]:
        (its grid × its estimators × its K) with every common flag applied.
     6. :func:`_check_cells`: each model built once and each estimator checked against it (names, options,
        compatibility, data on disk, the capabilities the study needs: ``Study.needs``, and what its task refuses:
-       ``Task.refusal``, e.g. observations of another shape than the model's); :func:`_same_cell_once`: a cell that two parts make (the same key: the same
-       effective options) is kept once; :func:`_check_basket_fits`: the basket's members against the cells."""
+       ``Task.refusal``, e.g. observations of another shape than the model's); :func:`_same_cell_once`: a cell that
+       two parts make (the same key: the same effective options) is kept once; :func:`_check_basket_fits`: the
+       basket's members against the cells."""
     suite = _suite(args.suite)
     preset_name, parts = _suite_parts(args, suite)
     model_options = parse_options(args.model_options, "--model-options") if args.model_options is not None else {}
@@ -129,7 +130,7 @@ def make_cells(args) -> List[Cell]:
     cells, part_of = [], []  # part_of: the index of the part each cell comes from
     for part_index, (part, specs) in enumerate(zip(parts, part_specs)):
         cells += _part_cells(part, specs, args, model_options=model_options, particles=user_particles,
-                             preset=preset_name, basket={**data, **basket})
+                             preset=preset_name, extra_study_options={**data, **basket})
         part_of += [part_index] * (len(cells) - len(part_of))
     probes = _check_cells(cells, args.suite)  # (names first: a cell's key resolves its names' defaults)
     cells = _same_cell_once(cells, part_of, args)
@@ -291,7 +292,7 @@ def _data(args, suite: Suite) -> dict:
 
 
 def _part_cells(part: Settings, specs: List[Tuple[str, dict]], args, *, model_options: dict,
-                particles: Optional[List[int]], preset: str, basket: dict) -> List[Cell]:
+                particles: Optional[List[int]], preset: str, extra_study_options: dict) -> List[Cell]:
     """One part's cells: every variant of its model grid × its estimators (the preset's options under the
     user's) × its particle counts, with the common flags over the part's settings; ``--model-options`` wins over
     the grid."""
@@ -309,7 +310,7 @@ def _part_cells(part: Settings, specs: List[Tuple[str, dict]], args, *, model_op
                  model_options={**part.model_options, **variant, **model_options},
                  estimator_options=options, batch_size=batch_size, lr=lr,
                  eval_every=min(eval_every, iterations),
-                 study_options={**part.study_options, **basket},
+                 study_options={**part.study_options, **extra_study_options},
                  device=args.device, optimiser=dict(part.optimiser), preset=preset,
                  compile=getattr(args, "compile", "off"), task=study_registry.get(part.study).task)
             for variant in variants for name, options in specs for k in particles]

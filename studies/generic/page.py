@@ -70,4 +70,5 @@ def sections(table: pd.DataFrame, cells: pd.DataFrame, artifacts: Optional[pd.Da
                            "own samples; cells on different data are never pooled (their labels say which)"),
            Section("Estimators", "table", estimators_table(table, _labels(table)), caption=ESTIMATORS_CAPTION,
                    name="variants")]
-    return out + final_sections(table) + generic_sections(table, cells, artifacts, known={**METRIC_DEFINITIONS, **DEFINITIONS})
+    return out + final_sections(table) + generic_sections(table, cells, artifacts,
+                                                          known={**METRIC_DEFINITIONS, **DEFINITIONS})

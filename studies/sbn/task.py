@@ -48,7 +48,8 @@ class SBNTask(Task):
         self.data = data
         fix = self.observations(model, data)
         dev, dt = model.device, model.dtype
-        self.train = downsampler(model)(data.train.flatten(1)).to(device=dev, dtype=dt)  # grey if dynamic: binarised per batch
+        # grey if dynamic: binarised per batch
+        self.train = downsampler(model)(data.train.flatten(1)).to(device=dev, dtype=dt)
         M = int(self.options["eval_points"])
         R = model.replicates
         rep = lambda t: t.expand(R, *t.shape).contiguous()  # noqa: E731
