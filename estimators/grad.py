@@ -361,6 +361,11 @@ def _rebar(view, f, K, control_variate):
                                                                                   view.batch))
 
 
+# -- ANCHOR-COUPLED: coupled samples (arms, carms, categorical_disarm) go above this line ------------------------------
+# -- ANCHOR-ENUMERATION: enumeration, sets and Stein/double control variates (indecater, unordered_set, rodeo,
+#    double_cv, zgr) go above this line -------------------------------------------------------------------------------
+
+
 _ANY = frozenset({"bernoulli", "categorical", "product", "any"})
 _BERNOULLI = frozenset({"bernoulli"})
 _CATEGORICAL = frozenset({"categorical"})
@@ -384,6 +389,8 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
            relaxed=True),
     Method("relax", _DISCRETE, _relax, {"control_variate": None}, unbiased=True),
     Method("rebar", _DISCRETE, _rebar, {"control_variate": None}, unbiased=True, relaxed=True),
+    # METHODS-ANCHOR-COUPLED (entries above this line)
+    # METHODS-ANCHOR-ENUMERATION (entries above this line)
 )}
 
 
