@@ -364,6 +364,8 @@ def _rebar(view, f, K, control_variate):
 # -- ANCHOR-COUPLED: coupled samples (arms, carms, categorical_disarm) go above this line ------------------------------
 # -- ANCHOR-ENUMERATION: enumeration, sets and Stein/double control variates (indecater, unordered_set, rodeo,
 #    double_cv, zgr) go above this line -------------------------------------------------------------------------------
+# -- ANCHOR-WEIGHTS: multi-sample bounds and baselines (vimco, nvil, muprop) go above this line -----------------------
+# -- ANCHOR-SMOOTHING: the DVAE smoothings (spike_exp, overlap_*, gumbolt) go above this line ------------------------
 
 
 _ANY = frozenset({"bernoulli", "categorical", "product", "any"})
@@ -391,6 +393,8 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method("rebar", _DISCRETE, _rebar, {"control_variate": None}, unbiased=True, relaxed=True),
     # METHODS-ANCHOR-COUPLED (entries above this line)
     # METHODS-ANCHOR-ENUMERATION (entries above this line)
+    # METHODS-ANCHOR-WEIGHTS (entries above this line)
+    # METHODS-ANCHOR-SMOOTHING (entries above this line)
 )}
 
 

@@ -13,6 +13,15 @@ it is given (``u``, ``eps``), so a caller controls and shares the draws.
 from .antithetic import arm_logit_gradient, disarm_logit_gradient
 from .relaxed import gumbel_straight_through_bernoulli, logit, relax, straight_through, straight_through_bernoulli
 from .score import leave_one_out, rloo, score_function
+# IMPORT-ANCHOR-COUPLED
+# IMPORT-ANCHOR-ENUMERATION
+# IMPORT-ANCHOR-WEIGHTS
+# IMPORT-ANCHOR-SMOOTHING
 
 __all__ = ["arm_logit_gradient", "disarm_logit_gradient", "gumbel_straight_through_bernoulli", "leave_one_out",
            "logit", "relax", "rloo", "score_function", "straight_through", "straight_through_bernoulli"]
+# ALL-ANCHOR-COUPLED
+# ALL-ANCHOR-ENUMERATION
+# ALL-ANCHOR-WEIGHTS
+# ALL-ANCHOR-SMOOTHING
+
