@@ -77,7 +77,7 @@ class CategoricalVAE(nn.Module):
         return f
 
 
-# -- the hand-written estimators (the formulas of estimators/functional.py, inline) -------------------------------------
+# -- the hand-written estimators (the formulas of estimators/functional/, inline) -------------------------------------
 def hand_disarm(q, f):
     a = q.base_dist.logits
     u = torch.rand((1, *a.shape))

@@ -5,7 +5,8 @@
 
 For an older revision, run the first form from a worktree of it (``git worktree add /tmp/old REV``;
 ``PYTHONPATH=/tmp/old`` for checkouts before the estibench namespace).  Timing metrics are left
-out.  Cells: 9 GMM, 6 SBN, 6 enumerable SBN, and one each of the RBM, VAE and AIR studies.  Rows
+out.  Cells (48, at least one per registered estimator whose code a refactor moved): 15 GMM, 11 SBN, 13 enumerable
+SBN (3 of them with categorical latents), 5 RBM-prior VAE, 3 VAE and 1 AIR.  Rows
 of metrics that only B has (a new metric) are listed, not counted as a difference; every row of A must be
 in B with the same value.
 """
@@ -31,6 +32,10 @@ SBN = dict(study="sbn", model="sbn", batch_size=24, iterations=30, eval_every=15
            optimiser={"betas": (0.9, 0.99999)})
 TINY = dict(SBN, model="sbn_tiny", model_options={"arch": "linear2", "latent_bits": 4})
 GMM = dict(study="gmm", model="gmm", batch_size=100, iterations=40, eval_every=20, study_options=G)
+SMOOTHED_RBM = dict(study="rbm", model="rbm_vae_tiny", model_options={"arch": "linear", "groups": 2}, particles=1,
+                 batch_size=24, iterations=20, eval_every=10, study_options={"eval_points": 50, "test_points": 50,
+                                                                             "final_particles": (10,),
+                                                                             "grad_samples": 3})
 CELLS = {
     "gmm-relax-K2": dict(GMM, estimator="relax", particles=2),
     "gmm-concrete-K5": dict(GMM, estimator="concrete", particles=5),
@@ -66,6 +71,42 @@ CELLS = {
                       eval_every=2, study_options={"count_particles": 3, "elbo_samples": 2, "eval_particles": 3,
                                                    "eval_points": 6, "final_particles": (5,), "grad_samples": 2,
                                                    "reconstructions": 3, "test_points": 6}),
+    "gmm-ws-K2": dict(GMM, estimator="ws", particles=2),
+    "sbn-muprop": dict(SBN, estimator="muprop", particles=2, model_options={"arch": "linear2"}),
+    "vae-iwae": dict(study="vae", model="gaussian_vae", estimator="iwae", particles=2, batch_size=32, iterations=20,
+                     eval_every=10, study_options={"eval_points": 50, "test_points": 50, "final_particles": (10,),
+                                                   "valid_final_particles": (10,)}),
+    "vae-rw+rws": dict(study="vae", model="gaussian_vae", estimator="rw+rws", particles=2, batch_size=32,
+                       iterations=20, eval_every=10, study_options={"eval_points": 50, "test_points": 50,
+                                                                    "final_particles": (10,),
+                                                                    "valid_final_particles": (10,)}),
+    "rbm-contrastive_rws": dict(study="rbm", model="rbm_vae_tiny", model_options={"arch": "linear", "groups": 2},
+                                estimator="contrastive_rws", particles=2, batch_size=24, iterations=20,
+                                eval_every=10, study_options={"eval_points": 50, "test_points": 50,
+                                                              "final_particles": (10,), "grad_samples": 3}),
+    "tiny-nvil-mnih_gregor": dict(TINY, estimator="nvil", particles=2, estimator_options={"variant": "mnih_gregor"}),
+    "gmm-indecater-K2": dict(GMM, estimator="indecater", particles=2),
+    "gmm-unordered_set-K2": dict(GMM, estimator="unordered_set", particles=2),
+    "gmm-zgr-K2": dict(GMM, estimator="zgr", particles=2),
+    "ctiny-indecater-K2": dict(TINY, model="sbn_categorical_tiny", model_options={}, estimator="indecater",
+                               particles=2),
+    "ctiny-unordered_set-K3": dict(TINY, model="sbn_categorical_tiny", model_options={}, estimator="unordered_set",
+                                   particles=3),
+    "tiny-zgr": dict(TINY, estimator="zgr", particles=1),
+    "sbn-rodeo": dict(SBN, estimator="rodeo", particles=2, model_options={"arch": "linear1"}),
+    "gmm-carms-K3": dict(GMM, estimator="carms", particles=3),
+    "gmm-categorical_disarm-K2": dict(GMM, estimator="categorical_disarm", particles=2),
+    "ctiny-categorical_disarm-sb-K2": dict(TINY, model="sbn_categorical_tiny", model_options={},
+                                           estimator="categorical_disarm", particles=2,
+                                           estimator_options={"variant": "sb"}),
+    "tiny-arms-K3": dict(TINY, estimator="arms", particles=3, model_options={"arch": "linear1", "latent_bits": 4}),
+    "tiny-spike_exp-K2": dict(TINY, estimator="spike_exp", particles=2),
+    "sbn-spike_exp": dict(SBN, estimator="spike_exp", particles=1, model_options={"arch": "linear2"}),
+    "sbn-overlap_power": dict(SBN, estimator="overlap_power", particles=1, model_options={"arch": "linear1"}),
+    "sbn-overlap_logistic": dict(SBN, estimator="overlap_logistic", particles=1, model_options={"arch": "linear2"}),
+    "rbm-gumbolt": dict(SMOOTHED_RBM, estimator="gumbolt"),
+    "rbm-gumbolt_pd": dict(SMOOTHED_RBM, estimator="gumbolt_pd", particles=2),
+    "rbm-spike_exp": dict(SMOOTHED_RBM, estimator="spike_exp", particles=2),
 }
 
 

@@ -38,7 +38,8 @@ the reference code); θ gets (1/K) Σ_k ∇_θ log p_θ(x, z_k) (each z_k is mar
 +10⁻⁶ guard in the denominator (biased where min(p, 1 − p) is not ≫ 10⁻⁶: the factor shrinks by
 (p − J)/(p − J + 10⁻⁶)).  Deviation: one stochastic layer only (the paper's and the code's setting); a
 model with several layers is refused (the copula needs one logit shared by the K samples, which the
-layers below the first do not have).  Unbiased (``paper``).
+layers below the first do not have).  Unbiased (``paper``).  The arithmetic (copula, factor, ĝ_a) is
+``estimators/functional/coupled.py``'s, shared with ``estibench.grad``.
 """
 import torch
 
@@ -46,60 +47,21 @@ from estibench.models.protocols import LAYERED_BERNOULLI
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
 from .binary import log_mass, uniform_like
+from .functional.coupled import ARMS_VARIANTS as VARIANTS
+from .functional.coupled import arms_debias_factor as debias_factor
+from .functional.coupled import (arms_logit_gradient, dirichlet_bivariate_cdf, dirichlet_copula_eps,
+                                 dirichlet_log_uniforms)
 
-VARIANTS = ("paper", "arms_code")
-
-
-def dirichlet_log_uniforms(u: torch.Tensor) -> torch.Tensor:
-    """log u_k ``[K, *]`` of K mutually antithetic U(0, 1) from K i.i.d. uniforms ``u`` ∈ [0, 1) (dim 0): the
-    Dirichlet copula, d = e/Σe with e_k = −log(1 − u_k) ~ Exp(1), u_k = (1 − d_k)^{K−1} (d_k ~ Beta(1, K − 1)).
-    Shared with CARMS (``estimators/carms.py``)."""
-    K = u.shape[0]
-    e = -torch.log1p(-u)  # Exp(1), finite
-    d = e / e.sum(0, keepdim=True)
-    return (K - 1) * torch.log1p(-d)
-
-
-def dirichlet_bivariate_cdf(s_root: torch.Tensor, t_root: torch.Tensor, num_particles: int) -> torch.Tensor:
-    """P(u_k ≤ s, u_j ≤ t), k ≠ j, under the Dirichlet copula of K samples, from s^{1/(K−1)} and t^{1/(K−1)}:
-    max(s^{1/(K−1)} + t^{1/(K−1)} − 1, 0)^{K−1}.  Shared with CARMS."""
-    return torch.clamp(s_root + t_root - 1.0, min=0.0).pow(num_particles - 1)
+__all__ = ["Arms", "VARIANTS", "arms_logit_gradient", "debias_factor", "dirichlet_bivariate_cdf",
+           "dirichlet_copula_logits", "dirichlet_log_uniforms"]
 
 
 def dirichlet_copula_logits(a: torch.Tensor, num_particles: int) -> torch.Tensor:
     """ε ``[K, *a.shape]`` such that z = 1[ε < a] are K mutually antithetic Bern(σ(a)) samples (the Dirichlet
-    copula above, flipped where a ≥ 0); each ε_k is standard logistic, drawn on a's device."""
+    copula above, flipped where a ≥ 0; :func:`estimators.functional.coupled.dirichlet_copula_eps` of K i.i.d.
+    uniforms drawn on a's device); each ε_k is standard logistic."""
     K = int(num_particles)
-    log_u = dirichlet_log_uniforms(uniform_like(a.detach().expand(K, *a.shape)))  # log u_k, u_k ~ U(0, 1)
-    eps = log_u - torch.log(-torch.expm1(log_u))  # logit u_k
-    return torch.where(a.detach() < 0, eps, -eps)
-
-
-def debias_factor(a: torch.Tensor, num_particles: int, variant: str = "paper") -> torch.Tensor:
-    """p(1 − p) / (p − J(p)) per logit, p = σ(a), J the pairwise joint of the Dirichlet copula."""
-    K = int(num_particles)
-    a = a.detach()
-    if variant == "arms_code":  # the reference code's arithmetic, in probability space
-        p = torch.sigmoid(a)
-
-        def bivariate(t):
-            root = t.pow(1.0 / (K - 1))
-            return dirichlet_bivariate_cdf(root, root, K)
-
-        joint = torch.where(p < 0.5, bivariate(p), 2 * p - 1 + bivariate(1 - p))
-        return p * (1 - p) / (p - joint + 1e-6)
-    log_m = torch.nn.functional.logsigmoid(-a.abs())  # m = min(p, 1 − p)
-    root = torch.exp(log_m / (K - 1))
-    B = dirichlet_bivariate_cdf(root, root, K)
-    ratio = B / torch.exp(log_m).clamp_min(torch.finfo(a.dtype).tiny)  # B(m)/m; B = 0 wherever m is tiny
-    return torch.sigmoid(a.abs()) / (1 - ratio)
-
-
-def arms_logit_gradient(f: torch.Tensor, z: torch.Tensor, a: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """ĝ_a ``[*a.shape]`` from f ``[K, R, B]``, z ``[K, R, B, D]``, logits a and the debiasing factor."""
-    K = f.shape[0]
-    centred = (f - f.mean(0, keepdim=True)).unsqueeze(-1)
-    return (centred * (z - torch.sigmoid(a.detach()))).sum(0) * factor / (K - 1)
+    return dirichlet_copula_eps(uniform_like(a.detach().expand(K, *a.shape)), a)
 
 
 class Arms(Estimator):

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import math
 import sys
 from dataclasses import dataclass
 from typing import List, Tuple
@@ -74,8 +73,8 @@ class Estimate:
     objective: torch.Tensor
 
 
-def logmeanexp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+from .functional import weights as _weights  # noqa: E402  (the arithmetic of logmeanexp, wake_phi, wake_theta)
+logmeanexp = _weights.logmeanexp  # re-exported: log (1/n) Σ exp x along dim
 
 
 def batch_loss(per_point: torch.Tensor) -> torch.Tensor:
@@ -362,9 +361,8 @@ def sample_guide(model, x: torch.Tensor, num_particles: int):
 
 def wake_phi(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Σ_k w̃_k log q(z_k|x) with the normalised weights held constant: its φ-gradient is the wake-φ estimate
-    of RWS Eq. 5, ``[R, B]``."""
-    weights = torch.softmax((log_p - log_q).detach(), dim=0)
-    return (weights * log_q).sum(0)
+    of RWS Eq. 5, ``[R, B]`` (:func:`estimators.functional.weights.wake_phi`)."""
+    return _weights.wake_phi(log_p, log_q)
 
 
 def sleep_phi(model, n: int) -> torch.Tensor:
@@ -375,5 +373,6 @@ def sleep_phi(model, n: int) -> torch.Tensor:
 
 
 def wake_theta(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """log (1/K) Σ_k w_k with log q detached: its θ-gradient is the wake-θ / IWAE θ-gradient."""
-    return logmeanexp(log_p - log_q.detach(), 0)
+    """log (1/K) Σ_k w_k with log q detached: its θ-gradient is the wake-θ / IWAE θ-gradient
+    (:func:`estimators.functional.weights.wake_theta`)."""
+    return _weights.wake_theta(log_p, log_q)

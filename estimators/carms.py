@@ -11,7 +11,8 @@ which cuts [0, 1] into consecutive intervals I_c of lengths q_d(c) in that order
 Dirichlet copula (d ~ Dir(1, …, 1) over the K samples, u_k = (1 − d_k)^{K−1}, as in ARMS; mutually antithetic,
 each U(0, 1)) give z_kd = the c with u_k ∈ I_c.  Each z_kd is a draw of q_d; a pair (z_kd, z_jd), k ≠ j, has the
 joint pmf
-    Q_d(i, j) = mean_{π∈Π} P(u_k ∈ I_i^π, u_j ∈ I_j^π),  P(u_k ≤ s, u_j ≤ t) = max(s^{1/(K−1)} + t^{1/(K−1)} − 1, 0)^{K−1}
+    Q_d(i, j) = mean_{π∈Π} P(u_k ∈ I_i^π, u_j ∈ I_j^π),
+    P(u_k ≤ s, u_j ≤ t) = max(s^{1/(K−1)} + t^{1/(K−1)} − 1, 0)^{K−1}
 (the Dirichlet copula's bivariate CDF; at K = 2 it is max(s + t − 1, 0), the antithetic pair u, 1 − u).  With
 r_d(i, j) = q_d(i) q_d(j) / Q_d(i, j) the estimator of the gradient with respect to the logits η_d is
     ĝ_d = 1/(K(K − 1)) Σ_k Σ_{j≠k} r_d(z_kd, z_jd) (f(z_k) − f(z_j)) (e_{z_kd} − q_d)
@@ -35,39 +36,29 @@ implemented here.
 This file: f(y) = log p_θ(x, y) − log q_φ(y|x), the ELBO's integrand, at one-hot codes (``estimators/onehot.py``:
 any model with the FACTORIAL_CATEGORICAL interface, the GMM with D = 1 and the categorical SBNs), K ≥ 2 samples
 (K evaluations of f); Q_d computed exactly in float64 over all of Π at the sampled pairs (chunked;
-C(C − 1)/2 · min(K, C)² boxes per variable and step, which makes CARMS costly at C = 20); φ gets Σ_d ĝ_d · ∂η_d/∂φ through ℓ = log q (the zero-mean direct
+C(C − 1)/2 · min(K, C)² boxes per variable and step, which makes CARMS costly at C = 20); φ gets Σ_d ĝ_d · ∂η_d/∂φ
+through ℓ = log q (the zero-mean direct
 term −(1/K) Σ_k ∇_φ log q(z_k) dropped, as in the reference code); θ gets (1/K) Σ_k ∇_θ log p_θ(x, z_k); the
 objective is the mean of the K values of f (``guide_target = generative_target = "elbo"``).  Option
 ``variant``: ``exact`` (default) as just said, unbiased; ``carms_code`` the reference code's smoothed and
-clipped ratio (biased; labelled so in every table).
+clipped ratio (biased; labelled so in every table).  The arithmetic (orders, sampler from given noise, pair pmf,
+ratio, score) is ``estimators/functional/coupled.py``'s, shared with ``estibench.grad``.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 
-from .arms import dirichlet_bivariate_cdf, dirichlet_log_uniforms
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
+from .functional.coupled import CARMS_CHUNK as CHUNK  # noqa: F401 (re-exported)
+from .functional.coupled import CARMS_VARIANTS as VARIANTS
+from .functional.coupled import carms_interval_ends as interval_ends  # noqa: F401
+from .functional.coupled import carms_orders as orders
+from .functional.coupled import carms_pair_pmf as pair_pmf  # noqa: F401
+from .functional.coupled import carms_pair_ratio as pair_ratio
+from .functional.coupled import carms_sampled_pair_pmf as sampled_pair_pmf  # noqa: F401
+from .functional.coupled import carms_categories, carms_score, dirichlet_log_uniforms
 from .onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, log_probs
-
-VARIANTS = ("exact", "carms_code")
-#: elements of one chunk of the [.., |Π|, C, C] pair-probability computation
-CHUNK = 1 << 22
-
-
-@functools.lru_cache(maxsize=None)
-def orders(num_categories: int) -> torch.Tensor:
-    """Π: the C(C − 1)/2 orders, ``[|Π|, C]`` (row: the category at each position), as described above."""
-    C = int(num_categories)
-    rows = []
-    for a in range(C):
-        tail = [(a + 1 + t) % C for t in range(C - 1)]
-        for b in range(a + 1, C):
-            i = tail.index(b)
-            rows.append([a] + tail[i + 1:] + tail[:i + 1])
-    return torch.tensor(rows, dtype=torch.long)
 
 
 def copula_uniforms(shape, num_particles: int, like: torch.Tensor) -> torch.Tensor:
@@ -76,88 +67,14 @@ def copula_uniforms(shape, num_particles: int, like: torch.Tensor) -> torch.Tens
     return torch.exp(dirichlet_log_uniforms(u0))
 
 
-def interval_ends(q: torch.Tensor):
-    """Left and right ends of every category's interval in every order of Π, in category space,
-    ``[*, |Π|, C]`` each (q: ``[*, C]``)."""
-    pi = orders(q.shape[-1]).to(q.device)
-    shuffled = q[..., pi]                                             # [*, |Π|, C] (positions)
-    right = torch.cumsum(shuffled, -1)
-    left = right - shuffled
-    inverse = torch.argsort(pi, -1).expand(*q.shape[:-1], *pi.shape)  # position of each category
-    return left.gather(-1, inverse), right.gather(-1, inverse)
-
-
-def _box(lo_i, hi_i, lo_j, hi_j, K):
-    """P(u_k ∈ (s_i, t_i], u_j ∈ (s_j, t_j]) from the (K − 1)-th roots of the interval ends."""
-    cdf = dirichlet_bivariate_cdf
-    return cdf(hi_i, hi_j, K) - cdf(lo_i, hi_j, K) - cdf(hi_i, lo_j, K) + cdf(lo_i, lo_j, K)
-
-
-def _roots(q: torch.Tensor, K: int):
-    left, right = interval_ends(q.double())
-    return left.clamp(0, 1).pow(1.0 / (K - 1)), right.clamp(0, 1).pow(1.0 / (K - 1))
-
-
-def pair_pmf(q: torch.Tensor, num_particles: int) -> torch.Tensor:
-    """Q(i, j) = P(z_k = i, z_j = j), k ≠ j, averaged over Π, ``[*, C, C]`` in float64 (q: ``[*, C]``)."""
-    K = int(num_particles)
-    lo, hi = _roots(q, K)                                             # [*, |Π|, C]
-    P, C = lo.shape[-2], lo.shape[-1]
-    step = max(1, CHUNK // (max(1, q[..., 0].numel()) * C * C))
-    total = torch.zeros((*q.shape, C), dtype=torch.float64, device=q.device)
-    for s in range(0, P, step):
-        a, b = lo[..., s:s + step, :], hi[..., s:s + step, :]
-        total = total + _box(a[..., :, None], b[..., :, None], a[..., None, :], b[..., None, :], K).sum(-3)
-    return (total / P).clamp(min=0.0)
-
-
-def sampled_pair_pmf(q: torch.Tensor, z: torch.Tensor, num_particles: int) -> torch.Tensor:
-    """Q(z_k, z_j) for every ordered pair of the K draws, ``[K, K, *]`` in float64: the entries of
-    ``pair_pmf`` that the estimator reads, at K² instead of C² boxes per order and variable."""
-    K = int(num_particles)
-    lo, hi = _roots(q, K)                                             # [*, |Π|, C]
-    P = lo.shape[-2]
-    index = z[..., None, None].expand(*z.shape, P, 1)                 # [K, *, |Π|, 1]
-    lo_z = lo.expand(K, *lo.shape).gather(-1, index)[..., 0]          # [K, *, |Π|]
-    hi_z = hi.expand(K, *hi.shape).gather(-1, index)[..., 0]
-    step = max(1, CHUNK // (max(1, z.numel()) * K))
-    total = torch.zeros((K, *z.shape), dtype=torch.float64, device=q.device)
-    for s in range(0, P, step):
-        a, b = lo_z[..., s:s + step], hi_z[..., s:s + step]
-        total = total + _box(a[:, None], b[:, None], a[None], b[None], K).sum(-1)
-    return (total / P).clamp(min=0.0)
-
-
 def carms_sample(q: torch.Tensor, num_particles: int) -> torch.Tensor:
-    """K coupled category indices ``[K, *q.shape[:-1]]``: one order of Π per variable, Dirichlet-copula uniforms."""
+    """K coupled category indices ``[K, *q.shape[:-1]]``: one order of Π per variable (uniform), Dirichlet-copula
+    uniforms (:func:`estimators.functional.coupled.carms_categories` of the noise drawn here)."""
     K = int(num_particles)
-    pi = orders(q.shape[-1]).to(q.device)
     with torch.no_grad():
-        pick = torch.randint(pi.shape[0], q.shape[:-1], device=q.device)
-        order = pi[pick]                                              # [*, C] category at each position
-        right = torch.cumsum(q.gather(-1, order), -1)                 # [*, C]
+        pick = torch.randint(orders(q.shape[-1]).shape[0], q.shape[:-1], device=q.device)
         u = copula_uniforms(q.shape[:-1], K, q)                       # [K, *]
-        pos = torch.searchsorted(right.expand(K, *right.shape).contiguous(), u[..., None]).clamp(max=q.shape[-1] - 1)
-        return order.expand(K, *order.shape).gather(-1, pos)[..., 0]
-
-
-def pair_ratio(q: torch.Tensor, z: torch.Tensor, num_particles: int, variant: str = "exact") -> torch.Tensor:
-    """r(z_k, z_j) = q(z_k) q(z_j) / Q(z_k, z_j) for every ordered pair ``[K, K, *]`` (0 where z_k = z_j, so also
-    on k = j); the C × C table is computed when it is the smaller computation (K > C)."""
-    K, C = int(num_particles), q.shape[-1]
-    if K > C:
-        table = pair_pmf(q, K)                                        # [*, C, C]
-        rows = table.expand(K, *table.shape).gather(-2, z[..., None, None].expand(*z.shape, 1, C))[..., 0, :]
-        joint = rows[:, None].expand(K, K, *rows.shape[1:]).gather(-1, z[None, ..., None].expand(K, *z.shape, 1))[..., 0]
-    else:
-        joint = sampled_pair_pmf(q, z, K)                             # [K, K, *]
-    qz = q.double()[None].expand(K, *q.shape).gather(-1, z[..., None])[..., 0]   # q(z_k), [K, *]
-    qq = qz[:, None] * qz[None, :]
-    if variant == "carms_code":
-        ratio = torch.clamp((qq + 1e-3) / (joint + 1e-3), 0.01, 10.0)
-    else:
-        ratio = qq / joint.clamp(min=torch.finfo(torch.float64).tiny)
-    return torch.where(z[:, None] == z[None, :], torch.zeros_like(ratio), ratio).to(q.dtype)
+    return carms_categories(q, pick, u)
 
 
 class Carms(Estimator):
@@ -184,8 +101,6 @@ class Carms(Estimator):
         log_p, lq = elbo_terms(model, x, ell, y)                          # [K, R, B]
         f = (log_p - lq).detach()
         r = pair_ratio(q, z, K, self.variant)                             # [K, K, R, B, D]
-        diff = (f[:, None] - f[None, :])[..., None]                       # f_k − f_j, [K, K, R, B, 1]
-        signal = (r * diff).sum(1) / (K * (K - 1))                        # [K, R, B, D]
         ell_z = (y * ell).sum(-1)                                         # ℓ_d(z_kd), [K, R, B, D]
-        per_point = log_p.mean(0) + (signal * ell_z).sum((0, -1))
+        per_point = log_p.mean(0) + carms_score(f, r, ell_z)
         return Estimate(batch_loss(per_point), f.mean(0).mean(-1))

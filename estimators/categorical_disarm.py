@@ -32,49 +32,26 @@ the mean over pairs; θ gets the mean over the 2K draws of ∇_θ log p_θ(x, y)
 2K values of f (the ELBO: ``guide_target = generative_target = "elbo"``).  Categories are sorted by
 ascending guide probability in both variants (ties are harmless: σ_i = ½ only at a pair that cannot be passed
 by both draws).  Deviation: the direct term E[∇_φ f] = −E[∇_φ log q] = 0 is dropped (zero mean).  Unbiased.
+The arithmetic (stick breaking, the pair from given noise, weights, scores) is
+``estimators/functional/coupled.py``'s, shared with ``estibench.grad``.
 """
 import torch
 import torch.nn.functional as F
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
-from .binary import logit
+from .functional.coupled import CATEGORICAL_DISARM_VARIANTS as VARIANTS
+from .functional.coupled import stick_breaking_log_pair_weight as log_pair_weight  # noqa: F401 (re-exported)
+from .functional.coupled import (antithetic_stick_breaking, categorical_disarm_iw_score, categorical_disarm_sb_score,
+                                 stick_breaking_categories, stick_breaking_logits)
 from .onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, log_probs
-
-VARIANTS = ("iw", "sb")
-
-
-def stick_breaking_logits(sorted_ell: torch.Tensor) -> torch.Tensor:
-    """λ_i = log q(i) − log Σ_{j>i} q(j) for i < C, ``[*, C − 1]`` (the logits of σ_i = q(i)/Σ_{j≥i} q(j))."""
-    tail = torch.logcumsumexp(sorted_ell.flip(-1), -1).flip(-1)       # log Σ_{j≥i} q(j)
-    return sorted_ell[..., :-1] - tail[..., 1:]
 
 
 def antithetic_pair(lam: torch.Tensor, num_particles: int):
     """K antithetic stick-breaking pairs from the (detached) logits ``[R, B, D, C − 1]``: the bits b, b̃
-    ``[K, R, B, D, C − 1]`` and the sorted category indices z, z̃ ``[K, R, B, D]`` (first bit set; C − 1 if none)."""
-    with torch.no_grad():
-        u = torch.rand((num_particles, *lam.shape), dtype=lam.dtype, device=lam.device)
-        eps = logit(u)
-        b = (eps < lam).to(lam.dtype)
-        bt = (-eps < lam).to(lam.dtype)
-        ones = torch.ones_like(b[..., :1])
-        z = torch.cat([b, ones], -1).argmax(-1)                    # argmax returns the first maximum
-        zt = torch.cat([bt, ones], -1).argmax(-1)
-    return b, bt, z, zt
-
-
-def log_pair_weight(lam: torch.Tensor, z: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
-    """log q(z)q(z̃)/p(z, z̃) under the antithetic stick-breaking coupling (σ_i ≤ ½), ``[K, R, B, D]``:
-    Σ_{i<m} [2 log(1 − σ_i) − log(1 − 2σ_i)] + log(1 − σ_m), m = min(z, z̃) (clamped to C − 2: at m = C − 1 the
-    pair agrees and the weight is not used)."""
-    tiny = torch.finfo(lam.dtype).tiny
-    log_1m = -F.softplus(lam)                                         # log(1 − σ)
-    log_1m2 = torch.log(torch.tanh(-0.5 * lam).clamp(min=tiny))       # log(1 − 2σ) = log tanh(−λ/2)
-    per_bit = 2.0 * log_1m - log_1m2
-    before = torch.cumsum(per_bit, -1) - per_bit                      # Σ_{j<i}
-    m = torch.minimum(z, zt).clamp(max=lam.shape[-1] - 1)[..., None]
-    shape = (*z.shape, lam.shape[-1])                                  # the particle dimension in front
-    return (before.expand(shape).gather(-1, m) + log_1m.expand(shape).gather(-1, m)).squeeze(-1)
+    ``[K, R, B, D, C − 1]`` and the sorted category indices z, z̃ ``[K, R, B, D]`` (first bit set; C − 1 if none);
+    :func:`estimators.functional.coupled.antithetic_stick_breaking` of uniforms drawn here."""
+    u = torch.rand((num_particles, *lam.shape), dtype=lam.dtype, device=lam.device)
+    return antithetic_stick_breaking(u, lam)
 
 
 class CategoricalDisarm(Estimator):
@@ -100,25 +77,14 @@ class CategoricalDisarm(Estimator):
         lam = stick_breaking_logits(ell.gather(-1, order))               # [R, B, D, C − 1], differentiable
         lam0 = lam.detach()
         b, bt, z, zt = antithetic_pair(lam0, K)
-        order_k = order.expand(K, *order.shape)
-        cats = torch.stack([order_k.gather(-1, z[..., None]), order_k.gather(-1, zt[..., None])]).squeeze(-1)
+        cats = stick_breaking_categories(order, z, zt)
         y = F.one_hot(cats, C).to(ell.dtype)                              # [2, K, R, B, D, C]
         log_p, lq = elbo_terms(model, x, ell, y)                          # [2, K, R, B]
         f = (log_p - lq).detach()
-        diff = f[0] - f[1]                                                # [K, R, B]
         if self.variant == "iw":
-            w = torch.exp(log_pair_weight(lam0, z, zt))                   # [K, R, B, D]
-            signal = torch.where(z != zt, 0.5 * w * diff[..., None], torch.zeros_like(w))
             lq_d = (y * ell).sum(-1)                                      # log q_d, [2, K, R, B, D]
-            score = (signal * (lq_d[0] - lq_d[1])).sum(-1).mean(0)
+            score = categorical_disarm_iw_score(f[0], f[1], lam0, z, zt, lq_d[0], lq_d[1])
         else:
-            bits = torch.arange(C - 1, device=z.device)
-            reach, reach_t = bits <= z[..., None], bits <= zt[..., None]  # [K, R, B, D, C − 1]
-            shared, only, only_t = reach & reach_t, reach & ~reach_t, reach_t & ~reach
-            sig = torch.sigmoid(lam0)
-            half = 0.5 * diff[..., None, None]
-            signal = (shared * half * (b != bt) * (1.0 - 2.0 * bt) * torch.sigmoid(lam0.abs())
-                      + only * half * (b - sig) - only_t * half * (bt - sig))
-            score = (signal * lam).sum((-1, -2)).mean(0)
+            score = categorical_disarm_sb_score(f[0], f[1], lam, b, bt, z, zt)
         per_point = log_p.mean((0, 1)) + score
         return Estimate(batch_loss(per_point), f.mean((0, 1)).mean(-1))

@@ -23,7 +23,8 @@ would be WW plus a WS sleep phase).
 
 from estibench.models.protocols import UNNORMALISED_PRIOR
 
-from .base import Estimate, Estimator, batch_loss, log_partition_term, sample_guide, wake_phi, wake_theta
+from .base import Estimate, Estimator, batch_loss, log_partition_term, sample_guide
+from .functional.weights import wake_phi, wake_theta
 
 
 class ContrastiveRWS(Estimator):

@@ -3,8 +3,8 @@
 The paper: Titsias & Shi, "Double control variates for gradient estimation in discrete latent variable
 models", AISTATS 2022 (arXiv 2111.05300).  Only its abstract was available here: a control variate acting
 on top of the leave-one-out baseline of REINFORCE (RLOO, Kool et al., 2019), built from a Taylor
-expansion of f, at no extra evaluation of f.  Its equations (Eq. numbers included) are therefore not verified; what follows is the
-reference code's estimator, whose unbiasedness is shown below (and tested).
+expansion of f, at no extra evaluation of f.  Its equations (Eq. numbers included) are therefore not
+verified; what follows is the reference code's estimator, whose unbiasedness is shown below (and tested).
 
 The reference code (github thjashin/double-cv, ``src/networks.py`` ``DiscreteVAE.get_grad_estimation``,
 branch ``double_cv``, written out for K = 2 and K = 4; the general-K branch of the same function in
@@ -27,7 +27,8 @@ This file (reused by ``estimators/rodeo.py``): f(z) = log p_θ(x, z) − log q_�
 θ gets (1/K) Σ_k ∇_θ log p_θ(x, z_k).  α: one per replicate, own parameter, trained by the surrogate's
 extra term Σ_r mean_{b,d} ĝ_a² (its gradient reaches α only; at the logits' level as the reference code,
 so no second-order pass); own learning rate ×1.  Deviation: one stochastic layer only (the paper's
-setting); a model with several layers is refused.  Unbiased.
+setting); a model with several layers is refused.  Unbiased.  The arithmetic of ĝ_a is
+``estimators/functional/control_variates.py`` (:func:`double_cv_logit_gradient`), shared with ``estibench.grad``.
 """
 import abc
 import torch
@@ -38,6 +39,7 @@ from estibench.models.protocols import LAYERED_BERNOULLI
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
 from .binary import hard_sample, log_mass
 from .functional import leave_one_out
+from .functional.control_variates import double_cv_logit_gradient
 
 
 #: (1/(K−1)) Σ_{j≠k} t_j for every k, along dim 0 (RLOO's baseline, :func:`estimators.functional.leave_one_out`)
@@ -100,10 +102,4 @@ class DoubleCV(SingleLayerControlVariate):
         return self
 
     def logit_gradient(self, a, z, f, g):
-        theta = torch.sigmoid(a)
-        s = z - theta  # [K, R, B, D]
-        alpha = self.alpha.unsqueeze(0)  # [1, R, 1, 1]
-        h = (leave_one_out_mean(g) * s).sum(-1)  # [K, R, B]
-        signal = f + alpha[..., 0] * h
-        centred = (signal - leave_one_out_mean(signal)).unsqueeze(-1)
-        return (centred * s).mean(0) - self.alpha * g.mean(0) * theta * (1 - theta)
+        return double_cv_logit_gradient(a, z, f, g, self.alpha)  # α [R, 1, 1]

@@ -17,11 +17,10 @@ model's own (AIR: a uniform step count with N(0, 3² I) where and what, ``models
 particles of q_φ (the mixture draws reuse those particles, replacing each by a uniform draw with
 probability δ).  Biased, like WW, with a bias that falls as K grows.
 """
-import math
-
 import torch
 
-from .base import SAMPLED_LATENTS, Estimate, Estimator, IncompatibleError, batch_loss, wake_theta
+from .base import SAMPLED_LATENTS, Estimate, Estimator, IncompatibleError, batch_loss
+from .functional.weights import defensive_log_proposal, self_normalised, wake_theta
 
 
 class DefensiveWakeWake(Estimator):
@@ -48,8 +47,6 @@ class DefensiveWakeWake(Estimator):
         log_q = q.log_prob(z)
         log_p = model.log_joint(x, z)
         bound = wake_theta(log_p[:K], log_q[:K])
-        log_proposal = torch.logaddexp(math.log1p(-self.delta) + log_q[K:].detach(),
-                                       math.log(self.delta) + uniform.log_prob(z_mix))
-        weights = torch.softmax((log_p[K:] - log_proposal).detach(), dim=0)
-        wake_phi = (weights * log_q[K:]).sum(0)
+        log_proposal = defensive_log_proposal(log_q[K:], uniform.log_prob(z_mix), self.delta)
+        wake_phi = self_normalised(log_p[K:] - log_proposal, log_q[K:])
         return Estimate(batch_loss(bound) + batch_loss(wake_phi), bound.detach().mean(-1))

@@ -20,7 +20,8 @@ This file: for K particles,
 the guide's groups as the model declares them (RELAXED_BOLTZMANN: one factorial group, or q(z₁ | x) and
 q(z₂ | x, ζ₁) with ζ₁ fed to the second encoder), log p*(ζ) = −E(ζ) of the model (for the RBM-prior paper's
 prior, −F(ζ) with the hidden units summed out: the same relaxation of its visible units, our extension).
-ζ is reparameterised, so θ and φ get pathwise gradients; −∇ log Z is the negative phase of
+ζ is reparameterised, so θ and φ get pathwise gradients (the relaxation and the log-weights:
+:mod:`estimators.functional.smoothing`, shared with ``estibench.grad``'s ``gumbolt``); −∇ log Z is the negative phase of
 :func:`estimators.base.log_partition_term` (exact prior samples on ``rbm_vae_tiny``, persistent chains
 otherwise).  ``temperature`` τ (default 0.25, the paper's value) may be annealed to ``final_temperature``
 linearly over training.  Biased for the discrete objective; the bias falls as τ → 0 (tested on
@@ -32,9 +33,9 @@ import torch
 
 from estibench.models.protocols import RELAXED_BOLTZMANN, UNNORMALISED_PRIOR, bernoulli_log_mass
 
-from . import smoothing as smoothings
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, log_partition_term, logmeanexp
 from .binary import uniform_like
+from .functional.smoothing import binary_concrete_sample, gumbolt_log_weight, gumbolt_pd_log_weight
 from .smoothed_rbm import relaxed_guide
 
 
@@ -54,20 +55,19 @@ class GumBolt(Estimator):
                                         f"final_temperature={final_temperature!r}")
         self.initial, self.final = float(temperature), float(final)
         self.temperature = self.initial
-        self.relaxation = smoothings.BinaryConcrete()
 
     def set_progress(self, fraction: float) -> None:
         self.temperature = self.initial + (self.final - self.initial) * float(fraction)
 
     def draw(self, logits: torch.Tensor) -> torch.Tensor:
         """ζ = σ((l + logit ρ) / τ) (PixelVAE++ Eq. 4)."""
-        return self.relaxation.sample(logits, uniform_like(logits), 1.0 / self.temperature)
+        return binary_concrete_sample(logits, uniform_like(logits), self.temperature)
 
     def surrogate(self, model, x, num_particles):
         groups = relaxed_guide(model, x, num_particles, self.draw, lambda zeta: zeta)
         zeta = torch.cat([d for _, d in groups], -1)
-        log_w = (model.log_likelihood(x, zeta) + model.log_prior_unnormalised(zeta)
-                 - sum(bernoulli_log_mass(g, d) for g, d in groups))
+        log_w = gumbolt_log_weight(model.log_likelihood(x, zeta), model.log_prior_unnormalised(zeta),
+                                   sum(bernoulli_log_mass(g, d) for g, d in groups))
         bound = logmeanexp(log_w, 0)
         log_z = log_partition_term(model)
         return Estimate(batch_loss(bound - log_z.unsqueeze(-1)), bound.detach().mean(-1) - log_z.detach())
@@ -111,7 +111,8 @@ class GumBoltPathDerivative(GumBolt):
         log_z = log_partition_term(model)
         # the prior and entropy terms, log q̃ with its logits held constant (path derivative)
         rest = model.log_prior_unnormalised(zeta) - sum(bernoulli_log_mass(g.detach(), d) for g, d in groups)
-        bound = logmeanexp(log_px + self.kl_weight * rest, 0) - self.kl_weight * log_z.unsqueeze(-1)
+        log_w = gumbolt_pd_log_weight(log_px, rest, self.kl_weight)
+        bound = logmeanexp(log_w, 0) - self.kl_weight * log_z.unsqueeze(-1)
         with torch.no_grad():
             value = logmeanexp(log_px + rest, 0).mean(-1) - log_z
         return Estimate(batch_loss(bound), value)

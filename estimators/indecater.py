@@ -22,24 +22,14 @@ generative_target = "elbo"``).  Deviations: f includes −log q (the reference c
 property of its model, not of the estimator), and the direct term E[∇_φ f] = −E[∇_φ log q] = 0 is dropped
 (it has zero mean and only adds noise); for D = 1 the K samples are irrelevant (z_{1←c} = c), so f is
 evaluated once per category (C evaluations), and the φ-gradient is the exact gradient of the ELBO.
-Unbiased.
+Unbiased.  The arithmetic (z_{d←c} and the surrogate Σ_{d,c} q_dc F̄_dc) is ``estimators/functional/enumeration.py``
+(:func:`substituted`, :func:`indecater`), shared with ``estibench.grad``.
 """
 import torch
 
 from .base import Estimate, Estimator, batch_loss
+from .functional.enumeration import indecater, substituted
 from .onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, log_probs, log_q, onehot_sample
-
-
-def substituted(y: torch.Tensor) -> torch.Tensor:
-    """Every single-variable substitution of one-hot codes y ``[*, R, B, D, C]``: ``[D, C, *, R, B, D, C]``,
-    entry (d, c) being y with its row d replaced by e_c."""
-    D, C = y.shape[-2:]
-    lead = y.dim() - 2
-    eye_d = torch.eye(D, dtype=y.dtype, device=y.device)
-    eye_c = torch.eye(C, dtype=y.dtype, device=y.device)
-    row = eye_d.reshape(D, 1, *([1] * lead), D, 1)        # selects row d
-    value = eye_c.reshape(1, C, *([1] * lead), 1, C)      # the code e_c
-    return y * (1.0 - row) + row * value
 
 
 class Indecater(Estimator):
@@ -61,7 +51,6 @@ class Indecater(Estimator):
             base = y[:1] if D == 1 else y
             ys = substituted(base)                              # [D, C, K', R, B, D, C]
             f_sub = model.log_joint_onehot(x, ys) - log_q(ell, ys)
-            fbar = f_sub.mean(2).permute(2, 3, 0, 1)            # [R, B, D, C]
-        score = (ell.exp() * fbar).sum((-1, -2))                # Σ_d Σ_c q_dc F̄_dc
+        score = indecater(ell, f_sub)                           # Σ_d Σ_c q_dc F̄_dc, [R, B]
         per_point = log_p.mean(0) + score
         return Estimate(batch_loss(per_point), f.mean(0).mean(-1))

@@ -11,7 +11,8 @@ score-function estimators of the same bound, REINFORCE and VIMCO, which agree in
 """
 from estibench.models.protocols import REPARAMETERISED
 
-from .base import Estimate, Estimator, batch_loss, logmeanexp
+from .base import Estimate, Estimator, batch_loss
+from .functional.weights import importance_bound
 
 
 class Iwae(Estimator):
@@ -21,5 +22,5 @@ class Iwae(Estimator):
 
     def surrogate(self, model, x, num_particles):
         z, log_q = model.guide_rsample(x, num_particles)
-        bound = logmeanexp(model.log_joint(x, z) - log_q, 0)
+        bound = importance_bound(model.log_joint(x, z) - log_q)
         return Estimate(batch_loss(bound), bound.detach().mean(-1))

@@ -28,8 +28,10 @@ wake-θ / IWAE gradient.  Cost: one extra forward/backward pass per layer.  Unbi
 """
 import torch
 
-from .base import Estimate, batch_loss, logmeanexp, wake_theta
+from .base import Estimate, batch_loss
 from .binary import chain, hard_sample, log_mass
+from .functional.baselines import muprop_layer, taylor_mean, taylor_residual
+from .functional.weights import direct_coefficient, importance_bound, wake_theta
 from .nvil import StatefulSignalEstimator
 
 
@@ -57,7 +59,7 @@ class MuProp(StatefulSignalEstimator):
                 a = model.guide_layer(m, point[-1])
                 point.append(torch.sigmoid(a))
                 log_q = log_q + log_mass(a, point[-1])
-            value = logmeanexp(model.log_joint(x, model.join(point)) - log_q, 0)
+            value = importance_bound(model.log_joint(x, model.join(point)) - log_q)
             grad, = torch.autograd.grad(value.sum(), mean)
         return value.detach(), grad
 
@@ -67,20 +69,18 @@ class MuProp(StatefulSignalEstimator):
         log_q = sum(layer_log_q)
         log_p = model.log_joint(x, model.join(layers))
         log_w = log_p - log_q
-        signal = logmeanexp(log_w.detach(), 0)
+        signal = importance_bound(log_w.detach())
         residuals, analytic = [], []
         for l in range(len(layers)):
             value, grad = self.expansion(model, x, logits, layers, l)
             mean = torch.sigmoid(logits[l])
-            residuals.append(signal - value - (grad * (layers[l] - mean.detach())).sum((0, -1)))
-            analytic.append((grad * mean).sum((0, -1)))
+            residuals.append(taylor_residual(signal, value, grad, layers[l], mean))
+            analytic.append(taylor_mean(grad, mean))
         centred, scale = self.centre(x, torch.stack(residuals, -1))
-        coefficient = 1.0 / num_particles - torch.softmax(log_w.detach(), 0)
+        coefficient = direct_coefficient(log_w)
         phi = 0
         for l in range(len(layers)):
-            score = centred[..., l].detach() * layer_log_q[l].sum(0)
-            direct = (coefficient * layer_log_q[l]).sum(0)
-            phi = phi + (score + analytic[l] + direct) / scale[..., l]
+            phi = phi + muprop_layer(centred[..., l], scale[..., l], analytic[l], coefficient, layer_log_q[l])
         per_point = wake_theta(log_p, log_q) + phi
         loss = batch_loss(per_point) + centred.pow(2).mean(1).sum()
         return Estimate(loss, signal.mean(-1))

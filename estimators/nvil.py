@@ -43,8 +43,10 @@ from estibench.models.protocols import LAYERED_BERNOULLI, TRAINING_MEAN
 
 from estibench.models.registry import Revision
 
-from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp, wake_theta
-from .binary import chain, direct_term, hard_sample, log_mass
+from .base import Estimate, Estimator, IncompatibleError, batch_loss
+from .binary import chain, hard_sample, log_mass
+from .functional.baselines import centred_signal, nvil, variance_scale
+from .functional.weights import importance_bound, wake_theta
 
 
 class SignalBaseline(nn.Module):
@@ -77,11 +79,9 @@ class SignalBaseline(nn.Module):
 
     def centre(self, x, signal):
         """signal ``[R, B, S]`` → (ℓ − c − C_ψ(x) with ψ's gradient, scale max(1, √v) ``[R, 1, S]``)."""
-        if self.running_mean:  # this order of operations keeps MuProp's numbers bit for bit
-            centred = signal - self.corrected(self.mean).unsqueeze(1) - self.net(self.inputs(x))
-        else:
-            centred = signal - self.net(self.inputs(x))
-        scale = self.corrected(self.square).sqrt().clamp_min(1.0).unsqueeze(1)
+        running_mean = self.corrected(self.mean).unsqueeze(1) if self.running_mean else None
+        centred = centred_signal(signal, self.net(self.inputs(x)), running_mean)
+        scale = variance_scale(self.corrected(self.square)).unsqueeze(1)
         return centred, scale
 
     @torch.no_grad()
@@ -160,10 +160,10 @@ class Nvil(StatefulSignalEstimator):
         log_q = sum(log_mass(a, z) for a, z in zip(logits, layers))
         log_p = model.log_joint(x, model.join(layers))
         log_w = log_p - log_q
-        signal = logmeanexp(log_w.detach(), 0)
+        signal = importance_bound(log_w.detach())
         centred, scale = self.centre(x, signal.unsqueeze(-1))
         centred, scale = centred.squeeze(-1), scale.squeeze(-1)
-        phi = (centred.detach() * log_q.sum(0) + direct_term(log_w, log_q)) / scale
+        phi = nvil(centred, scale, log_w, log_q)
         per_point = wake_theta(log_p, log_q) + phi
         loss = batch_loss(per_point) + centred.pow(2).mean(-1).sum()
         return Estimate(loss, signal.mean(-1))

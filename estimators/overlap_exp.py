@@ -62,6 +62,7 @@ from estibench.models.protocols import bernoulli_log_mass_two_sums as log_mass
 from . import smoothing as smoothings
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .binary import uniform_like
+from .functional.smoothing import mixture_log_density, mixture_posterior_logits, smoothed_sample, spike_boundary_term
 
 
 class SmoothedBound(Estimator):
@@ -97,7 +98,7 @@ class SmoothedBound(Estimator):
     # --- the smoothing, behind one interface (overlap_power carries log pairs) ---------------
     def draw(self, logits: torch.Tensor):
         """ζ ~ q(ζ|·), reparameterised w.r.t. the logits (any representation ``value`` understands)."""
-        return self.smoothing.sample(logits, uniform_like(logits), self.beta)
+        return smoothed_sample(self.smoothing, logits, uniform_like(logits), self.beta)
 
     def value(self, draw) -> torch.Tensor:
         """ζ itself (the input of the decoder and of the next layers)."""
@@ -105,11 +106,11 @@ class SmoothedBound(Estimator):
 
     def log_density(self, logits: torch.Tensor, draw) -> torch.Tensor:
         """log of the mixture Σ_z Bern(z; σ(logits)) r(ζ|z), per unit."""
-        return self.smoothing.log_q_zeta(logits, draw, self.beta)
+        return mixture_log_density(self.smoothing, logits, draw, self.beta)
 
     def posterior(self, logits: torch.Tensor, draw) -> torch.Tensor:
         """ν = q(z = 1 | ζ) under Bern(σ(logits)), per unit."""
-        return torch.sigmoid(self.smoothing.posterior_logits(logits, draw, self.beta))
+        return torch.sigmoid(mixture_posterior_logits(self.smoothing, logits, draw, self.beta))
 
     # --- the bound ---------------------------------------------------------------------------
     def surrogate(self, model, x, num_particles):
@@ -150,19 +151,8 @@ class SmoothedBound(Estimator):
     @staticmethod
     def jump_terms(log_w, jumps) -> torch.Tensor:
         """Zero-valued surrogate, ``[R, B]``, whose φ-gradient is the boundary term of a deterministic
-        q(z|ζ) (spike_exp.py): Σ_{k,l,i} E[(1 − z) J q] ∂g, J = jump of the bound when z_{k,l,i} flips."""
-        out = 0.0
-        with torch.no_grad():
-            if log_w.shape[0] > 1:
-                log_wn = (log_w - torch.logsumexp(log_w, 0, keepdim=True)).clamp(max=0.0).unsqueeze(-1)
-                rest = smoothings.log1mexp(log_wn)                   # log(1 − w̃_k)
-        for z, g, coefficient in jumps:
-            with torch.no_grad():
-                c = coefficient.detach()
-                jump = c if log_w.shape[0] == 1 else torch.logaddexp(log_wn + c, rest)
-                weight = (1 - z) * jump * torch.sigmoid(g.detach())
-            out = out + (weight * (g - g.detach())).sum((0, -1))
-        return out
+        q(z|ζ) (spike_exp.py): :func:`estimators.functional.smoothing.spike_boundary_term`."""
+        return spike_boundary_term(log_w, jumps)
 
 
 class OverlapExp(SmoothedBound):

@@ -23,6 +23,7 @@ import torch
 
 from . import smoothing as smoothings
 from .binary import uniform_like
+from .functional.smoothing import overlap_power_log_density, overlap_power_posterior_logits, overlap_power_sample
 from .overlap_exp import SmoothedBound
 
 
@@ -33,14 +34,13 @@ class OverlapPower(SmoothedBound):
     default_elbo = "marginal"
 
     def draw(self, logits):
-        log_zeta, log_1mzeta = self.smoothing.sample_log(logits, uniform_like(logits), self.beta)
-        return self.smoothing.zeta_from_log(log_zeta, log_1mzeta), log_zeta, log_1mzeta
+        return overlap_power_sample(logits, uniform_like(logits), self.beta)
 
     def value(self, draw):
         return draw[0]
 
     def log_density(self, logits, draw):
-        return self.smoothing.log_q_zeta_log(logits, draw[1], draw[2], self.beta)
+        return overlap_power_log_density(logits, draw[1], draw[2], self.beta)
 
     def posterior(self, logits, draw):
-        return torch.sigmoid(self.smoothing.posterior_logits_log(logits, draw[1], draw[2], self.beta))
+        return torch.sigmoid(overlap_power_posterior_logits(logits, draw[1], draw[2], self.beta))

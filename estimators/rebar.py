@@ -102,7 +102,6 @@ import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from estibench.models.nn import StackedMLP
@@ -111,6 +110,7 @@ from estibench.models.protocols import LAYERED_BERNOULLI, RELAXED_LOG_JOINT, TRA
 from estibench.models.registry import Revision
 
 from .base import Estimate, Estimator, IncompatibleError, logmeanexp
+from .functional.relaxed import conditional_logit, tied_uniform  # noqa: F401 (imported from here too)
 
 
 def uniform_noise(shape, like: torch.Tensor) -> torch.Tensor:
@@ -119,24 +119,8 @@ def uniform_noise(shape, like: torch.Tensor) -> torch.Tensor:
     return torch.rand(shape, dtype=like.dtype, device=like.device).clamp_(eps, 1.0 - eps)
 
 
-def conditional_logit(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """logit ũ for ũ ~ u | b (u's cell for b at Bernoulli mean σ(logits)), from v ~ U(0,1), in log space."""
-    log_t, log_1mt = F.logsigmoid(logits), F.logsigmoid(-logits)
-    log_v, log_1mv = v.log(), torch.log1p(-v)
-    one = b > 0.5
-    log_u = torch.where(one, torch.logaddexp(log_1mt, log_t + log_v), log_v + log_1mt)
-    log_1mu = torch.where(one, log_t + log_1mv, torch.logaddexp(log_t, log_1mt + log_1mv))
-    return log_u - log_1mu
 
 
-def tied_uniform(logits: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The v for which the conditional uniform ũ(b, v) equals u (the REBAR code's ``_u_to_v``): v =
-    (u − (1 − θ))/θ for b = 1, u/(1 − θ) for b = 0 (θ = σ(logits)), held fixed; ũ(b, v; φ) then has
-    u's value and the conditional reparameterisation's φ-derivative.  Clamped to [ε, 1 − ε]."""
-    eps = torch.finfo(u.dtype).eps
-    theta = torch.sigmoid(logits)
-    v = torch.where(b > 0.5, (u - (1 - theta)) / theta.clamp_min(eps), u / (1 - theta).clamp_min(eps))
-    return v.clamp(eps, 1 - eps).detach()
 
 
 #: what the reference code does, per option (the ``variant`` presets; individual options override them)

@@ -52,19 +52,11 @@ from estibench.models.registry import Revision
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss, logmeanexp
 from .functional import relax
+from .functional.relaxed import conditional_gumbel
 from .rebar import (USES, BernoulliControlVariate, bind_control_variate, control_variate_gradients,
                     control_variate_surrogate)
 
 
-def conditional_gumbel(log_probs: torch.Tensor, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """g̃ ~ g | argmax g = z for g = log p + Gumbel, from *fresh* Exp(1) noise E' (= −log v, v ~ U(0,1))
-    independent of the noise that produced z (REBAR App. C; RWS code ``gmm/util.py``):
-        g̃_b = −log E'_b,   g̃_i = −log(E'_i / p_i + E'_b)  (i ≠ b = z),
-    reparameterised in the log-probabilities given z.  ``log_probs`` ``[..., C]`` normalised,
-    ``z`` ``[...]`` (broadcast against ``noise``'s leading dims), ``noise`` ``[..., C]``."""
-    onehot = torch.nn.functional.one_hot(z, log_probs.shape[-1]).bool()
-    top = noise.gather(-1, z.unsqueeze(-1))
-    return -torch.where(onehot, top, top + noise * torch.exp(-log_probs)).log()
 
 
 def gumbel_pair(log_probs: torch.Tensor, num_particles: int):

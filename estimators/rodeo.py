@@ -37,7 +37,9 @@ surrogate's extra term Σ_r mean_{b,d} ĝ_a² (first order: ĝ_a is an explicit 
 parameters given the samples), own learning rate ×1 (the code: 1e-3 for the model and the estimator's
 parameters alike).  φ gets Σ_d ĝ_a ∂a/∂φ (the zero-mean direct term is dropped, as in the code), θ gets
 (1/K) Σ_k ∇_θ log p_θ(x, z_k).  Deviation: one stochastic layer only (the single-layer launcher's setting);
-a model with several layers is refused.  Unbiased.
+a model with several layers is refused.  Unbiased.  The arithmetic of ĝ_a (H_k at z_k and its flips, the Stein
+operator, the leave-one-out baseline) is ``estimators/functional/control_variates.py``
+(:func:`stein_control_values`, :func:`rodeo_logit_gradient`), shared with ``estibench.grad``.
 """
 import torch
 import torch.nn.functional as F
@@ -46,7 +48,8 @@ from torch import nn
 from estibench.models.nn import StackedLinear
 
 from .base import IncompatibleError
-from .double_cv import SingleLayerControlVariate, leave_one_out_mean
+from .double_cv import SingleLayerControlVariate
+from .functional.control_variates import rodeo_logit_gradient, stein_control_values
 
 
 class SteinControl(nn.Module):
@@ -79,38 +82,13 @@ class Rodeo(SingleLayerControlVariate):
         self.beta = nn.Parameter(torch.zeros(R, 1, 1, device=model.device, dtype=model.dtype))
         return self
 
+    def pairs_control(self, t):
+        """NN_ψ on the pairs' inputs [K, K − 1, R, …, 2], through StackedLinear's replicate-leading layout."""
+        return self.control(t.movedim(2, 0)).movedim(0, 2)
+
     def control_values(self, z, f, g):
         """H_k at z_k and at its D neighbours: ``[K, R, B, 2]`` and ``[K, R, B, D, 2]``."""
-        K = z.shape[0]
-        # lin[k, j] = g_jᵀ (z_k − z_j); flips[k, j, i] = g_jᵀ (z_k^{(i)} − z_j)
-        gz = (g * z).sum(-1)  # [K(j), R, B]
-        cross = torch.einsum("jrbd,krbd->kjrb", g, z)
-        lin = cross - gz.unsqueeze(0)  # [K(k), K(j), R, B]
-        flips = lin.unsqueeze(-1) + g.unsqueeze(0) * (1 - 2 * z).unsqueeze(1)  # [K, K, R, B, D]
-        value = f.unsqueeze(0).expand_as(lin)  # f_j
-        at_z = torch.stack([lin, value], -1)  # [K, K, R, B, 2]
-        at_flips = torch.stack([flips, value.unsqueeze(-1).expand_as(flips)], -1)  # [K, K, R, B, D, 2]
-        rows = torch.arange(K, device=z.device).unsqueeze(1)
-        others = (rows + torch.arange(1, K, device=z.device)) % K  # [K, K − 1]: the j ≠ k of each k
-
-        def evaluate(t):  # the pairs j ≠ k, NN_ψ over the replicate-leading layout, the mean over j
-            pairs = t[rows, others]  # [K, K − 1, R, ...]
-            return self.control(pairs.movedim(2, 0)).movedim(0, 2).mean(1)
-
-        return evaluate(at_z), evaluate(at_flips)
+        return stein_control_values(z, f, g, self.pairs_control)
 
     def logit_gradient(self, a, z, f, g):
-        theta = torch.sigmoid(a)
-        s = z - theta  # [K, R, B, D]
-        at_z, at_flips = self.control_values(z, f, g)
-        rate = theta * (1 - z) + (1 - theta) * z  # q_i(1 − z_i)
-        c = (rate * (at_flips[..., 0] - at_z[..., 0:1])).mean(-1)  # (A H⁰_k)(z_k), [K, R, B]
-        # (A [H¹ s])(z_k)_d = (1/D) Σ_i rate_i [H¹(z^{(i)}) s(z^{(i)})_d − H¹(z) s(z)_d],
-        # with s(z^{(i)})_d = s_d + δ_id (1 − 2 z_d)
-        h1_flips, h1_z = at_flips[..., 1], at_z[..., 1:2]  # [K, R, B, D], [K, R, B, 1]
-        D = z.shape[-1]
-        v = ((rate * h1_flips).sum(-1, keepdim=True) * s + rate * h1_flips * (1 - 2 * z)
-             - rate.sum(-1, keepdim=True) * h1_z * s) / D
-        alpha, beta = self.alpha.unsqueeze(0), self.beta.unsqueeze(0)  # [1, R, 1, 1]
-        baseline = leave_one_out_mean(f + alpha[..., 0] * c)
-        return ((f - baseline).unsqueeze(-1) * s + beta * v).mean(0)
+        return rodeo_logit_gradient(a, z, f, g, self.pairs_control, self.alpha, self.beta)  # α, β [R, 1, 1]

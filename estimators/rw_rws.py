@@ -11,7 +11,8 @@ This file: exactly the sum, with N = B·K sleep samples per replicate (as ``ws``
 of two estimates of different objectives (the data's and the model's inclusive KL); ``guide_target`` says
 "inclusive_kl" (the wake part's), and it is biased for it (``unbiased = False``).
 """
-from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide, sleep_phi, wake_phi, wake_theta
+from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide, sleep_phi
+from .functional.weights import wake_phi, wake_theta
 
 
 class ReweightedWakeWakeSleep(Estimator):
@@ -24,5 +25,6 @@ class ReweightedWakeWakeSleep(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         bound = wake_theta(log_p, log_q)
-        loss = batch_loss(bound) + batch_loss(wake_phi(log_p, log_q)) + batch_loss(sleep_phi(model, x.shape[1] * num_particles))
+        loss = (batch_loss(bound) + batch_loss(wake_phi(log_p, log_q))
+                + batch_loss(sleep_phi(model, x.shape[1] * num_particles)))
         return Estimate(loss, bound.detach().mean(-1))

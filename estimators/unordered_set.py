@@ -31,7 +31,9 @@ Carlo noise; checked against enumerated orderings in tests/test_categorical_esti
 log-sum-exp over the unselected categories for D = 1 and log(1 − Σ_{s∈S} q(s)) for D > 1 (S covering the
 whole space gives a_s = ∞ and every ratio 1, the exact answer; for D > 1, float rounding of Σ_S q makes the
 ratios 1 also when S holds all but about 1e-7 of the mass).  Deviation: no 1 − 1e-5 cut-off (the integral
-is stable there).  K ≥ 2 and K ≤ C^D (K distinct states).  Unbiased.
+is stable there).  K ≥ 2 and K ≤ C^D (K distinct states).  Unbiased.  The arithmetic (the ratios, q(D∖S) and
+the surrogate) is ``estimators/functional/enumeration.py`` (:func:`log_set_ratios`, :func:`log_rest_mass`,
+:func:`unordered_set`), shared with ``estibench.grad``; the beam search, the draw, stays here.
 """
 import math
 
@@ -39,12 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import Estimate, Estimator, IncompatibleError, batch_loss
+from .functional.enumeration import log1mexp, log_rest_mass, log_set_ratios, unordered_set
 from .onehot import NEEDS, ONEHOT_LATENTS, elbo_terms, gumbel_like, log_probs
-
-
-def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 − eˣ) for x ≤ 0 (−inf at 0), stable on both sides of −log 2."""
-    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 @torch.no_grad()
@@ -71,56 +69,6 @@ def stochastic_beam_search(ell: torch.Tensor, K: int) -> torch.Tensor:
         phi = child.flatten(-2).gather(-1, idx)
         codes = torch.cat([codes.gather(-2, parent[..., None].expand(*parent.shape, d)), action[..., None]], -1)
     return codes.movedim(-2, 0)
-
-
-@torch.no_grad()
-def log_set_ratios(log_p: torch.Tensor, log_rest: torch.Tensor, nodes: int = 256, chunk: int = 32):
-    """(log R(S, s) ``[K, *]``, log R^{D∖s}(S, s') ``[K, K, *]``) for sets of K states with log-probabilities
-    ``log_p`` ``[K, *]`` and log q(D∖S) ``log_rest`` ``[*]``, through I(T) = ∫_0^1 Π_{t∈T} (1 − u^{a_t}) du,
-    a_t = q(t)/q(D∖S) (module docstring): log R = log I(S∖s) − log I(S), log R^{D∖s}(S, s') =
-    log I(S∖{s, s'}) − log I(S∖s) (0 on the diagonal).  In float64; u = exp(−e^v), trapezoid rule in v on
-    [−35 − max(0, log max a), log(60 + 3K)] per point, ``nodes`` nodes, summed ``chunk`` nodes at a time."""
-    dtype = log_p.dtype
-    lp, lr = log_p.double(), log_rest.double()
-    K = lp.shape[0]
-    log_a = lp - lr[None]                                                  # +inf when S is everything
-    top = log_a.max(0).values.clamp(min=0.0, max=60.0)
-    lo, hi = -35.0 - top, math.log(60.0 + 3 * K)
-    steps = torch.linspace(0.0, 1.0, nodes, dtype=torch.float64, device=lp.device)
-    log_h = torch.log((hi - lo) / (nodes - 1))
-    acc_all = acc_one = acc_two = None
-    eye = torch.eye(K, dtype=torch.bool, device=lp.device).reshape(K, K, *([1] * lr.dim()))
-    for start in range(0, nodes, chunk):
-        v = lo[None] + (hi - lo)[None] * steps[start:start + chunk].reshape(-1, *([1] * lr.dim()))  # [n, *]
-        log_y = log_a[None] + v[:, None]                                   # log(a_t e^v), [n, K, *]
-        # log(1 − e^{−y}): ≈ log y − y/2 for tiny y (finite), 0 for y = ∞
-        L = torch.where(log_y < -20.0, log_y - 0.5 * torch.exp(log_y),
-                        log1mexp(-torch.exp(log_y.clamp(max=700.0))))
-        base = v - torch.exp(v)                                            # log(e^{−t} dt/dv), t = e^v
-        total = L.sum(1)                                                   # [n, *]
-        part_all = base + total
-        part_one = (base + total)[:, None] - L                             # [n, K, *]
-        part_two = part_one[:, :, None] - L[:, None]                       # [n, K, K, *]
-        chunks = [torch.logsumexp(p, 0) for p in (part_all, part_one, part_two)]
-        if acc_all is None:
-            acc_all, acc_one, acc_two = chunks
-        else:
-            acc_all = torch.logaddexp(acc_all, chunks[0])
-            acc_one = torch.logaddexp(acc_one, chunks[1])
-            acc_two = torch.logaddexp(acc_two, chunks[2])
-    log_i_all, log_i_one, log_i_two = acc_all + log_h, acc_one + log_h, acc_two + log_h
-    log_r1 = log_i_one - log_i_all[None]
-    log_r2 = torch.where(eye, torch.zeros_like(log_i_two), log_i_two - log_i_one[:, None])
-    return log_r1.to(dtype), log_r2.to(dtype)
-
-
-def log_rest_mass(ell: torch.Tensor, codes: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """log q(D∖S) ``[R, B]``: exact (log-sum-exp of the unselected categories) for D = 1, else log(1 − Σ_S q)."""
-    D = ell.shape[-2]
-    if D == 1:
-        chosen = F.one_hot(codes[..., 0], ell.shape[-1]).amax(0).bool()  # [R, B, C]
-        return torch.logsumexp(ell[..., 0, :].masked_fill(chosen, -math.inf), -1)
-    return log1mexp(torch.logsumexp(log_p, 0).clamp(max=0.0))
 
 
 class UnorderedSet(Estimator):
@@ -153,7 +101,5 @@ class UnorderedSet(Estimator):
         f = (log_p - lq).detach()
         lq0 = lq.detach()
         log_r1, log_r2 = log_set_ratios(lq0, log_rest_mass(ell.detach(), codes, lq0), self.nodes)
-        weight = torch.exp(lq0 + log_r1)                                   # q(s) R(S, s)
-        baseline = (torch.exp(lq0[None] + log_r2) * f[None]).sum(1)        # [K, R, B]
-        per_point = (weight * (log_p + lq * (f - baseline))).sum(0)
-        return Estimate(batch_loss(per_point), (weight * f).sum(0).mean(-1))
+        per_point, estimate = unordered_set(f, lq, log_r1, log_r2, own=log_p)   # e^USBL for φ, e^US for θ
+        return Estimate(batch_loss(per_point), estimate.mean(-1))

@@ -8,7 +8,8 @@ The paper (Revisiting Reweighted Wake-Sleep, Le et al., §2.2, the display for �
 The reference code (the RWS authors' GMM code): θ and φ are trained with one joint Adam; the estimator
 itself is not otherwise checked against released code.
 
-This file: the paper's estimator.  Needs K ≥ 2.  Unbiased.
+This file: the paper's estimator (its arithmetic: :func:`estimators.functional.weights.vimco`).  Needs K ≥ 2.
+Unbiased.
 
 Unnormalised priors (RBM priors; the RBM-prior paper ``000_…`` App. A, Algorithm 2): the weights are
 w = p*(x, z) / q(z|x) with p* = e^{−E(z)} p(x|z), which leaves the leave-one-out signal and ∇_φ L̂
@@ -25,22 +26,10 @@ with log q(z_d) differentiated through its parameters, including their path thro
 choices (the discrete choice at step t depends on the reparameterised choices before it), so the estimate is
 unbiased for ∇ ELBO_IS^K (tested against REINFORCE on ``tests/tiny_models.TinyStructured``).
 """
-import math
-
-import torch
-
 from estibench.models.protocols import STRUCTURED_RSAMPLE, UNNORMALISED_PRIOR
 
-from .base import ANY_LATENT, Estimate, Estimator, batch_loss, log_partition_term, logmeanexp, sample_guide
-
-
-def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
-    """L̂_{−ℓ} for every ℓ, ``[K, ...]``, computed stably in log space."""
-    K = log_w.shape[0]
-    others_mean = (log_w.sum(0, keepdim=True) - log_w) / (K - 1)
-    eye = torch.eye(K, dtype=torch.bool, device=log_w.device).view(K, K, *([1] * (log_w.dim() - 1)))
-    others = log_w.unsqueeze(0).expand(K, *log_w.shape).masked_fill(eye, -math.inf)
-    return torch.logaddexp(torch.logsumexp(others, dim=1), others_mean) - math.log(K)
+from .base import ANY_LATENT, Estimate, Estimator, batch_loss, log_partition_term, sample_guide
+from .functional.weights import importance_bound, vimco
 
 
 class Vimco(Estimator):
@@ -53,10 +42,9 @@ class Vimco(Estimator):
     def surrogate(self, model, x, num_particles):
         _, log_q, log_p = sample_guide(model, x, num_particles)
         log_w = log_p - log_q
-        bound = logmeanexp(log_w, 0)
-        signal = (bound.unsqueeze(0) - leave_one_out_bounds(log_w)).detach()
+        bound = importance_bound(log_w)
         log_z = log_partition_term(model)  # 0 unless the prior is unnormalised
-        per_point = (signal * log_q).sum(0) + bound - log_z.unsqueeze(-1)
+        per_point = vimco(log_w, log_q, bound) - log_z.unsqueeze(-1)
         return Estimate(batch_loss(per_point), bound.detach().mean(-1) - log_z.detach())
 
 
@@ -73,7 +61,6 @@ class VimcoStructured(Estimator):
     def surrogate(self, model, x, num_particles):
         z, log_q_discrete, log_q_continuous = model.guide_rsample_structured(x, num_particles)
         log_w = model.log_joint(x, z) - log_q_discrete - log_q_continuous
-        bound = logmeanexp(log_w, 0)
-        signal = (bound.unsqueeze(0) - leave_one_out_bounds(log_w)).detach()
-        per_point = (signal * log_q_discrete).sum(0) + bound
+        bound = importance_bound(log_w)
+        per_point = vimco(log_w, log_q_discrete, bound)
         return Estimate(batch_loss(per_point), bound.detach().mean(-1))

@@ -14,7 +14,8 @@ This file: N = B·K samples per replicate (batch × K); ``guide_target = "inclus
 objective of Eq. 4, against which the sleep gradient is biased).  Deviation from the reference code:
 θ and φ are updated simultaneously from one step; with lr 1e-3 the two differ by one Adam step.
 """
-from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide, sleep_phi, wake_theta
+from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide, sleep_phi
+from .functional.weights import wake_theta
 
 
 class WakeSleep(Estimator):

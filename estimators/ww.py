@@ -11,7 +11,8 @@ This file: θ's wake-θ gradient comes from the same particles as φ's.  No devi
 (θ and φ step together; separate Adams are equivalent because Adam is elementwise; the reference
 code's θ-first order is not reproduced).
 """
-from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide, wake_phi, wake_theta
+from .base import SAMPLED_LATENTS, Estimate, Estimator, batch_loss, sample_guide
+from .functional.weights import wake_phi, wake_theta
 
 
 class WakeWake(Estimator):

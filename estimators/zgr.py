@@ -22,7 +22,9 @@ term).  Bernoulli (:class:`ZgrBernoulli`, LAYERED_BERNOULLI): the ancestral chai
 z_l = b + stopgrad(J)·(a_l − stopgrad(a_l)), layer l's z feeding guide_layer(l + 1, ·); the K-sample ELBO average
 mean_k [log p_θ(x, z_k) − Σ_l log Bern(z_l; σ(a_l))] at those z.  Registered under one name,
 ``one_of(ZgrCategorical, ZgrBernoulli)``.  Both target the ELBO (guide and generative).  No temperature
-(τ = 0 by construction).  Biased.
+(τ = 0 by construction).  Biased.  Its arithmetic, :func:`zgr_soft` (categorical) and :func:`zgr_bernoulli`
+(Bernoulli), pure functions of the logits, the sample and the noise, is what ``estibench.grad``'s ``zgr`` calls
+(as it calls ``reinmax_soft`` and ``gst_soft``).
 """
 from __future__ import annotations
 
@@ -42,12 +44,18 @@ def zgr_soft(ell: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (p + (y - p.detach()) * log_p_y)
 
 
-def zgr_binary_sample(l: int, a: torch.Tensor) -> torch.Tensor:
-    """z ~ Bern(σ(a)) with ∂z/∂a := ½ (z (1 − σ(a)) + (1 − z) σ(a)) (DARN(½))."""
-    z = (logit(uniform_like(a)) < a.detach()).to(a.dtype)
+def zgr_bernoulli(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """ZGR for Bernoulli latents (Shekhovtsov, 2023; the reference code's ``ZGR_binary``): z = 1[logit u < a]
+    ~ Bern(σ(a)) from uniform u, with ∂z/∂a := ½ (z (1 − σ(a)) + (1 − z) σ(a)) (DARN(½))."""
+    z = (logit(u) < a.detach()).to(a.dtype)
     p = torch.sigmoid(a.detach())
     slope = 0.5 * (z * (1.0 - p) + (1.0 - z) * p)
     return z + slope * (a - a.detach())
+
+
+def zgr_binary_sample(l: int, a: torch.Tensor) -> torch.Tensor:
+    """z ~ Bern(σ(a)) with ∂z/∂a := ½ (z (1 − σ(a)) + (1 − z) σ(a)) (DARN(½)): :func:`zgr_bernoulli` at fresh u."""
+    return zgr_bernoulli(a, uniform_like(a))
 
 
 class ZgrOptions(Estimator):  # shared declarations of both implementations

@@ -44,7 +44,7 @@ is refused for such a model); **uses**, capabilities it uses where a model provi
 otherwise (never a reason to refuse); **min K**, the fewest particles; **φ / θ target**, the exact objective
 whose gradient it estimates for the guide and for the generative model; **unbiased**, whether the
 expected estimate equals that exact gradient (the statistical tests check every one that says yes);
-**`estibench.grad`**, the distributions the functional API takes for it (`estimators/grad.py`: your own
+**`estibench.grad`**, the distributions the functional API takes for it (`estimators/grad/`: your own
 `torch.distributions` object and f; the same arithmetic as the registered estimator), — where it needs a model.
 
 Targets: {"; ".join(f"`{k}` = {v}" for k, v in TARGETS.items())}.
@@ -125,13 +125,14 @@ def _file(impl) -> str:
 
 
 def _grad_cell(method) -> str:
-    """What the functional API takes for this estimator (``estimators/grad.py``), or — where it is not offered."""
+    """What the functional API takes for this estimator (``estimators/grad/``), or — where it is not offered."""
     if method is None:
         return "—"
     kinds = {"bernoulli": "Bernoulli", "categorical": "categorical", "product": "products", "any": "any"}
     taken = ", ".join(kinds[k] for k in ("bernoulli", "categorical", "product", "any") if k in method.kinds)
     needs = "; a `control_variate=` module" if "control_variate" in method.options else ""
-    return taken + ("; f at relaxed values" if method.relaxed else "") + needs
+    bound = "; f = log-weights, the K-sample bound's gradient" if method.objective == "bound" else ""
+    return taken + ("; f at relaxed values" if method.relaxed else "") + needs + bound
 
 
 def registered() -> List[tuple]:
