@@ -267,6 +267,22 @@ def test_every_offered_method_is_a_registered_estimator_and_runs_on_what_it_take
         assert logits.grad is not None and bool(torch.isfinite(logits.grad).all()) and logits.grad.abs().sum() > 0
 
 
+def test_every_registered_estimator_is_offered_or_refused_with_a_reason():
+    """Each name the project registers is either a method of ``estibench.grad`` or has its one-line reason in
+    ``NOT_OFFERED`` (never the generic refusal meant for plug-ins), and the refusal says that reason."""
+    from estibench.estimators.grad import NOT_OFFERED
+    from estibench.reports.estimator_doc import registered  # the project's own entries, never a plug-in
+    names = {name for name, _ in registered()}
+    assert not set(NOT_OFFERED) & set(available()), "a method is both offered and refused"
+    assert set(NOT_OFFERED) <= names, f"reasons for unregistered names: {sorted(set(NOT_OFFERED) - names)}"
+    assert names <= set(available()) | set(NOT_OFFERED), \
+        f"registered, neither offered nor refused with a reason: {sorted(names - set(available()) - set(NOT_OFFERED))}"
+    for name, reason in NOT_OFFERED.items():
+        with pytest.raises(IncompatibleError) as refused:
+            estibench.grad(Independent(Bernoulli(logits=torch.zeros(2, 3)), 1), lambda z: z.sum(-1), name)
+        assert reason in str(refused.value) and "\n" not in str(refused.value)
+
+
 # -- RELAX: unbiased for every value of its control variate's parameters ----------------------------------------------
 def relax_draws(case, logits, w, cv, n, K, seed):
     build, _, _, features = CASES[case]
