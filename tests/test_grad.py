@@ -241,8 +241,13 @@ def test_straight_through_categorical_methods_equal_the_registered_estimator_on_
 ])
 def test_bad_calls_are_refused_with_one_line(call, words):
     q = Independent(Bernoulli(logits=torch.zeros(2, 3)), 1)
+    assert_refused_in_one_line(lambda: call(q, lambda z: z.sum(-1)), words)
+
+
+def assert_refused_in_one_line(call, words):
+    """``call()`` raises a ValueError or TypeError whose message is one line containing ``words``."""
     with pytest.raises((ValueError, TypeError)) as info:
-        call(q, lambda z: z.sum(-1))
+        call()
     message = str(info.value)
     assert words in message and "\n" not in message, message
 

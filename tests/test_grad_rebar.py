@@ -69,7 +69,7 @@ def test_rebar_equals_the_registered_rebar_on_a_one_layer_sbn(K):
     if K > 1:
         x = x[:, :1]
     est = estimators.get("rebar", theta_cv=True).bind(model)
-    reg_cv = _set_registered(est)
+    _set_registered(est)
     torch.manual_seed(3)
     registered, own, _ = est.gradients(model, x, K, with_own=True)
     cv = RebarControlVariate(eta=ETA, temperature=TEMPERATURE)
