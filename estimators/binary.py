@@ -17,6 +17,7 @@ from estibench.models.protocols import guide_chain as chain
 
 from .base import IncompatibleError, logmeanexp
 from .functional import logit
+from .functional.weights import direct_term
 
 __all__ = ["log_mass", "chain", "uniform_like", "logit", "hard_sample", "direct_term", "relaxed_bound",
            "check_temperatures"]
@@ -31,13 +32,6 @@ def hard_sample(l: int, a: torch.Tensor) -> torch.Tensor:
     return (logit(uniform_like(a)) < a.detach()).to(a.dtype)
 
 
-def direct_term(log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Σ_k (1/K − w̃_k) log q_φ(z_k), w̃ the self-normalised weights (held fixed).  Its φ-gradient is the
-    direct dependence ∇_φ log (1/K) Σ_k w_k at fixed z, minus (1/K) Σ_k ∇_φ log q(z_k), a term of zero
-    mean; it is exactly zero for K = 1 (the ELBO's direct term −∇ log q has zero mean)."""
-    K = log_w.shape[0]
-    coefficient = (1.0 / K - torch.softmax(log_w.detach(), 0))
-    return (coefficient * log_q).sum(0)
 
 
 def relaxed_bound(model, x, num_particles, draw, joint) -> torch.Tensor:

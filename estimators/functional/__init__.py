@@ -32,21 +32,21 @@ from .smoothing import (binary_concrete_sample, gumbolt_log_weight, gumbolt_pd_l
                         mixture_posterior_logits, overlap_exp_sample, overlap_logistic_sample,
                         overlap_power_log_density, overlap_power_posterior_logits, overlap_power_sample,
                         smoothed_sample, spike_boundary_term, spike_exp_sample)
-from .weights import (defensive_log_proposal, direct_coefficient, importance_bound, leave_one_out_bounds, logmeanexp,
-                      normalised_weights, self_normalised, vimco, vimco_signal, wake_phi, wake_theta)
+from .weights import (defensive_log_proposal, direct_coefficient, direct_term, importance_bound, leave_one_out_bounds,
+                      logmeanexp, normalised_weights, self_normalised, vimco, vimco_signal, wake_phi, wake_theta)
 
 __all__ = ["antithetic_stick_breaking", "arm_logit_gradient", "arms_debias_factor", "arms_logit_gradient",
            "binary_concrete_sample", "carms_categories", "carms_orders", "carms_pair_pmf", "carms_pair_ratio",
            "carms_sampled_pair_pmf", "carms_score", "categorical_disarm_iw_score", "categorical_disarm_sb_score",
            "centred_signal", "conditional_gumbel", "conditional_logit", "defensive_log_proposal", "direct_coefficient",
-           "dirichlet_bivariate_cdf", "dirichlet_copula_eps", "dirichlet_log_uniforms", "disarm_logit_gradient",
-           "double_cv_logit_gradient", "gumbel_straight_through_bernoulli", "gumbolt_log_weight",
-           "gumbolt_pd_log_weight", "importance_bound", "indecater", "leave_one_out", "leave_one_out_bounds",
-           "log_rest_mass", "log_set_ratios", "logit", "logmeanexp", "mixture_log_density", "mixture_posterior_logits",
-           "muprop_layer", "normalised_weights", "nvil", "overlap_exp_sample", "overlap_logistic_sample",
-           "overlap_power_log_density", "overlap_power_posterior_logits", "overlap_power_sample", "relax", "rloo",
-           "rodeo_logit_gradient", "score_function", "self_normalised", "smoothed_sample", "spike_boundary_term",
-           "spike_exp_sample", "stein_control_values", "stick_breaking_categories", "stick_breaking_log_pair_weight",
-           "stick_breaking_logits", "straight_through", "straight_through_bernoulli", "substituted", "taylor_mean",
-           "taylor_residual", "tied_uniform", "unordered_set", "variance_scale", "vimco", "vimco_signal", "wake_phi",
-           "wake_theta"]
+           "direct_term", "dirichlet_bivariate_cdf", "dirichlet_copula_eps", "dirichlet_log_uniforms",
+           "disarm_logit_gradient", "double_cv_logit_gradient", "gumbel_straight_through_bernoulli",
+           "gumbolt_log_weight", "gumbolt_pd_log_weight", "importance_bound", "indecater", "leave_one_out",
+           "leave_one_out_bounds", "log_rest_mass", "log_set_ratios", "logit", "logmeanexp", "mixture_log_density",
+           "mixture_posterior_logits", "muprop_layer", "normalised_weights", "nvil", "overlap_exp_sample",
+           "overlap_logistic_sample", "overlap_power_log_density", "overlap_power_posterior_logits",
+           "overlap_power_sample", "relax", "rloo", "rodeo_logit_gradient", "score_function", "self_normalised",
+           "smoothed_sample", "spike_boundary_term", "spike_exp_sample", "stein_control_values",
+           "stick_breaking_categories", "stick_breaking_log_pair_weight", "stick_breaking_logits", "straight_through",
+           "straight_through_bernoulli", "substituted", "taylor_mean", "taylor_residual", "tied_uniform",
+           "unordered_set", "variance_scale", "vimco", "vimco_signal", "wake_phi", "wake_theta"]

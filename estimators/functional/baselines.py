@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .weights import direct_coefficient
+from .weights import direct_term
 
 
 def centred_signal(signal: torch.Tensor, baseline: torch.Tensor, running_mean: torch.Tensor = None) -> torch.Tensor:
@@ -31,10 +31,10 @@ def variance_scale(mean_square: torch.Tensor) -> torch.Tensor:
 def nvil(centred: torch.Tensor, scale, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """NVIL's φ-surrogate (Mnih & Gregor, 2014, §3, Eq. 9 with the signal of :func:`centred_signal`), for the
     K-sample bound L̂ of ``log_w``: [stop(ℓ − c − C_ψ) · Σ_k log q(z_k) + Σ_k (1/K − w̃_k) log q(z_k)] / scale.  The
-    second term (:func:`~estimators.functional.weights.direct_coefficient`) is ∇_φ L̂ at fixed z up to a zero-mean
+    second term (:func:`~estimators.functional.weights.direct_term`) is ∇_φ L̂ at fixed z up to a zero-mean
     term (zero at K = 1).  ``centred``, ``scale``: ``[...]`` (``scale`` 1 without normalisation); ``log_w``,
     ``log_q``: ``[K, ...]``.  Unbiased for ∇_φ E[L̂] for every baseline (up to the positive factor 1/scale)."""
-    return (centred.detach() * log_q.sum(0) + (direct_coefficient(log_w) * log_q).sum(0)) / scale
+    return (centred.detach() * log_q.sum(0) + direct_term(log_w, log_q)) / scale
 
 
 def taylor_residual(signal: torch.Tensor, value: torch.Tensor, slope: torch.Tensor, z: torch.Tensor,

@@ -43,7 +43,8 @@ def gumbel_straight_through_bernoulli(a: torch.Tensor, u: torch.Tensor, temperat
 
 def conditional_logit(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """REBAR's conditional reparameterisation (Tucker et al., 2017, §3 and its appendix; the formulas of
-    ``estimators/rebar.py``): logit ũ for ũ ~ u | b (u's cell for b at Bernoulli mean σ(logits)), from v ~ U(0,1), in log space."""
+    ``estimators/rebar.py``): logit ũ for ũ ~ u | b (u's cell for b at Bernoulli mean σ(logits)), from v ~ U(0,1),
+    in log space."""
     log_t, log_1mt = F.logsigmoid(logits), F.logsigmoid(-logits)
     log_v, log_1mv = v.log(), torch.log1p(-v)
     one = b > 0.5

@@ -82,7 +82,14 @@ def vimco(log_w: torch.Tensor, log_q: torch.Tensor, bound: torch.Tensor = None) 
 
 def direct_coefficient(log_w: torch.Tensor) -> torch.Tensor:
     """1/K − w̃_k, ``[K, ...]``, held constant: Σ_k (1/K − w̃_k) ∇_φ log q(z_k) is the direct part ∇_φ L̂ at fixed z
-    (through −log q) plus (1/K) Σ_k ∇_φ log q(z_k), a term of zero mean; zero at K = 1 (NVIL's and MuProp's direct
-    term, ``estimators/binary.direct_term``)."""
+    (through −log q) plus (1/K) Σ_k ∇_φ log q(z_k), a term of zero mean; zero at K = 1 (:func:`direct_term`'s
+    coefficient)."""
     K = log_w.shape[0]
     return 1.0 / K - torch.softmax(log_w.detach(), 0)
+
+
+def direct_term(log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Σ_k (1/K − w̃_k) log q_φ(z_k) (:func:`direct_coefficient`), ``[K, ...]`` → ``[...]``: its φ-gradient is the
+    direct dependence ∇_φ log (1/K) Σ_k w_k at fixed z, minus (1/K) Σ_k ∇_φ log q(z_k), a term of zero mean; exactly
+    zero at K = 1 (the ELBO's direct term −∇ log q has zero mean).  ARM's, NVIL's and MuProp's direct term."""
+    return (direct_coefficient(log_w) * log_q).sum(0)
